@@ -1,0 +1,95 @@
+# gsd — build everything into $(BUILD)/, test with `make check`.
+#
+#   make                   daemon, client library, gsctl, reference modules
+#   make check             the whole test suite
+#   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
+#   make deps              installs the Debian build dependencies (as root)
+
+CC ?= cc
+SANITIZE ?=
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS =
+endif
+
+OPT ?= -O2 -g
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(SANFLAGS) \
+	-Iinclude -Iprotocol -Iclient $(CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+DEPS_PKGS = build-essential pkg-config libevent-dev libmsgpack-dev libjansson-dev \
+	uthash-dev check libsubunit-dev
+
+PROTOCOL_SRC = $(wildcard protocol/*.c)
+DAEMON_SRC = $(wildcard daemon/*.c)
+CLIENT_SRC = client/gsclient.c
+GSCTL_SRC = client/gsctl.c client/json.c
+MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
+TEST_MODULES = $(patsubst tests/modules/%.c,%,$(wildcard tests/modules/*.c))
+TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
+	$(MODULES:%=$(BUILD)/modules/%.so)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC))
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -levent -lmsgpackc -ldl
+
+$(BUILD)/libgsclient.a: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libgsclient.so: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
+	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libgsclient.so.1 -o $@ $^ -lmsgpackc
+
+$(BUILD)/gsctl: $(call obj,$(GSCTL_SRC)) $(BUILD)/libgsclient.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc -ljansson
+
+# A module is built exactly as a module author builds one.
+$(BUILD)/modules/%.so: modules/%.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+
+$(BUILD)/test-modules/%.so: tests/modules/%.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+
+# ---- tests --------------------------------------------------------------
+CHECK_LIBS = $(shell pkg-config --libs check)
+TEST_SUPPORT = $(call obj,tests/harness.c)
+
+$(BUILD)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lmsgpackc
+
+# The unit tests link the daemon's objects directly (all but main.c).
+$(BUILD)/tests/check_units: $(call obj,tests/check_units.c) $(TEST_SUPPORT) \
+		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC))) $(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
+
+check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%)
+	@set -e; export GSD_BUILD=$(abspath $(BUILD)); \
+	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t; done
+
+deps:
+	@missing=$$(for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all check deps clean
+.SECONDARY:
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,546 @@
+/*
+ * gsd/module.h — the one header a gsd callback module needs.
+ *
+ * A module is a shared object that exports one descriptor, built with
+ *
+ *     cc -shared -fPIC -I/path/to/gsd/include -o mymod.so mymod.c
+ *
+ * and nothing else: it links against nothing, the daemon hands it every
+ * service it may use through a table (see struct gs_api).
+ *
+ * The contract, as in Erlang's gen_server:
+ *
+ *     client ──call/cast/send──▶ daemon ──▶ mailbox ──▶ your callbacks
+ *                                                 (one message at a time)
+ *
+ *   init          once, before the server handles anything; start replies
+ *                 only after it returns.
+ *   handle_call   a request whose caller waits for a reply.
+ *   handle_cast   a request nobody waits for.
+ *   handle_info   everything else: raw sends, your timers, the "timeout"
+ *                 message, replies to your own calls, monitor downs.
+ *   terminate     once, on every way a server ends except a failed init.
+ *   code_change   on hot upgrade, in the new code, between two messages.
+ *   format_state  what get_state shows.
+ *   hibernate     release what your state can spare while idle.
+ *
+ * Every callback runs on the daemon's single event loop. A callback that
+ * blocks (sleeps, waits on I/O, loops) stalls every server: keep each one
+ * short and use timers and deferred replies to wait.
+ *
+ * Values are msgpack objects (gs_value is msgpack-c's msgpack_object, whose
+ * layout is plain C: read it with the helpers below or its fields). By the
+ * convention of the wire protocol an atom is a string and a tuple an array:
+ * {:add, 10} is ["add", 10].
+ *
+ * OWNERSHIP, one rule for every pointer that crosses this API:
+ *
+ *   - Values handed to you (args, request, msg, reason, extra) are borrowed:
+ *     valid until your callback returns. Keep one with gs_value_copy().
+ *   - Values you hand back (a reply, a stop reason, format_state's result,
+ *     the value given to gs_reply/gs_cast/...) are borrowed by the daemon:
+ *     it encodes them before your callback returns to the loop (before
+ *     terminate runs, for a stop). They may point into the request, your
+ *     state, static data or the scratch arena, never into your callback's
+ *     own stack (it is gone when the daemon reads them). The daemon never
+ *     frees them.
+ *   - The scratch arena (gs_scratch_*) lives until the current callback's
+ *     result has been read: use it for replies you build.
+ *   - *state is yours: allocate it in init, replace it in any callback,
+ *     free it in terminate. If init returns stop or ignore, free it before
+ *     returning: terminate is not called then.
+ *
+ * ABI: a module records GS_ABI_VERSION in its descriptor; the daemon
+ * refuses a module built for another one. struct gs_api only grows at its
+ * end; check gs_api_has() before using a slot newer than your oldest
+ * supported daemon.
+ */
+#ifndef GSD_MODULE_H
+#define GSD_MODULE_H
+
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GS_ABI_VERSION 1 /* bump on any incompatible change below */
+
+typedef msgpack_object gs_value; /* a msgpack value; see the helpers below */
+typedef msgpack_object_kv gs_pair; /* a map entry: .key, .val */
+typedef struct gs_server gs_server; /* opaque: the server a callback runs for */
+
+/* A caller waiting for a reply, kept by value. Answer it exactly once with
+ * gs_reply(); answering a caller that has gone (timed out, disconnected,
+ * already answered) is a silent no-op, as in OTP. */
+typedef struct gs_from {
+    uint64_t id; /* daemon's handle; 0 never names a caller */
+} gs_from;
+
+/* ---- callback results ------------------------------------------------ */
+
+typedef enum gs_action {
+    GS_BAD_RETURN = 0, /* a zeroed result: the server stops, "bad_return_value" */
+    GS_OK,             /* init, code_change: go on */
+    GS_REPLY,          /* handle_call: send .reply now */
+    GS_NOREPLY,        /* go on; a call is answered later with gs_reply() */
+    GS_STOP,           /* end the server with .reason (and .reply, if has_reply) */
+    GS_IGNORE,         /* init: no server; start answers "ignore" */
+    GS_ERROR,          /* code_change: refuse the upgrade with .reason */
+} gs_action;
+
+#define GS_INFINITY (-1) /* no timeout */
+
+typedef struct gs_result {
+    gs_action action;
+    bool hibernate;     /* release spare memory until the next message */
+    bool has_reply;     /* GS_STOP from handle_call: reply before ending */
+    int64_t timeout_ms; /* >= 0: handle_info gets "timeout" if no message
+                           arrives within it; GS_INFINITY: none */
+    gs_value reply;     /* GS_REPLY, or GS_STOP with has_reply */
+    gs_value reason;    /* GS_STOP, GS_ERROR */
+} gs_result;
+
+/* ---- building values (no allocation) --------------------------------- */
+
+static inline gs_value gs_nil(void)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_NIL};
+    return v;
+}
+
+static inline gs_value gs_bool(bool b)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_BOOLEAN, .via.boolean = b};
+    return v;
+}
+
+static inline gs_value gs_int(int64_t n)
+{
+    gs_value v;
+    if (n >= 0) {
+        v.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        v.via.u64 = (uint64_t)n;
+    } else {
+        v.type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        v.via.i64 = n;
+    }
+    return v;
+}
+
+static inline gs_value gs_uint(uint64_t n)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = n};
+    return v;
+}
+
+static inline gs_value gs_float(double d)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_FLOAT64, .via.f64 = d};
+    return v;
+}
+
+/* A string value pointing at s (not copied: s must outlive its use). */
+static inline gs_value gs_strn(const char *s, uint32_t len)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_STR};
+    v.via.str.ptr = s;
+    v.via.str.size = len;
+    return v;
+}
+
+static inline gs_value gs_str(const char *s)
+{
+    return gs_strn(s, (uint32_t)strlen(s));
+}
+
+/* An array or map value over items you own. As a reply or reason it must
+ * outlive your callback: use gs_scratch_array()/gs_scratch_pairs(). For
+ * gs_cast/gs_send/gs_reply_to/gs_timer_start, which copy at once, a local
+ * array is fine. */
+static inline gs_value gs_array(gs_value *items, uint32_t n)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_ARRAY};
+    v.via.array.ptr = items;
+    v.via.array.size = n;
+    return v;
+}
+
+static inline gs_value gs_map(gs_pair *pairs, uint32_t n)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_MAP};
+    v.via.map.ptr = pairs;
+    v.via.map.size = n;
+    return v;
+}
+
+/* ---- reading values (no allocation) ---------------------------------- */
+
+/* True if v is the string (or bin) s: gs_is(req, "get"). */
+static inline bool gs_is(const gs_value *v, const char *s)
+{
+    size_t n = strlen(s);
+    return (v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_BIN) &&
+           v->via.str.size == n && memcmp(v->via.str.ptr, s, n) == 0;
+}
+
+/* True if v is an array of n elements whose first is the string tag:
+ * gs_is_tuple(req, "add", 2) matches ["add", 10]. */
+static inline bool gs_is_tuple(const gs_value *v, const char *tag, uint32_t n)
+{
+    return v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size == n && n > 0 &&
+           gs_is(&v->via.array.ptr[0], tag);
+}
+
+/* Element i of an array (NULL if v is not an array or i is out of range). */
+static inline const gs_value *gs_at(const gs_value *v, uint32_t i)
+{
+    if (v->type != MSGPACK_OBJECT_ARRAY || i >= v->via.array.size)
+        return NULL;
+    return &v->via.array.ptr[i];
+}
+
+/* Reads an integer that fits int64_t; returns false (and leaves *out) if v
+ * is anything else. */
+static inline bool gs_get_int(const gs_value *v, int64_t *out)
+{
+    if (v && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *out = v->via.i64;
+        return true;
+    }
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX) {
+        *out = (int64_t)v->via.u64;
+        return true;
+    }
+    return false;
+}
+
+static inline bool gs_is_nil(const gs_value *v)
+{
+    return v == NULL || v->type == MSGPACK_OBJECT_NIL;
+}
+
+/* ---- results --------------------------------------------------------- */
+
+static inline gs_result gs_result_of(gs_action a)
+{
+    gs_result r;
+    memset(&r, 0, sizeof r);
+    r.action = a;
+    r.timeout_ms = GS_INFINITY;
+    return r;
+}
+
+/* init and code_change */
+static inline gs_result gs_ok(void) { return gs_result_of(GS_OK); }
+static inline gs_result gs_ok_timeout(int64_t ms)
+{
+    gs_result r = gs_result_of(GS_OK);
+    r.timeout_ms = ms;
+    return r;
+}
+static inline gs_result gs_ok_hibernate(void)
+{
+    gs_result r = gs_result_of(GS_OK);
+    r.hibernate = true;
+    return r;
+}
+static inline gs_result gs_ignore(void) { return gs_result_of(GS_IGNORE); }
+static inline gs_result gs_error(gs_value reason)
+{
+    gs_result r = gs_result_of(GS_ERROR);
+    r.reason = reason;
+    return r;
+}
+
+/* handle_call */
+static inline gs_result gs_reply(gs_value reply)
+{
+    gs_result r = gs_result_of(GS_REPLY);
+    r.reply = reply;
+    return r;
+}
+static inline gs_result gs_reply_timeout(gs_value reply, int64_t ms)
+{
+    gs_result r = gs_reply(reply);
+    r.timeout_ms = ms;
+    return r;
+}
+static inline gs_result gs_reply_hibernate(gs_value reply)
+{
+    gs_result r = gs_reply(reply);
+    r.hibernate = true;
+    return r;
+}
+
+/* handle_call, handle_cast, handle_info */
+static inline gs_result gs_noreply(void) { return gs_result_of(GS_NOREPLY); }
+static inline gs_result gs_noreply_timeout(int64_t ms)
+{
+    gs_result r = gs_result_of(GS_NOREPLY);
+    r.timeout_ms = ms;
+    return r;
+}
+static inline gs_result gs_noreply_hibernate(void)
+{
+    gs_result r = gs_result_of(GS_NOREPLY);
+    r.hibernate = true;
+    return r;
+}
+
+/* Any callback but init, which uses it to fail start with init_stop. */
+static inline gs_result gs_stop(gs_value reason)
+{
+    gs_result r = gs_result_of(GS_STOP);
+    r.reason = reason;
+    return r;
+}
+/* handle_call: terminate runs first, then the caller gets reply. */
+static inline gs_result gs_stop_reply(gs_value reason, gs_value reply)
+{
+    gs_result r = gs_stop(reason);
+    r.has_reply = true;
+    r.reply = reply;
+    return r;
+}
+
+/* ---- the module descriptor -------------------------------------------- */
+
+struct gs_api;
+
+typedef struct gs_module {
+    uint32_t abi;              /* GS_ABI_VERSION, set by GS_MODULE */
+    uint32_t size;             /* sizeof(gs_module), set by GS_MODULE */
+    const struct gs_api **api; /* where the daemon stores its table, set by GS_MODULE */
+    const char *name;          /* module name, must equal the file's (counter.so: "counter") */
+    uint32_t vsn;              /* your code's version: modules, info, code_change */
+
+    /* Required. args is the start argument (nil if none). Set *state. */
+    gs_result (*init)(gs_server *self, const gs_value *args, void **state);
+    /* Optional: without it a call stops the server ("undef_handle_call"). */
+    gs_result (*handle_call)(gs_server *self, const gs_value *request, gs_from from,
+                             void **state);
+    /* Optional: without it a cast stops the server ("undef_handle_cast"). */
+    gs_result (*handle_cast)(gs_server *self, const gs_value *request, void **state);
+    /* Optional: without it messages are logged and ignored. */
+    gs_result (*handle_info)(gs_server *self, const gs_value *msg, void **state);
+    /* Optional. Runs once, with the reason; free *state here. */
+    void (*terminate)(gs_server *self, const gs_value *reason, void **state);
+    /* Optional. Runs in the NEW code: convert *state from old_vsn's layout.
+     * Return gs_ok(), or gs_error(reason) to refuse the upgrade (leave
+     * *state as it was then). Without it the state is kept as is. */
+    gs_result (*code_change)(gs_server *self, uint32_t old_vsn, void **state,
+                             const gs_value *extra);
+    /* Optional: the value get_state shows (borrowed, as a reply). Without
+     * it get_state answers "unsupported". */
+    gs_value (*format_state)(gs_server *self, void *state);
+    /* Optional: called when a callback asked to hibernate, after the daemon
+     * released the server's own spare memory. Shrink *state's buffers. */
+    void (*hibernate)(gs_server *self, void **state);
+} gs_module;
+
+/*
+ * Declares this file's module. Use once per module:
+ *
+ *     GS_MODULE(.name = "counter", .vsn = 1, .init = counter_init,
+ *               .handle_call = counter_call);
+ */
+#define GS_MODULE(...)                                                        \
+    __attribute__((visibility("hidden"))) const struct gs_api *gs_host;       \
+    __attribute__((visibility("default"))) const gs_module gs_module_info = { \
+        .abi = GS_ABI_VERSION,                                                \
+        .size = sizeof(gs_module),                                            \
+        .api = &gs_host,                                                      \
+        __VA_ARGS__}
+
+/* The symbol the daemon looks up in every module. */
+#define GS_MODULE_SYMBOL "gs_module_info"
+
+/* ---- services: what a callback may ask of the daemon ------------------ */
+
+enum gs_log_level { GS_LOG_ERROR = 3, GS_LOG_WARNING = 4, GS_LOG_INFO = 6, GS_LOG_DEBUG = 7 };
+
+/*
+ * The daemon's table. Call through the gs_* wrappers below. Every function
+ * is only to be called from a callback of a server of this module, on the
+ * loop thread, with that callback's self.
+ */
+struct gs_api {
+    size_t size; /* sizeof(struct gs_api) in the daemon; slots past it are absent */
+
+    void (*log)(gs_server *self, int level, const char *fmt, va_list ap);
+    uint64_t (*self_id)(gs_server *self);
+    const char *(*self_name)(gs_server *self);
+
+    int (*reply)(gs_server *self, gs_from from, gs_value reply);
+    int64_t (*from_deadline)(gs_server *self, gs_from from);
+    bool (*from_waiting)(gs_server *self, gs_from from);
+
+    uint64_t (*timer_start)(gs_server *self, uint64_t ms, gs_value msg);
+    int (*timer_cancel)(gs_server *self, uint64_t ref);
+
+    int (*cast)(gs_server *self, gs_value server, gs_value request);
+    int (*send)(gs_server *self, gs_value server, gs_value msg);
+    uint64_t (*call)(gs_server *self, gs_value server, gs_value request, int64_t timeout_ms);
+    uint64_t (*monitor)(gs_server *self, gs_value server);
+    int (*demonitor)(gs_server *self, uint64_t ref);
+
+    void *(*scratch_alloc)(gs_server *self, size_t n);
+    gs_value *(*value_copy)(const gs_value *v);
+    void (*value_free)(gs_value *v);
+    bool (*value_equal)(const gs_value *a, const gs_value *b);
+    /* new slots go here, at the end */
+};
+
+extern __attribute__((visibility("hidden"))) const struct gs_api *gs_host;
+
+/* True if the running daemon provides slot `field` of struct gs_api. */
+#define gs_api_has(field)                                                     \
+    (offsetof(struct gs_api, field) + sizeof(((struct gs_api *)0)->field) <= \
+     gs_host->size)
+
+/* Logs one line tagged with the server's id and name. Levels are syslog's. */
+__attribute__((format(printf, 3, 4))) static inline void
+gs_log(gs_server *self, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gs_host->log(self, level, fmt, ap);
+    va_end(ap);
+}
+
+/* This server's id (never reused) and name (NULL if anonymous; valid while
+ * the server lives). */
+static inline uint64_t gs_self(gs_server *self) { return gs_host->self_id(self); }
+static inline const char *gs_self_name(gs_server *self) { return gs_host->self_name(self); }
+
+/*
+ * Answers a kept caller, from any later callback of the server that got
+ * the call (terminate included). reply is encoded at once (borrowed).
+ * Returns 0 if the caller was still waiting, -1 if it had gone or was
+ * already answered (a no-op).
+ */
+static inline int gs_reply_to(gs_server *self, gs_from from, gs_value reply)
+{
+    return gs_host->reply(self, from, reply);
+}
+
+/* Milliseconds the caller will still wait: GS_INFINITY if it waits
+ * forever, 0 if it has given up or gone. */
+static inline int64_t gs_from_deadline(gs_server *self, gs_from from)
+{
+    return gs_host->from_deadline(self, from);
+}
+
+/* False once nobody will read a reply to from: skip work nobody wants. */
+static inline bool gs_from_waiting(gs_server *self, gs_from from)
+{
+    return gs_host->from_waiting(self, from);
+}
+
+/* Delivers msg (copied now) to this server's handle_info after ms. Returns
+ * a timer ref (> 0) for gs_timer_cancel. Timers end with the server. */
+static inline uint64_t gs_timer_start(gs_server *self, uint64_t ms, gs_value msg)
+{
+    return gs_host->timer_start(self, ms, msg);
+}
+
+/* Cancels a timer that has not fired: 0, else -1 (unknown or fired). */
+static inline int gs_timer_cancel(gs_server *self, uint64_t ref)
+{
+    return gs_host->timer_cancel(self, ref);
+}
+
+/*
+ * Messages to another server (or this one). server is a name (gs_str) or
+ * an id (gs_uint); the message is copied now. They return 0 once it is in
+ * the target's mailbox, -1 if no such server is running. They never block
+ * and never fail on a full mailbox: messages between servers are always
+ * accepted (flow control applies to clients only).
+ */
+static inline int gs_cast(gs_server *self, gs_value server, gs_value request)
+{
+    return gs_host->cast(self, server, request);
+}
+static inline int gs_send(gs_server *self, gs_value server, gs_value msg)
+{
+    return gs_host->send(self, server, msg);
+}
+
+/*
+ * Calls another server without blocking: returns a ref (> 0) at once, and
+ * the answer comes later to handle_info as
+ *     ["reply", ref, nil, reply]            on success,
+ *     ["reply", ref, [code, detail], nil]   on failure (noproc, timeout, exit),
+ * the same shape as a wire response. timeout_ms may be GS_INFINITY.
+ */
+static inline uint64_t gs_call(gs_server *self, gs_value server, gs_value request,
+                               int64_t timeout_ms)
+{
+    return gs_host->call(self, server, request, timeout_ms);
+}
+
+/* Watches another server: when it ends, handle_info gets
+ * ["down", ref, id, reason] (reason "noproc" at once if it is not
+ * running). Returns the ref (> 0). */
+static inline uint64_t gs_monitor(gs_server *self, gs_value server)
+{
+    return gs_host->monitor(self, server);
+}
+static inline int gs_demonitor(gs_server *self, uint64_t ref)
+{
+    return gs_host->demonitor(self, ref);
+}
+
+/* n bytes from the scratch arena (16-byte aligned, never NULL), valid until
+ * the current callback's result has been read. */
+static inline void *gs_scratch_alloc(gs_server *self, size_t n)
+{
+    return gs_host->scratch_alloc(self, n);
+}
+/* n nil items in the scratch arena, for gs_array(). */
+static inline gs_value *gs_scratch_array(gs_server *self, uint32_t n)
+{
+    gs_value *a = (gs_value *)gs_scratch_alloc(self, n * sizeof *a);
+    for (uint32_t i = 0; i < n; i++)
+        a[i] = gs_nil();
+    return a;
+}
+static inline gs_pair *gs_scratch_pairs(gs_server *self, uint32_t n)
+{
+    gs_pair *p = (gs_pair *)gs_scratch_alloc(self, n * sizeof *p);
+    for (uint32_t i = 0; i < n; i++)
+        p[i].key = p[i].val = gs_nil();
+    return p;
+}
+
+/* A deep copy of v in one allocation, yours to keep; free it with
+ * gs_value_free (NULL is ignored). Never NULL. */
+static inline gs_value *gs_value_copy(const gs_value *v) { return gs_host->value_copy(v); }
+static inline void gs_value_free(gs_value *v) { gs_host->value_free(v); }
+/* Structural equality (integers compare by value, str equals bin). */
+static inline bool gs_value_equal(const gs_value *a, const gs_value *b)
+{
+    return gs_host->value_equal(a, b);
+}
+
+/* The map entry of v whose key is the string key, or NULL. */
+static inline const gs_value *gs_map_get(const gs_value *v, const char *key)
+{
+    if (v == NULL || v->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < v->via.map.size; i++)
+        if (gs_is(&v->via.map.ptr[i].key, key))
+            return &v->via.map.ptr[i].val;
+    return NULL;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GSD_MODULE_H */
