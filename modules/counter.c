@@ -1,0 +1,122 @@
+/*
+ * counter — an integer that clients read, increment, add to and reset.
+ *
+ * args: the start value, an integer (default 0).
+ *
+ *   call "get"          -> n
+ *   call "increment"    -> n + 1
+ *   call ["add", k]     -> n + k (k may be negative)
+ *   call "vsn"          -> 1, the version of this code
+ *   cast "increment"
+ *   cast ["add", k]
+ *   cast "reset"        n becomes 0
+ *
+ * A sum that would leave int64 answers ["error", "overflow"] (a cast is
+ * logged) and leaves n as it was. get_state shows n.
+ */
+#include <gsd/module.h>
+#include <stdlib.h>
+
+#define COUNTER_VSN 1
+
+struct counter {
+    int64_t n; /* the count */
+};
+
+/* ["error", [tag, request]]: the answer to a call we cannot serve. */
+static gs_value counter_error(gs_server *self, const char *tag, const gs_value *request)
+{
+    gs_value *why = gs_scratch_array(self, 2);
+    gs_value *err = gs_scratch_array(self, 2);
+
+    why[0] = gs_str(tag);
+    why[1] = *request;
+    err[0] = gs_str("error");
+    err[1] = gs_array(why, 2);
+    return gs_array(err, 2);
+}
+
+/* Adds k to the count; false (count unchanged) if the sum would overflow. */
+static bool counter_add(struct counter *c, int64_t k)
+{
+    return !__builtin_add_overflow(c->n, k, &c->n);
+}
+
+/* The k a request adds: 1 for "increment", k for ["add", k]. */
+static bool counter_delta(const gs_value *request, int64_t *k)
+{
+    if (gs_is(request, "increment")) {
+        *k = 1;
+        return true;
+    }
+    return gs_is_tuple(request, "add", 2) && gs_get_int(gs_at(request, 1), k);
+}
+
+static gs_result counter_init(gs_server *self, const gs_value *args, void **state)
+{
+    struct counter *c;
+    int64_t n = 0;
+
+    if (!gs_is_nil(args) && !gs_get_int(args, &n)) {
+        gs_value *reason = gs_scratch_array(self, 2);
+        reason[0] = gs_str("badarg");
+        reason[1] = *args; /* args outlives init's result: it may be pointed at */
+        return gs_stop(gs_array(reason, 2));
+    }
+    if ((c = malloc(sizeof *c)) == NULL)
+        return gs_stop(gs_str("enomem"));
+    c->n = n;
+    *state = c;
+    return gs_ok();
+}
+
+static gs_result counter_call(gs_server *self, const gs_value *request, gs_from from,
+                              void **state)
+{
+    struct counter *c = *state;
+    int64_t k;
+
+    (void)from; /* every answer is immediate: no need to keep the caller */
+    if (gs_is(request, "get"))
+        return gs_reply(gs_int(c->n));
+    if (gs_is(request, "vsn"))
+        return gs_reply(gs_uint(COUNTER_VSN));
+    if (counter_delta(request, &k)) {
+        if (!counter_add(c, k))
+            return gs_reply(counter_error(self, "overflow", request));
+        return gs_reply(gs_int(c->n));
+    }
+    return gs_reply(counter_error(self, "unknown_call", request));
+}
+
+static gs_result counter_cast(gs_server *self, const gs_value *request, void **state)
+{
+    struct counter *c = *state;
+    int64_t k;
+
+    if (gs_is(request, "reset"))
+        c->n = 0;
+    else if (!counter_delta(request, &k))
+        gs_log(self, GS_LOG_WARNING, "unknown cast ignored");
+    else if (!counter_add(c, k))
+        gs_log(self, GS_LOG_WARNING, "add %lld would overflow: ignored", (long long)k);
+    return gs_noreply();
+}
+
+static void counter_terminate(gs_server *self, const gs_value *reason, void **state)
+{
+    (void)self;
+    (void)reason;
+    free(*state);
+    *state = NULL;
+}
+
+static gs_value counter_format_state(gs_server *self, void *state)
+{
+    (void)self;
+    return gs_int(((struct counter *)state)->n);
+}
+
+GS_MODULE(.name = "counter", .vsn = COUNTER_VSN, .init = counter_init,
+          .handle_call = counter_call, .handle_cast = counter_cast,
+          .terminate = counter_terminate, .format_state = counter_format_state);

@@ -1,0 +1,147 @@
+/* envelope.c — read a framed message in place: its envelope and spans. */
+#include "gsp.h"
+#include "head.h"
+
+#include <string.h>
+
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static bool head(const struct gsp_cursor *c, struct gsp_head *h)
+{
+    return gsp_head_read(c->p, (size_t)(c->end - c->p), h) == 1 &&
+           h->size + h->body <= (uint64_t)(c->end - c->p);
+}
+
+static bool get_container(struct gsp_cursor *c, uint32_t *n, bool map)
+{
+    struct gsp_head h;
+    uint8_t b = c->p < c->end ? *c->p : 0;
+    bool is_map = (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf;
+    if (!head(c, &h) || !h.container || is_map != map)
+        return false;
+    *n = (uint32_t)(map ? h.items / 2 : h.items);
+    c->p += h.size;
+    return true;
+}
+
+bool gsp_get_array(struct gsp_cursor *c, uint32_t *n)
+{
+    return get_container(c, n, false);
+}
+
+bool gsp_get_map(struct gsp_cursor *c, uint32_t *n)
+{
+    return get_container(c, n, true);
+}
+
+bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v)
+{
+    struct gsp_head h;
+    if (!head(c, &h))
+        return false;
+    uint8_t b = *c->p;
+    uint64_t x;
+    if (b <= 0x7f)
+        x = b;
+    else if (b >= 0xcc && b <= 0xcf)
+        x = be(c->p + 1, (int)h.body);
+    else if (b >= 0xd0 && b <= 0xd3) {
+        int n = (int)h.body;
+        x = be(c->p + 1, n);
+        if (x >> (8 * n - 1)) /* negative */
+            return false;
+    } else
+        return false;
+    *v = x;
+    c->p += h.size + h.body;
+    return true;
+}
+
+bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len)
+{
+    struct gsp_head h;
+    if (!head(c, &h))
+        return false;
+    uint8_t b = *c->p;
+    if (!((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6)))
+        return false;
+    *s = (const char *)c->p + h.size;
+    *len = (uint32_t)h.body;
+    c->p += h.size + h.body;
+    return true;
+}
+
+bool gsp_is_nil(const struct gsp_cursor *c)
+{
+    return c->p < c->end && *c->p == 0xc0;
+}
+
+bool gsp_get_nil(struct gsp_cursor *c)
+{
+    if (!gsp_is_nil(c))
+        return false;
+    c->p++;
+    return true;
+}
+
+bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out)
+{
+    const uint8_t *p = c->p;
+    uint64_t due = 1; /* values still to step over */
+    while (due > 0) {
+        struct gsp_cursor at = {p, c->end};
+        struct gsp_head h;
+        if (!head(&at, &h))
+            return false;
+        p += h.size + h.body;
+        due += h.items - 1;
+    }
+    out->ptr = c->p;
+    out->len = (size_t)(p - c->p);
+    c->p = p;
+    return true;
+}
+
+bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *env)
+{
+    struct gsp_cursor c = {frame, frame + len};
+    uint32_t n;
+    uint64_t type, msgid;
+    memset(env, 0, sizeof *env);
+    if (!gsp_get_array(&c, &n) || n < 3 || !gsp_get_uint(&c, &type))
+        return false;
+    env->type = (enum gsp_type)type;
+    if (type == GSP_REQUEST || type == GSP_RESPONSE) {
+        if (n != 4 || !gsp_get_uint(&c, &msgid) || msgid > UINT32_MAX)
+            return false;
+        env->has_msgid = true;
+        env->msgid = (uint32_t)msgid;
+        if (type == GSP_RESPONSE)
+            return gsp_get_span(&c, &env->error) && gsp_get_span(&c, &env->result);
+    } else if (type != GSP_NOTIFY || n != 3)
+        return false;
+    if (!gsp_get_str(&c, &env->method, &env->method_len) ||
+        !gsp_get_array(&c, &env->nparams))
+        return false;
+    env->params = c;
+    return true;
+}
+
+bool gsp_method_is(const struct gsp_envelope *env, const char *name)
+{
+    size_t n = strlen(name);
+    return env->method_len == n && memcmp(env->method, name, n) == 0;
+}
+
+bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_object *out)
+{
+    size_t off = 0;
+    return msgpack_unpack((const char *)ptr, len, &off, zone, out) == MSGPACK_UNPACK_SUCCESS &&
+           off == len;
+}

@@ -1,0 +1,112 @@
+/* names.c — error codes, name rules and the socket path, shared by all. */
+#include "gsp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static const char *const code_names[GSP_CODE_COUNT] = {
+    [GSP_OK] = "ok",
+    [GSP_BADARG] = "badarg",
+    [GSP_UNKNOWN_METHOD] = "unknown_method",
+    [GSP_NOPROC] = "noproc",
+    [GSP_TIMEOUT] = "timeout",
+    [GSP_EXIT] = "exit",
+    [GSP_ALREADY_STARTED] = "already_started",
+    [GSP_INIT_STOP] = "init_stop",
+    [GSP_IGNORE] = "ignore",
+    [GSP_MODULE] = "module",
+    [GSP_CODE_CHANGE] = "code_change",
+    [GSP_UNSUPPORTED] = "unsupported",
+    [GSP_UNAUTHORIZED] = "unauthorized",
+    [GSP_TOO_LARGE] = "too_large",
+    [GSP_PROTOCOL] = "protocol",
+    [GSP_SHUTTING_DOWN] = "shutting_down",
+};
+
+const char *gsp_code_name(enum gsp_code code)
+{
+    return (unsigned)code < GSP_CODE_COUNT ? code_names[code] : "unknown";
+}
+
+/* Strict UTF-8: no overlongs, no surrogates, nothing past U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else
+            return false;
+        if (i + n >= len)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+bool gsp_name_valid(const char *s, size_t len)
+{
+    if (len < 1 || len > GSP_NAME_MAX)
+        return false;
+    bool digits = true;
+    for (size_t i = 0; i < len && digits; i++)
+        digits = s[i] >= '0' && s[i] <= '9';
+    return !digits && utf8_valid((const unsigned char *)s, len);
+}
+
+bool gsp_module_name_valid(const char *s, size_t len)
+{
+    if (len < 1 || len > GSP_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int gsp_socket_path(const char *explicit_path, char *out, size_t n)
+{
+    const char *env = getenv("GSD_SOCKET");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int len;
+    if (explicit_path && *explicit_path)
+        len = snprintf(out, n, "%s", explicit_path);
+    else if (env && *env)
+        len = snprintf(out, n, "%s", env);
+    else if (geteuid() == 0)
+        len = snprintf(out, n, "/run/gsd/gsd.sock");
+    else if (xdg && *xdg)
+        len = snprintf(out, n, "%s/gsd.sock", xdg);
+    else
+        len = snprintf(out, n, "/tmp/gsd-%u/gsd.sock", (unsigned)geteuid());
+    struct sockaddr_un sun;
+    if (len < 0 || (size_t)len >= n || (size_t)len >= sizeof sun.sun_path)
+        return -1;
+    return 0;
+}
