@@ -11,8 +11,10 @@
  *   cast ["add", k]
  *   cast "reset"        n becomes 0
  *
- * A sum that would leave int64 answers ["error", "overflow"] (a cast is
- * logged) and leaves n as it was. get_state shows n.
+ * A call it does not know answers ["error", ["unknown_call", request]]; a
+ * sum that would leave int64 answers ["error", ["overflow", request]] and
+ * leaves n as it was. Casts it cannot serve are logged and dropped.
+ * get_state shows n.
  */
 #include <gsd/module.h>
 #include <stdlib.h>

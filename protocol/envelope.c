@@ -118,10 +118,12 @@ bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *en
         return false;
     env->type = (enum gsp_type)type;
     if (type == GSP_REQUEST || type == GSP_RESPONSE) {
-        if (n != 4 || !gsp_get_uint(&c, &msgid) || msgid > UINT32_MAX)
+        if (!gsp_get_uint(&c, &msgid) || msgid > UINT32_MAX)
             return false;
-        env->has_msgid = true;
+        env->has_msgid = true; /* the rest may be bad, but can be answered */
         env->msgid = (uint32_t)msgid;
+        if (n != 4)
+            return false;
         if (type == GSP_RESPONSE)
             return gsp_get_span(&c, &env->error) && gsp_get_span(&c, &env->result);
     } else if (type != GSP_NOTIFY || n != 3)
