@@ -76,7 +76,7 @@ typedef msgpack_object_kv gs_pair; /* a map entry: .key, .val */
 typedef struct gs_server gs_server; /* opaque: the server a callback runs for */
 
 /* A caller waiting for a reply, kept by value. Answer it exactly once with
- * gs_reply(); answering a caller that has gone (timed out, disconnected,
+ * gs_reply_to(); answering a caller that has gone (timed out, disconnected,
  * already answered) is a silent no-op, as in OTP. */
 typedef struct gs_from {
     uint64_t id; /* daemon's handle; 0 never names a caller */
@@ -88,7 +88,7 @@ typedef enum gs_action {
     GS_BAD_RETURN = 0, /* a zeroed result: the server stops, "bad_return_value" */
     GS_OK,             /* init, code_change: go on */
     GS_REPLY,          /* handle_call: send .reply now */
-    GS_NOREPLY,        /* go on; a call is answered later with gs_reply() */
+    GS_NOREPLY,        /* go on; a call is answered later with gs_reply_to() */
     GS_STOP,           /* end the server with .reason (and .reply, if has_reply) */
     GS_IGNORE,         /* init: no server; start answers "ignore" */
     GS_ERROR,          /* code_change: refuse the upgrade with .reason */
@@ -185,7 +185,7 @@ static inline gs_value gs_map(gs_pair *pairs, uint32_t n)
 static inline bool gs_is(const gs_value *v, const char *s)
 {
     size_t n = strlen(s);
-    return (v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_BIN) &&
+    return v != NULL && (v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_BIN) &&
            v->via.str.size == n && memcmp(v->via.str.ptr, s, n) == 0;
 }
 
@@ -193,14 +193,15 @@ static inline bool gs_is(const gs_value *v, const char *s)
  * gs_is_tuple(req, "add", 2) matches ["add", 10]. */
 static inline bool gs_is_tuple(const gs_value *v, const char *tag, uint32_t n)
 {
-    return v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size == n && n > 0 &&
+    return v != NULL && v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size == n && n > 0 &&
            gs_is(&v->via.array.ptr[0], tag);
 }
 
-/* Element i of an array (NULL if v is not an array or i is out of range). */
+/* Element i of an array (NULL if v is NULL, not an array, or too short).
+ * All readers accept NULL, so gs_is(gs_map_get(args, "k"), "x") is safe. */
 static inline const gs_value *gs_at(const gs_value *v, uint32_t i)
 {
-    if (v->type != MSGPACK_OBJECT_ARRAY || i >= v->via.array.size)
+    if (v == NULL || v->type != MSGPACK_OBJECT_ARRAY || i >= v->via.array.size)
         return NULL;
     return &v->via.array.ptr[i];
 }

@@ -1,0 +1,172 @@
+/* api.c — the services a module's callbacks may use (struct gs_api). */
+#include "gsd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S(self) ((struct server *)(self))
+
+const uint8_t *api_encode(const gs_value *v, size_t *len)
+{
+    size_t n;
+    uint8_t *heap = gsp_encode(v, &n);
+    uint8_t *p = scratch_alloc(n);
+    memcpy(p, heap, n);
+    free(heap);
+    *len = n;
+    return p;
+}
+
+static void api_log(gs_server *self, int level, const char *fmt, va_list ap)
+{
+    char line[900];
+    vsnprintf(line, sizeof line, fmt, ap);
+    struct server *s = S(self);
+    log_msg(level, "server %llu (%s, %s): %s", (unsigned long long)s->id,
+            s->name ? s->name : "-", s->mod->name, line);
+}
+
+static uint64_t api_self_id(gs_server *self)
+{
+    return S(self)->id;
+}
+
+static const char *api_self_name(gs_server *self)
+{
+    return S(self)->name;
+}
+
+static int api_reply(gs_server *self, gs_from from, gs_value reply)
+{
+    (void)self;
+    struct waiter *w = waiter_find(from.id);
+    if (w == NULL)
+        return -1;
+    size_t len;
+    const uint8_t *p = api_encode(&reply, &len);
+    waiter_result(w, p, len);
+    return 0;
+}
+
+static int64_t api_from_deadline(gs_server *self, gs_from from)
+{
+    (void)self;
+    struct waiter *w = waiter_find(from.id);
+    if (w == NULL)
+        return 0;
+    if (w->deadline < 0)
+        return GS_INFINITY;
+    int64_t left = w->deadline - now_ms();
+    return left > 0 ? left : 0;
+}
+
+static bool api_from_waiting(gs_server *self, gs_from from)
+{
+    (void)self;
+    return waiter_find(from.id) != NULL;
+}
+
+static uint64_t api_timer_start(gs_server *self, uint64_t ms, gs_value msg)
+{
+    size_t len;
+    const uint8_t *p = api_encode(&msg, &len);
+    return stimer_start(S(self), ms > INT64_MAX ? INT64_MAX : (int64_t)ms, p, len);
+}
+
+static int api_timer_cancel(gs_server *self, uint64_t ref)
+{
+    return stimer_cancel(S(self), ref);
+}
+
+static int post(gs_value server, enum msg_kind kind, gs_value v)
+{
+    struct server *target = server_lookup(&server);
+    if (target == NULL)
+        return -1;
+    size_t len;
+    const uint8_t *p = api_encode(&v, &len);
+    return server_post(target, kind, 0, p, len) ? 0 : -1;
+}
+
+static int api_cast(gs_server *self, gs_value server, gs_value request)
+{
+    (void)self;
+    return post(server, MSG_CAST, request);
+}
+
+static int api_send(gs_server *self, gs_value server, gs_value msg)
+{
+    (void)self;
+    return post(server, MSG_INFO, msg);
+}
+
+static uint64_t api_call(gs_server *self, gs_value server, gs_value request, int64_t timeout_ms)
+{
+    uint64_t ref = next_ref();
+    struct waiter *w = waiter_for_server(S(self)->id, ref, timeout_ms < 0 ? -1 : timeout_ms);
+    struct server *target = server_lookup(&server);
+    if (target == NULL) {
+        waiter_error_str(w, GSP_NOPROC, "no such server");
+        return ref;
+    }
+    size_t len;
+    const uint8_t *p = api_encode(&request, &len);
+    waiter_attach(w, target);
+    server_post(target, MSG_CALL, w->id, p, len);
+    return ref;
+}
+
+static uint64_t api_monitor(gs_server *self, gs_value server)
+{
+    uint64_t ref = next_ref();
+    monitor_add(ref, NULL, S(self), &server);
+    return ref;
+}
+
+static int api_demonitor(gs_server *self, uint64_t ref)
+{
+    return monitor_remove(ref, NULL, S(self)) ? 0 : -1;
+}
+
+static void *api_scratch_alloc(gs_server *self, size_t n)
+{
+    (void)self;
+    return scratch_alloc(n);
+}
+
+static gs_value *api_value_copy(const gs_value *v)
+{
+    return gsp_value_copy(v);
+}
+
+static void api_value_free(gs_value *v)
+{
+    free(v);
+}
+
+static bool api_value_equal(const gs_value *a, const gs_value *b)
+{
+    return gsp_value_equal(a, b);
+}
+
+const struct gs_api gsd_api = {
+    .size = sizeof(struct gs_api),
+    .log = api_log,
+    .self_id = api_self_id,
+    .self_name = api_self_name,
+    .reply = api_reply,
+    .from_deadline = api_from_deadline,
+    .from_waiting = api_from_waiting,
+    .timer_start = api_timer_start,
+    .timer_cancel = api_timer_cancel,
+    .cast = api_cast,
+    .send = api_send,
+    .call = api_call,
+    .monitor = api_monitor,
+    .demonitor = api_demonitor,
+    .scratch_alloc = api_scratch_alloc,
+    .value_copy = api_value_copy,
+    .value_free = api_value_free,
+    .value_equal = api_value_equal,
+};

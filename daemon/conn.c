@@ -1,0 +1,218 @@
+/* conn.c — client connections: read what is there, frame it, dispatch
+ * every complete message, write the answers once per loop turn. */
+#include "gsd.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_CHUNK 65536
+
+struct gsp_limits conn_limits = {GSP_MAX_SIZE_DEFAULT, GSP_MAX_DEPTH_DEFAULT};
+
+static TAILQ_HEAD(, conn) flushq = TAILQ_HEAD_INITIALIZER(flushq);
+static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
+static uint64_t last_id;
+
+static void conn_read(evutil_socket_t fd, short what, void *arg);
+static void conn_write(evutil_socket_t fd, short what, void *arg);
+static void conn_close(struct conn *c);
+
+void conn_new(int fd)
+{
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->id = ++last_id;
+    c->fd = fd;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        c->uid = cred.uid;
+        c->gid = cred.gid;
+        c->pid = cred.pid;
+        c->admin = cred.uid == 0 || cred.uid == geteuid();
+    }
+    LIST_INIT(&c->waiters);
+    LIST_INIT(&c->monitors);
+    gsp_packer_init(&c->pk, &c->out);
+    c->rev = event_new(loop_base, fd, EV_READ | EV_PERSIST, conn_read, c);
+    c->wev = event_new(loop_base, fd, EV_WRITE | EV_PERSIST, conn_write, c);
+    event_add(c->rev, NULL);
+    TAILQ_INSERT_TAIL(&conns, c, all_link);
+    log_msg(LOG_DEBUG, "connection %llu: pid %d uid %d", (unsigned long long)c->id,
+            (int)c->pid, (int)c->uid);
+}
+
+msgpack_packer *conn_packer(struct conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        TAILQ_INSERT_TAIL(&flushq, c, flush_link);
+    }
+    return &c->pk;
+}
+
+void conn_add_link(struct conn *c, uint64_t server_id)
+{
+    if (c->nlinks == c->links_cap) {
+        c->links_cap = c->links_cap ? 2 * c->links_cap : 4;
+        c->links = xrealloc(c->links, c->links_cap * sizeof *c->links);
+    }
+    c->links[c->nlinks++] = server_id;
+}
+
+/* A bad stream: say why, stop reading, close once that is written. */
+static void conn_fatal(struct conn *c, enum gsp_code code, const char *why)
+{
+    log_msg(LOG_WARN, "connection %llu (pid %d): %s: %s; closing", (unsigned long long)c->id,
+            (int)c->pid, gsp_code_name(code), why);
+    msgpack_packer *pk = conn_packer(c);
+    gsp_pack_notify(pk, "error", 2);
+    gsp_pack_str(pk, gsp_code_name(code));
+    gsp_pack_str(pk, why);
+    c->closing = true;
+    event_del(c->rev);
+}
+
+/* Valid msgpack of the wrong shape: answer, keep the connection. */
+static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
+{
+    const char *why = "expected [0, msgid, method, params] or [2, method, params]";
+    if (env->has_msgid && env->type == GSP_REQUEST) {
+        gsp_pack_error(conn_packer(c), env->msgid, GSP_BADARG, "%s", why);
+        return;
+    }
+    msgpack_packer *pk = conn_packer(c);
+    gsp_pack_notify(pk, "error", 2);
+    gsp_pack_str(pk, gsp_code_name(GSP_BADARG));
+    gsp_pack_str(pk, why);
+}
+
+static void conn_parse(struct conn *c)
+{
+    size_t off = 0, len;
+    while (!c->closing && off < c->in.len) {
+        const uint8_t *p = c->in.data + off;
+        switch (gsp_framer_feed(&c->framer, p, c->in.len - off, &conn_limits, &len)) {
+        case GSP_SCAN_MORE:
+            goto done;
+        case GSP_SCAN_INVALID:
+            conn_fatal(c, GSP_PROTOCOL, "not msgpack");
+            goto done;
+        case GSP_SCAN_TOO_LARGE:
+            conn_fatal(c, GSP_TOO_LARGE, "message over the size limit");
+            goto done;
+        case GSP_SCAN_TOO_DEEP:
+            conn_fatal(c, GSP_TOO_LARGE, "message nested too deep");
+            goto done;
+        case GSP_SCAN_DONE: {
+            struct gsp_envelope env;
+            if (gsp_envelope_read(p, len, &env) && env.type != GSP_RESPONSE)
+                method_dispatch(c, &env);
+            else
+                conn_badarg(c, &env);
+            off += len;
+            break;
+        }
+        }
+    }
+done:
+    gsp_buf_consume(&c->in, off);
+}
+
+static void conn_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct conn *c = arg;
+    gsp_buf_reserve(&c->in, READ_CHUNK);
+    ssize_t n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* The peer is done sending; it may still read what it asked for. */
+        c->eof = true;
+        event_del(c->rev);
+    } else {
+        c->in.len += (size_t)n;
+        conn_parse(c);
+    }
+    conn_packer(c); /* flush, or close if nothing is left to answer */
+    conn_flush_all();
+}
+
+/* Writes what is buffered; closes a connection that is finished. */
+static void conn_flush(struct conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            event_add(c->wev, NULL);
+            return;
+        } else {
+            c->eof = c->closing = true; /* the peer has gone */
+            break;
+        }
+    }
+    c->out.len = c->out_off = 0;
+    event_del(c->wev);
+    if (c->closing || (c->eof && LIST_EMPTY(&c->waiters)))
+        conn_close(c);
+}
+
+static void conn_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    if (c->dirty) {
+        TAILQ_REMOVE(&flushq, c, flush_link);
+        c->dirty = false;
+    }
+    conn_flush(c);
+}
+
+void conn_flush_all(void)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&flushq)) != NULL) {
+        TAILQ_REMOVE(&flushq, c, flush_link);
+        c->dirty = false;
+        conn_flush(c);
+    }
+}
+
+static void conn_close(struct conn *c)
+{
+    static const uint8_t shutdown[] = {0xa8, 's', 'h', 'u', 't', 'd', 'o', 'w', 'n'};
+    log_msg(LOG_DEBUG, "connection %llu closed", (unsigned long long)c->id);
+    struct waiter *w;
+    while ((w = LIST_FIRST(&c->waiters)) != NULL)
+        waiter_drop(w);
+    monitor_conn_closed(c);
+    for (size_t i = 0; i < c->nlinks; i++) {
+        struct server *s = registry_by_id(c->links[i]);
+        if (s)
+            server_post(s, MSG_STOP, 0, shutdown, sizeof shutdown);
+    }
+    if (c->dirty)
+        TAILQ_REMOVE(&flushq, c, flush_link);
+    TAILQ_REMOVE(&conns, c, all_link);
+    event_free(c->rev);
+    event_free(c->wev);
+    close(c->fd);
+    gsp_buf_free(&c->in);
+    gsp_buf_free(&c->out);
+    free(c->links);
+    free(c);
+}
+
+void conn_close_all(void)
+{
+    conn_flush_all();
+    while (!TAILQ_EMPTY(&conns))
+        conn_close(TAILQ_FIRST(&conns));
+}

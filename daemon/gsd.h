@@ -1,0 +1,291 @@
+/*
+ * gsd.h — the daemon's internal header, one banner per file.
+ *
+ * The shape of the daemon:
+ *
+ *   listen.c ──accept──▶ conn.c ──frames──▶ method.c ──▶ server.c
+ *                          ▲                               │ mailbox.c
+ *                          │ responses                     ▼
+ *                        waiter.c ◀──replies── callbacks ◀─ sched.c
+ *
+ * One libevent loop runs everything (loop.c). A connection reads what is
+ * available, frames it (protocol/), and hands each complete message to its
+ * method. Messages for a server are copied, still encoded, into its mailbox;
+ * the scheduler gives each runnable server a bounded number of messages per
+ * loop turn and decodes each one just before its callback. Every way a
+ * server ends goes through server_end(); every callback result is read by
+ * one function in server.c. Callers waiting for an answer (a call, a start,
+ * a stop) are waiters: they exist exactly as long as someone waits.
+ */
+#ifndef GSD_DAEMON_H
+#define GSD_DAEMON_H
+
+#include <event2/event.h>
+#include <gsd/module.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <uthash.h>
+
+#include "gsp.h"
+
+#define GSD_VERSION "0.1.0"
+#ifndef GSD_MODULE_DIR
+#define GSD_MODULE_DIR "/usr/local/lib/gsd/modules"
+#endif
+
+struct conn;
+struct server;
+struct waiter;
+
+/* ---- log.c ------------------------------------------------------------- */
+enum { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
+extern int log_level; /* lines above it are dropped */
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(int level, const char *fmt, va_list ap);
+
+/* ---- util.c ------------------------------------------------------------ */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrndup(const char *s, size_t n);
+int64_t now_ms(void); /* monotonic milliseconds */
+uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
+
+/* ---- loop.c ------------------------------------------------------------ */
+extern struct event_base *loop_base;
+void loop_init(void);
+void loop_free(void);
+/* Arms (or re-arms) a timer event for ms milliseconds. */
+void loop_arm(struct event *ev, int64_t ms);
+
+/* ---- scratch.c --------------------------------------------------------- */
+void *scratch_alloc(size_t n); /* valid until scratch_reset() */
+void scratch_reset(void);
+void scratch_free(void);
+msgpack_zone *scratch_zone(void); /* for decoding one message; reset too */
+
+/* ---- mailbox.c --------------------------------------------------------- */
+enum msg_kind { MSG_INIT, MSG_CALL, MSG_CAST, MSG_INFO, MSG_STOP, MSG_STATE };
+
+/* One message, still encoded. Allocated with its payload in one block. */
+struct msg {
+    STAILQ_ENTRY(msg) link;
+    enum msg_kind kind;
+    uint64_t waiter; /* MSG_INIT, MSG_CALL, MSG_STOP, MSG_STATE: who waits; 0 none */
+    uint32_t len;    /* bytes of data */
+    uint8_t data[];  /* args, request, message or reason, as msgpack */
+};
+
+struct mailbox {
+    STAILQ_HEAD(, msg) q;
+    uint32_t len;       /* messages queued */
+    uint32_t len_high;  /* high-water mark of len */
+    uint64_t bytes;     /* payload bytes queued */
+    uint64_t bytes_high; /* high-water mark of bytes */
+};
+
+struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_t len);
+void mailbox_init(struct mailbox *mb);
+void mailbox_put(struct mailbox *mb, struct msg *m);
+struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty */
+void mailbox_clear(struct mailbox *mb);
+
+/* ---- module.c ---------------------------------------------------------- */
+struct module {
+    char *name;            /* as in the file name */
+    char *path;            /* where it was loaded from */
+    void *dl;              /* dlopen handle */
+    const gs_module *desc; /* the module's exported descriptor */
+    unsigned servers;      /* servers running this code */
+    UT_hash_handle hh;     /* in the table of loaded modules, by name */
+};
+
+void module_set_dirs(const char *colon_list);
+/* The loaded module of that name, loading it if needed; NULL with a reason
+ * in err (for a `module` error) on failure. */
+struct module *module_get(const char *name, char *err, size_t errlen);
+void module_foreach(void (*fn)(struct module *m, void *arg), void *arg);
+unsigned module_count(void);
+void module_unload_all(void);
+
+/* ---- server.c ---------------------------------------------------------- */
+enum server_status { SERVER_STARTING, SERVER_RUNNING, SERVER_HIBERNATING, SERVER_ENDED };
+
+struct server_stats {
+    uint64_t calls, casts, infos; /* messages handled by kind */
+    uint64_t slow;                /* callbacks slower than the threshold */
+    int64_t started_ms;           /* now_ms() at start */
+};
+
+struct server {
+    uint64_t id;              /* never reused */
+    char *name;               /* NULL when anonymous */
+    struct module *mod;       /* the code it runs */
+    void *state;              /* the module's */
+    enum server_status status;
+    struct mailbox mbox;
+    struct server_stats stats;
+    int refs;                 /* registry + anyone running it; freed at 0 */
+    bool runnable;            /* in the run queue */
+    TAILQ_ENTRY(server) run_link;
+    struct event *timeout;    /* a callback's timeout, allocated on first use */
+    int64_t start_timeout;    /* ms allowed for init, -1 for none */
+    int64_t start_ms;         /* when start was asked, for that limit */
+    LIST_HEAD(, waiter) waiters;  /* callers waiting on it */
+    LIST_HEAD(, stimer) timers;   /* its pending gs_timer_start timers */
+    LIST_HEAD(, monitor) watchers; /* monitors on it */
+    LIST_HEAD(, monitor) watching; /* monitors it holds on others */
+    UT_hash_handle hh_id, hh_name;
+};
+
+extern int64_t slow_callback_ms; /* threshold for the slow-callback log */
+
+/* Creates and registers a server (the name must be free) and queues its
+ * init; the waiter `starter` hears the id, or why there is none. */
+struct server *server_start(struct module *mod, const char *name, size_t name_len,
+                            const void *args, size_t args_len, int64_t init_timeout,
+                            uint64_t starter);
+/* Queues a message; false if the server has ended. */
+bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
+                 size_t len);
+/* Handles the next message in the mailbox; the scheduler calls it. */
+void server_run_one(struct server *s);
+/* The one way a server ends: terminate (if init ran), answer waiters,
+ * fire monitors, unregister. reason is encoded msgpack. */
+void server_end(struct server *s, const void *reason, size_t len);
+void server_ref(struct server *s);
+void server_unref(struct server *s);
+const char *server_status_name(const struct server *s);
+/* Resolves a server reference value (str name, uint id). */
+struct server *server_lookup(const gs_value *ref);
+
+/* ---- registry.c -------------------------------------------------------- */
+uint64_t registry_next_id(void);
+void registry_add(struct server *s);
+void registry_remove(struct server *s);
+struct server *registry_by_id(uint64_t id);
+struct server *registry_by_name(const char *name, size_t len);
+unsigned registry_count(void);
+/* Every live server, in start order (ids ascending) or reverse. */
+void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), void *arg);
+
+/* ---- sched.c ----------------------------------------------------------- */
+void sched_init(void);
+void sched_free(void);
+void sched_wake(struct server *s); /* s has mail: give it turns */
+void sched_forget(struct server *s);
+
+/* ---- waiter.c ---------------------------------------------------------- */
+enum waiter_kind { WAIT_CONN, WAIT_SERVER };
+
+struct waiter {
+    uint64_t id;              /* gs_from.id */
+    enum waiter_kind kind;
+    struct conn *conn;        /* WAIT_CONN: the caller */
+    uint32_t msgid;           /* WAIT_CONN: its request */
+    uint64_t caller;          /* WAIT_SERVER: the calling server's id */
+    uint64_t ref;             /* WAIT_SERVER: the ref gs_call returned */
+    int64_t deadline;         /* now_ms() when the caller gives up; -1 never */
+    struct event *timer;      /* fires at deadline, if any */
+    struct server *server;    /* the server it waits on, if attached */
+    LIST_ENTRY(waiter) conn_link;
+    LIST_ENTRY(waiter) server_link;
+    UT_hash_handle hh;
+};
+
+struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
+struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms);
+struct waiter *waiter_find(uint64_t id);
+void waiter_attach(struct waiter *w, struct server *s);
+void waiter_detach(struct waiter *w);
+/* Answers and frees the waiter. Result: an encoded value, or a uint. */
+void waiter_result(struct waiter *w, const void *value, size_t len);
+void waiter_result_uint(struct waiter *w, uint64_t v);
+void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len);
+void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail);
+/* Frees it unanswered (its caller has gone). */
+void waiter_drop(struct waiter *w);
+/* Answers every waiter of s with ["exit", reason]. */
+void waiter_exit_all(struct server *s, const void *reason, size_t len);
+unsigned waiter_count(void);
+
+/* ---- monitor.c --------------------------------------------------------- */
+struct monitor {
+    uint64_t ref;
+    uint64_t target;        /* the watched server's id (0: none existed) */
+    struct conn *conn;      /* the watcher: a connection, or */
+    struct server *server;  /* a server */
+    LIST_ENTRY(monitor) target_link;
+    LIST_ENTRY(monitor) watcher_link;
+    UT_hash_handle hh;
+};
+
+/* The watcher (a connection or a server) watches target's server under
+ * ref. If it is not running, the "noproc" down is delivered at once: a
+ * connection must have been sent its response to monitor first. */
+void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_value *target);
+bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher);
+/* s has ended: deliver every down, drop the monitors s held. */
+void monitor_server_ended(struct server *s, const void *reason, size_t len);
+void monitor_conn_closed(struct conn *c);
+
+/* ---- stimer.c: timers of gs_timer_start -------------------------------- */
+uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len);
+int stimer_cancel(struct server *s, uint64_t ref);
+void stimer_clear(struct server *s);
+
+/* ---- api.c: the table handed to modules -------------------------------- */
+extern const struct gs_api gsd_api;
+/* Encodes a value, in scratch memory. */
+const uint8_t *api_encode(const gs_value *v, size_t *len);
+
+/* ---- conn.c ------------------------------------------------------------ */
+struct conn {
+    uint64_t id;            /* for logs */
+    int fd;
+    uid_t uid;              /* the peer's credentials */
+    gid_t gid;
+    pid_t pid;
+    bool admin;             /* may start, stop, load, get_state */
+    bool closing;           /* sent a fatal error: close once flushed */
+    bool dirty;             /* has output waiting for the flush */
+    bool eof;               /* the peer closed its side: close once answered */
+    struct event *rev, *wev;
+    struct gsp_framer framer;
+    struct gsp_buf in;      /* bytes read, not yet dispatched */
+    struct gsp_buf out;     /* bytes to write */
+    size_t out_off;         /* bytes of out already written */
+    msgpack_packer pk;      /* packs into out */
+    LIST_HEAD(, waiter) waiters;   /* its requests still waiting */
+    LIST_HEAD(, monitor) monitors; /* its monitors */
+    uint64_t *links;        /* servers to stop when it closes */
+    size_t nlinks, links_cap;
+    TAILQ_ENTRY(conn) flush_link;
+    TAILQ_ENTRY(conn) all_link;
+};
+
+extern struct gsp_limits conn_limits;
+void conn_new(int fd);
+/* The connection's packer, marking it for the next flush. */
+msgpack_packer *conn_packer(struct conn *c);
+void conn_flush_all(void);
+void conn_close_all(void);
+void conn_add_link(struct conn *c, uint64_t server_id);
+
+/* ---- listen.c ---------------------------------------------------------- */
+int listen_open(const char *path);
+void listen_close(void);
+
+/* ---- method.c ---------------------------------------------------------- */
+/* Serves one framed message from c (request or notification). */
+void method_dispatch(struct conn *c, const struct gsp_envelope *env);
+extern uint64_t dropped_notifications; /* casts/sends to nobody, ignored */
+
+/* ---- main.c ------------------------------------------------------------ */
+extern bool shutting_down;
+
+#endif /* GSD_DAEMON_H */

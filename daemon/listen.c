@@ -1,0 +1,105 @@
+/* listen.c — the listening socket: created under a tight umask, accepts
+ * without spinning when out of descriptors. */
+#include "gsd.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 64
+#define EMFILE_PAUSE_MS 100
+
+static int lfd = -1;
+static char *lpath;
+static struct event *lev, *retry;
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what, (void)arg;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0) {
+            conn_new(cfd);
+            continue;
+        }
+        if (errno == EMFILE || errno == ENFILE) {
+            /* Pause instead of spinning on a backlog we cannot take. */
+            log_msg(LOG_WARN, "accept: %s; pausing for %d ms", strerror(errno),
+                    EMFILE_PAUSE_MS);
+            event_del(lev);
+            loop_arm(retry, EMFILE_PAUSE_MS);
+        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            log_msg(LOG_WARN, "accept: %s", strerror(errno));
+        return;
+    }
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    event_add(lev, NULL);
+}
+
+/* A socket file nobody answers on is left from a crash: take it over. */
+static int claim(const char *path, struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int live = connect(fd, (struct sockaddr *)sun, sizeof *sun) == 0;
+    close(fd);
+    if (live) {
+        log_msg(LOG_ERR, "another gsd is listening on %s", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+int listen_open(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    strncpy(sun.sun_path, path, sizeof sun.sun_path - 1);
+    char *dir = xstrndup(path, strlen(path));
+    mkdir(dirname(dir), 0755); /* /run/gsd or /tmp/gsd-UID, if missing */
+    free(dir);
+    struct stat st;
+    if (lstat(path, &st) == 0 && claim(path, &sun) < 0)
+        return -1;
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0) {
+        log_msg(LOG_ERR, "socket: %s", strerror(errno));
+        return -1;
+    }
+    mode_t old = umask(0117); /* srw-rw----: the owner and its group */
+    int r = bind(lfd, (struct sockaddr *)&sun, sizeof sun);
+    umask(old);
+    if (r < 0 || listen(lfd, 512) < 0) {
+        log_msg(LOG_ERR, "cannot listen on %s: %s", path, strerror(errno));
+        close(lfd);
+        lfd = -1;
+        return -1;
+    }
+    lpath = xstrndup(path, strlen(path));
+    lev = event_new(loop_base, lfd, EV_READ | EV_PERSIST, on_accept, NULL);
+    retry = evtimer_new(loop_base, on_retry, NULL);
+    event_add(lev, NULL);
+    return 0;
+}
+
+void listen_close(void)
+{
+    if (lfd < 0)
+        return;
+    event_free(lev);
+    event_free(retry);
+    close(lfd);
+    unlink(lpath);
+    free(lpath);
+    lfd = -1;
+}

@@ -1,0 +1,51 @@
+/* mailbox.c — a server's queue of encoded messages, with its counters. */
+#include "gsd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_t len)
+{
+    struct msg *m = xmalloc(sizeof *m + len);
+    m->kind = kind;
+    m->waiter = waiter;
+    m->len = (uint32_t)len;
+    if (len)
+        memcpy(m->data, data, len);
+    return m;
+}
+
+void mailbox_init(struct mailbox *mb)
+{
+    memset(mb, 0, sizeof *mb);
+    STAILQ_INIT(&mb->q);
+}
+
+void mailbox_put(struct mailbox *mb, struct msg *m)
+{
+    STAILQ_INSERT_TAIL(&mb->q, m, link);
+    mb->len++;
+    mb->bytes += m->len;
+    if (mb->len > mb->len_high)
+        mb->len_high = mb->len;
+    if (mb->bytes > mb->bytes_high)
+        mb->bytes_high = mb->bytes;
+}
+
+struct msg *mailbox_take(struct mailbox *mb)
+{
+    struct msg *m = STAILQ_FIRST(&mb->q);
+    if (m == NULL)
+        return NULL;
+    STAILQ_REMOVE_HEAD(&mb->q, link);
+    mb->len--;
+    mb->bytes -= m->len;
+    return m;
+}
+
+void mailbox_clear(struct mailbox *mb)
+{
+    struct msg *m;
+    while ((m = mailbox_take(mb)) != NULL)
+        free(m);
+}

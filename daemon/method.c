@@ -1,0 +1,489 @@
+/* method.c — the methods of the wire protocol, one function each. A
+ * method reads its params in place and answers at once, or hands the work
+ * to a server whose answer comes later through a waiter. */
+#include "gsd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t dropped_notifications;
+
+static const uint8_t nil_bytes[] = {0xc0};
+static const uint8_t normal_bytes[] = {0xa6, 'n', 'o', 'r', 'm', 'a', 'l'};
+
+/* One request being served. For a notification nothing is ever sent. */
+struct req {
+    struct conn *c;
+    uint32_t msgid;
+    bool notify;
+    struct gsp_cursor p; /* the params still to read */
+    uint32_t n;          /* how many params there are */
+};
+
+/* The packer, after [1, msgid, nil, — pack the result next. */
+static msgpack_packer *ok(struct req *r)
+{
+    msgpack_packer *pk = conn_packer(r->c);
+    gsp_pack_result(pk, r->msgid);
+    return pk;
+}
+
+static void ok_nil(struct req *r)
+{
+    if (!r->notify)
+        msgpack_pack_nil(ok(r));
+}
+
+__attribute__((format(printf, 3, 4))) static void fail(struct req *r, enum gsp_code code,
+                                                       const char *fmt, ...)
+{
+    if (r->notify)
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    gsp_pack_error(conn_packer(r->c), r->msgid, code, "%s", text);
+}
+
+/* The next param as an encoded span; nil when there are no more. */
+static struct gsp_span arg_span(struct req *r, uint32_t i)
+{
+    struct gsp_span s = {nil_bytes, 1};
+    if (i < r->n)
+        gsp_get_span(&r->p, &s);
+    return s;
+}
+
+/* The next param, decoded (in scratch memory, until the method returns). */
+static gs_value arg_value(struct req *r, uint32_t i)
+{
+    struct gsp_span s = arg_span(r, i);
+    gs_value v = gs_nil();
+    gsp_decode(s.ptr, s.len, scratch_zone(), &v);
+    return v;
+}
+
+static bool is_str(const gs_value *v)
+{
+    return v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_BIN;
+}
+
+/* A server reference: a uint id or a valid name. */
+static bool arg_server(struct req *r, uint32_t i, gs_value *ref)
+{
+    *ref = arg_value(r, i);
+    if (ref->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return true;
+    if (is_str(ref) && gsp_name_valid(ref->via.str.ptr, ref->via.str.size))
+        return true;
+    fail(r, GSP_BADARG, "server must be an id (uint) or a name (str, not all digits)");
+    return false;
+}
+
+static struct server *find(struct req *r, const gs_value *ref)
+{
+    struct server *s = server_lookup(ref);
+    if (s == NULL) {
+        if (r->notify)
+            dropped_notifications++;
+        fail(r, GSP_NOPROC, "no such server");
+    }
+    return s;
+}
+
+/* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
+static bool arg_timeout(struct req *r, uint32_t i, int64_t dflt, int64_t *ms)
+{
+    gs_value v = arg_value(r, i);
+    if (v.type == MSGPACK_OBJECT_NIL)
+        *ms = dflt;
+    else if (gs_is(&v, "infinity"))
+        *ms = -1;
+    else if (v.type == MSGPACK_OBJECT_POSITIVE_INTEGER && v.via.u64 <= INT32_MAX)
+        *ms = (int64_t)v.via.u64;
+    else {
+        fail(r, GSP_BADARG, "timeout must be nil, \"infinity\" or a uint of ms");
+        return false;
+    }
+    return true;
+}
+
+static void m_ping(struct req *r)
+{
+    gsp_pack_str(ok(r), "pong");
+}
+
+static void m_version(struct req *r)
+{
+    msgpack_packer *pk = ok(r);
+    msgpack_pack_map(pk, 2);
+    gsp_pack_str(pk, "protocol");
+    msgpack_pack_uint32(pk, GSP_PROTOCOL_VERSION);
+    gsp_pack_str(pk, "version");
+    gsp_pack_str(pk, GSD_VERSION);
+}
+
+struct start_opts {
+    bool link;
+    int64_t timeout;
+};
+
+static bool start_options(struct req *r, const gs_value *o, struct start_opts *opts)
+{
+    opts->link = false;
+    opts->timeout = -1;
+    if (o->type == MSGPACK_OBJECT_NIL)
+        return true;
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        fail(r, GSP_BADARG, "options must be a map or nil");
+        return false;
+    }
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const gs_value *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        if (gs_is(k, "link") && v->type == MSGPACK_OBJECT_BOOLEAN)
+            opts->link = v->via.boolean;
+        else if (gs_is(k, "timeout") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            opts->timeout = v->via.u64 > INT32_MAX ? INT32_MAX : (int64_t)v->via.u64;
+        else if (gs_is(k, "timeout") && gs_is(v, "infinity"))
+            opts->timeout = -1;
+        else if (gs_is(k, "restart") &&
+                 (gs_is(v, "permanent") || gs_is(v, "transient") || gs_is(v, "temporary")))
+            ; /* accepted; supervision acts on it */
+        else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            ; /* accepted; flow control acts on it */
+        else {
+            char text[128];
+            msgpack_object_print_buffer(text, sizeof text, *k);
+            fail(r, GSP_BADARG, "bad start option %s", text);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void m_start(struct req *r)
+{
+    gs_value module = arg_value(r, 0), name = arg_value(r, 1);
+    struct gsp_span args = arg_span(r, 2);
+    gs_value options = arg_value(r, 3);
+    struct start_opts opts;
+    char mod_name[GSP_NAME_MAX + 1], err[512];
+    if (!is_str(&module) || !gsp_module_name_valid(module.via.str.ptr, module.via.str.size))
+        {
+        fail(r, GSP_BADARG, "module must be a name of [A-Za-z0-9_-]");
+        return;
+    }
+    if (name.type != MSGPACK_OBJECT_NIL &&
+        !(is_str(&name) && gsp_name_valid(name.via.str.ptr, name.via.str.size)))
+        {
+        fail(r, GSP_BADARG, "name must be nil or 1-255 bytes of UTF-8, not all digits");
+        return;
+    }
+    if (!start_options(r, &options, &opts))
+        return;
+    if (shutting_down)
+        {
+        fail(r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
+        return;
+    }
+    bool named = name.type != MSGPACK_OBJECT_NIL;
+    struct server *old = named ? registry_by_name(name.via.str.ptr, name.via.str.size) : NULL;
+    if (old) {
+        msgpack_packer *pk = conn_packer(r->c);
+        gsp_pack_error_begin(pk, r->msgid, GSP_ALREADY_STARTED);
+        msgpack_pack_uint64(pk, old->id);
+        gsp_pack_error_end(pk);
+        return;
+    }
+    memcpy(mod_name, module.via.str.ptr, module.via.str.size);
+    mod_name[module.via.str.size] = '\0';
+    struct module *mod = module_get(mod_name, err, sizeof err);
+    if (mod == NULL)
+        {
+        fail(r, GSP_MODULE, "%s", err);
+        return;
+    }
+    struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
+    struct server *s = server_start(mod, named ? name.via.str.ptr : NULL,
+                                    named ? name.via.str.size : 0, args.ptr, args.len,
+                                    opts.timeout, w->id);
+    if (opts.link)
+        conn_add_link(r->c, s->id);
+}
+
+/* call, cast and send: into the mailbox, still encoded. */
+static void m_call(struct req *r)
+{
+    gs_value ref;
+    int64_t timeout;
+    if (!arg_server(r, 0, &ref))
+        return;
+    struct gsp_span request = arg_span(r, 1);
+    if (!arg_timeout(r, 2, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
+        return;
+    struct server *s = find(r, &ref);
+    if (s == NULL)
+        return;
+    struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
+    waiter_attach(w, s);
+    server_post(s, MSG_CALL, w->id, request.ptr, request.len);
+}
+
+static void post(struct req *r, enum msg_kind kind)
+{
+    gs_value ref;
+    if (!arg_server(r, 0, &ref)) {
+        if (r->notify)
+            dropped_notifications++;
+        return;
+    }
+    struct gsp_span v = arg_span(r, 1);
+    struct server *s = find(r, &ref);
+    if (s == NULL)
+        return;
+    server_post(s, kind, 0, v.ptr, v.len);
+    ok_nil(r);
+}
+
+static void m_cast(struct req *r)
+{
+    post(r, MSG_CAST);
+}
+
+static void m_send(struct req *r)
+{
+    post(r, MSG_INFO);
+}
+
+static void m_stop(struct req *r)
+{
+    gs_value ref;
+    int64_t timeout;
+    if (!arg_server(r, 0, &ref))
+        return;
+    struct gsp_span reason = arg_span(r, 1);
+    if (reason.len == 1 && reason.ptr[0] == 0xc0)
+        reason = (struct gsp_span){normal_bytes, sizeof normal_bytes};
+    if (!arg_timeout(r, 2, -1, &timeout))
+        return;
+    struct server *s = find(r, &ref);
+    if (s == NULL)
+        return;
+    struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
+    waiter_attach(w, s);
+    server_post(s, MSG_STOP, w->id, reason.ptr, reason.len);
+}
+
+static void m_whereis(struct req *r)
+{
+    gs_value name = arg_value(r, 0);
+    if (!is_str(&name))
+        {
+        fail(r, GSP_BADARG, "name must be a string");
+        return;
+    }
+    struct server *s = registry_by_name(name.via.str.ptr, name.via.str.size);
+    msgpack_packer *pk = ok(r);
+    if (s)
+        msgpack_pack_uint64(pk, s->id);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void pack_name(msgpack_packer *pk, const char *name)
+{
+    if (name)
+        gsp_pack_str(pk, name);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void which_one(struct server *s, void *arg)
+{
+    msgpack_packer *pk = arg;
+    msgpack_pack_map(pk, 5);
+    gsp_pack_str(pk, "id");
+    msgpack_pack_uint64(pk, s->id);
+    gsp_pack_str(pk, "name");
+    pack_name(pk, s->name);
+    gsp_pack_str(pk, "module");
+    gsp_pack_str(pk, s->mod->name);
+    gsp_pack_str(pk, "status");
+    gsp_pack_str(pk, server_status_name(s));
+    gsp_pack_str(pk, "mailbox");
+    msgpack_pack_uint32(pk, s->mbox.len);
+}
+
+static void m_which(struct req *r)
+{
+    msgpack_packer *pk = ok(r);
+    msgpack_pack_array(pk, registry_count());
+    registry_foreach(false, which_one, pk);
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    gsp_pack_str(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void m_info(struct req *r)
+{
+    gs_value ref;
+    if (!arg_server(r, 0, &ref))
+        return;
+    struct server *s = find(r, &ref);
+    if (s == NULL)
+        return;
+    msgpack_packer *pk = ok(r);
+    msgpack_pack_map(pk, 13);
+    kv_u64(pk, "id", s->id);
+    gsp_pack_str(pk, "name");
+    pack_name(pk, s->name);
+    gsp_pack_str(pk, "module");
+    gsp_pack_str(pk, s->mod->name);
+    kv_u64(pk, "vsn", s->mod->desc->vsn);
+    gsp_pack_str(pk, "status");
+    gsp_pack_str(pk, server_status_name(s));
+    kv_u64(pk, "mailbox", s->mbox.len);
+    kv_u64(pk, "mailbox_bytes", s->mbox.bytes);
+    kv_u64(pk, "mailbox_high", s->mbox.len_high);
+    kv_u64(pk, "mailbox_bytes_high", s->mbox.bytes_high);
+    gsp_pack_str(pk, "handled");
+    msgpack_pack_map(pk, 3);
+    kv_u64(pk, "call", s->stats.calls);
+    kv_u64(pk, "cast", s->stats.casts);
+    kv_u64(pk, "info", s->stats.infos);
+    kv_u64(pk, "slow_callbacks", s->stats.slow);
+    kv_u64(pk, "slow_threshold_ms", (uint64_t)slow_callback_ms);
+    kv_u64(pk, "uptime_ms", (uint64_t)(now_ms() - s->stats.started_ms));
+}
+
+static void m_get_state(struct req *r)
+{
+    gs_value ref;
+    if (!arg_server(r, 0, &ref))
+        return;
+    struct server *s = find(r, &ref);
+    if (s == NULL)
+        return;
+    if (s->mod->desc->format_state == NULL)
+        {
+        fail(r, GSP_UNSUPPORTED, "module %s has no format_state", s->mod->name);
+        return;
+    }
+    struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
+    waiter_attach(w, s);
+    server_post(s, MSG_STATE, w->id, NULL, 0);
+}
+
+static void pack_module(msgpack_packer *pk, struct module *m, bool servers)
+{
+    msgpack_pack_map(pk, servers ? 4 : 3);
+    gsp_pack_str(pk, "name");
+    gsp_pack_str(pk, m->name);
+    kv_u64(pk, "vsn", m->desc->vsn);
+    gsp_pack_str(pk, "path");
+    gsp_pack_str(pk, m->path);
+    if (servers)
+        kv_u64(pk, "servers", m->servers);
+}
+
+static void modules_one(struct module *m, void *arg)
+{
+    pack_module(arg, m, true);
+}
+
+static void m_modules(struct req *r)
+{
+    msgpack_packer *pk = ok(r);
+    msgpack_pack_array(pk, module_count());
+    module_foreach(modules_one, pk);
+}
+
+static void m_load(struct req *r)
+{
+    gs_value module = arg_value(r, 0);
+    char name[GSP_NAME_MAX + 1], err[512];
+    if (!is_str(&module) || !gsp_module_name_valid(module.via.str.ptr, module.via.str.size))
+        {
+        fail(r, GSP_BADARG, "module must be a name of [A-Za-z0-9_-]");
+        return;
+    }
+    memcpy(name, module.via.str.ptr, module.via.str.size);
+    name[module.via.str.size] = '\0';
+    struct module *m = module_get(name, err, sizeof err);
+    if (m == NULL)
+        {
+        fail(r, GSP_MODULE, "%s", err);
+        return;
+    }
+    pack_module(ok(r), m, false);
+}
+
+static void m_reload(struct req *r)
+{
+    fail(r, GSP_UNSUPPORTED, "reload is not supported by this daemon yet");
+}
+
+static void m_monitor(struct req *r)
+{
+    gs_value ref;
+    if (!arg_server(r, 0, &ref))
+        return;
+    uint64_t mref = next_ref();
+    msgpack_pack_uint64(ok(r), mref);
+    monitor_add(mref, r->c, NULL, &ref); /* after the response: a down may follow at once */
+}
+
+static void m_demonitor(struct req *r)
+{
+    gs_value ref = arg_value(r, 0);
+    if (ref.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        {
+        fail(r, GSP_BADARG, "ref must be a uint");
+        return;
+    }
+    monitor_remove(ref.via.u64, r->c, NULL);
+    ok_nil(r);
+}
+
+static const struct method {
+    const char *name;
+    void (*fn)(struct req *r);
+    bool admin;  /* changes what runs: admin peers only */
+    bool notify; /* may come as a notification */
+} methods[] = {
+    {"call", m_call, false, false},       {"cast", m_cast, false, true},
+    {"send", m_send, false, true},        {"ping", m_ping, false, false},
+    {"version", m_version, false, false}, {"start", m_start, true, false},
+    {"stop", m_stop, true, false},        {"whereis", m_whereis, false, false},
+    {"which", m_which, false, false},     {"info", m_info, false, false},
+    {"get_state", m_get_state, true, false}, {"modules", m_modules, false, false},
+    {"load", m_load, true, false},        {"reload", m_reload, true, false},
+    {"monitor", m_monitor, false, false}, {"demonitor", m_demonitor, false, false},
+};
+
+void method_dispatch(struct conn *c, const struct gsp_envelope *env)
+{
+    struct req r = {c, env->msgid, env->type == GSP_NOTIFY, env->params, env->nparams};
+    const struct method *m = NULL;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0] && !m; i++)
+        if (gsp_method_is(env, methods[i].name))
+            m = &methods[i];
+    if (m == NULL || (r.notify && !m->notify)) {
+        if (r.notify)
+            dropped_notifications++;
+        else
+            fail(&r, GSP_UNKNOWN_METHOD, "unknown method %.*s", (int)env->method_len > 64 ? 64 : (int)env->method_len,
+                 env->method);
+    } else if (m->admin && !c->admin)
+        fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name,
+             (int)c->uid);
+    else
+        m->fn(&r);
+    scratch_reset();
+}

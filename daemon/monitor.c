@@ -1,0 +1,102 @@
+/* monitor.c — monitors: a connection or a server watching a server, told
+ * once when it ends. */
+#include "gsd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct monitor *all;
+
+static const uint8_t noproc[] = {0xa6, 'n', 'o', 'p', 'r', 'o', 'c'};
+
+/* Tells the watcher: [2, "down", [ref, id, name, reason]] to a connection,
+ * ["down", ref, id, reason] to a server's handle_info. id is nil and name
+ * the one asked for when no such server ever ran. */
+static void deliver(const struct monitor *m, uint64_t id, const char *name, size_t name_len,
+                    const void *reason, size_t len)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer local, *pk = &local;
+    if (m->conn) {
+        pk = conn_packer(m->conn);
+        gsp_pack_notify(pk, "down", 4);
+    } else {
+        gsp_packer_init(pk, &b);
+        msgpack_pack_array(pk, 4);
+        gsp_pack_str(pk, "down");
+    }
+    msgpack_pack_uint64(pk, m->ref);
+    if (id)
+        msgpack_pack_uint64(pk, id);
+    else
+        msgpack_pack_nil(pk);
+    if (m->conn) {
+        if (name)
+            gsp_pack_strn(pk, name, name_len);
+        else
+            msgpack_pack_nil(pk);
+    }
+    gsp_pack_raw(pk, reason, len);
+    if (m->server) {
+        server_post(m->server, MSG_INFO, 0, b.data, b.len);
+        gsp_buf_free(&b);
+    }
+}
+
+void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_value *target)
+{
+    struct monitor probe = {.ref = ref, .conn = c, .server = watcher};
+    struct server *s = server_lookup(target);
+    if (s == NULL || s->status == SERVER_ENDED) {
+        bool named = target->type == MSGPACK_OBJECT_STR;
+        uint64_t id = target->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? target->via.u64 : 0;
+        deliver(&probe, id, named ? target->via.str.ptr : NULL, named ? target->via.str.size : 0,
+                noproc, sizeof noproc);
+        return;
+    }
+    struct monitor *m = xmalloc(sizeof *m);
+    *m = probe;
+    m->target = s->id;
+    LIST_INSERT_HEAD(&s->watchers, m, target_link);
+    if (c)
+        LIST_INSERT_HEAD(&c->monitors, m, watcher_link);
+    else
+        LIST_INSERT_HEAD(&watcher->watching, m, watcher_link);
+    HASH_ADD(hh, all, ref, sizeof m->ref, m);
+}
+
+static void unlink_free(struct monitor *m)
+{
+    LIST_REMOVE(m, target_link);
+    LIST_REMOVE(m, watcher_link);
+    HASH_DEL(all, m);
+    free(m);
+}
+
+bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher)
+{
+    struct monitor *m;
+    HASH_FIND(hh, all, &ref, sizeof ref, m);
+    if (m == NULL || m->conn != c || m->server != watcher)
+        return false;
+    unlink_free(m);
+    return true;
+}
+
+void monitor_server_ended(struct server *s, const void *reason, size_t len)
+{
+    struct monitor *m;
+    while ((m = LIST_FIRST(&s->watchers)) != NULL) {
+        deliver(m, s->id, s->name, s->name ? strlen(s->name) : 0, reason, len);
+        unlink_free(m);
+    }
+    while ((m = LIST_FIRST(&s->watching)) != NULL)
+        unlink_free(m);
+}
+
+void monitor_conn_closed(struct conn *c)
+{
+    struct monitor *m;
+    while ((m = LIST_FIRST(&c->monitors)) != NULL)
+        unlink_free(m);
+}

@@ -1,0 +1,60 @@
+/* scratch.c — memory that lives for one callback: the scratch arena modules
+ * build replies in, and the zone one message is decoded into. */
+#include "gsd.h"
+
+#include <stdlib.h>
+
+struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    _Alignas(16) unsigned char data[];
+};
+
+static struct chunk *chunks; /* newest first; the first one is kept on reset */
+static msgpack_zone *zone;
+
+void *scratch_alloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (chunks == NULL || chunks->size - chunks->used < n) {
+        size_t size = n > 16384 ? n : 16384;
+        struct chunk *c = xmalloc(sizeof *c + size);
+        c->size = size;
+        c->used = 0;
+        c->next = chunks;
+        chunks = c;
+    }
+    void *p = chunks->data + chunks->used;
+    chunks->used += n;
+    return p;
+}
+
+void scratch_reset(void)
+{
+    while (chunks && chunks->next) {
+        struct chunk *c = chunks;
+        chunks = c->next;
+        free(c);
+    }
+    if (chunks)
+        chunks->used = 0;
+    if (zone)
+        msgpack_zone_clear(zone);
+}
+
+msgpack_zone *scratch_zone(void)
+{
+    if (zone == NULL)
+        zone = msgpack_zone_new(8192);
+    return zone;
+}
+
+void scratch_free(void)
+{
+    scratch_reset();
+    free(chunks);
+    chunks = NULL;
+    if (zone)
+        msgpack_zone_free(zone);
+    zone = NULL;
+}

@@ -1,0 +1,51 @@
+/* util.c — allocation that cannot fail, clocks, refs. */
+#include "gsd.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void *check(void *p)
+{
+    if (p == NULL) {
+        log_msg(LOG_ERR, "out of memory");
+        abort();
+    }
+    return p;
+}
+
+void *xmalloc(size_t n)
+{
+    return check(malloc(n ? n : 1));
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    return check(calloc(n ? n : 1, size ? size : 1));
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    return check(realloc(p, n ? n : 1));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *d = xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t next_ref(void)
+{
+    static uint64_t last;
+    return ++last;
+}
