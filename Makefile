@@ -17,11 +17,8 @@ endif
 
 OPT ?= -O2 -g
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(SANFLAGS) \
-	-Iinclude -Iprotocol -Iclient $(CFLAGS)
+	-Iinclude -Iprotocol -Iclient -Idaemon $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
-
-DEPS_PKGS = build-essential pkg-config libevent-dev libmsgpack-dev libjansson-dev \
-	uthash-dev check libsubunit-dev
 
 PROTOCOL_SRC = $(wildcard protocol/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
@@ -71,7 +68,7 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lmsgpackc
 
 # The unit tests link the daemon's objects directly (all but main.c).
-$(BUILD)/tests/check_units: $(call obj,tests/check_units.c) $(TEST_SUPPORT) \
+$(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
 		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC))) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
@@ -81,11 +78,7 @@ check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t; done
 
 deps:
-	@missing=$$(for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	sh scripts/deps.sh
 
 clean:
 	rm -rf build build-san

@@ -57,6 +57,7 @@ uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never 
 
 /* ---- loop.c ------------------------------------------------------------ */
 extern struct event_base *loop_base;
+extern bool shutting_down; /* SIGTERM/SIGINT seen: servers are being stopped */
 void loop_init(void);
 void loop_free(void);
 /* Arms (or re-arms) a timer event for ms milliseconds. */
@@ -174,6 +175,8 @@ unsigned registry_count(void);
 void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), void *arg);
 
 /* ---- sched.c ----------------------------------------------------------- */
+#define SCHED_PER_SERVER 8 /* messages one server handles before the next gets a go */
+#define SCHED_PER_TURN 256 /* messages handled in one loop turn, all servers together */
 void sched_init(void);
 void sched_free(void);
 void sched_wake(struct server *s); /* s has mail: give it turns */
@@ -284,8 +287,5 @@ void listen_close(void);
 /* Serves one framed message from c (request or notification). */
 void method_dispatch(struct conn *c, const struct gsp_envelope *env);
 extern uint64_t dropped_notifications; /* casts/sends to nobody, ignored */
-
-/* ---- main.c ------------------------------------------------------------ */
-extern bool shutting_down;
 
 #endif /* GSD_DAEMON_H */

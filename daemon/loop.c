@@ -2,6 +2,7 @@
 #include "gsd.h"
 
 struct event_base *loop_base;
+bool shutting_down;
 
 void loop_init(void)
 {

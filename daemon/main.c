@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-bool shutting_down;
+
 
 static void usage(FILE *f)
 {

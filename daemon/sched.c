@@ -2,8 +2,6 @@
  * each loop turn, and the loop polls its sockets between turns. */
 #include "gsd.h"
 
-#define PER_SERVER 8  /* messages one server handles before the next gets a go */
-#define PER_TURN 256  /* messages handled in one loop turn, all servers together */
 
 static TAILQ_HEAD(, server) runq = TAILQ_HEAD_INITIALIZER(runq);
 static struct event *turn;
@@ -52,12 +50,12 @@ void sched_forget(struct server *s)
 static void sched_turn(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    int budget = PER_TURN;
+    int budget = SCHED_PER_TURN;
     while (budget > 0 && !TAILQ_EMPTY(&runq)) {
         struct server *s = TAILQ_FIRST(&runq);
         TAILQ_REMOVE(&runq, s, run_link);
         s->runnable = false;
-        for (int i = 0; i < PER_SERVER && budget > 0 && s->status != SERVER_ENDED &&
+        for (int i = 0; i < SCHED_PER_SERVER && budget > 0 && s->status != SERVER_ENDED &&
                         !STAILQ_EMPTY(&s->mbox.q);
              i++, budget--)
             server_run_one(s);

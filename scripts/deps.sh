@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the Debian packages gsd needs to build and test, if any is missing.
+set -e
+pkgs="make gcc libc6-dev pkg-config libevent-dev libmsgpack-dev libjansson-dev uthash-dev check libsubunit-dev"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "gsd needs these Debian packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,198 @@
+/* check_units.c — the daemon's registry, mailbox and scheduler, driven
+ * directly (linked with the daemon's objects, without its socket). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gsd.h"
+
+/* ---- mailbox ---------------------------------------------------------- */
+
+START_TEST(mailbox_is_fifo_and_counts)
+{
+    struct mailbox mb;
+    mailbox_init(&mb);
+    mailbox_put(&mb, msg_new(MSG_CAST, 0, "\x01", 1));
+    mailbox_put(&mb, msg_new(MSG_CALL, 7, "\x92\x01\x02", 3));
+    mailbox_put(&mb, msg_new(MSG_INFO, 0, "\xc0", 1));
+    ck_assert_uint_eq(mb.len, 3);
+    ck_assert_uint_eq(mb.bytes, 5);
+    struct msg *m = mailbox_take(&mb);
+    ck_assert_int_eq(m->kind, MSG_CAST);
+    free(m);
+    m = mailbox_take(&mb);
+    ck_assert_int_eq(m->kind, MSG_CALL);
+    ck_assert_uint_eq(m->waiter, 7);
+    ck_assert_mem_eq(m->data, "\x92\x01\x02", 3);
+    free(m);
+    ck_assert_uint_eq(mb.len, 1);
+    ck_assert_uint_eq(mb.bytes, 1);
+    ck_assert_uint_eq(mb.len_high, 3);  /* high-water marks stay */
+    ck_assert_uint_eq(mb.bytes_high, 5);
+    mailbox_clear(&mb);
+    ck_assert_uint_eq(mb.len, 0);
+    ck_assert_ptr_null(mailbox_take(&mb));
+}
+END_TEST
+
+/* ---- registry and scheduler, with an in-test module ------------------- */
+
+static unsigned handled[3];
+static uint64_t order[64];
+static unsigned norder;
+
+static gs_result t_init(gs_server *self, const gs_value *args, void **state)
+{
+    (void)self, (void)args;
+    *state = NULL;
+    return gs_ok();
+}
+
+static gs_result t_cast(gs_server *self, const gs_value *req, void **state)
+{
+    (void)state, (void)req;
+    uint64_t id = gsd_api.self_id(self);
+    handled[id]++;
+    if (norder < 64)
+        order[norder++] = id;
+    return gs_noreply();
+}
+
+static const struct gs_api *t_host;
+static const gs_module t_desc = {
+    .abi = GS_ABI_VERSION, .size = sizeof(gs_module), .api = &t_host, .name = "t",
+    .vsn = 1, .init = t_init, .handle_cast = t_cast};
+static struct module t_mod = {.name = "t", .path = "(test)", .desc = &t_desc};
+
+static void setup(void)
+{
+    log_level = LOG_ERR;
+    loop_init();
+    sched_init();
+    memset(handled, 0, sizeof handled);
+    norder = 0;
+}
+
+static struct server *start(const char *name)
+{
+    return server_start(&t_mod, name, name ? strlen(name) : 0, "\xc0", 1, -1, 0);
+}
+
+static void turn(void)
+{
+    event_base_loop(loop_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+START_TEST(registry_finds_by_id_and_name)
+{
+    setup();
+    struct server *a = start("alpha"), *b = start(NULL);
+    ck_assert_uint_lt(a->id, b->id);
+    ck_assert_ptr_eq(registry_by_id(a->id), a);
+    ck_assert_ptr_eq(registry_by_name("alpha", 5), a);
+    ck_assert_ptr_eq(registry_by_id(b->id), b);
+    ck_assert_ptr_null(registry_by_name("alph", 4));
+    ck_assert_uint_eq(registry_count(), 2);
+    gs_value ref = gs_str("alpha");
+    ck_assert_ptr_eq(server_lookup(&ref), a);
+    ref = gs_uint(b->id);
+    ck_assert_ptr_eq(server_lookup(&ref), b);
+    uint64_t aid = a->id;
+    server_end(a, "\xa6normal", 7);
+    ck_assert_ptr_null(registry_by_id(aid));
+    ck_assert_ptr_null(registry_by_name("alpha", 5));
+    /* the name is free again; the id is never reused */
+    struct server *c = start("alpha");
+    ck_assert_uint_gt(c->id, b->id);
+    ck_assert_uint_eq(registry_count(), 2);
+}
+END_TEST
+
+START_TEST(init_runs_before_any_message)
+{
+    setup();
+    struct server *s = start("x");
+    ck_assert_int_eq(s->status, SERVER_STARTING);
+    server_post(s, MSG_CAST, 0, "\x01", 1);
+    turn();
+    ck_assert_int_eq(s->status, SERVER_RUNNING);
+    ck_assert_uint_eq(handled[s->id], 1);
+    ck_assert_uint_eq(s->mbox.len, 0);
+}
+END_TEST
+
+START_TEST(deep_mailbox_cannot_starve_another_server)
+{
+    setup();
+    struct server *busy = start("busy"), *quiet = start("quiet");
+    turn(); /* both inits */
+    for (int i = 0; i < 1000; i++)
+        server_post(busy, MSG_CAST, 0, "\x01", 1);
+    server_post(quiet, MSG_CAST, 0, "\x01", 1);
+    turn();
+    /* one turn: busy got at most its share, quiet was served too */
+    ck_assert_uint_eq(handled[quiet->id], 1);
+    ck_assert_uint_le(handled[busy->id], SCHED_PER_TURN);
+    ck_assert_uint_ge(handled[busy->id], SCHED_PER_SERVER);
+    /* and quiet's message was not left until busy's mailbox was empty */
+    unsigned pos = 0;
+    while (pos < norder && order[pos] != quiet->id)
+        pos++;
+    ck_assert_uint_le(pos, SCHED_PER_SERVER);
+    for (int i = 0; i < 100 && busy->mbox.len > 0; i++)
+        turn();
+    ck_assert_uint_eq(handled[busy->id], 1000);
+}
+END_TEST
+
+START_TEST(turn_work_is_bounded)
+{
+    setup();
+    struct server *s[4];
+    for (int i = 0; i < 4; i++)
+        s[i] = start(NULL);
+    turn();
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 500; k++)
+            server_post(s[i], MSG_CAST, 0, "\x01", 1);
+    turn();
+    unsigned total = 0;
+    for (int i = 0; i < 4; i++)
+        total += handled[s[i]->id];
+    ck_assert_uint_eq(total, SCHED_PER_TURN);
+}
+END_TEST
+
+START_TEST(ended_server_refuses_mail)
+{
+    setup();
+    struct server *s = start("gone");
+    turn();
+    server_ref(s);
+    server_end(s, "\xa8shutdown", 9);
+    ck_assert_int_eq(s->status, SERVER_ENDED);
+    ck_assert(!server_post(s, MSG_CAST, 0, "\x01", 1));
+    server_unref(s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("units");
+    TCase *tc = tcase_create("mailbox");
+    tcase_add_test(tc, mailbox_is_fifo_and_counts);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("registry_sched");
+    tcase_add_test(tc, registry_finds_by_id_and_name);
+    tcase_add_test(tc, init_runs_before_any_message);
+    tcase_add_test(tc, deep_mailbox_cannot_starve_another_server);
+    tcase_add_test(tc, turn_work_is_bounded);
+    tcase_add_test(tc, ended_server_refuses_mail);
+    tcase_set_timeout(tc, 10);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
