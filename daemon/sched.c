@@ -59,8 +59,10 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
                         !STAILQ_EMPTY(&s->mbox.q);
              i++, budget--)
             server_run_one(s);
-        /* Back of the queue if it still has mail: round robin. */
-        if (s->status != SERVER_ENDED && !STAILQ_EMPTY(&s->mbox.q)) {
+        /* Back of the queue if it still has mail: round robin. (A server
+         * that posted to itself was queued again already, with a ref of
+         * its own.) */
+        if (!s->runnable && s->status != SERVER_ENDED && !STAILQ_EMPTY(&s->mbox.q)) {
             s->runnable = true;
             TAILQ_INSERT_TAIL(&runq, s, run_link);
         } else

@@ -50,9 +50,12 @@ static gs_result t_init(gs_server *self, const gs_value *args, void **state)
 
 static gs_result t_cast(gs_server *self, const gs_value *req, void **state)
 {
-    (void)state, (void)req;
+    (void)state;
     uint64_t id = gsd_api.self_id(self);
     handled[id]++;
+    int64_t n;
+    if (gs_get_int(req, &n) && n > 1) /* count down by casting to itself */
+        gsd_api.cast(self, gs_uint(id), gs_int(n - 1));
     if (norder < 64)
         order[norder++] = id;
     return gs_noreply();
@@ -176,6 +179,22 @@ START_TEST(ended_server_refuses_mail)
 }
 END_TEST
 
+START_TEST(server_casting_to_itself_keeps_one_queue_slot)
+{
+    setup();
+    struct server *s = start("self"), *other = start("other");
+    turn();
+    server_post(s, MSG_CAST, 0, "\x14", 1); /* 20: casts 19, 18, ... to itself */
+    server_post(other, MSG_CAST, 0, "\x01", 1);
+    for (int i = 0; i < 20; i++)
+        turn();
+    ck_assert_uint_eq(handled[s->id], 20);
+    ck_assert_uint_eq(handled[other->id], 1);
+    ck_assert(!s->runnable);
+    ck_assert_int_eq(s->refs, 1); /* only the registry's: no ref leaked */
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("units");
@@ -188,6 +207,7 @@ int main(void)
     tcase_add_test(tc, deep_mailbox_cannot_starve_another_server);
     tcase_add_test(tc, turn_work_is_bounded);
     tcase_add_test(tc, ended_server_refuses_mail);
+    tcase_add_test(tc, server_casting_to_itself_keeps_one_queue_slot);
     tcase_set_timeout(tc, 10);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
