@@ -41,7 +41,12 @@ static gs_value counter_error(gs_server *self, const char *tag, const gs_value *
 /* Adds k to the count; false (count unchanged) if the sum would overflow. */
 static bool counter_add(struct counter *c, int64_t k)
 {
-    return !__builtin_add_overflow(c->n, k, &c->n);
+    int64_t sum;
+
+    if (__builtin_add_overflow(c->n, k, &sum)) /* it stores the wrapped sum */
+        return false;
+    c->n = sum;
+    return true;
 }
 
 /* The k a request adds: 1 for "increment", k for ["add", k]. */
@@ -72,8 +77,7 @@ static gs_result counter_init(gs_server *self, const gs_value *args, void **stat
     return gs_ok();
 }
 
-static gs_result counter_call(gs_server *self, const gs_value *request, gs_from from,
-                              void **state)
+static gs_result counter_call(gs_server *self, const gs_value *request, gs_from from, void **state)
 {
     struct counter *c = *state;
     int64_t k;
@@ -119,6 +123,6 @@ static gs_value counter_format_state(gs_server *self, void *state)
     return gs_int(((struct counter *)state)->n);
 }
 
-GS_MODULE(.name = "counter", .vsn = COUNTER_VSN, .init = counter_init,
-          .handle_call = counter_call, .handle_cast = counter_cast,
-          .terminate = counter_terminate, .format_state = counter_format_state);
+GS_MODULE(.name = "counter", .vsn = COUNTER_VSN, .init = counter_init, .handle_call = counter_call,
+          .handle_cast = counter_cast, .terminate = counter_terminate,
+          .format_state = counter_format_state);
