@@ -74,8 +74,8 @@ $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
 
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%)
-	@set -e; export GSD_BUILD=$(abspath $(BUILD)); \
-	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t; done
+	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
+	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; exit $$rc
 
 deps:
 	sh scripts/deps.sh

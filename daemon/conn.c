@@ -3,6 +3,7 @@
 #include "gsd.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -130,8 +131,12 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        /* The peer is done sending; it may still read what it asked for. */
+        /* A peer that only shut its sending side (POLLHUP not set) still
+         * reads what it asked for; one that closed or failed has gone. */
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
         c->eof = true;
+        if (n < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))))
+            c->closing = true;
         event_del(c->rev);
     } else {
         c->in.len += (size_t)n;

@@ -377,7 +377,7 @@ static void m_get_state(struct req *r)
     }
     struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
     waiter_attach(w, s);
-    server_post(s, MSG_STATE, w->id, NULL, 0);
+    server_post(s, MSG_STATE, w->id, nil_bytes, sizeof nil_bytes);
 }
 
 static void pack_module(msgpack_packer *pk, struct module *m, bool servers)
@@ -454,17 +454,26 @@ static void m_demonitor(struct req *r)
 static const struct method {
     const char *name;
     void (*fn)(struct req *r);
-    bool admin;  /* changes what runs: admin peers only */
-    bool notify; /* may come as a notification */
+    uint32_t nparams; /* exactly this many params */
+    bool admin;       /* changes what runs: admin peers only */
+    bool notify;      /* may come as a notification */
 } methods[] = {
-    {"call", m_call, false, false},       {"cast", m_cast, false, true},
-    {"send", m_send, false, true},        {"ping", m_ping, false, false},
-    {"version", m_version, false, false}, {"start", m_start, true, false},
-    {"stop", m_stop, true, false},        {"whereis", m_whereis, false, false},
-    {"which", m_which, false, false},     {"info", m_info, false, false},
-    {"get_state", m_get_state, true, false}, {"modules", m_modules, false, false},
-    {"load", m_load, true, false},        {"reload", m_reload, true, false},
-    {"monitor", m_monitor, false, false}, {"demonitor", m_demonitor, false, false},
+    {"call", m_call, 3, false, false},
+    {"cast", m_cast, 2, false, true},
+    {"send", m_send, 2, false, true},
+    {"ping", m_ping, 0, false, false},
+    {"version", m_version, 0, false, false},
+    {"start", m_start, 4, true, false},
+    {"stop", m_stop, 3, true, false},
+    {"whereis", m_whereis, 1, false, false},
+    {"which", m_which, 0, false, false},
+    {"info", m_info, 1, false, false},
+    {"get_state", m_get_state, 1, true, false},
+    {"modules", m_modules, 0, false, false},
+    {"load", m_load, 1, true, false},
+    {"reload", m_reload, 1, true, false},
+    {"monitor", m_monitor, 1, false, false},
+    {"demonitor", m_demonitor, 1, false, false},
 };
 
 void method_dispatch(struct conn *c, const struct gsp_envelope *env)
@@ -480,6 +489,10 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
         else
             fail(&r, GSP_UNKNOWN_METHOD, "unknown method %.*s", (int)env->method_len > 64 ? 64 : (int)env->method_len,
                  env->method);
+    } else if (r.n != m->nparams) {
+        if (r.notify)
+            dropped_notifications++;
+        fail(&r, GSP_BADARG, "%s takes %u params, not %u", m->name, m->nparams, r.n);
     } else if (m->admin && !c->admin)
         fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name,
              (int)c->uid);

@@ -10,8 +10,8 @@ static struct monitor *all;
 static const uint8_t noproc[] = {0xa6, 'n', 'o', 'p', 'r', 'o', 'c'};
 
 /* Tells the watcher: [2, "down", [ref, id, name, reason]] to a connection,
- * ["down", ref, id, reason] to a server's handle_info. id is nil and name
- * the one asked for when no such server ever ran. */
+ * ["down", ref, id, reason] to a server's handle_info. When no server had
+ * the name asked for, id is 0 (no server's id) and name is that name. */
 static void deliver(const struct monitor *m, uint64_t id, const char *name, size_t name_len,
                     const void *reason, size_t len)
 {
@@ -26,10 +26,7 @@ static void deliver(const struct monitor *m, uint64_t id, const char *name, size
         gsp_pack_str(pk, "down");
     }
     msgpack_pack_uint64(pk, m->ref);
-    if (id)
-        msgpack_pack_uint64(pk, id);
-    else
-        msgpack_pack_nil(pk);
+    msgpack_pack_uint64(pk, id);
     if (m->conn) {
         if (name)
             gsp_pack_strn(pk, name, name_len);

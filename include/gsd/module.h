@@ -488,7 +488,7 @@ static inline uint64_t gs_call(gs_server *self, gs_value server, gs_value reques
 
 /* Watches another server: when it ends, handle_info gets
  * ["down", ref, id, reason] (reason "noproc" at once if it is not
- * running). Returns the ref (> 0). */
+ * running; id 0 if no server held that name). Returns the ref (> 0). */
 static inline uint64_t gs_monitor(gs_server *self, gs_value server)
 {
     return gs_host->monitor(self, server);
