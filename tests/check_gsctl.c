@@ -1,0 +1,347 @@
+/*
+ * check_gsctl.c — the command-line contract: gsctl against a real gsd on a
+ * throwaway socket. Exit statuses 0 ok, 1 the daemon answered an error
+ * ("CODE: detail" on stderr), 2 usage, 3 no connection; one line of JSON
+ * on stdout; text that is not JSON is a string.
+ */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct gsd *D;
+
+static void setup(void)
+{
+    D = gsd_start();
+}
+
+static void teardown(void)
+{
+    ck_assert_int_eq(gsd_stop(&D), 0);
+}
+
+/* Runs gsctl and wants exit 0; returns stdout. */
+#define GSCTL_OK(...) gsctl_ok_at(__FILE__, __LINE__, __VA_ARGS__, NULL)
+__attribute__((sentinel)) static char *gsctl_ok_at(const char *file, int line, ...)
+{
+    const char *argv[32];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, line);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    char *out, *err;
+    struct proc *p = gsctl_spawn(D->sock, argv);
+    int st = gsctl_wait(&p, 10000, &out, &err);
+    if (st != 0)
+        _ck_assert_failed(file, line, "Failed", "gsctl %s: exit %d, stdout '%s', stderr '%s'",
+                          argv[0], st, out, err);
+    return out;
+}
+
+/* The squeezed JSON of stdout, with the check that it is one line. */
+#define ONE_LINE(out) one_line_at(__FILE__, __LINE__, (out))
+static const char *one_line_at(const char *file, int line, const char *out)
+{
+    size_t n = strlen(out);
+    if (n == 0 || out[n - 1] != '\n' || line_count(out) != 1)
+        _ck_assert_failed(file, line, "Failed", "not one line of output: '%s'", out);
+    return json_squeeze(out);
+}
+
+static bool contains(const char *hay, const char *needle)
+{
+    return strstr(hay, needle) != NULL;
+}
+
+/* ---- statuses ------------------------------------------------------------ */
+
+START_TEST(ping_exit_0_prints_pong)
+{
+    ck_assert_str_eq(GSCTL_OK("ping"), "\"pong\"\n");
+}
+END_TEST
+
+START_TEST(error_exit_1_code_and_detail_on_stderr)
+{
+    char *out, *err;
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "ghost", "get", NULL), 1);
+    ck_assert_msg(strncmp(err, "noproc: ", 8) == 0, "stderr: '%s'", err);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+START_TEST(already_started_detail_is_the_id)
+{
+    char *out, *err;
+    char *id = GSCTL_OK("start", "counter", "c");
+    id[strcspn(id, "\n")] = '\0';
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "start", "counter", "c", NULL), 1);
+    ck_assert_msg(strncmp(err, "already_started: ", 17) == 0 && contains(err + 17, id),
+                  "stderr: '%s' (id %s)", err, id);
+}
+END_TEST
+
+START_TEST(usage_errors_exit_2)
+{
+    char *out, *err;
+    struct proc *p = gsctl_spawn(D->sock, (const char *[]){NULL});
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "frobnicate", NULL), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", NULL), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "c", NULL), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "start", NULL), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "whereis", NULL), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "--no-such-flag", "ping", NULL), 2);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+START_TEST(no_daemon_exit_3)
+{
+    char *out, *err;
+    const char *argv[] = {"ping", NULL};
+    struct proc *p = gsctl_spawn("/nonexistent/gsd.sock", argv);
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 3);
+    ck_assert_str_eq(out, "");
+    ck_assert_str_ne(err, "");
+}
+END_TEST
+
+START_TEST(help_exits_0)
+{
+    char *out, *err;
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-h", NULL), 0);
+    ck_assert_msg(contains(out, "usage") || contains(err, "usage"), "no usage text");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "-h", NULL), 0);
+}
+END_TEST
+
+START_TEST(socket_from_environment)
+{
+    char *out, *err;
+    const char *argv[] = {"ping", NULL};
+    setenv("GSD_SOCKET", D->sock, 1); /* this test's own process */
+    struct proc *p = gsctl_spawn(NULL, argv);
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 0);
+    ck_assert_str_eq(out, "\"pong\"\n");
+    setenv("GSD_SOCKET", "/nonexistent/gsd.sock", 1);
+    ck_assert_str_eq(GSCTL_OK("ping"), "\"pong\"\n"); /* -s wins */
+}
+END_TEST
+
+/* ---- commands -------------------------------------------------------------- */
+
+START_TEST(start_prints_the_id_and_call_uses_it)
+{
+    char *id = GSCTL_OK("start", "counter", "c", "5");
+    ck_assert_msg(strspn(id, "0123456789") == strlen(id) - 1 && line_count(id) == 1,
+                  "start printed '%s'", id);
+    ck_assert_str_eq(GSCTL_OK("whereis", "c"), id);
+    id[strlen(id) - 1] = '\0';
+    ck_assert_str_eq(GSCTL_OK("call", id, "get"), "5\n");
+    ck_assert_str_eq(GSCTL_OK("call", "c", "get"), "5\n");
+}
+END_TEST
+
+START_TEST(text_that_is_not_json_is_a_string)
+{
+    GSCTL_OK("start", "probe", "p");
+    ck_assert_str_eq(GSCTL_OK("call", "p", "[\"echo\", \"two words\"]"), "\"two words\"\n");
+    GSCTL_OK("send", "p", "hello there");
+    GSCTL_OK("send", "p", "{not json");
+    GSCTL_OK("send", "p", "42");
+    ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "infos")),
+                     "[\"hello there\",\"{not json\",42]\n");
+}
+END_TEST
+
+START_TEST(json_values_round_trip)
+{
+    GSCTL_OK("start", "probe", "p");
+    ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "[\"echo\", {\"a\": [1, null, true, -2]}]")),
+                     "{\"a\":[1,null,true,-2]}\n");
+}
+END_TEST
+
+START_TEST(counter_through_gsctl)
+{
+    GSCTL_OK("start", "counter", "c");
+    ck_assert_str_eq(GSCTL_OK("call", "c", "increment"), "1\n");
+    ck_assert_str_eq(GSCTL_OK("call", "c", "[\"add\", 10]"), "11\n");
+    ck_assert_str_eq(GSCTL_OK("cast", "c", "reset"), "null\n");
+    ck_assert_str_eq(GSCTL_OK("call", "c", "get"), "0\n");
+}
+END_TEST
+
+START_TEST(state_prints_format_state)
+{
+    GSCTL_OK("start", "counter", "c", "12");
+    ck_assert_str_eq(GSCTL_OK("state", "c"), "12\n");
+}
+END_TEST
+
+START_TEST(start_args_and_anonymous)
+{
+    GSCTL_OK("start", "stack", "s", "[1, 2]");
+    ck_assert_str_eq(GSCTL_OK("call", "s", "pop"), "1\n");
+    char *id = GSCTL_OK("start", "counter", "-", "9");
+    id[strcspn(id, "\n")] = '\0';
+    ck_assert_str_eq(GSCTL_OK("call", id, "get"), "9\n");
+}
+END_TEST
+
+START_TEST(start_options_as_flags)
+{
+    char *out, *err;
+    GSCTL_OK("start", "--restart", "transient", "counter", "r");
+    ck_assert_str_eq(GSCTL_OK("call", "r", "get"), "0\n");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "start", "--timeout", "100", "forms", "slow",
+                               "{\"init\": \"slow\", \"ms\": 600}", NULL),
+                     1);
+    ck_assert_msg(strncmp(err, "timeout: ", 9) == 0, "stderr: '%s'", err);
+    /* --link: the server ends when gsctl's connection does */
+    GSCTL_OK("start", "--link", "counter", "linked");
+    ck_assert(WAIT_UNTIL(2000, strcmp(GSCTL_OK("whereis", "linked"), "null\n") == 0));
+}
+END_TEST
+
+START_TEST(stop_with_and_without_reason)
+{
+    char *out, *err, args[256];
+    snprintf(args, sizeof args, "{\"terminate_log\": \"%s\"}", gsd_path(D, "p.log"));
+    GSCTL_OK("start", "probe", "p", args);
+    ck_assert_str_eq(GSCTL_OK("stop", "p", "[\"shutdown\", \"cli\"]"), "null\n");
+    ck_assert_str_eq(json_lines(gsd_path(D, "p.log")), "[\"shutdown\",\"cli\"]\n");
+    ck_assert_str_eq(GSCTL_OK("whereis", "p"), "null\n");
+    snprintf(args, sizeof args, "{\"terminate_log\": \"%s\"}", gsd_path(D, "q.log"));
+    GSCTL_OK("start", "probe", "q", args);
+    ck_assert_str_eq(GSCTL_OK("stop", "q"), "null\n");
+    ck_assert_str_eq(json_lines(gsd_path(D, "q.log")), "\"normal\"\n");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "stop", "q", NULL), 1);
+    ck_assert_msg(strncmp(err, "noproc: ", 8) == 0, "stderr: '%s'", err);
+}
+END_TEST
+
+START_TEST(cast_and_send_print_null)
+{
+    GSCTL_OK("start", "probe", "p");
+    ck_assert_str_eq(GSCTL_OK("send", "p", "[1, \"x\"]"), "null\n");
+    ck_assert_str_eq(GSCTL_OK("cast", "p", "ignored"), "null\n");
+    ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "infos")), "[[1,\"x\"]]\n");
+}
+END_TEST
+
+START_TEST(list_info_modules_load)
+{
+    GSCTL_OK("start", "counter", "c");
+    const char *list = ONE_LINE(GSCTL_OK("list"));
+    ck_assert_msg(contains(list, "\"name\":\"c\"") && contains(list, "\"module\":\"counter\""),
+                  "list: %s", list);
+    const char *info = ONE_LINE(GSCTL_OK("info", "c"));
+    ck_assert_msg(contains(info, "\"module\":\"counter\"") && contains(info, "\"status\":"),
+                  "info: %s", info);
+    const char *load = ONE_LINE(GSCTL_OK("load", "forms"));
+    ck_assert_msg(contains(load, "\"name\":\"forms\"") && contains(load, "\"vsn\":3"), "load: %s",
+                  load);
+    const char *mods = ONE_LINE(GSCTL_OK("modules"));
+    ck_assert_msg(contains(mods, "\"name\":\"counter\"") && contains(mods, "\"name\":\"forms\""),
+                  "modules: %s", mods);
+}
+END_TEST
+
+START_TEST(timeout_flag_bounds_a_call)
+{
+    char *out, *err;
+    GSCTL_OK("start", "probe", "p");
+    ck_assert_int_eq(
+        run_gsctl(D, &out, &err, "-t", "200", "call", "p", "[\"reply_after\", 3000, 1]", NULL), 1);
+    ck_assert_msg(strncmp(err, "timeout: ", 9) == 0, "stderr: '%s'", err);
+    ck_assert_str_eq(GSCTL_OK("-t", "2000", "call", "p", "[\"reply_after\", 100, 1]"), "1\n");
+}
+END_TEST
+
+START_TEST(monitor_waits_and_prints_the_down)
+{
+    char *out, *err;
+    GSCTL_OK("start", "probe", "p");
+    const char *argv[] = {"monitor", "p", NULL};
+    struct proc *m = gsctl_spawn(D->sock, argv);
+    sleep_ms(300); /* let it subscribe */
+    GSCTL_OK("stop", "p", "[\"shutdown\", \"bye-bye\"]");
+    ck_assert_int_eq(gsctl_wait(&m, 5000, &out, &err), 0);
+    ck_assert_msg(line_count(out) == 1 && contains(out, "bye-bye"), "monitor printed '%s'", out);
+}
+END_TEST
+
+START_TEST(monitor_of_dead_server_prints_noproc)
+{
+    char *out, *err;
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-t", "3000", "monitor", "ghost", NULL), 0);
+    ck_assert_msg(contains(out, "noproc"), "monitor printed '%s'", out);
+}
+END_TEST
+
+START_TEST(broken_connection_exit_3)
+{
+    char *out, *err;
+    struct gsd *d = gsd_start();
+    const char *args[] = {"start", "probe", "p", NULL};
+    struct proc *p = gsctl_spawn(d->sock, args);
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 0);
+    const char *call[] = {"call", "p", "[\"reply_after\", 4000, 1]", NULL};
+    p = gsctl_spawn(d->sock, call);
+    sleep_ms(300);
+    kill(d->pid, SIGKILL);
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 3);
+    ck_assert_int_eq(gsd_stop(&d), 128 + SIGKILL);
+}
+END_TEST
+
+static Suite *gsctl_suite(void)
+{
+    Suite *s = suite_create("gsctl");
+    TCase *tc = tcase_create("gsctl");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, ping_exit_0_prints_pong);
+    tcase_add_test(tc, error_exit_1_code_and_detail_on_stderr);
+    tcase_add_test(tc, already_started_detail_is_the_id);
+    tcase_add_test(tc, usage_errors_exit_2);
+    tcase_add_test(tc, no_daemon_exit_3);
+    tcase_add_test(tc, help_exits_0);
+    tcase_add_test(tc, socket_from_environment);
+    tcase_add_test(tc, start_prints_the_id_and_call_uses_it);
+    tcase_add_test(tc, text_that_is_not_json_is_a_string);
+    tcase_add_test(tc, json_values_round_trip);
+    tcase_add_test(tc, counter_through_gsctl);
+    tcase_add_test(tc, state_prints_format_state);
+    tcase_add_test(tc, start_args_and_anonymous);
+    tcase_add_test(tc, start_options_as_flags);
+    tcase_add_test(tc, stop_with_and_without_reason);
+    tcase_add_test(tc, cast_and_send_print_null);
+    tcase_add_test(tc, list_info_modules_load);
+    tcase_add_test(tc, timeout_flag_bounds_a_call);
+    tcase_add_test(tc, monitor_waits_and_prints_the_down);
+    tcase_add_test(tc, monitor_of_dead_server_prints_noproc);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("broken");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, broken_connection_exit_3);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(gsctl_suite());
+}

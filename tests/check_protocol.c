@@ -1,0 +1,1018 @@
+/* check_protocol.c — unit tests of protocol/: framing, envelopes, cursors,
+ * values, names, the socket path and the packers. */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct gsp_limits deflim = {GSP_MAX_SIZE_DEFAULT, GSP_MAX_DEPTH_DEFAULT};
+
+/* The encoding of v (kept until exit). */
+static uint8_t *enc(const msgpack_object *v, size_t *len)
+{
+    static uint8_t *kept[256];
+    static unsigned n;
+    uint8_t *b = gsp_encode(v, len);
+    free(kept[n % 256]);
+    kept[n++ % 256] = b;
+    return b;
+}
+
+/* Feeds the whole buffer once to a fresh framer. */
+static enum gsp_scan scan(const uint8_t *b, size_t len, const struct gsp_limits *lim,
+                          size_t *frame_len)
+{
+    struct gsp_framer f = {0};
+    *frame_len = 0;
+    return gsp_framer_feed(&f, b, len, lim, frame_len);
+}
+
+/* Decodes bytes into a value living until exit. */
+static const msgpack_object *dec(const uint8_t *p, size_t len)
+{
+    static msgpack_zone *z;
+    if (z == NULL)
+        z = msgpack_zone_new(4096);
+    msgpack_object *o = msgpack_zone_malloc(z, sizeof *o);
+    ck_assert_msg(gsp_decode(p, len, z, o), "%zu bytes do not decode", len);
+    return o;
+}
+
+/* ---- framer --------------------------------------------------------------- */
+
+START_TEST(framer_whole_frame_done)
+{
+    size_t len, flen;
+    const uint8_t *b = enc(mp("[0, 1, 'ping', []]"), &len);
+    ck_assert_int_eq(scan(b, len, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, len);
+}
+END_TEST
+
+START_TEST(framer_scalar_frames)
+{
+    size_t flen;
+    const uint8_t nil[] = {0xc0}, u64[] = {0xcf, 0, 0, 0, 0, 0, 0, 0, 1};
+    const uint8_t fixext[] = {0xd4, 0x01, 0x05}, ext8[] = {0xc7, 0x02, 0x07, 0xaa, 0xbb};
+    ck_assert_int_eq(scan(nil, 1, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 1);
+    ck_assert_int_eq(scan(u64, 9, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 9);
+    ck_assert_int_eq(scan(u64, 8, &deflim, &flen), GSP_SCAN_MORE);
+    ck_assert_int_eq(scan(fixext, 3, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 3);
+    ck_assert_int_eq(scan(ext8, 5, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 5);
+    ck_assert_int_eq(scan(ext8, 4, &deflim, &flen), GSP_SCAN_MORE);
+}
+END_TEST
+
+START_TEST(framer_byte_by_byte)
+{
+    size_t len, flen = 0;
+    const uint8_t *b =
+        enc(mp("[0, 4000000000, 'call', ['counter', ['add', -5, 1.5, b'xyz', {'k': [nil]}], "
+               "'infinity']]"),
+            &len);
+    struct gsp_framer f = {0};
+    for (size_t i = 1; i < len; i++)
+        ck_assert_msg(gsp_framer_feed(&f, b, i, &deflim, &flen) == GSP_SCAN_MORE,
+                      "done early at %zu of %zu bytes", i, len);
+    ck_assert_int_eq(gsp_framer_feed(&f, b, len, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, len);
+}
+END_TEST
+
+START_TEST(framer_frames_back_to_back)
+{
+    const msgpack_object *msgs[3] = {mp("[0, 1, 'ping', []]"), mp("'just a string'"),
+                                     mp("[2, 'cast', ['c', ['add', 1]]]")};
+    struct gsp_buf all = {0};
+    size_t lens[3];
+    for (int i = 0; i < 3; i++) {
+        const uint8_t *b = enc(msgs[i], &lens[i]);
+        gsp_buf_append(&all, b, lens[i]);
+    }
+    struct gsp_framer f = {0};
+    size_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t flen = 0;
+        ck_assert_int_eq(gsp_framer_feed(&f, all.data + off, all.len - off, &deflim, &flen),
+                         GSP_SCAN_DONE);
+        ck_assert_uint_eq(flen, lens[i]);
+        ck_assert_mp_eq(dec(all.data + off, flen), "%v", msgs[i]);
+        off += flen;
+    }
+    ck_assert_uint_eq(off, all.len);
+    gsp_buf_free(&all);
+}
+END_TEST
+
+START_TEST(framer_resumes_after_more)
+{
+    size_t len, flen = 0;
+    const uint8_t *b = enc(mp("[1, 2, nil, 'a longer result string']"), &len);
+    struct gsp_framer f = {0};
+    ck_assert_int_eq(gsp_framer_feed(&f, b, len / 2, &deflim, &flen), GSP_SCAN_MORE);
+    ck_assert_int_eq(gsp_framer_feed(&f, b, len - 1, &deflim, &flen), GSP_SCAN_MORE);
+    ck_assert_int_eq(gsp_framer_feed(&f, b, len, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, len);
+    /* reset for the next message: the same bytes frame again from scratch */
+    ck_assert_int_eq(gsp_framer_feed(&f, b, len, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, len);
+}
+END_TEST
+
+START_TEST(framer_c1_is_invalid)
+{
+    size_t flen;
+    const uint8_t c1[] = {0xc1}, nested[] = {0x93, 0x01, 0xc1, 0x02};
+    ck_assert_int_eq(scan(c1, 1, &deflim, &flen), GSP_SCAN_INVALID);
+    ck_assert_int_eq(scan(nested, sizeof nested, &deflim, &flen), GSP_SCAN_INVALID);
+}
+END_TEST
+
+START_TEST(framer_array32_header_too_large_at_five_bytes)
+{
+    size_t flen;
+    const uint8_t a[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(scan(a, 1, &deflim, &flen), GSP_SCAN_MORE);
+    ck_assert_int_eq(scan(a, 5, &deflim, &flen), GSP_SCAN_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(framer_map32_header_too_large_at_five_bytes)
+{
+    size_t flen;
+    const uint8_t m[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(scan(m, 5, &deflim, &flen), GSP_SCAN_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(framer_str32_claiming_4gb_too_large)
+{
+    size_t flen;
+    const uint8_t s[] = {0xdb, 0xff, 0xff, 0xff, 0xff}, b[] = {0xc6, 0xff, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(scan(s, 5, &deflim, &flen), GSP_SCAN_TOO_LARGE);
+    ck_assert_int_eq(scan(b, 5, &deflim, &flen), GSP_SCAN_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(framer_nested_huge_header_too_large)
+{
+    size_t flen;
+    const uint8_t a[] = {0x94, 0x00, 0x01, 0xa4, 'p', 'i', 'n', 'g', 0xdd, 0x7f, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(scan(a, sizeof a, &deflim, &flen), GSP_SCAN_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(framer_size_at_limit_ok_one_over_too_large)
+{
+    const struct gsp_limits lim = {16, 32};
+    uint8_t at[16], over[17];
+    size_t flen;
+    at[0] = 0xa0 | 15; /* fixstr of 15: 16 bytes */
+    memset(at + 1, 'x', 15);
+    over[0] = 0xa0 | 16;
+    memset(over + 1, 'x', 16);
+    ck_assert_int_eq(scan(at, 16, &lim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 16);
+    ck_assert_int_eq(scan(over, 17, &lim, &flen), GSP_SCAN_TOO_LARGE);
+    /* judged from the header alone */
+    ck_assert_int_eq(scan(over, 1, &lim, &flen), GSP_SCAN_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(framer_array_size_at_limit_ok_one_over_too_large)
+{
+    const struct gsp_limits lim = {16, 32};
+    uint8_t at[16], over[17];
+    size_t flen;
+    at[0] = 0x9f; /* fixarray of 15 nils: 16 bytes */
+    memset(at + 1, 0xc0, 15);
+    over[0] = 0xdc; /* array16 of 14 nils: 17 bytes */
+    over[1] = 0;
+    over[2] = 14;
+    memset(over + 3, 0xc0, 14);
+    ck_assert_int_eq(scan(at, 16, &lim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 16);
+    ck_assert_int_eq(scan(over, 3, &lim, &flen), GSP_SCAN_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(framer_depth_32_ok)
+{
+    uint8_t b[33];
+    size_t flen;
+    memset(b, 0x91, 32); /* 32 nested one-element arrays around nil */
+    b[32] = 0xc0;
+    ck_assert_int_eq(scan(b, 33, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 33);
+    /* and msgpack-c can decode what the framer let through */
+    const msgpack_object *o = dec(b, 33);
+    for (int i = 0; i < 32; i++) {
+        ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
+        o = &o->via.array.ptr[0];
+    }
+    ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
+}
+END_TEST
+
+START_TEST(framer_depth_32_empty_innermost_ok)
+{
+    uint8_t b[32];
+    size_t flen;
+    memset(b, 0x91, 31);
+    b[31] = 0x90; /* the 32nd array, empty */
+    ck_assert_int_eq(scan(b, 32, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 32);
+}
+END_TEST
+
+START_TEST(framer_depth_33_too_deep)
+{
+    uint8_t b[34], e[33];
+    size_t flen;
+    memset(b, 0x91, 33);
+    b[33] = 0xc0;
+    memset(e, 0x91, 32);
+    e[32] = 0x90;
+    ck_assert_int_eq(scan(b, 34, &deflim, &flen), GSP_SCAN_TOO_DEEP);
+    ck_assert_int_eq(scan(e, 33, &deflim, &flen), GSP_SCAN_TOO_DEEP);
+}
+END_TEST
+
+START_TEST(framer_maps_count_depth)
+{
+    const struct gsp_limits lim = {1024, 2};
+    size_t flen;
+    const uint8_t two[] = {0x81, 0xa1, 'k', 0x91, 0x01};         /* {k: [1]} */
+    const uint8_t three[] = {0x81, 0xa1, 'k', 0x91, 0x81, 1, 2}; /* {k: [{1: 2}]} */
+    ck_assert_int_eq(scan(two, sizeof two, &lim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, sizeof two);
+    ck_assert_int_eq(scan(three, sizeof three, &lim, &flen), GSP_SCAN_TOO_DEEP);
+}
+END_TEST
+
+START_TEST(framer_siblings_do_not_add_depth)
+{
+    const struct gsp_limits lim = {1024, 2};
+    size_t flen;
+    /* [[1], [2], [[]]] is depth 3; [[1], [2], [3]] is depth 2 */
+    const uint8_t flat[] = {0x93, 0x91, 1, 0x91, 2, 0x91, 3};
+    const uint8_t deep[] = {0x93, 0x91, 1, 0x91, 2, 0x91, 0x90};
+    ck_assert_int_eq(scan(flat, sizeof flat, &lim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, sizeof flat);
+    ck_assert_int_eq(scan(deep, sizeof deep, &lim, &flen), GSP_SCAN_TOO_DEEP);
+}
+END_TEST
+
+/* ---- envelopes ------------------------------------------------------------- */
+
+static bool env_of(const msgpack_object *v, struct gsp_envelope *env)
+{
+    size_t len;
+    const uint8_t *b = enc(v, &len);
+    return gsp_envelope_read(b, len, env);
+}
+
+START_TEST(envelope_request)
+{
+    struct gsp_envelope env;
+    const char *s;
+    uint32_t n;
+    uint64_t u;
+    ck_assert(env_of(mp("[0, 42, 'call', ['counter', 'get', nil]]"), &env));
+    ck_assert_int_eq(env.type, GSP_REQUEST);
+    ck_assert(env.has_msgid);
+    ck_assert_uint_eq(env.msgid, 42);
+    ck_assert(gsp_method_is(&env, "call"));
+    ck_assert(!gsp_method_is(&env, "cal"));
+    ck_assert(!gsp_method_is(&env, "calls"));
+    ck_assert_uint_eq(env.nparams, 3);
+    ck_assert(gsp_get_str(&env.params, &s, &n));
+    ck_assert_uint_eq(n, 7);
+    ck_assert(memcmp(s, "counter", 7) == 0);
+    ck_assert(gsp_get_str(&env.params, &s, &n));
+    ck_assert(gsp_get_nil(&env.params));
+    ck_assert(env.params.p == env.params.end);
+    ck_assert(!gsp_get_uint(&env.params, &u));
+}
+END_TEST
+
+START_TEST(envelope_request_max_msgid)
+{
+    struct gsp_envelope env;
+    ck_assert(env_of(mp("[0, 4294967295, 'ping', []]"), &env));
+    ck_assert_uint_eq(env.msgid, UINT32_MAX);
+    ck_assert_uint_eq(env.nparams, 0);
+}
+END_TEST
+
+START_TEST(envelope_response_result)
+{
+    struct gsp_envelope env;
+    ck_assert(env_of(mp("[1, 9, nil, 'pong']"), &env));
+    ck_assert_int_eq(env.type, GSP_RESPONSE);
+    ck_assert(env.has_msgid);
+    ck_assert_uint_eq(env.msgid, 9);
+    ck_assert_uint_eq(env.error.len, 1);
+    ck_assert_uint_eq(env.error.ptr[0], 0xc0);
+    ck_assert_mp_eq(dec(env.result.ptr, env.result.len), "'pong'");
+}
+END_TEST
+
+START_TEST(envelope_response_error)
+{
+    struct gsp_envelope env;
+    ck_assert(env_of(mp("[1, 3, ['noproc', {'server': 'x'}], nil]"), &env));
+    ck_assert_int_eq(env.type, GSP_RESPONSE);
+    ck_assert_mp_eq(dec(env.error.ptr, env.error.len), "['noproc', {'server': 'x'}]");
+    ck_assert_mp_eq(dec(env.result.ptr, env.result.len), "nil");
+}
+END_TEST
+
+START_TEST(envelope_notification)
+{
+    struct gsp_envelope env;
+    uint64_t ref;
+    ck_assert(env_of(mp("[2, 'down', [7, 3, nil, 'normal']]"), &env));
+    ck_assert_int_eq(env.type, GSP_NOTIFY);
+    ck_assert(!env.has_msgid);
+    ck_assert(gsp_method_is(&env, "down"));
+    ck_assert_uint_eq(env.nparams, 4);
+    ck_assert(gsp_get_uint(&env.params, &ref));
+    ck_assert_uint_eq(ref, 7);
+}
+END_TEST
+
+START_TEST(envelope_bin_method_accepted)
+{
+    struct gsp_envelope env;
+    ck_assert(env_of(mp("[0, 5, b'ping', []]"), &env));
+    ck_assert(gsp_method_is(&env, "ping"));
+    ck_assert(env_of(mp("[2, b'cast', ['c', 'reset']]"), &env));
+    ck_assert(gsp_method_is(&env, "cast"));
+}
+END_TEST
+
+START_TEST(envelope_wrong_length_request_has_msgid)
+{
+    struct gsp_envelope env;
+    ck_assert(!env_of(mp("[0, 17, 'ping']"), &env));
+    ck_assert(env.has_msgid);
+    ck_assert_uint_eq(env.msgid, 17);
+    ck_assert(!env_of(mp("[0, 18, 'ping', [], 'extra']"), &env));
+    ck_assert(env.has_msgid);
+    ck_assert_uint_eq(env.msgid, 18);
+}
+END_TEST
+
+START_TEST(envelope_bad_method_or_params_has_msgid)
+{
+    struct gsp_envelope env;
+    ck_assert(!env_of(mp("[0, 19, 5, []]"), &env));
+    ck_assert(env.has_msgid);
+    ck_assert_uint_eq(env.msgid, 19);
+    ck_assert(!env_of(mp("[0, 20, 'ping', {}]"), &env));
+    ck_assert(env.has_msgid);
+    ck_assert_uint_eq(env.msgid, 20);
+    ck_assert(!env_of(mp("[0, 21, 'ping', nil]"), &env));
+    ck_assert(env.has_msgid);
+}
+END_TEST
+
+START_TEST(envelope_wrong_shapes)
+{
+    struct gsp_envelope env;
+    const char *bad[] = {
+        "5",
+        "'ping'",
+        "{'a': 1}",
+        "[]",
+        "[0]",
+        "[0, 1]",
+        "[3, 1, 'ping', []]",
+        "[-1, 1, 'ping', []]",
+        "['0', 1, 'ping', []]",
+        "[2, 'cast']",
+        "[2, 'cast', [], 1]",
+        "[2, 5, []]",
+        "[2, 'cast', 'x']",
+        "[1, 1, nil]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(!env_of(mp(bad[i]), &env), "%s was read as an envelope", bad[i]);
+}
+END_TEST
+
+START_TEST(envelope_unreadable_msgid)
+{
+    struct gsp_envelope env;
+    ck_assert(!env_of(mp("[0, 'x', 'ping', []]"), &env));
+    ck_assert(!env.has_msgid);
+    ck_assert(!env_of(mp("[0, -1, 'ping', []]"), &env));
+    ck_assert(!env.has_msgid);
+    ck_assert(!env_of(mp("[0, 4294967296, 'ping', []]"), &env));
+    ck_assert(!env.has_msgid);
+    ck_assert(!env_of(mp("7"), &env));
+    ck_assert(!env.has_msgid);
+}
+END_TEST
+
+/* ---- cursor getters ----------------------------------------------------------- */
+
+static struct gsp_cursor cur(const msgpack_object *v)
+{
+    size_t len;
+    const uint8_t *b = enc(v, &len);
+    struct gsp_cursor c = {b, b + len};
+    return c;
+}
+
+START_TEST(cursor_uint_forms)
+{
+    const uint8_t forms[][9] = {
+        {0x05},
+        {0xcc, 0xc8},
+        {0xcd, 0x01, 0x00},
+        {0xce, 0xff, 0xff, 0xff, 0xff},
+        {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+        {0xd0, 0x05},
+        {0xd3, 0, 0, 0, 0, 0, 0, 0, 0x07},
+    };
+    const size_t lens[] = {1, 2, 3, 5, 9, 2, 9};
+    const uint64_t want[] = {5, 200, 256, UINT32_MAX, UINT64_MAX, 5, 7};
+    for (size_t i = 0; i < 7; i++) {
+        struct gsp_cursor c = {forms[i], forms[i] + lens[i]};
+        uint64_t v = 0;
+        ck_assert_msg(gsp_get_uint(&c, &v), "form %zu not read", i);
+        ck_assert_uint_eq(v, want[i]);
+        ck_assert(c.p == c.end);
+    }
+}
+END_TEST
+
+START_TEST(cursor_uint_rejects_negative_and_others)
+{
+    const char *bad[] = {"-1", "-200", "'5'", "nil", "1.0", "[1]", "true"};
+    for (size_t i = 0; i < 7; i++) {
+        struct gsp_cursor c = cur(mp(bad[i])), before = c;
+        uint64_t v = 99;
+        ck_assert_msg(!gsp_get_uint(&c, &v), "%s read as a uint", bad[i]);
+        ck_assert(c.p == before.p);
+        ck_assert_uint_eq(v, 99);
+    }
+}
+END_TEST
+
+START_TEST(cursor_str_and_bin)
+{
+    char long_text[300];
+    memset(long_text, 'q', 299);
+    long_text[299] = '\0';
+    struct gsp_cursor c = cur(mp("['', 'abc', b'\\x00\\x01', %s, 5]", long_text));
+    const char *s;
+    uint32_t n, items;
+    ck_assert(gsp_get_array(&c, &items));
+    ck_assert_uint_eq(items, 5);
+    ck_assert(gsp_get_str(&c, &s, &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert(gsp_get_str(&c, &s, &n));
+    ck_assert_uint_eq(n, 3);
+    ck_assert(memcmp(s, "abc", 3) == 0);
+    ck_assert(gsp_get_str(&c, &s, &n));
+    ck_assert_uint_eq(n, 2);
+    ck_assert(s[0] == 0 && s[1] == 1);
+    ck_assert(gsp_get_str(&c, &s, &n));
+    ck_assert_uint_eq(n, 299);
+    ck_assert(s[298] == 'q');
+    const uint8_t *at = c.p;
+    ck_assert(!gsp_get_str(&c, &s, &n));
+    ck_assert(c.p == at);
+}
+END_TEST
+
+START_TEST(cursor_array_and_map)
+{
+    struct gsp_cursor c = cur(mp("{'a': 1, 'b': 2}")), before = c;
+    uint32_t n = 0;
+    ck_assert(!gsp_get_array(&c, &n));
+    ck_assert(c.p == before.p);
+    ck_assert(gsp_get_map(&c, &n));
+    ck_assert_uint_eq(n, 2);
+    c = cur(mp("[1, 2, 3]"));
+    before = c;
+    ck_assert(!gsp_get_map(&c, &n));
+    ck_assert(c.p == before.p);
+    ck_assert(gsp_get_array(&c, &n));
+    ck_assert_uint_eq(n, 3);
+}
+END_TEST
+
+START_TEST(cursor_nil)
+{
+    struct gsp_cursor c = cur(mp("[nil, 0]"));
+    uint32_t n;
+    ck_assert(gsp_get_array(&c, &n));
+    ck_assert(gsp_is_nil(&c));
+    ck_assert(gsp_get_nil(&c));
+    ck_assert(!gsp_is_nil(&c));
+    ck_assert(!gsp_get_nil(&c));
+    uint64_t v;
+    ck_assert(gsp_get_uint(&c, &v));
+    ck_assert(!gsp_is_nil(&c)); /* at the end */
+    ck_assert(!gsp_get_nil(&c));
+}
+END_TEST
+
+START_TEST(cursor_span_steps_over_one_value)
+{
+    const msgpack_object *inner = mp("{'k': [1, [2, {'x': b'y'}], -3], 'z': 1.5}");
+    struct gsp_cursor c = cur(mp("[%v, 'after']", inner));
+    struct gsp_span sp;
+    uint32_t n;
+    const char *s;
+    ck_assert(gsp_get_array(&c, &n));
+    ck_assert(gsp_get_span(&c, &sp));
+    ck_assert_mp_eq(dec(sp.ptr, sp.len), "%v", inner);
+    ck_assert(gsp_get_str(&c, &s, &n));
+    ck_assert_uint_eq(n, 5);
+    ck_assert(c.p == c.end);
+}
+END_TEST
+
+START_TEST(cursor_truncated_values_rejected)
+{
+    size_t len;
+    const uint8_t *b = enc(mp("['abcdef', [1, 2, 3]]"), &len);
+    struct gsp_cursor c = {b, b + 5}; /* mid-string */
+    struct gsp_span sp;
+    const char *s;
+    uint32_t n;
+    ck_assert(gsp_get_array(&c, &n));
+    ck_assert(!gsp_get_str(&c, &s, &n));
+    c.p = b;
+    ck_assert(!gsp_get_span(&c, &sp));
+    ck_assert(c.p == b);
+    c.end = b + len - 1; /* the last array item missing */
+    ck_assert(!gsp_get_span(&c, &sp));
+    struct gsp_cursor empty = {b, b};
+    uint64_t v;
+    ck_assert(!gsp_get_uint(&empty, &v));
+    ck_assert(!gsp_get_array(&empty, &n));
+    ck_assert(!gsp_get_span(&empty, &sp));
+}
+END_TEST
+
+/* ---- values ---------------------------------------------------------------------- */
+
+START_TEST(value_copy_is_deep_and_equal)
+{
+    const msgpack_object *v =
+        mp("[1, -2, 3.25, true, nil, 'str', b'bin', '', [], {}, {'m': [{'n': 'deep'}]}]");
+    msgpack_object *copy = gsp_value_copy(v);
+    ck_assert(gsp_value_equal(copy, v));
+    ck_assert(copy->via.array.ptr != v->via.array.ptr);
+    ck_assert(copy->via.array.ptr[5].via.str.ptr != v->via.array.ptr[5].via.str.ptr);
+    /* changing the original does not reach the copy */
+    ((char *)v->via.array.ptr[5].via.str.ptr)[0] = 'S';
+    ck_assert(!gsp_value_equal(copy, v));
+    ck_assert_mp_eq(&copy->via.array.ptr[5], "'str'");
+    ck_assert_mp_eq(&copy->via.array.ptr[10], "{'m': [{'n': 'deep'}]}");
+    free(copy);
+}
+END_TEST
+
+START_TEST(value_copy_ext_and_scalars)
+{
+    const uint8_t ext[] = {0xd6, 0x05, 1, 2, 3, 4};
+    const msgpack_object *e = dec(ext, sizeof ext);
+    msgpack_object *copy = gsp_value_copy(e);
+    ck_assert_int_eq(copy->type, MSGPACK_OBJECT_EXT);
+    ck_assert_int_eq(copy->via.ext.type, 5);
+    ck_assert_uint_eq(copy->via.ext.size, 4);
+    ck_assert(gsp_value_equal(copy, e));
+    free(copy);
+    copy = gsp_value_copy(mp("7"));
+    ck_assert_mp_eq(copy, "7");
+    free(copy);
+}
+END_TEST
+
+START_TEST(value_equal_integers_by_value)
+{
+    msgpack_object pos = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = 5};
+    msgpack_object neg_typed = {.type = MSGPACK_OBJECT_NEGATIVE_INTEGER, .via.i64 = 5};
+    msgpack_object minus = {.type = MSGPACK_OBJECT_NEGATIVE_INTEGER, .via.i64 = -5};
+    msgpack_object big = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = UINT64_MAX};
+    msgpack_object m1 = {.type = MSGPACK_OBJECT_NEGATIVE_INTEGER, .via.i64 = -1};
+    ck_assert(gsp_value_equal(&pos, &neg_typed));
+    ck_assert(!gsp_value_equal(&pos, &minus));
+    ck_assert(!gsp_value_equal(&big, &m1));
+    ck_assert(!gsp_value_equal(&pos, mp("5.0")));
+}
+END_TEST
+
+START_TEST(value_equal_str_and_bin_alike)
+{
+    ck_assert(gsp_value_equal(mp("'abc'"), mp("b'abc'")));
+    ck_assert(!gsp_value_equal(mp("'abc'"), mp("'abd'")));
+    ck_assert(!gsp_value_equal(mp("'abc'"), mp("'ab'")));
+    ck_assert(gsp_value_equal(mp("''"), mp("b''")));
+}
+END_TEST
+
+START_TEST(value_equal_structure)
+{
+    ck_assert(gsp_value_equal(mp("[1, {'a': [nil]}]"), mp("[1, {'a': [nil]}]")));
+    ck_assert(!gsp_value_equal(mp("[1, {'a': [nil]}]"), mp("[1, {'a': [false]}]")));
+    ck_assert(!gsp_value_equal(mp("[1, 2]"), mp("[1, 2, 3]")));
+    ck_assert(!gsp_value_equal(mp("{'a': 1}"), mp("{'a': 1, 'b': 2}")));
+    ck_assert(!gsp_value_equal(mp("{'a': 1}"), mp("{'b': 1}")));
+    ck_assert(!gsp_value_equal(mp("nil"), mp("false")));
+    ck_assert(!gsp_value_equal(mp("[]"), mp("{}")));
+    ck_assert(!gsp_value_equal(mp("true"), mp("false")));
+    ck_assert(gsp_value_equal(mp("1.5"), mp("1.5")));
+    ck_assert(!gsp_value_equal(mp("1.5"), mp("2.5")));
+}
+END_TEST
+
+/* ---- names ---------------------------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+    return gsp_name_valid(s, strlen(s));
+}
+
+START_TEST(name_valid_rules)
+{
+    ck_assert(name_ok("counter"));
+    ck_assert(name_ok("c1"));
+    ck_assert(name_ok("12a"));
+    ck_assert(name_ok("-1"));
+    ck_assert(name_ok("1.5"));
+    ck_assert(name_ok("a b/c"));
+    ck_assert(!name_ok(""));
+    ck_assert(!name_ok("0"));
+    ck_assert(!name_ok("123"));
+    ck_assert(!name_ok("00042"));
+}
+END_TEST
+
+START_TEST(name_length_255_ok_256_not)
+{
+    char s[257];
+    memset(s, 'n', sizeof s);
+    ck_assert(gsp_name_valid(s, 255));
+    ck_assert(!gsp_name_valid(s, 256));
+    ck_assert(gsp_name_valid(s, 1));
+    ck_assert(!gsp_name_valid(s, 0));
+}
+END_TEST
+
+START_TEST(name_utf8_checked)
+{
+    ck_assert(name_ok("caf\xc3\xa9"));       /* é */
+    ck_assert(name_ok("\xe2\x82\xac"));      /* € */
+    ck_assert(name_ok("\xf0\x9f\x98\x80"));  /* 😀 */
+    ck_assert(!name_ok("\xff"));             /* never in UTF-8 */
+    ck_assert(!name_ok("a\x80"));            /* stray continuation */
+    ck_assert(!name_ok("\xc0\x80"));         /* overlong NUL */
+    ck_assert(!name_ok("\xe0\x80\xaf"));     /* overlong '/' */
+    ck_assert(!name_ok("\xe2\x82"));         /* truncated at the end */
+    ck_assert(!name_ok("\xed\xa0\x80"));     /* a surrogate */
+    ck_assert(!name_ok("\xf4\x90\x80\x80")); /* past U+10FFFF */
+    ck_assert(!name_ok("ab\xc3"));           /* truncated lead byte */
+}
+END_TEST
+
+static bool module_ok(const char *s)
+{
+    return gsp_module_name_valid(s, strlen(s));
+}
+
+START_TEST(module_name_rules)
+{
+    char s[257];
+    ck_assert(module_ok("counter"));
+    ck_assert(module_ok("my_mod-2"));
+    ck_assert(module_ok("ABC"));
+    ck_assert(module_ok("123"));
+    ck_assert(!module_ok(""));
+    ck_assert(!module_ok("../counter"));
+    ck_assert(!module_ok("a/b"));
+    ck_assert(!module_ok("counter.so"));
+    ck_assert(!module_ok("a b"));
+    ck_assert(!module_ok("caf\xc3\xa9"));
+    memset(s, 'm', sizeof s);
+    ck_assert(gsp_module_name_valid(s, 255));
+    ck_assert(!gsp_module_name_valid(s, 256));
+}
+END_TEST
+
+START_TEST(code_names)
+{
+    ck_assert_str_eq(gsp_code_name(GSP_BADARG), "badarg");
+    ck_assert_str_eq(gsp_code_name(GSP_UNKNOWN_METHOD), "unknown_method");
+    ck_assert_str_eq(gsp_code_name(GSP_NOPROC), "noproc");
+    ck_assert_str_eq(gsp_code_name(GSP_TIMEOUT), "timeout");
+    ck_assert_str_eq(gsp_code_name(GSP_EXIT), "exit");
+    ck_assert_str_eq(gsp_code_name(GSP_ALREADY_STARTED), "already_started");
+    ck_assert_str_eq(gsp_code_name(GSP_INIT_STOP), "init_stop");
+    ck_assert_str_eq(gsp_code_name(GSP_IGNORE), "ignore");
+    ck_assert_str_eq(gsp_code_name(GSP_MODULE), "module");
+    ck_assert_str_eq(gsp_code_name(GSP_CODE_CHANGE), "code_change");
+    ck_assert_str_eq(gsp_code_name(GSP_UNSUPPORTED), "unsupported");
+    ck_assert_str_eq(gsp_code_name(GSP_UNAUTHORIZED), "unauthorized");
+    ck_assert_str_eq(gsp_code_name(GSP_TOO_LARGE), "too_large");
+    ck_assert_str_eq(gsp_code_name(GSP_PROTOCOL), "protocol");
+    ck_assert_str_eq(gsp_code_name(GSP_SHUTTING_DOWN), "shutting_down");
+    ck_assert_str_eq(gsp_code_name(GSP_CODE_COUNT), "unknown");
+    ck_assert_str_eq(gsp_code_name((enum gsp_code) - 1), "unknown");
+}
+END_TEST
+
+/* ---- socket path ---------------------------------------------------------------- */
+
+START_TEST(socket_path_explicit_first)
+{
+    char out[256];
+    setenv("GSD_SOCKET", "/env/gsd.sock", 1);
+    setenv("XDG_RUNTIME_DIR", "/xdg", 1);
+    ck_assert_int_eq(gsp_socket_path("/flag/gsd.sock", out, sizeof out), 0);
+    ck_assert_str_eq(out, "/flag/gsd.sock");
+}
+END_TEST
+
+START_TEST(socket_path_env_second)
+{
+    char out[256];
+    setenv("GSD_SOCKET", "/env/gsd.sock", 1);
+    setenv("XDG_RUNTIME_DIR", "/xdg", 1);
+    ck_assert_int_eq(gsp_socket_path(NULL, out, sizeof out), 0);
+    ck_assert_str_eq(out, "/env/gsd.sock");
+}
+END_TEST
+
+START_TEST(socket_path_root_default)
+{
+    char out[256];
+    ck_assert_msg(geteuid() == 0, "this test runs as root");
+    unsetenv("GSD_SOCKET");
+    setenv("XDG_RUNTIME_DIR", "/xdg", 1);
+    ck_assert_int_eq(gsp_socket_path(NULL, out, sizeof out), 0);
+    ck_assert_str_eq(out, "/run/gsd/gsd.sock");
+}
+END_TEST
+
+START_TEST(socket_path_user_xdg)
+{
+    char out[256];
+    unsetenv("GSD_SOCKET");
+    setenv("XDG_RUNTIME_DIR", "/run/user/65534", 1);
+    uid_t was = geteuid();
+    if (was == 0)
+        ck_assert_int_eq(seteuid(65534), 0); /* this test's own process */
+    int rc = gsp_socket_path(NULL, out, sizeof out);
+    ck_assert_int_eq(seteuid(was), 0); /* LeakSanitizer needs its euid back at exit */
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "/run/user/65534/gsd.sock");
+}
+END_TEST
+
+START_TEST(socket_path_user_fallback)
+{
+    char out[256], want[64];
+    unsetenv("GSD_SOCKET");
+    unsetenv("XDG_RUNTIME_DIR");
+    uid_t was = geteuid();
+    if (was == 0)
+        ck_assert_int_eq(seteuid(65534), 0);
+    snprintf(want, sizeof want, "/tmp/gsd-%u/gsd.sock", (unsigned)geteuid());
+    int rc = gsp_socket_path(NULL, out, sizeof out);
+    ck_assert_int_eq(seteuid(was), 0);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, want);
+}
+END_TEST
+
+START_TEST(socket_path_too_long)
+{
+    char out[256], longp[200];
+    memset(longp, 'p', sizeof longp - 1);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = '\0';
+    ck_assert_int_eq(gsp_socket_path("/a/b.sock", out, 5), -1);
+    ck_assert_int_eq(gsp_socket_path(longp, out, sizeof out), -1); /* > sun_path */
+}
+END_TEST
+
+/* ---- packers ---------------------------------------------------------------------- */
+
+static const msgpack_object *packed(struct gsp_buf *b)
+{
+    size_t flen;
+    ck_assert_int_eq(scan(b->data, b->len, &deflim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, b->len);
+    return dec(b->data, b->len);
+}
+
+START_TEST(pack_request_round_trip)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    struct gsp_envelope env;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_request(&pk, 77, "call", 3);
+    gsp_pack_str(&pk, "counter");
+    gsp_pack_strn(&pk, "getXXX", 3);
+    msgpack_pack_nil(&pk);
+    ck_assert_mp_eq(packed(&b), "[0, 77, 'call', ['counter', 'get', nil]]");
+    ck_assert(gsp_envelope_read(b.data, b.len, &env));
+    ck_assert_int_eq(env.type, GSP_REQUEST);
+    ck_assert_uint_eq(env.msgid, 77);
+    gsp_buf_free(&b);
+    ck_assert_ptr_null(b.data);
+}
+END_TEST
+
+START_TEST(pack_notify_round_trip)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_notify(&pk, "down", 4);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, 2);
+    msgpack_pack_nil(&pk);
+    gsp_pack_str(&pk, "normal");
+    ck_assert_mp_eq(packed(&b), "[2, 'down', [1, 2, nil, 'normal']]");
+    gsp_buf_free(&b);
+}
+END_TEST
+
+START_TEST(pack_result_and_errors)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_result(&pk, 4000000000u);
+    gsp_pack_str(&pk, "pong");
+    ck_assert_mp_eq(packed(&b), "[1, 4000000000, nil, 'pong']");
+    b.len = 0;
+    gsp_pack_error_begin(&pk, 3, GSP_ALREADY_STARTED);
+    msgpack_pack_uint64(&pk, 12);
+    gsp_pack_error_end(&pk);
+    ck_assert_mp_eq(packed(&b), "[1, 3, ['already_started', 12], nil]");
+    b.len = 0;
+    gsp_pack_error(&pk, 5, GSP_NOPROC, "no server %s (%d)", "x", 7);
+    ck_assert_mp_eq(packed(&b), "[1, 5, ['noproc', 'no server x (7)'], nil]");
+    gsp_buf_free(&b);
+}
+END_TEST
+
+START_TEST(pack_error_long_detail_truncated_not_broken)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    char big[2000];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    gsp_packer_init(&pk, &b);
+    gsp_pack_error(&pk, 1, GSP_BADARG, "%s", big);
+    const msgpack_object *m = packed(&b);
+    const msgpack_object *err = mp_item(m, 2);
+    ck_assert_mp_eq(mp_item(err, 0), "'badarg'");
+    ck_assert_int_eq(mp_item(err, 1)->type, MSGPACK_OBJECT_STR);
+    ck_assert_uint_gt(mp_item(err, 1)->via.str.size, 0);
+    gsp_buf_free(&b);
+}
+END_TEST
+
+START_TEST(pack_encode_and_raw)
+{
+    const msgpack_object *v = mp("{'a': [1, -1, 2.5, b'x', nil, true], 'b': {}}");
+    size_t len;
+    uint8_t *bytes = gsp_encode(v, &len);
+    ck_assert_mp_eq(dec(bytes, len), "%v", v);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_result(&pk, 1);
+    gsp_pack_raw(&pk, bytes, len);
+    ck_assert_mp_eq(packed(&b), "[1, 1, nil, %v]", v);
+    free(bytes);
+    gsp_buf_free(&b);
+}
+END_TEST
+
+START_TEST(buf_append_consume)
+{
+    struct gsp_buf b = {0};
+    gsp_buf_append(&b, "hello world", 11);
+    ck_assert_uint_eq(b.len, 11);
+    gsp_buf_consume(&b, 6);
+    ck_assert_uint_eq(b.len, 5);
+    ck_assert(memcmp(b.data, "world", 5) == 0);
+    gsp_buf_reserve(&b, 100000);
+    ck_assert_uint_ge(b.cap - b.len, 100000);
+    ck_assert(memcmp(b.data, "world", 5) == 0);
+    gsp_buf_consume(&b, 50);
+    ck_assert_uint_eq(b.len, 0);
+    gsp_buf_free(&b);
+}
+END_TEST
+
+static Suite *protocol_suite(void)
+{
+    Suite *s = suite_create("protocol");
+    TCase *tc;
+
+    tc = tcase_create("framer");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, framer_whole_frame_done);
+    tcase_add_test(tc, framer_scalar_frames);
+    tcase_add_test(tc, framer_byte_by_byte);
+    tcase_add_test(tc, framer_frames_back_to_back);
+    tcase_add_test(tc, framer_resumes_after_more);
+    tcase_add_test(tc, framer_c1_is_invalid);
+    tcase_add_test(tc, framer_array32_header_too_large_at_five_bytes);
+    tcase_add_test(tc, framer_map32_header_too_large_at_five_bytes);
+    tcase_add_test(tc, framer_str32_claiming_4gb_too_large);
+    tcase_add_test(tc, framer_nested_huge_header_too_large);
+    tcase_add_test(tc, framer_size_at_limit_ok_one_over_too_large);
+    tcase_add_test(tc, framer_array_size_at_limit_ok_one_over_too_large);
+    tcase_add_test(tc, framer_depth_32_ok);
+    tcase_add_test(tc, framer_depth_32_empty_innermost_ok);
+    tcase_add_test(tc, framer_depth_33_too_deep);
+    tcase_add_test(tc, framer_maps_count_depth);
+    tcase_add_test(tc, framer_siblings_do_not_add_depth);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("envelope");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, envelope_request);
+    tcase_add_test(tc, envelope_request_max_msgid);
+    tcase_add_test(tc, envelope_response_result);
+    tcase_add_test(tc, envelope_response_error);
+    tcase_add_test(tc, envelope_notification);
+    tcase_add_test(tc, envelope_bin_method_accepted);
+    tcase_add_test(tc, envelope_wrong_length_request_has_msgid);
+    tcase_add_test(tc, envelope_bad_method_or_params_has_msgid);
+    tcase_add_test(tc, envelope_wrong_shapes);
+    tcase_add_test(tc, envelope_unreadable_msgid);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cursor");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, cursor_uint_forms);
+    tcase_add_test(tc, cursor_uint_rejects_negative_and_others);
+    tcase_add_test(tc, cursor_str_and_bin);
+    tcase_add_test(tc, cursor_array_and_map);
+    tcase_add_test(tc, cursor_nil);
+    tcase_add_test(tc, cursor_span_steps_over_one_value);
+    tcase_add_test(tc, cursor_truncated_values_rejected);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("values");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, value_copy_is_deep_and_equal);
+    tcase_add_test(tc, value_copy_ext_and_scalars);
+    tcase_add_test(tc, value_equal_integers_by_value);
+    tcase_add_test(tc, value_equal_str_and_bin_alike);
+    tcase_add_test(tc, value_equal_structure);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("names");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, name_valid_rules);
+    tcase_add_test(tc, name_length_255_ok_256_not);
+    tcase_add_test(tc, name_utf8_checked);
+    tcase_add_test(tc, module_name_rules);
+    tcase_add_test(tc, code_names);
+    tcase_add_test(tc, socket_path_explicit_first);
+    tcase_add_test(tc, socket_path_env_second);
+    tcase_add_test(tc, socket_path_root_default);
+    tcase_add_test(tc, socket_path_user_xdg);
+    tcase_add_test(tc, socket_path_user_fallback);
+    tcase_add_test(tc, socket_path_too_long);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("packers");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, pack_request_round_trip);
+    tcase_add_test(tc, pack_notify_round_trip);
+    tcase_add_test(tc, pack_result_and_errors);
+    tcase_add_test(tc, pack_error_long_detail_truncated_not_broken);
+    tcase_add_test(tc, pack_encode_and_raw);
+    tcase_add_test(tc, buf_append_consume);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(protocol_suite());
+}
