@@ -44,8 +44,12 @@ $(BUILD)/libgsclient.a: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libgsclient.so: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
-	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libgsclient.so.1 -o $@ $^ -lmsgpackc
+$(BUILD)/libgsclient.so.1: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC)) client/libgsclient.map
+	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libgsclient.so.1 \
+		-Wl,--version-script=client/libgsclient.map -o $@ $(filter %.o,$^) -lmsgpackc
+
+$(BUILD)/libgsclient.so: $(BUILD)/libgsclient.so.1
+	ln -sf libgsclient.so.1 $@
 
 $(BUILD)/gsctl: $(call obj,$(GSCTL_SRC)) $(BUILD)/libgsclient.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc -ljansson

@@ -6,7 +6,8 @@
  * notifications that arrive meanwhile are kept for gsc_next_down().
  *
  *     gsc *c = gsc_connect(NULL);               // the usual socket
- *     msgpack_object req = ...;                 // e.g. from gsc_value_str
+ *     msgpack_object req = {.type = MSGPACK_OBJECT_STR,
+ *                           .via.str = {.size = 3, .ptr = "get"}};
  *     gsc_reply *r;
  *     if (gsc_call(c, "counter", &req, 5000, &r) == GSC_OK) use(r->result);
  *     gsc_reply_destroy(&r);
@@ -32,6 +33,10 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct gsc gsc;
 
@@ -121,4 +126,7 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out);
 /* Packs a server reference as the wire wants it (uint id or str name). */
 void gsc_pack_server(msgpack_packer *pk, const char *server);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* GSD_CLIENT_H */

@@ -103,8 +103,24 @@ static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_
     gsp_buf_free(&b);
 }
 
+/* A reply a client could not read (too big, or too deep once wrapped in a
+ * response) becomes a too_large error instead. */
+static bool readable(const void *v, size_t len, unsigned wrapping)
+{
+    struct gsp_framer f = {0};
+    struct gsp_limits lim = {conn_limits.max_size - 64, conn_limits.max_depth - wrapping};
+    size_t n;
+    return gsp_framer_feed(&f, v, len, &lim, &n) == GSP_SCAN_DONE && n == len;
+}
+
 static void answer(struct waiter *w, enum gsp_code code, const void *v, size_t len)
 {
+    static const uint8_t too_large[] = "\xbdreply over the message limits";
+    if (w->kind == WAIT_CONN && !readable(v, len, code == GSP_OK ? 1 : 2)) {
+        code = GSP_TOO_LARGE;
+        v = too_large;
+        len = sizeof too_large - 1;
+    }
     if (w->kind == WAIT_SERVER)
         to_server(w, code, v, len);
     else if (w->conn) {
