@@ -490,11 +490,13 @@ int main(int argc, char **argv)
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     if (gsp_socket_path(x.socket, path, sizeof path) < 0) {
         fprintf(stderr, "%s: socket path too long\n", progname);
+        msgpack_zone_destroy(&x.zone);
         return EXIT_CONN;
     }
     x.c = gsc_connect(path);
     if (x.c == NULL) {
         fprintf(stderr, "%s: connect %s: %s\n", progname, path, strerror(errno));
+        msgpack_zone_destroy(&x.zone);
         return EXIT_CONN;
     }
 

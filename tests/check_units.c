@@ -37,7 +37,7 @@ END_TEST
 
 /* ---- registry and scheduler, with an in-test module ------------------- */
 
-static unsigned handled[3];
+static unsigned handled[16]; /* by server id */
 static uint64_t order[64];
 static unsigned norder;
 
