@@ -1,5 +1,6 @@
 /* json.c — JSON text to msgpack objects and back, exactly; see json.h. */
 #include "json.h"
+#include "gsp.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -125,43 +126,11 @@ void json_mp_arg(const char *text, msgpack_zone *z, msgpack_object *out)
 
 /* ---- printing ------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if there is none. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[k] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static bool utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0, k; i < n; i += k)
-        if ((k = utf8_seq(p + i, n - i)) == 0)
+        if ((k = gsp_utf8_seq(p + i, n - i)) == 0)
             return false;
     return true;
 }
@@ -173,7 +142,7 @@ static void print_string(FILE *f, const char *s, size_t n)
     putc('"', f);
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
-        size_t k = utf8_seq(p + i, n - i);
+        size_t k = gsp_utf8_seq(p + i, n - i);
         if (k == 0) {
             fputs("\xef\xbf\xbd", f);
             i++;

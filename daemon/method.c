@@ -111,6 +111,29 @@ static bool arg_timeout(struct req *r, uint32_t i, int64_t dflt, int64_t *ms)
     return true;
 }
 
+/* A module name param, copied into name (GSP_NAME_MAX + 1 bytes). */
+static bool arg_module(struct req *r, uint32_t i, char *name)
+{
+    gs_value v = arg_value(r, i);
+    if (!is_str(&v) || !gsp_module_name_valid(v.via.str.ptr, v.via.str.size)) {
+        fail(r, GSP_BADARG, "module must be a name of [A-Za-z0-9_-]");
+        return false;
+    }
+    memcpy(name, v.via.str.ptr, v.via.str.size);
+    name[v.via.str.size] = '\0';
+    return true;
+}
+
+/* The loaded module, loading it if needed; answers `module` if it cannot. */
+static struct module *load(struct req *r, const char *name)
+{
+    char err[512];
+    struct module *m = module_get(name, err, sizeof err);
+    if (m == NULL)
+        fail(r, GSP_MODULE, "%s", err);
+    return m;
+}
+
 static void m_ping(struct req *r)
 {
     gsp_pack_str(ok(r), "pong");
@@ -166,30 +189,24 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
 
 static void m_start(struct req *r)
 {
-    gs_value module = arg_value(r, 0), name = arg_value(r, 1);
+    char mod_name[GSP_NAME_MAX + 1];
+    if (!arg_module(r, 0, mod_name))
+        return;
+    gs_value name = arg_value(r, 1);
     struct gsp_span args = arg_span(r, 2);
     gs_value options = arg_value(r, 3);
     struct start_opts opts;
-    char mod_name[GSP_NAME_MAX + 1], err[512];
-    if (!is_str(&module) || !gsp_module_name_valid(module.via.str.ptr, module.via.str.size))
-        {
-        fail(r, GSP_BADARG, "module must be a name of [A-Za-z0-9_-]");
-        return;
-    }
-    if (name.type != MSGPACK_OBJECT_NIL &&
-        !(is_str(&name) && gsp_name_valid(name.via.str.ptr, name.via.str.size)))
-        {
+    bool named = name.type != MSGPACK_OBJECT_NIL;
+    if (named && !(is_str(&name) && gsp_name_valid(name.via.str.ptr, name.via.str.size))) {
         fail(r, GSP_BADARG, "name must be nil or 1-255 bytes of UTF-8, not all digits");
         return;
     }
     if (!start_options(r, &options, &opts))
         return;
-    if (shutting_down)
-        {
+    if (shutting_down) {
         fail(r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
         return;
     }
-    bool named = name.type != MSGPACK_OBJECT_NIL;
     struct server *old = named ? registry_by_name(name.via.str.ptr, name.via.str.size) : NULL;
     if (old) {
         msgpack_packer *pk = conn_packer(r->c);
@@ -198,18 +215,13 @@ static void m_start(struct req *r)
         gsp_pack_error_end(pk);
         return;
     }
-    memcpy(mod_name, module.via.str.ptr, module.via.str.size);
-    mod_name[module.via.str.size] = '\0';
-    struct module *mod = module_get(mod_name, err, sizeof err);
+    struct module *mod = load(r, mod_name);
     if (mod == NULL)
-        {
-        fail(r, GSP_MODULE, "%s", err);
         return;
-    }
     struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
-    struct server *s = server_start(mod, named ? name.via.str.ptr : NULL,
-                                    named ? name.via.str.size : 0, args.ptr, args.len,
-                                    opts.timeout, w->id);
+    struct server *s =
+        server_start(mod, named ? name.via.str.ptr : NULL, named ? name.via.str.size : 0, args.ptr,
+                     args.len, opts.timeout, w->id);
     if (opts.link)
         conn_add_link(r->c, s->id);
 }
@@ -280,8 +292,7 @@ static void m_stop(struct req *r)
 static void m_whereis(struct req *r)
 {
     gs_value name = arg_value(r, 0);
-    if (!is_str(&name))
-        {
+    if (!is_str(&name)) {
         fail(r, GSP_BADARG, "name must be a string");
         return;
     }
@@ -370,8 +381,7 @@ static void m_get_state(struct req *r)
     struct server *s = find(r, &ref);
     if (s == NULL)
         return;
-    if (s->mod->desc->format_state == NULL)
-        {
+    if (s->mod->desc->format_state == NULL) {
         fail(r, GSP_UNSUPPORTED, "module %s has no format_state", s->mod->name);
         return;
     }
@@ -406,22 +416,10 @@ static void m_modules(struct req *r)
 
 static void m_load(struct req *r)
 {
-    gs_value module = arg_value(r, 0);
-    char name[GSP_NAME_MAX + 1], err[512];
-    if (!is_str(&module) || !gsp_module_name_valid(module.via.str.ptr, module.via.str.size))
-        {
-        fail(r, GSP_BADARG, "module must be a name of [A-Za-z0-9_-]");
-        return;
-    }
-    memcpy(name, module.via.str.ptr, module.via.str.size);
-    name[module.via.str.size] = '\0';
-    struct module *m = module_get(name, err, sizeof err);
-    if (m == NULL)
-        {
-        fail(r, GSP_MODULE, "%s", err);
-        return;
-    }
-    pack_module(ok(r), m, false);
+    char name[GSP_NAME_MAX + 1];
+    struct module *m = arg_module(r, 0, name) ? load(r, name) : NULL;
+    if (m)
+        pack_module(ok(r), m, false);
 }
 
 static void m_reload(struct req *r)
@@ -442,8 +440,7 @@ static void m_monitor(struct req *r)
 static void m_demonitor(struct req *r)
 {
     gs_value ref = arg_value(r, 0);
-    if (ref.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        {
+    if (ref.type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
         fail(r, GSP_BADARG, "ref must be a uint");
         return;
     }
@@ -458,22 +455,14 @@ static const struct method {
     bool admin;       /* changes what runs: admin peers only */
     bool notify;      /* may come as a notification */
 } methods[] = {
-    {"call", m_call, 3, false, false},
-    {"cast", m_cast, 2, false, true},
-    {"send", m_send, 2, false, true},
-    {"ping", m_ping, 0, false, false},
-    {"version", m_version, 0, false, false},
-    {"start", m_start, 4, true, false},
-    {"stop", m_stop, 3, true, false},
-    {"whereis", m_whereis, 1, false, false},
-    {"which", m_which, 0, false, false},
-    {"info", m_info, 1, false, false},
-    {"get_state", m_get_state, 1, true, false},
-    {"modules", m_modules, 0, false, false},
-    {"load", m_load, 1, true, false},
-    {"reload", m_reload, 1, true, false},
-    {"monitor", m_monitor, 1, false, false},
-    {"demonitor", m_demonitor, 1, false, false},
+    {"call", m_call, 3, false, false},          {"cast", m_cast, 2, false, true},
+    {"send", m_send, 2, false, true},           {"ping", m_ping, 0, false, false},
+    {"version", m_version, 0, false, false},    {"start", m_start, 4, true, false},
+    {"stop", m_stop, 3, true, false},           {"whereis", m_whereis, 1, false, false},
+    {"which", m_which, 0, false, false},        {"info", m_info, 1, false, false},
+    {"get_state", m_get_state, 1, true, false}, {"modules", m_modules, 0, false, false},
+    {"load", m_load, 1, true, false},           {"reload", m_reload, 1, true, false},
+    {"monitor", m_monitor, 1, false, false},    {"demonitor", m_demonitor, 1, false, false},
 };
 
 void method_dispatch(struct conn *c, const struct gsp_envelope *env)
@@ -487,15 +476,14 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
         if (r.notify)
             dropped_notifications++;
         else
-            fail(&r, GSP_UNKNOWN_METHOD, "unknown method %.*s", (int)env->method_len > 64 ? 64 : (int)env->method_len,
-                 env->method);
+            fail(&r, GSP_UNKNOWN_METHOD, "unknown method %.*s",
+                 (int)env->method_len > 64 ? 64 : (int)env->method_len, env->method);
     } else if (r.n != m->nparams) {
         if (r.notify)
             dropped_notifications++;
         fail(&r, GSP_BADARG, "%s takes %u params, not %u", m->name, m->nparams, r.n);
     } else if (m->admin && !c->admin)
-        fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name,
-             (int)c->uid);
+        fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name, (int)c->uid);
     else
         m->fn(&r);
     scratch_reset();
