@@ -593,6 +593,35 @@ START_TEST(info_has_the_contract_fields)
 }
 END_TEST
 
+/* info's figures are counters kept as messages flow: a backlog shows in
+ * mailbox and its high-water mark, and one slow callback is counted and
+ * logged once. */
+START_TEST(info_counts_the_backlog_and_slow_callbacks)
+{
+    forms("f", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "call", mp("['f', ['busy', 300], nil]")); /* > the 100 ms threshold */
+    sleep_ms(100); /* the daemon is inside the slow callback now */
+    for (int i = 0; i < 5; i++)
+        RAW_NOTIFY(a, "cast", mp("['f', 'one']"));
+    RAW_NOTIFY(a, "send", mp("['f', 'x']"));
+    RAW_REQUEST(a, 2, "info", mp("['f']"));
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, 'done']");
+    const msgpack_object *resp = RAW_RECV(a, 3000); /* read with the backlog, before it ran */
+    ck_assert_mp_eq(mp_get(&resp->via.array.ptr[3], "mailbox"), "6");
+    raw_close(&a);
+    const msgpack_object *now = info("f");
+    ck_assert_mp_eq(mp_get(now, "mailbox"), "0");
+    ck_assert_mp_eq(mp_get(now, "mailbox_high"), "6");
+    ck_assert_mp_eq(mp_get(now, "handled"), "{'call': 1, 'cast': 5, 'info': 1}");
+    ck_assert_mp_eq(mp_get(now, "slow_callbacks"), "1");
+    const char *log = file_read(gsd_path(D, "gsd.log"));
+    const char *line = strstr(log, "handle_call took");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_ptr_null(strstr(line + 1, "handle_call took"));
+}
+END_TEST
+
 START_TEST(info_unknown_server_is_noproc)
 {
     gsc_reply *r;
@@ -2004,6 +2033,7 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, which_lists_every_server);
     tcase_add_test(tc, info_has_the_contract_fields);
     tcase_add_test(tc, info_unknown_server_is_noproc);
+    tcase_add_test(tc, info_counts_the_backlog_and_slow_callbacks);
     tcase_add_test(tc, get_state_shows_format_state);
     tcase_add_test(tc, get_state_without_format_state_is_unsupported);
     tcase_add_test(tc, get_state_unknown_server_is_noproc);

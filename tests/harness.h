@@ -185,12 +185,13 @@ const char *id_str(uint64_t id);
 
 /* ---- files and time ---------------------------------------------------------- */
 
-/* The whole file (malloc'd, yours), or NULL if it cannot be read. */
+/* The whole file, or NULL if it cannot be read. The harness frees it when
+ * the test ends, as it does json_lines' and json_squeeze's results. */
 char *file_read(const char *path);
 /* The lines of a file of JSON lines with the blanks outside strings
- * removed, joined by '\n' (malloc'd; "" for a missing or empty file). */
+ * removed, joined by '\n' ("" for a missing or empty file). */
 char *json_lines(const char *path);
-/* s with whitespace outside JSON strings removed (malloc'd). */
+/* s with whitespace outside JSON strings removed. */
 char *json_squeeze(const char *s);
 /* Lines in s (count of '\n'). */
 int line_count(const char *s);
