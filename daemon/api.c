@@ -9,12 +9,16 @@
 
 const uint8_t *api_encode(const gs_value *v, size_t *len)
 {
-    size_t n;
-    uint8_t *heap = gsp_encode(v, &n);
-    uint8_t *p = scratch_alloc(n);
-    memcpy(p, heap, n);
-    free(heap);
-    *len = n;
+    static struct gsp_buf b; /* reused: packing allocates only to grow it */
+    msgpack_packer pk;
+    b.len = 0;
+    gsp_packer_init(&pk, &b);
+    msgpack_pack_object(&pk, *v);
+    if (!value_fits(b.data, b.len, GSP_MAX_DEPTH_HARD - VALUE_DEPTH_MAX))
+        return NULL;
+    uint8_t *p = scratch_alloc(b.len);
+    memcpy(p, b.data, b.len);
+    *len = b.len;
     return p;
 }
 
@@ -37,22 +41,31 @@ static const char *api_self_name(gs_server *self)
     return S(self)->name;
 }
 
+/* Only a call to this server can be answered: not a start, a stop or a
+ * get_state, and not a caller the daemon is answering itself. */
+static struct waiter *caller(gs_server *self, gs_from from)
+{
+    struct waiter *w = waiter_find(from.id);
+    return w && w->call && w->server == S(self) ? w : NULL;
+}
+
 static int api_reply(gs_server *self, gs_from from, gs_value reply)
 {
-    (void)self;
-    struct waiter *w = waiter_find(from.id);
+    struct waiter *w = caller(self, from);
     if (w == NULL)
         return -1;
     size_t len;
     const uint8_t *p = api_encode(&reply, &len);
-    waiter_result(w, p, len);
+    if (p)
+        waiter_result(w, p, len);
+    else
+        waiter_error_str(w, GSP_TOO_LARGE, "reply over the message limits");
     return 0;
 }
 
 static int64_t api_from_deadline(gs_server *self, gs_from from)
 {
-    (void)self;
-    struct waiter *w = waiter_find(from.id);
+    struct waiter *w = caller(self, from);
     if (w == NULL)
         return 0;
     if (w->deadline < 0)
@@ -63,15 +76,16 @@ static int64_t api_from_deadline(gs_server *self, gs_from from)
 
 static bool api_from_waiting(gs_server *self, gs_from from)
 {
-    (void)self;
-    return waiter_find(from.id) != NULL;
+    return caller(self, from) != NULL;
 }
 
 static uint64_t api_timer_start(gs_server *self, uint64_t ms, gs_value msg)
 {
     size_t len;
     const uint8_t *p = api_encode(&msg, &len);
-    return stimer_start(S(self), ms > INT64_MAX ? INT64_MAX : (int64_t)ms, p, len);
+    if (p == NULL)
+        return 0;
+    return stimer_start(S(self), ms > INT32_MAX ? INT32_MAX : (int64_t)ms, p, len);
 }
 
 static int api_timer_cancel(gs_server *self, uint64_t ref)
@@ -86,7 +100,7 @@ static int post(gs_value server, enum msg_kind kind, gs_value v)
         return -1;
     size_t len;
     const uint8_t *p = api_encode(&v, &len);
-    return server_post(target, kind, 0, p, len) ? 0 : -1;
+    return p && server_post(target, kind, 0, p, len) ? 0 : -1;
 }
 
 static int api_cast(gs_server *self, gs_value server, gs_value request)
@@ -106,12 +120,17 @@ static uint64_t api_call(gs_server *self, gs_value server, gs_value request, int
     uint64_t ref = next_ref();
     struct waiter *w = waiter_for_server(S(self)->id, ref, timeout_ms < 0 ? -1 : timeout_ms);
     struct server *target = server_lookup(&server);
+    size_t len;
+    const uint8_t *p = api_encode(&request, &len);
     if (target == NULL) {
         waiter_error_str(w, GSP_NOPROC, "no such server");
         return ref;
     }
-    size_t len;
-    const uint8_t *p = api_encode(&request, &len);
+    if (p == NULL) {
+        waiter_error_str(w, GSP_TOO_LARGE, "request over the message limits");
+        return ref;
+    }
+    w->call = true;
     waiter_attach(w, target);
     server_post(target, MSG_CALL, w->id, p, len);
     return ref;

@@ -9,7 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define READ_CHUNK 65536
+#define READ_CHUNK 65536    /* bytes read in one go: bounds the work of one read event */
+#define BUF_KEEP (1u << 20) /* an idle buffer larger than this is given back */
 
 struct gsp_limits conn_limits = {GSP_MAX_SIZE_DEFAULT, GSP_MAX_DEPTH_DEFAULT};
 
@@ -56,6 +57,13 @@ msgpack_packer *conn_packer(struct conn *c)
 
 void conn_add_link(struct conn *c, uint64_t server_id)
 {
+    if (c->nlinks == c->links_cap) { /* forget servers that have ended first */
+        size_t live = 0;
+        for (size_t i = 0; i < c->nlinks; i++)
+            if (registry_by_id(c->links[i]))
+                c->links[live++] = c->links[i];
+        c->nlinks = live;
+    }
     if (c->nlinks == c->links_cap) {
         c->links_cap = c->links_cap ? 2 * c->links_cap : 4;
         c->links = xrealloc(c->links, c->links_cap * sizeof *c->links);
@@ -63,15 +71,21 @@ void conn_add_link(struct conn *c, uint64_t server_id)
     c->links[c->nlinks++] = server_id;
 }
 
+/* [2, "error", [code, why]]: an error no request can carry. */
+static void conn_notify_error(struct conn *c, enum gsp_code code, const char *why)
+{
+    msgpack_packer *pk = conn_packer(c);
+    gsp_pack_notify(pk, "error", 2);
+    gsp_pack_str(pk, gsp_code_name(code));
+    gsp_pack_str(pk, why);
+}
+
 /* A bad stream: say why, stop reading, close once that is written. */
 static void conn_fatal(struct conn *c, enum gsp_code code, const char *why)
 {
     log_msg(LOG_WARN, "connection %llu (pid %d): %s: %s; closing", (unsigned long long)c->id,
             (int)c->pid, gsp_code_name(code), why);
-    msgpack_packer *pk = conn_packer(c);
-    gsp_pack_notify(pk, "error", 2);
-    gsp_pack_str(pk, gsp_code_name(code));
-    gsp_pack_str(pk, why);
+    conn_notify_error(c, code, why);
     c->closing = true;
     event_del(c->rev);
 }
@@ -80,14 +94,10 @@ static void conn_fatal(struct conn *c, enum gsp_code code, const char *why)
 static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
 {
     const char *why = "expected [0, msgid, method, params] or [2, method, params]";
-    if (env->has_msgid && env->type == GSP_REQUEST) {
+    if (env->has_msgid && env->type == GSP_REQUEST)
         gsp_pack_error(conn_packer(c), env->msgid, GSP_BADARG, "%s", why);
-        return;
-    }
-    msgpack_packer *pk = conn_packer(c);
-    gsp_pack_notify(pk, "error", 2);
-    gsp_pack_str(pk, gsp_code_name(GSP_BADARG));
-    gsp_pack_str(pk, why);
+    else
+        conn_notify_error(c, GSP_BADARG, why);
 }
 
 static void conn_parse(struct conn *c)
@@ -127,7 +137,7 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct conn *c = arg;
     gsp_buf_reserve(&c->in, READ_CHUNK);
-    ssize_t n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+    ssize_t n = read(fd, c->in.data + c->in.len, READ_CHUNK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -141,6 +151,8 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
     } else {
         c->in.len += (size_t)n;
         conn_parse(c);
+        if (c->in.len == 0 && c->in.cap > BUF_KEEP)
+            gsp_buf_free(&c->in); /* after one big message */
     }
     conn_packer(c); /* flush, or close if nothing is left to answer */
     conn_flush_all();
@@ -155,15 +167,24 @@ static void conn_flush(struct conn *c)
             c->out_off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
             continue;
-        } else if (n < 0 && errno == EAGAIN) {
+        } else if (n < 0 && errno == EAGAIN && !c->closing) {
+            /* Drop what is written once it is most of the buffer, so a
+             * client that always lags keeps the buffer at its backlog. */
+            if (c->out_off >= READ_CHUNK || c->out_off * 2 >= c->out.len) {
+                gsp_buf_consume(&c->out, c->out_off);
+                c->out_off = 0;
+            }
             event_add(c->wev, NULL);
             return;
         } else {
-            c->eof = c->closing = true; /* the peer has gone */
+            /* The peer has gone, or a closing peer does not read: give up. */
+            c->eof = c->closing = true;
             break;
         }
     }
     c->out.len = c->out_off = 0;
+    if (c->out.cap > BUF_KEEP)
+        gsp_buf_free(&c->out);
     event_del(c->wev);
     if (c->closing || (c->eof && LIST_EMPTY(&c->waiters)))
         conn_close(c);
@@ -192,7 +213,6 @@ void conn_flush_all(void)
 
 static void conn_close(struct conn *c)
 {
-    static const uint8_t shutdown[] = {0xa8, 's', 'h', 'u', 't', 'd', 'o', 'w', 'n'};
     log_msg(LOG_DEBUG, "connection %llu closed", (unsigned long long)c->id);
     struct waiter *w;
     while ((w = LIST_FIRST(&c->waiters)) != NULL)
@@ -201,7 +221,7 @@ static void conn_close(struct conn *c)
     for (size_t i = 0; i < c->nlinks; i++) {
         struct server *s = registry_by_id(c->links[i]);
         if (s)
-            server_post(s, MSG_STOP, 0, shutdown, sizeof shutdown);
+            server_post(s, MSG_STOP, 0, enc_shutdown.ptr, enc_shutdown.len);
     }
     if (c->dirty)
         TAILQ_REMOVE(&flushq, c, flush_link);

@@ -54,6 +54,14 @@ void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
 int64_t now_ms(void); /* monotonic milliseconds */
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
+/* Values the daemon sends often, encoded once. */
+extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
+/* Values a module hands over may nest this deep: room for the two levels a
+ * response or a ["reply", ref, [code, detail], nil] wraps around them. */
+#define VALUE_DEPTH_MAX (GSP_MAX_DEPTH_HARD - 2)
+/* True if an encoded value, wrapped `wrapping` levels deep, is within what
+ * a client and msgpack-c can read. */
+bool value_fits(const void *p, size_t len, unsigned wrapping);
 
 /* ---- loop.c ------------------------------------------------------------ */
 extern struct event_base *loop_base;
@@ -133,9 +141,11 @@ struct server {
     int refs;                 /* registry + anyone running it; freed at 0 */
     bool runnable;            /* in the run queue */
     TAILQ_ENTRY(server) run_link;
+    TAILQ_ENTRY(server) reg_link; /* in the registry, in start order */
     struct event *timeout;    /* a callback's timeout, allocated on first use */
     int64_t start_timeout;    /* ms allowed for init, -1 for none */
     int64_t start_ms;         /* when start was asked, for that limit */
+    uint64_t starter;         /* the waiter of start, until init has answered it */
     LIST_HEAD(, waiter) waiters;  /* callers waiting on it */
     LIST_HEAD(, stimer) timers;   /* its pending gs_timer_start timers */
     LIST_HEAD(, monitor) watchers; /* monitors on it */
@@ -155,9 +165,16 @@ bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const vo
                  size_t len);
 /* Handles the next message in the mailbox; the scheduler calls it. */
 void server_run_one(struct server *s);
-/* The one way a server ends: terminate (if init ran), answer waiters,
- * fire monitors, unregister. reason is encoded msgpack. */
-void server_end(struct server *s, const void *reason, size_t len);
+/* An answer due to one caller once terminate has run: to a stop, or a call
+ * whose callback returned stop with a reply. */
+struct farewell {
+    uint64_t waiter;
+    struct gsp_span reply;
+};
+/* The one way a server ends: terminate (if init ran), the farewell (may be
+ * NULL), ["exit", reason] to every other waiter, downs to monitors; the name
+ * is free again. reason is encoded msgpack. */
+void server_end(struct server *s, struct gsp_span reason, const struct farewell *bye);
 void server_ref(struct server *s);
 void server_unref(struct server *s);
 const char *server_status_name(const struct server *s);
@@ -193,6 +210,7 @@ struct waiter {
     uint64_t caller;          /* WAIT_SERVER: the calling server's id */
     uint64_t ref;             /* WAIT_SERVER: the ref gs_call returned */
     int64_t deadline;         /* now_ms() when the caller gives up; -1 never */
+    bool call;                /* a call: the module may answer it with gs_reply_to */
     struct event *timer;      /* fires at deadline, if any */
     struct server *server;    /* the server it waits on, if attached */
     LIST_ENTRY(waiter) conn_link;
@@ -243,7 +261,8 @@ void stimer_clear(struct server *s);
 
 /* ---- api.c: the table handed to modules -------------------------------- */
 extern const struct gs_api gsd_api;
-/* Encodes a value, in scratch memory. */
+/* Encodes a value a module handed over, in scratch memory; NULL if it is
+ * over the limits of VALUE_DEPTH_MAX and the message size. */
 const uint8_t *api_encode(const gs_value *v, size_t *len);
 
 /* ---- conn.c ------------------------------------------------------------ */

@@ -45,9 +45,14 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     event_add(lev, NULL);
 }
 
-/* A socket file nobody answers on is left from a crash: take it over. */
-static int claim(const char *path, struct sockaddr_un *sun)
+/* A socket file nobody answers on is left from a crash: take it over.
+ * Anything else at the path is not ours to remove. */
+static int claim(const char *path, struct sockaddr_un *sun, const struct stat *st)
 {
+    if (!S_ISSOCK(st->st_mode)) {
+        log_msg(LOG_ERR, "%s exists and is not a socket", path);
+        return -1;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -61,15 +66,39 @@ static int claim(const char *path, struct sockaddr_un *sun)
     return 0;
 }
 
+/* The socket's directory, made if missing (/run/gsd, /tmp/gsd-UID), must
+ * be a directory only we (or root) can change, or a sticky one like /tmp:
+ * otherwise another user could swap the socket. */
+static int safe_dir(const char *path)
+{
+    char *copy = xstrndup(path, strlen(path));
+    const char *dir = dirname(copy);
+    struct stat st;
+    int r = -1;
+    if (mkdir(dir, 0755) == 0)
+        log_msg(LOG_INFO, "made %s", dir);
+    if (lstat(dir, &st) < 0)
+        log_msg(LOG_ERR, "socket directory %s: %s", dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        log_msg(LOG_ERR, "socket directory %s is not a directory", dir);
+    else if (st.st_uid != geteuid() && st.st_uid != 0)
+        log_msg(LOG_ERR, "socket directory %s belongs to uid %d", dir, (int)st.st_uid);
+    else if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+        log_msg(LOG_ERR, "socket directory %s is writable by others", dir);
+    else
+        r = 0;
+    free(copy);
+    return r;
+}
+
 int listen_open(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     strncpy(sun.sun_path, path, sizeof sun.sun_path - 1);
-    char *dir = xstrndup(path, strlen(path));
-    mkdir(dirname(dir), 0755); /* /run/gsd or /tmp/gsd-UID, if missing */
-    free(dir);
+    if (safe_dir(path) < 0)
+        return -1;
     struct stat st;
-    if (lstat(path, &st) == 0 && claim(path, &sun) < 0)
+    if (lstat(path, &st) == 0 && claim(path, &sun, &st) < 0)
         return -1;
     lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd < 0) {

@@ -7,7 +7,7 @@ bool shutting_down;
 void loop_init(void)
 {
     struct event_config *cfg = event_config_new();
-    /* Monotonic time keeps timers right across wall-clock jumps. */
+    /* One thread: no locks. */
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     loop_base = event_base_new_with_config(cfg);
     event_config_free(cfg);

@@ -25,8 +25,7 @@ static void usage(FILE *f)
 static void end_one(struct server *s, void *arg)
 {
     (void)arg;
-    static const uint8_t reason[] = {0xa8, 's', 'h', 'u', 't', 'd', 'o', 'w', 'n'};
-    server_end(s, reason, sizeof reason);
+    server_end(s, enc_shutdown, NULL);
     scratch_reset();
 }
 

@@ -9,9 +9,6 @@
 
 uint64_t dropped_notifications;
 
-static const uint8_t nil_bytes[] = {0xc0};
-static const uint8_t normal_bytes[] = {0xa6, 'n', 'o', 'r', 'm', 'a', 'l'};
-
 /* One request being served. For a notification nothing is ever sent. */
 struct req {
     struct conn *c;
@@ -45,13 +42,16 @@ __attribute__((format(printf, 3, 4))) static void fail(struct req *r, enum gsp_c
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    gsp_pack_error(conn_packer(r->c), r->msgid, code, "%s", text);
+    msgpack_packer *pk = conn_packer(r->c);
+    gsp_pack_error_begin(pk, r->msgid, code);
+    gsp_pack_str(pk, text);
+    gsp_pack_error_end(pk);
 }
 
 /* The next param as an encoded span; nil when there are no more. */
 static struct gsp_span arg_span(struct req *r, uint32_t i)
 {
-    struct gsp_span s = {nil_bytes, 1};
+    struct gsp_span s = enc_nil;
     if (i < r->n)
         gsp_get_span(&r->p, &s);
     return s;
@@ -174,9 +174,9 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
             opts->timeout = -1;
         else if (gs_is(k, "restart") &&
                  (gs_is(v, "permanent") || gs_is(v, "transient") || gs_is(v, "temporary")))
-            ; /* accepted; supervision acts on it */
+            ; /* accepted for supervision; not acted on yet */
         else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            ; /* accepted; flow control acts on it */
+            ; /* accepted for flow control; not enforced yet */
         else {
             char text[128];
             msgpack_object_print_buffer(text, sizeof text, *k);
@@ -240,6 +240,7 @@ static void m_call(struct req *r)
     if (s == NULL)
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
+    w->call = true;
     waiter_attach(w, s);
     server_post(s, MSG_CALL, w->id, request.ptr, request.len);
 }
@@ -278,7 +279,7 @@ static void m_stop(struct req *r)
         return;
     struct gsp_span reason = arg_span(r, 1);
     if (reason.len == 1 && reason.ptr[0] == 0xc0)
-        reason = (struct gsp_span){normal_bytes, sizeof normal_bytes};
+        reason = enc_normal;
     if (!arg_timeout(r, 2, -1, &timeout))
         return;
     struct server *s = find(r, &ref);
@@ -387,7 +388,7 @@ static void m_get_state(struct req *r)
     }
     struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
     waiter_attach(w, s);
-    server_post(s, MSG_STATE, w->id, nil_bytes, sizeof nil_bytes);
+    server_post(s, MSG_STATE, w->id, NULL, 0);
 }
 
 static void pack_module(msgpack_packer *pk, struct module *m, bool servers)

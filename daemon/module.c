@@ -27,7 +27,7 @@ static const char *check(const gs_module *d, const char *name)
 {
     if (d->abi != GS_ABI_VERSION)
         return "built for another module ABI";
-    if (d->size < offsetof(gs_module, hibernate))
+    if (d->size < sizeof(gs_module))
         return "descriptor too small";
     if (d->api == NULL)
         return "descriptor has no api slot (declare it with GS_MODULE)";

@@ -7,8 +7,6 @@
 
 static struct monitor *all;
 
-static const uint8_t noproc[] = {0xa6, 'n', 'o', 'p', 'r', 'o', 'c'};
-
 /* Tells the watcher: [2, "down", [ref, id, name, reason]] to a connection,
  * ["down", ref, id, reason] to a server's handle_info. When no server had
  * the name asked for, id is 0 (no server's id) and name is that name. */
@@ -48,7 +46,7 @@ void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_
         bool named = target->type == MSGPACK_OBJECT_STR;
         uint64_t id = target->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? target->via.u64 : 0;
         deliver(&probe, id, named ? target->via.str.ptr : NULL, named ? target->via.str.size : 0,
-                noproc, sizeof noproc);
+                enc_noproc.ptr, enc_noproc.len);
         return;
     }
     struct monitor *m = xmalloc(sizeof *m);

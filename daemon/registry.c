@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 static struct server *by_id, *by_name;
+static TAILQ_HEAD(, server) in_order = TAILQ_HEAD_INITIALIZER(in_order); /* start order */
 static uint64_t last_id;
 
 uint64_t registry_next_id(void)
@@ -14,6 +15,7 @@ uint64_t registry_next_id(void)
 void registry_add(struct server *s)
 {
     HASH_ADD(hh_id, by_id, id, sizeof s->id, s);
+    TAILQ_INSERT_TAIL(&in_order, s, reg_link);
     if (s->name)
         HASH_ADD_KEYPTR(hh_name, by_name, s->name, strlen(s->name), s);
 }
@@ -21,6 +23,7 @@ void registry_add(struct server *s)
 void registry_remove(struct server *s)
 {
     HASH_DELETE(hh_id, by_id, s);
+    TAILQ_REMOVE(&in_order, s, reg_link);
     if (s->name)
         HASH_DELETE(hh_name, by_name, s);
 }
@@ -44,20 +47,12 @@ unsigned registry_count(void)
     return HASH_CNT(hh_id, by_id);
 }
 
-static int by_id_order(struct server *a, struct server *b)
-{
-    return a->id < b->id ? -1 : a->id > b->id;
-}
-
 void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), void *arg)
 {
-    /* Keep start order without a second index: the table is kept sorted by
-     * id (ids only grow, so sorting is cheap after the first time). Take a
-     * snapshot so fn may end servers. */
-    HASH_SRT(hh_id, by_id, by_id_order);
+    /* A snapshot, so that fn may end servers. */
     unsigned n = registry_count(), i = 0;
-    struct server **all = xmalloc(n * sizeof *all), *s, *tmp;
-    HASH_ITER(hh_id, by_id, s, tmp) {
+    struct server **all = xmalloc(n * sizeof *all), *s;
+    TAILQ_FOREACH(s, &in_order, reg_link) {
         server_ref(s);
         all[i++] = s;
     }

@@ -83,6 +83,7 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     LIST_INIT(&s->watching);
     mod->servers++;
     registry_add(s);
+    s->starter = starter;
     struct waiter *w = waiter_find(starter);
     if (w)
         waiter_attach(w, s);
@@ -105,8 +106,7 @@ bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const vo
 static void timeout_fire(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    static const uint8_t msg[] = {0xa7, 't', 'i', 'm', 'e', 'o', 'u', 't'};
-    server_post(arg, MSG_INFO, 0, msg, sizeof msg);
+    server_post(arg, MSG_INFO, 0, enc_timeout.ptr, enc_timeout.len);
 }
 
 /* Timeout and hibernate, as a callback asked. Hibernating releases what the
@@ -134,19 +134,39 @@ static bool clean_exit(const gs_value *reason)
            gs_is_tuple(reason, "shutdown", 2);
 }
 
-void server_end(struct server *s, const void *reason, size_t len)
+/* The starter of a server that never got to run init hears why. */
+static void answer_starter(struct server *s, struct gsp_span reason)
+{
+    struct waiter *w = waiter_find(s->starter);
+    s->starter = 0;
+    if (w == NULL)
+        return;
+    waiter_detach(w);
+    if (shutting_down)
+        waiter_error_str(w, GSP_SHUTTING_DOWN, "the daemon is shutting down");
+    else
+        waiter_error(w, GSP_EXIT, reason.ptr, reason.len);
+}
+
+void server_end(struct server *s, struct gsp_span reason, const struct farewell *bye)
 {
     if (s->status == SERVER_ENDED)
         return;
     bool init_ran = s->status != SERVER_STARTING;
     gs_value why = gs_nil();
-    gsp_decode(reason, len, scratch_zone(), &why);
+    gsp_decode(reason.ptr, reason.len, scratch_zone(), &why);
     server_ref(s);
     /* Ended before terminate runs: whatever terminate sends to itself is
-     * refused, and no one can queue for it any more. */
+     * refused, and no one can queue for it any more. The farewell's caller
+     * is detached first, so terminate cannot answer it in its place. */
     s->status = SERVER_ENDED;
     sched_forget(s);
-    if (init_ran && s->mod->desc->terminate) {
+    struct waiter *w = bye ? waiter_find(bye->waiter) : NULL;
+    if (w)
+        waiter_detach(w);
+    if (!init_ran)
+        answer_starter(s, reason);
+    else if (s->mod->desc->terminate) {
         int64_t t0 = now_ms();
         s->mod->desc->terminate(SELF(s), &why, &s->state);
         int64_t took = now_ms() - t0;
@@ -154,14 +174,17 @@ void server_end(struct server *s, const void *reason, size_t len)
             log_msg(LOG_WARN, "server %llu (%s): terminate took %lld ms",
                     (unsigned long long)s->id, label(s), (long long)took);
     }
+    /* The caller told goodbye hears it before any monitor hears the down. */
+    if (bye && (w = waiter_find(bye->waiter)) != NULL)
+        waiter_result(w, bye->reply.ptr, bye->reply.len);
     registry_remove(s);
     if (s->timeout)
         event_free(s->timeout);
     s->timeout = NULL;
     stimer_clear(s);
-    waiter_exit_all(s, reason, len);
+    waiter_exit_all(s, reason.ptr, reason.len);
     mailbox_clear(&s->mbox);
-    monitor_server_ended(s, reason, len);
+    monitor_server_ended(s, reason.ptr, reason.len);
     s->mod->servers--;
     char text[256];
     msgpack_object_print_buffer(text, sizeof text, why);
@@ -171,34 +194,36 @@ void server_end(struct server *s, const void *reason, size_t len)
     server_unref(s);
 }
 
-/* Encodes a value a callback returned, before anything can change it. */
-static const uint8_t *encode(const gs_value *v, size_t *len)
-{
-    return api_encode(v, len);
-}
-
-static void end_with(struct server *s, const char *reason)
+/* Encodes a value a callback returned, before anything can change it; one
+ * over the limits becomes the string `instead`, and is logged. */
+static struct gsp_span encode(struct server *s, const gs_value *v, const char *instead)
 {
     size_t len;
-    gs_value v = gs_str(reason);
-    const uint8_t *p = encode(&v, &len);
-    server_end(s, p, len);
+    const uint8_t *p = api_encode(v, &len);
+    if (p == NULL) {
+        log_msg(LOG_ERR, "server %llu (%s): a value over the message limits became \"%s\"",
+                (unsigned long long)s->id, label(s), instead);
+        gs_value alt = gs_str(instead);
+        p = api_encode(&alt, &len);
+    }
+    return (struct gsp_span){p, len};
 }
 
 /* init's result: the starter learns the id, or why there is none. */
-static void init_result(struct server *s, uint64_t starter, gs_result r)
+static void init_result(struct server *s, gs_result r)
 {
-    struct waiter *w = waiter_find(starter);
-    size_t len;
+    struct waiter *w = waiter_find(s->starter);
+    s->starter = 0;
+    if (w)
+        waiter_detach(w);
     if (r.action == GS_OK) {
         s->status = SERVER_RUNNING;
         int64_t took = now_ms() - s->start_ms;
         if (s->start_timeout >= 0 && took > s->start_timeout) {
-            if (w) {
-                waiter_detach(w);
+            if (w)
                 waiter_error_str(w, GSP_TIMEOUT, "init took too long");
-            }
-            end_with(s, "timeout");
+            gs_value why = gs_str("timeout");
+            server_end(s, encode(s, &why, "timeout"), NULL);
             return;
         }
         if (w)
@@ -206,18 +231,18 @@ static void init_result(struct server *s, uint64_t starter, gs_result r)
         after_callback(s, &r);
         return;
     }
-    if (w)
-        waiter_detach(w);
-    if (r.action == GS_IGNORE) {
-        end_with(s, "normal");
-        if (w)
-            waiter_error(w, GSP_IGNORE, "\xc0", 1);
+    /* Ignore ends the server as normal; stop with its reason. Either way
+     * terminate does not run, and the starter hears after the end. */
+    gs_value normal = gs_str("normal");
+    struct gsp_span reason =
+        encode(s, r.action == GS_IGNORE ? &normal : &r.reason, "reason_too_large");
+    server_end(s, reason, NULL);
+    if (w == NULL)
         return;
-    }
-    const uint8_t *reason = encode(&r.reason, &len);
-    server_end(s, reason, len);
-    if (w)
-        waiter_error(w, GSP_INIT_STOP, reason, len);
+    if (r.action == GS_IGNORE)
+        waiter_error(w, GSP_IGNORE, enc_nil.ptr, enc_nil.len);
+    else
+        waiter_error(w, GSP_INIT_STOP, reason.ptr, reason.len);
 }
 
 /* The one place a callback's result is read. Anything a callback may not
@@ -227,8 +252,6 @@ static void server_result(struct server *s, struct msg *m, gs_result r)
     bool ok;
     switch (r.action) {
     case GS_OK:
-        ok = m->kind == MSG_INIT;
-        break;
     case GS_IGNORE:
         ok = m->kind == MSG_INIT;
         break;
@@ -250,59 +273,101 @@ static void server_result(struct server *s, struct msg *m, gs_result r)
         r = gs_stop(gs_str("bad_return_value"));
     }
     if (m->kind == MSG_INIT) {
-        init_result(s, m->waiter, r);
+        init_result(s, r);
         return;
     }
     if (r.action == GS_STOP) {
-        /* Both values are encoded before terminate can free what they
-         * point into; the caller gets its reply after terminate. */
-        size_t rlen, plen = 0;
-        const uint8_t *reason = encode(&r.reason, &rlen);
-        const uint8_t *reply = r.has_reply ? encode(&r.reply, &plen) : NULL;
-        struct waiter *w = r.has_reply ? waiter_find(m->waiter) : NULL;
-        if (w)
-            waiter_detach(w);
-        server_end(s, reason, rlen);
-        if (w)
-            waiter_result(w, reply, plen);
+        /* Both are encoded before terminate can free what they point into;
+         * the caller gets its reply after terminate. */
+        struct gsp_span reason = encode(s, &r.reason, "reason_too_large");
+        struct farewell bye = {m->waiter, enc_nil};
+        if (r.has_reply)
+            bye.reply = encode(s, &r.reply, "reply_too_large");
+        server_end(s, reason, r.has_reply ? &bye : NULL);
         return;
     }
     if (r.action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
         if (w) {
-            size_t len;
-            const uint8_t *p = encode(&r.reply, &len);
-            waiter_result(w, p, len);
+            struct gsp_span reply = encode(s, &r.reply, "reply_too_large");
+            waiter_result(w, reply.ptr, reply.len);
         }
     }
     after_callback(s, &r);
 }
 
-/* A stop request: terminate, then the requester hears nil. */
-static void handle_stop(struct server *s, struct msg *m)
-{
-    struct waiter *w = waiter_find(m->waiter);
-    if (w)
-        waiter_detach(w);
-    server_end(s, m->data, m->len);
-    if (w)
-        waiter_result(w, "\xc0", 1);
-}
-
 /* get_state, in mailbox order (as sys:get_state): what format_state shows. */
 static void handle_state(struct server *s, struct msg *m)
 {
-    struct waiter *w = waiter_find(m->waiter);
-    if (w == NULL)
-        return;
     if (s->mod->desc->format_state == NULL) {
-        waiter_error_str(w, GSP_UNSUPPORTED, "the module has no format_state");
+        struct waiter *w = waiter_find(m->waiter);
+        if (w)
+            waiter_error_str(w, GSP_UNSUPPORTED, "the module has no format_state");
         return;
     }
     gs_value v = s->mod->desc->format_state(SELF(s), s->state);
-    size_t len;
-    const uint8_t *p = encode(&v, &len);
-    waiter_result(w, p, len);
+    struct gsp_span shown = encode(s, &v, "state_too_large");
+    struct waiter *w = waiter_find(m->waiter); /* after: format_state ran module code */
+    if (w)
+        waiter_result(w, shown.ptr, shown.len);
+}
+
+/* A message that cannot be decoded (a module sent a value msgpack-c cannot
+ * read back): its caller hears badarg, and a server cannot start on it. */
+static void undecodable(struct server *s, struct msg *m)
+{
+    log_msg(LOG_ERR, "server %llu (%s): undecodable %s message dropped",
+            (unsigned long long)s->id, label(s), kind_names[m->kind]);
+    struct waiter *w = waiter_find(m->waiter);
+    if (w)
+        waiter_error_str(w, GSP_BADARG, "undecodable message");
+    if (m->kind == MSG_INIT) {
+        gs_value why = gs_str("badarg");
+        server_end(s, encode(s, &why, "badarg"), NULL);
+    }
+}
+
+/* Runs the callback a message is for; false if it ran none that returns a
+ * result (a stop or get_state, handled here). */
+static bool dispatch(struct server *s, struct msg *m, const gs_value *v, gs_result *r)
+{
+    const gs_module *d = s->mod->desc;
+    switch (m->kind) {
+    case MSG_INIT:
+        *r = d->init(SELF(s), v, &s->state);
+        return true;
+    case MSG_CALL:
+        s->stats.calls++;
+        *r = d->handle_call ? d->handle_call(SELF(s), v, (gs_from){m->waiter}, &s->state)
+                            : gs_stop(gs_str("undef_handle_call"));
+        return true;
+    case MSG_CAST:
+        s->stats.casts++;
+        *r = d->handle_cast ? d->handle_cast(SELF(s), v, &s->state)
+                            : gs_stop(gs_str("undef_handle_cast"));
+        return true;
+    case MSG_INFO:
+        s->stats.infos++;
+        if (d->handle_info)
+            *r = d->handle_info(SELF(s), v, &s->state);
+        else {
+            char text[128];
+            msgpack_object_print_buffer(text, sizeof text, *v);
+            log_msg(LOG_WARN, "server %llu (%s): unexpected message ignored: %s",
+                    (unsigned long long)s->id, label(s), text);
+            *r = gs_noreply();
+        }
+        return true;
+    case MSG_STOP: {
+        struct farewell bye = {m->waiter, enc_nil};
+        server_end(s, (struct gsp_span){m->data, m->len}, &bye);
+        return false;
+    }
+    case MSG_STATE:
+        handle_state(s, m);
+        return false;
+    }
+    return false;
 }
 
 void server_run_one(struct server *s)
@@ -310,66 +375,27 @@ void server_run_one(struct server *s)
     struct msg *m = mailbox_take(&s->mbox);
     if (m == NULL)
         return;
-    const gs_module *d = s->mod->desc;
-    gs_value v;
-    if (!gsp_decode(m->data, m->len, scratch_zone(), &v)) {
-        log_msg(LOG_ERR, "server %llu (%s): undecodable message dropped",
-                (unsigned long long)s->id, label(s));
-        free(m);
-        return;
-    }
     if (s->status == SERVER_HIBERNATING)
         s->status = SERVER_RUNNING;
     server_ref(s);
-    int64_t t0 = now_ms();
-    gs_result r = gs_noreply();
-    bool done = false;
-    switch (m->kind) {
-    case MSG_INIT:
-        r = d->init(SELF(s), &v, &s->state);
-        break;
-    case MSG_CALL:
-        s->stats.calls++;
-        if (d->handle_call)
-            r = d->handle_call(SELF(s), &v, (gs_from){m->waiter}, &s->state);
-        else
-            r = gs_stop(gs_str("undef_handle_call"));
-        break;
-    case MSG_CAST:
-        s->stats.casts++;
-        if (d->handle_cast)
-            r = d->handle_cast(SELF(s), &v, &s->state);
-        else
-            r = gs_stop(gs_str("undef_handle_cast"));
-        break;
-    case MSG_INFO:
-        s->stats.infos++;
-        if (d->handle_info)
-            r = d->handle_info(SELF(s), &v, &s->state);
-        else {
-            char text[128];
-            msgpack_object_print_buffer(text, sizeof text, v);
-            log_msg(LOG_WARN, "server %llu (%s): unexpected message ignored: %s",
-                    (unsigned long long)s->id, label(s), text);
+    gs_value v = gs_nil();
+    bool has_value = m->kind != MSG_STOP && m->kind != MSG_STATE;
+    if (has_value && !gsp_decode(m->data, m->len, scratch_zone(), &v)) {
+        undecodable(s, m);
+    } else {
+        int64_t t0 = now_ms();
+        gs_result r;
+        bool ran = dispatch(s, m, &v, &r);
+        int64_t took = now_ms() - t0;
+        if (took >= slow_callback_ms && m->kind != MSG_STOP) {
+            s->stats.slow++;
+            log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms",
+                    (unsigned long long)s->id, label(s), s->mod->name, kind_names[m->kind],
+                    (long long)took);
         }
-        break;
-    case MSG_STOP:
-        handle_stop(s, m);
-        done = true;
-        break;
-    case MSG_STATE:
-        handle_state(s, m);
-        done = true;
-        break;
+        if (ran)
+            server_result(s, m, r);
     }
-    int64_t took = now_ms() - t0;
-    if (took >= slow_callback_ms && m->kind != MSG_STOP) {
-        s->stats.slow++;
-        log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
-                label(s), s->mod->name, kind_names[m->kind], (long long)took);
-    }
-    if (!done)
-        server_result(s, m, r);
     free(m);
     scratch_reset();
     server_unref(s);

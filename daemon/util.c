@@ -49,3 +49,19 @@ uint64_t next_ref(void)
     static uint64_t last;
     return ++last;
 }
+
+#define ENC(name, bytes) \
+    const struct gsp_span name = {(const uint8_t *)(bytes), sizeof(bytes) - 1}
+ENC(enc_nil, "\xc0");
+ENC(enc_normal, "\xa6normal");
+ENC(enc_shutdown, "\xa8shutdown");
+ENC(enc_noproc, "\xa6noproc");
+ENC(enc_timeout, "\xa7timeout");
+
+bool value_fits(const void *p, size_t len, unsigned wrapping)
+{
+    struct gsp_framer f = {0};
+    struct gsp_limits lim = {conn_limits.max_size - 64, conn_limits.max_depth - wrapping};
+    size_t n;
+    return gsp_framer_feed(&f, p, len, &lim, &n) == GSP_SCAN_DONE && n == len;
+}

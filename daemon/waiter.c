@@ -18,6 +18,8 @@ static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
     w->id = ++last_id;
     w->kind = kind;
     w->deadline = -1;
+    if (timeout_ms > INT32_MAX)
+        timeout_ms = INT32_MAX; /* about 24 days; keeps the deadline's sum in range */
     if (timeout_ms >= 0) {
         w->deadline = now_ms() + timeout_ms;
         w->timer = evtimer_new(loop_base, waiter_timeout, w);
@@ -103,20 +105,12 @@ static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_
     gsp_buf_free(&b);
 }
 
-/* A reply a client could not read (too big, or too deep once wrapped in a
- * response) becomes a too_large error instead. */
-static bool readable(const void *v, size_t len, unsigned wrapping)
-{
-    struct gsp_framer f = {0};
-    struct gsp_limits lim = {conn_limits.max_size - 64, conn_limits.max_depth - wrapping};
-    size_t n;
-    return gsp_framer_feed(&f, v, len, &lim, &n) == GSP_SCAN_DONE && n == len;
-}
-
 static void answer(struct waiter *w, enum gsp_code code, const void *v, size_t len)
 {
+    /* A reply a client could not read (too big, or too deep once wrapped in
+     * a response) becomes a too_large error instead. */
     static const uint8_t too_large[] = "\xbdreply over the message limits";
-    if (w->kind == WAIT_CONN && !readable(v, len, code == GSP_OK ? 1 : 2)) {
+    if (w->kind == WAIT_CONN && !value_fits(v, len, code == GSP_OK ? 1 : 2)) {
         code = GSP_TOO_LARGE;
         v = too_large;
         len = sizeof too_large - 1;

@@ -4,14 +4,6 @@
 
 #include <string.h>
 
-static uint64_t be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static bool head(const struct gsp_cursor *c, struct gsp_head *h)
 {
     return gsp_head_read(c->p, (size_t)(c->end - c->p), h) == 1 &&
@@ -50,10 +42,10 @@ bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v)
     if (b <= 0x7f)
         x = b;
     else if (b >= 0xcc && b <= 0xcf)
-        x = be(c->p + 1, (int)h.body);
+        x = gsp_be(c->p + 1, (int)h.body);
     else if (b >= 0xd0 && b <= 0xd3) {
         int n = (int)h.body;
-        x = be(c->p + 1, n);
+        x = gsp_be(c->p + 1, n);
         if (x >> (8 * n - 1)) /* negative */
             return false;
     } else
@@ -114,11 +106,11 @@ bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *en
     uint32_t n;
     uint64_t type, msgid;
     memset(env, 0, sizeof *env);
-    if (!gsp_get_array(&c, &n) || n < 3 || !gsp_get_uint(&c, &type))
+    if (!gsp_get_array(&c, &n) || n < 1 || !gsp_get_uint(&c, &type))
         return false;
     env->type = (enum gsp_type)type;
     if (type == GSP_REQUEST || type == GSP_RESPONSE) {
-        if (!gsp_get_uint(&c, &msgid) || msgid > UINT32_MAX)
+        if (n < 2 || !gsp_get_uint(&c, &msgid) || msgid > UINT32_MAX)
             return false;
         env->has_msgid = true; /* the rest may be bad, but can be answered */
         env->msgid = (uint32_t)msgid;

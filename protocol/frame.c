@@ -4,14 +4,6 @@
 
 #include <string.h>
 
-static uint64_t be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h)
 {
     if (avail < 1)
@@ -58,7 +50,7 @@ int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h)
     }
     if (avail < (size_t)(1 + len_bytes))
         return 0;
-    uint64_t n = be(p + 1, len_bytes);
+    uint64_t n = gsp_be(p + 1, len_bytes);
     h->size = 1 + (size_t)len_bytes;
     if (h->container)
         h->items = n * (b == 0xde || b == 0xdf ? 2 : 1);

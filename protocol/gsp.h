@@ -205,7 +205,7 @@ bool gsp_value_equal(const msgpack_object *a, const msgpack_object *b);
  * not one: strict, no overlongs, surrogates or code points past U+10FFFF. */
 size_t gsp_utf8_seq(const unsigned char *s, size_t n);
 
-/* A server name: 1–255 bytes of UTF-8, not all decimal digits. */
+/* A server name: 1–255 bytes of UTF-8 without NUL, not all decimal digits. */
 bool gsp_name_valid(const char *s, size_t len);
 /* A module name: 1–255 bytes of [A-Za-z0-9_-]. */
 bool gsp_module_name_valid(const char *s, size_t len);

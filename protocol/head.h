@@ -12,6 +12,15 @@ struct gsp_head {
     int container;  /* 1 for arrays and maps */
 };
 
+/* The n-byte big-endian number at p. */
+static inline uint64_t gsp_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 /* Reads the header at p[0..avail): 1 done, 0 needs more bytes, -1 not msgpack. */
 int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h);
 

@@ -75,8 +75,11 @@ bool gsp_name_valid(const char *s, size_t len)
     if (len < 1 || len > GSP_NAME_MAX)
         return false;
     bool digits = true;
-    for (size_t i = 0; i < len && digits; i++)
-        digits = s[i] >= '0' && s[i] <= '9';
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\0')
+            return false; /* C strings end there: two names would collide */
+        digits = digits && s[i] >= '0' && s[i] <= '9';
+    }
     return !digits && utf8_valid((const unsigned char *)s, len);
 }
 

@@ -1058,6 +1058,77 @@ START_TEST(init_ok_hibernate_hibernates)
 }
 END_TEST
 
+/* terminate may answer a caller kept from an earlier call: it hears that,
+ * not ["exit", reason]. */
+START_TEST(terminate_may_answer_a_kept_caller)
+{
+    forms("f", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "call", mp("['f', 'noreply', nil]"));
+    RAW_REQUEST(a, 2, "stop", mp("['f', nil, nil]"));
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, 'from_terminate']");
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, nil, nil]");
+    raw_close(&a);
+}
+END_TEST
+
+/* A stop with a reply answers its caller once, with that reply, even if
+ * terminate tries to answer the same caller; and before monitors hear the
+ * down, as in OTP. */
+START_TEST(stop_reply_answers_once_and_before_the_down)
+{
+    uint64_t id = forms("f", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "monitor", mp("['f']"));
+    const msgpack_object *ref = &RAW_RECV(a, 3000)->via.array.ptr[3];
+    RAW_REQUEST(a, 2, "call", mp("['f', ['stop_reply_kept', 'bye', 'v'], nil]"));
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, nil, 'v']");
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[2, 'down', [%u, %u, 'f', 'bye']]",
+                    (unsigned)ref->via.u64, (unsigned)id);
+    ck_assert_ptr_null(raw_recv(a, 300));
+    raw_close(&a);
+}
+END_TEST
+
+/* A module can answer only calls made to it: not a stop, a start or a
+ * get_state waiting on a server, whatever id it guesses. */
+START_TEST(gs_reply_to_answers_only_calls_to_this_server)
+{
+    forms("f", NULL);
+    forms("g", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "call", mp("['g', 'noreply', nil]")); /* a call kept by g */
+    sleep_ms(100);
+    int rcs = 0;
+    for (int id = 1; id < 40; id++) {
+        gsc_reply *r;
+        const msgpack_object *rc =
+            OK(gsc_call(C, "f", mp("['reply_to_id', %d, 'forged']", id), 0, &r), &r);
+        rcs += rc->via.i64 == 0;
+    }
+    ck_assert_int_eq(rcs, 0);
+    ck_assert_ptr_null(raw_recv(a, 200)); /* g's caller still waits */
+    raw_close(&a);
+}
+END_TEST
+
+/* Values a module hands over are checked against the limits: a message
+ * too deep to decode is refused, a reply too deep becomes a string. */
+START_TEST(module_values_over_the_depth_limit_are_refused)
+{
+    gsc_reply *r;
+    forms("f", NULL);
+    forms("g", NULL);
+    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_send', 'g', 20]"), 0, &r), &r), "0");
+    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_send', 'g', 40]"), 0, &r), &r), "-1");
+    const msgpack_object *v = OK(gsc_call(C, "f", mp("['deep_reply', 30]"), 0, &r), &r);
+    ck_assert_int_eq(v->type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_reply', 31]"), 0, &r), &r),
+                    "'reply_too_large'");
+    ck_assert_mp_eq(OK(gsc_call(C, "g", mp("'ping'"), 0, &r), &r), "['error', 'unknown_call']");
+}
+END_TEST
+
 START_TEST(terminate_runs_exactly_once)
 {
     forms("f", "f.log");
@@ -1716,6 +1787,41 @@ END_TEST
 
 /* ============================= bad input ======================================= */
 
+START_TEST(request_of_two_elements_gets_badarg_response)
+{
+    struct raw *a = RAW_CONNECT(D);
+    RAW_WRITE(a, "\x92\x00\x05", 3); /* [0, 5] */
+    const msgpack_object *m = RAW_RECV(a, 3000);
+    ck_assert_mp_eq(&m->via.array.ptr[0], "1");
+    ck_assert_mp_eq(&m->via.array.ptr[1], "5");
+    ck_assert_mp_eq(&m->via.array.ptr[2].via.array.ptr[0], "'badarg'");
+    RAW_REQUEST(a, 6, "ping", mp("[]"));
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 6, nil, 'pong']");
+    raw_close(&a);
+}
+END_TEST
+
+/* A name is compared as bytes by clients but used as a C string inside:
+ * NUL would let two servers share a name, so it is refused. */
+START_TEST(name_with_nul_is_badarg)
+{
+    struct raw *a = RAW_CONNECT(D);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_request(&pk, 1, "start", 4);
+    gsp_pack_str(&pk, "counter");
+    gsp_pack_strn(&pk, "a\0b", 3);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_nil(&pk);
+    RAW_WRITE(a, b.data, b.len);
+    const msgpack_object *m = RAW_RECV(a, 3000);
+    ck_assert_mp_eq(&m->via.array.ptr[2].via.array.ptr[0], "'badarg'");
+    gsp_buf_free(&b);
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(not_an_array_gets_error_notification_and_stays_open)
 {
     struct raw *a = RAW_CONNECT(D);
@@ -2078,6 +2184,10 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, init_ok_timeout_sends_timeout);
     tcase_add_test(tc, init_ok_hibernate_hibernates);
     tcase_add_test(tc, terminate_runs_exactly_once);
+    tcase_add_test(tc, terminate_may_answer_a_kept_caller);
+    tcase_add_test(tc, stop_reply_answers_once_and_before_the_down);
+    tcase_add_test(tc, gs_reply_to_answers_only_calls_to_this_server);
+    tcase_add_test(tc, module_values_over_the_depth_limit_are_refused);
     tcase_add_test(tc, waiting_callers_get_exit_with_the_stop_reason);
     tcase_add_test(tc, from_deadline_of_explicit_timeout);
     tcase_add_test(tc, from_deadline_of_default_timeout);
@@ -2142,6 +2252,8 @@ static Suite *e2e_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, not_an_array_gets_error_notification_and_stays_open);
+    tcase_add_test(tc, request_of_two_elements_gets_badarg_response);
+    tcase_add_test(tc, name_with_nul_is_badarg);
     tcase_add_test(tc, wrong_length_request_gets_badarg_and_stays_open);
     tcase_add_test(tc, wrong_types_get_badarg_and_stay_open);
     tcase_add_test(tc, unknown_message_type_gets_badarg_and_stays_open);

@@ -669,6 +669,7 @@ START_TEST(name_length_255_ok_256_not)
     ck_assert(!gsp_name_valid(s, 256));
     ck_assert(gsp_name_valid(s, 1));
     ck_assert(!gsp_name_valid(s, 0));
+    ck_assert(!gsp_name_valid("a\0b", 3)); /* NUL would end it early as a C string */
 }
 END_TEST
 

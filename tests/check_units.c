@@ -101,7 +101,7 @@ START_TEST(registry_finds_by_id_and_name)
     ref = gs_uint(b->id);
     ck_assert_ptr_eq(server_lookup(&ref), b);
     uint64_t aid = a->id;
-    server_end(a, "\xa6normal", 7);
+    server_end(a, enc_normal, NULL);
     ck_assert_ptr_null(registry_by_id(aid));
     ck_assert_ptr_null(registry_by_name("alpha", 5));
     /* the name is free again; the id is never reused */
@@ -172,7 +172,7 @@ START_TEST(ended_server_refuses_mail)
     struct server *s = start("gone");
     turn();
     server_ref(s);
-    server_end(s, "\xa8shutdown", 9);
+    server_end(s, enc_shutdown, NULL);
     ck_assert_int_eq(s->status, SERVER_ENDED);
     ck_assert(!server_post(s, MSG_CAST, 0, "\x01", 1));
     server_unref(s);

@@ -423,8 +423,9 @@ static inline const char *gs_self_name(gs_server *self) { return gs_host->self_n
 /*
  * Answers a kept caller, from any later callback of the server that got
  * the call (terminate included). reply is encoded at once (borrowed).
- * Returns 0 if the caller was still waiting, -1 if it had gone or was
- * already answered (a no-op).
+ * Returns 0 if the caller was still waiting, -1 (a no-op) if it had gone,
+ * was already answered, is being answered by the daemon (the call whose
+ * callback returned gs_stop_reply), or is not a call to this server.
  */
 static inline int gs_reply_to(gs_server *self, gs_from from, gs_value reply)
 {
@@ -432,7 +433,7 @@ static inline int gs_reply_to(gs_server *self, gs_from from, gs_value reply)
 }
 
 /* Milliseconds the caller will still wait: GS_INFINITY if it waits
- * forever, 0 if it has given up or gone. */
+ * forever, 0 if it has given up or gone. Timeouts are capped at 2^31 - 1. */
 static inline int64_t gs_from_deadline(gs_server *self, gs_from from)
 {
     return gs_host->from_deadline(self, from);
@@ -444,8 +445,9 @@ static inline bool gs_from_waiting(gs_server *self, gs_from from)
     return gs_host->from_waiting(self, from);
 }
 
-/* Delivers msg (copied now) to this server's handle_info after ms. Returns
- * a timer ref (> 0) for gs_timer_cancel. Timers end with the server. */
+/* Delivers msg (copied now) to this server's handle_info after ms (at
+ * most 2^31 - 1). Returns a timer ref (> 0) for gs_timer_cancel, or 0 if
+ * msg is over the message limits (see below). Timers end with the server. */
 static inline uint64_t gs_timer_start(gs_server *self, uint64_t ms, gs_value msg)
 {
     return gs_host->timer_start(self, ms, msg);
@@ -460,9 +462,15 @@ static inline int gs_timer_cancel(gs_server *self, uint64_t ref)
 /*
  * Messages to another server (or this one). server is a name (gs_str) or
  * an id (gs_uint); the message is copied now. They return 0 once it is in
- * the target's mailbox, -1 if no such server is running. They never block
- * and never fail on a full mailbox: messages between servers are always
- * accepted (flow control applies to clients only).
+ * the target's mailbox, -1 if no such server is running or the message is
+ * over the limits. They never block and never fail on a full mailbox:
+ * messages between servers are always accepted (flow control applies to
+ * clients only).
+ *
+ * Message limits: every value a module hands the daemon (messages, replies,
+ * reasons) may nest at most 30 arrays and maps deep and encode to less than
+ * the daemon's message size (16 MiB by default). A reply or reason over
+ * them is replaced by the string "reply_too_large" or "reason_too_large".
  */
 static inline int gs_cast(gs_server *self, gs_value server, gs_value request)
 {

@@ -40,6 +40,13 @@
  *   "casts"                    -> every other request handle_cast got
  *   "timeouts"                 -> how many "timeout" messages came
  *   ["busy", ms]               -> "done", after blocking the loop ms
+ *   ["stop_reply_kept", reason, v]  keeps the caller too, then
+ *                              gs_stop_reply(reason, v): terminate tries
+ *                              to answer it "from_terminate" as well
+ *   ["deep_reply", n]          -> n arrays nested in one another
+ *   ["deep_send", srv, n]      -> gs_send result for n nested arrays
+ *   ["reply_to_id", id, v]     -> gs_reply_to result for a from of that id
+ * terminate answers a kept caller "from_terminate".
  * handle_cast: ["note", v] appends v to the log; ["release", v];
  *   ["noreply_timeout", ms]; "noreply_hibernate"; ["stop", reason]; "bad";
  *   ["busy", ms]; anything else is kept in "casts".
@@ -250,10 +257,33 @@ static int release(gs_server *self, struct forms *f, gs_value v)
     return rc;
 }
 
+/* n arrays nested in one another, innermost empty, in the scratch arena. */
+static gs_value deep(gs_server *self, int64_t n)
+{
+    gs_value v = n > 0 ? gs_array(NULL, 0) : gs_nil();
+    for (int64_t i = 1; i < n; i++) {
+        gs_value *item = gs_scratch_array(self, 1);
+        item[0] = v;
+        v = gs_array(item, 1);
+    }
+    return v;
+}
+
 static gs_result forms_call(gs_server *self, const gs_value *req, gs_from from, void **state)
 {
     struct forms *f = *state;
     const gs_value *a1 = gs_at(req, 1), *a2 = gs_at(req, 2), *a3 = gs_at(req, 3);
+
+    if (gs_is_tuple(req, "stop_reply_kept", 3)) {
+        f->pending = from;
+        return gs_stop_reply(*a1, *a2);
+    }
+    if (gs_is_tuple(req, "deep_reply", 2))
+        return gs_reply(deep(self, int_or(a1, 0)));
+    if (gs_is_tuple(req, "deep_send", 3))
+        return gs_reply(gs_int(gs_send(self, *a1, deep(self, int_or(a2, 0)))));
+    if (gs_is_tuple(req, "reply_to_id", 3))
+        return gs_reply(gs_int(gs_reply_to(self, (gs_from){(uint64_t)int_or(a1, 0)}, *a2)));
 
     if (gs_is_tuple(req, "reply", 2))
         return gs_reply(*a1);
@@ -410,6 +440,8 @@ static void forms_terminate(gs_server *self, const gs_value *reason, void **stat
         return;
     }
     log_line(f->log, reason);
+    if (f->pending.id)
+        release(self, f, gs_str("from_terminate"));
     forms_free(f);
     *state = NULL;
 }
