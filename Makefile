@@ -3,6 +3,7 @@
 #   make                   daemon, client library, gsctl, reference modules
 #   make check             the whole test suite
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
+#   make check-valgrind    the end-to-end suite with the daemon under valgrind
 #   make deps              installs the Debian build dependencies (as root)
 
 CC ?= cc
@@ -81,12 +82,19 @@ check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; exit $$rc
 
+# The end-to-end suite with the daemon under valgrind: any error or leak
+# makes its exit status, and so the test, fail.
+VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
+	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99
+check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/check_e2e
+	GSD_BUILD=$(abspath $(BUILD)) GSD_TEST_WRAP="$(VALGRIND)" $(BUILD)/tests/check_e2e
+
 deps:
 	sh scripts/deps.sh
 
 clean:
 	rm -rf build build-san
 
-.PHONY: all check deps clean
+.PHONY: all check check-valgrind deps clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -255,6 +255,15 @@ struct gsd *gsd_start_with(const char *const *extra)
     snprintf(d->sock, sizeof d->sock, "%s/gsd.sock", d->dir);
     snprintf(d->log, sizeof d->log, "%s/gsd.log", d->dir);
 
+    /* GSD_TEST_WRAP runs the daemon under a tool: "valgrind -q ...". */
+    static char wrap[512];
+    const char *w = getenv("GSD_TEST_WRAP");
+    if (w && *w) {
+        snprintf(wrap, sizeof wrap, "%s", w);
+        for (char *save = NULL, *t = strtok_r(wrap, " ", &save); t && argc < 16;
+             t = strtok_r(NULL, " ", &save))
+            argv[argc++] = t;
+    }
     argv[argc++] = bin;
     argv[argc++] = "-s";
     argv[argc++] = d->sock;
@@ -277,7 +286,7 @@ struct gsd *gsd_start_with(const char *const *extra)
         dup2(null, 0);
         dup2(log, 1);
         dup2(log, 2);
-        execv(bin, (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     slot_put((void **)daemons, 16, d);
