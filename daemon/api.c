@@ -27,8 +27,8 @@ static void api_log(gs_server *self, int level, const char *fmt, va_list ap)
     char line[900];
     vsnprintf(line, sizeof line, fmt, ap);
     struct server *s = S(self);
-    log_msg(level, "server %llu (%s, %s): %s", (unsigned long long)s->id,
-            s->name ? s->name : "-", s->mod->name, line);
+    log_msg(level, "server %llu (%s, %s): %s", (unsigned long long)s->id, s->name ? s->name : "-",
+            s->mod->name, line);
 }
 
 static uint64_t api_self_id(gs_server *self)

@@ -42,8 +42,8 @@ void conn_new(int fd)
     c->wev = event_new(loop_base, fd, EV_WRITE | EV_PERSIST, conn_write, c);
     event_add(c->rev, NULL);
     TAILQ_INSERT_TAIL(&conns, c, all_link);
-    log_msg(LOG_DEBUG, "connection %llu: pid %d uid %d", (unsigned long long)c->id,
-            (int)c->pid, (int)c->uid);
+    log_msg(LOG_DEBUG, "connection %llu: pid %d uid %d", (unsigned long long)c->id, (int)c->pid,
+            (int)c->uid);
 }
 
 msgpack_packer *conn_packer(struct conn *c)

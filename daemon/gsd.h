@@ -52,7 +52,7 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
-int64_t now_ms(void); /* monotonic milliseconds */
+int64_t now_ms(void);    /* monotonic milliseconds */
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* Values the daemon sends often, encoded once. */
 extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
@@ -91,9 +91,9 @@ struct msg {
 
 struct mailbox {
     STAILQ_HEAD(, msg) q;
-    uint32_t len;       /* messages queued */
-    uint32_t len_high;  /* high-water mark of len */
-    uint64_t bytes;     /* payload bytes queued */
+    uint32_t len;        /* messages queued */
+    uint32_t len_high;   /* high-water mark of len */
+    uint64_t bytes;      /* payload bytes queued */
     uint64_t bytes_high; /* high-water mark of bytes */
 };
 
@@ -131,23 +131,23 @@ struct server_stats {
 };
 
 struct server {
-    uint64_t id;              /* never reused */
-    char *name;               /* NULL when anonymous */
-    struct module *mod;       /* the code it runs */
-    void *state;              /* the module's */
+    uint64_t id;        /* never reused */
+    char *name;         /* NULL when anonymous */
+    struct module *mod; /* the code it runs */
+    void *state;        /* the module's */
     enum server_status status;
     struct mailbox mbox;
     struct server_stats stats;
-    int refs;                 /* registry + anyone running it; freed at 0 */
-    bool runnable;            /* in the run queue */
+    int refs;      /* registry + anyone running it; freed at 0 */
+    bool runnable; /* in the run queue */
     TAILQ_ENTRY(server) run_link;
-    TAILQ_ENTRY(server) reg_link; /* in the registry, in start order */
-    struct event *timeout;    /* a callback's timeout, allocated on first use */
-    int64_t start_timeout;    /* ms allowed for init, -1 for none */
-    int64_t start_ms;         /* when start was asked, for that limit */
-    uint64_t starter;         /* the waiter of start, until init has answered it */
-    LIST_HEAD(, waiter) waiters;  /* callers waiting on it */
-    LIST_HEAD(, stimer) timers;   /* its pending gs_timer_start timers */
+    TAILQ_ENTRY(server) reg_link;  /* in the registry, in start order */
+    struct event *timeout;         /* a callback's timeout, allocated on first use */
+    int64_t start_timeout;         /* ms allowed for init, -1 for none */
+    int64_t start_ms;              /* when start was asked, for that limit */
+    uint64_t starter;              /* the waiter of start, until init has answered it */
+    LIST_HEAD(, waiter) waiters;   /* callers waiting on it */
+    LIST_HEAD(, stimer) timers;    /* its pending gs_timer_start timers */
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
     UT_hash_handle hh_id, hh_name;
@@ -157,9 +157,8 @@ extern int64_t slow_callback_ms; /* threshold for the slow-callback log */
 
 /* Creates and registers a server (the name must be free) and queues its
  * init; the waiter `starter` hears the id, or why there is none. */
-struct server *server_start(struct module *mod, const char *name, size_t name_len,
-                            const void *args, size_t args_len, int64_t init_timeout,
-                            uint64_t starter);
+struct server *server_start(struct module *mod, const char *name, size_t name_len, const void *args,
+                            size_t args_len, int64_t init_timeout, uint64_t starter);
 /* Queues a message; false if the server has ended. */
 bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
                  size_t len);
@@ -203,16 +202,16 @@ void sched_forget(struct server *s);
 enum waiter_kind { WAIT_CONN, WAIT_SERVER };
 
 struct waiter {
-    uint64_t id;              /* gs_from.id */
+    uint64_t id; /* gs_from.id */
     enum waiter_kind kind;
-    struct conn *conn;        /* WAIT_CONN: the caller */
-    uint32_t msgid;           /* WAIT_CONN: its request */
-    uint64_t caller;          /* WAIT_SERVER: the calling server's id */
-    uint64_t ref;             /* WAIT_SERVER: the ref gs_call returned */
-    int64_t deadline;         /* now_ms() when the caller gives up; -1 never */
-    bool call;                /* a call: the module may answer it with gs_reply_to */
-    struct event *timer;      /* fires at deadline, if any */
-    struct server *server;    /* the server it waits on, if attached */
+    struct conn *conn;     /* WAIT_CONN: the caller */
+    uint32_t msgid;        /* WAIT_CONN: its request */
+    uint64_t caller;       /* WAIT_SERVER: the calling server's id */
+    uint64_t ref;          /* WAIT_SERVER: the ref gs_call returned */
+    int64_t deadline;      /* now_ms() when the caller gives up; -1 never */
+    bool call;             /* a call: the module may answer it with gs_reply_to */
+    struct event *timer;   /* fires at deadline, if any */
+    struct server *server; /* the server it waits on, if attached */
     LIST_ENTRY(waiter) conn_link;
     LIST_ENTRY(waiter) server_link;
     UT_hash_handle hh;
@@ -237,9 +236,9 @@ unsigned waiter_count(void);
 /* ---- monitor.c --------------------------------------------------------- */
 struct monitor {
     uint64_t ref;
-    uint64_t target;        /* the watched server's id (0: none existed) */
-    struct conn *conn;      /* the watcher: a connection, or */
-    struct server *server;  /* a server */
+    uint64_t target;       /* the watched server's id (0: none existed) */
+    struct conn *conn;     /* the watcher: a connection, or */
+    struct server *server; /* a server */
     LIST_ENTRY(monitor) target_link;
     LIST_ENTRY(monitor) watcher_link;
     UT_hash_handle hh;
@@ -267,24 +266,24 @@ const uint8_t *api_encode(const gs_value *v, size_t *len);
 
 /* ---- conn.c ------------------------------------------------------------ */
 struct conn {
-    uint64_t id;            /* for logs */
+    uint64_t id; /* for logs */
     int fd;
-    uid_t uid;              /* the peer's credentials */
+    uid_t uid; /* the peer's credentials */
     gid_t gid;
     pid_t pid;
-    bool admin;             /* may start, stop, load, get_state */
-    bool closing;           /* sent a fatal error: close once flushed */
-    bool dirty;             /* has output waiting for the flush */
-    bool eof;               /* the peer closed its side: close once answered */
+    bool admin;   /* may start, stop, load, get_state */
+    bool closing; /* sent a fatal error: close once flushed */
+    bool dirty;   /* has output waiting for the flush */
+    bool eof;     /* the peer closed its side: close once answered */
     struct event *rev, *wev;
     struct gsp_framer framer;
-    struct gsp_buf in;      /* bytes read, not yet dispatched */
-    struct gsp_buf out;     /* bytes to write */
-    size_t out_off;         /* bytes of out already written */
-    msgpack_packer pk;      /* packs into out */
+    struct gsp_buf in;             /* bytes read, not yet dispatched */
+    struct gsp_buf out;            /* bytes to write */
+    size_t out_off;                /* bytes of out already written */
+    msgpack_packer pk;             /* packs into out */
     LIST_HEAD(, waiter) waiters;   /* its requests still waiting */
     LIST_HEAD(, monitor) monitors; /* its monitors */
-    uint64_t *links;        /* servers to stop when it closes */
+    uint64_t *links;               /* servers to stop when it closes */
     size_t nlinks, links_cap;
     TAILQ_ENTRY(conn) flush_link;
     TAILQ_ENTRY(conn) all_link;

@@ -29,8 +29,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         }
         if (errno == EMFILE || errno == ENFILE) {
             /* Pause instead of spinning on a backlog we cannot take. */
-            log_msg(LOG_WARN, "accept: %s; pausing for %d ms", strerror(errno),
-                    EMFILE_PAUSE_MS);
+            log_msg(LOG_WARN, "accept: %s; pausing for %d ms", strerror(errno), EMFILE_PAUSE_MS);
             event_del(lev);
             loop_arm(retry, EMFILE_PAUSE_MS);
         } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)

@@ -10,7 +10,7 @@ int log_level = LOG_INFO;
 
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
-    static const char *const names[8] = {"emerg", "alert", "crit", "error",
+    static const char *const names[8] = {"emerg",   "alert",  "crit", "error",
                                          "warning", "notice", "info", "debug"};
     if (level > log_level)
         return;

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: gsd [-s PATH] [-M DIR[:DIR...]] [-c FILE] [-v] [-h]\n"

@@ -91,7 +91,7 @@ void module_foreach(void (*fn)(struct module *m, void *arg), void *arg)
 {
     struct module *m, *tmp;
     HASH_ITER(hh, loaded, m, tmp)
-        fn(m, arg);
+    fn(m, arg);
 }
 
 unsigned module_count(void)
@@ -102,7 +102,8 @@ unsigned module_count(void)
 void module_unload_all(void)
 {
     struct module *m, *tmp;
-    HASH_ITER(hh, loaded, m, tmp) {
+    HASH_ITER(hh, loaded, m, tmp)
+    {
         HASH_DEL(loaded, m);
         dlclose(m->dl);
         free(m->name);

@@ -52,7 +52,8 @@ void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), voi
     /* A snapshot, so that fn may end servers. */
     unsigned n = registry_count(), i = 0;
     struct server **all = xmalloc(n * sizeof *all), *s;
-    TAILQ_FOREACH(s, &in_order, reg_link) {
+    TAILQ_FOREACH(s, &in_order, reg_link)
+    {
         server_ref(s);
         all[i++] = s;
     }

@@ -2,7 +2,6 @@
  * each loop turn, and the loop polls its sockets between turns. */
 #include "gsd.h"
 
-
 static TAILQ_HEAD(, server) runq = TAILQ_HEAD_INITIALIZER(runq);
 static struct event *turn;
 

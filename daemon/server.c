@@ -23,8 +23,8 @@
 int64_t slow_callback_ms = 100;
 
 static const char *const kind_names[] = {
-    [MSG_INIT] = "init", [MSG_CALL] = "handle_call", [MSG_CAST] = "handle_cast",
-    [MSG_INFO] = "handle_info", [MSG_STOP] = "terminate", [MSG_STATE] = "format_state"};
+    [MSG_INIT] = "init",        [MSG_CALL] = "handle_call", [MSG_CAST] = "handle_cast",
+    [MSG_INFO] = "handle_info", [MSG_STOP] = "terminate",   [MSG_STATE] = "format_state"};
 
 #define SELF(s) ((gs_server *)(s))
 
@@ -64,9 +64,8 @@ struct server *server_lookup(const gs_value *ref)
     return NULL;
 }
 
-struct server *server_start(struct module *mod, const char *name, size_t name_len,
-                            const void *args, size_t args_len, int64_t init_timeout,
-                            uint64_t starter)
+struct server *server_start(struct module *mod, const char *name, size_t name_len, const void *args,
+                            size_t args_len, int64_t init_timeout, uint64_t starter)
 {
     struct server *s = xcalloc(1, sizeof *s);
     s->id = registry_next_id();
@@ -171,8 +170,8 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
         s->mod->desc->terminate(SELF(s), &why, &s->state);
         int64_t took = now_ms() - t0;
         if (took >= slow_callback_ms)
-            log_msg(LOG_WARN, "server %llu (%s): terminate took %lld ms",
-                    (unsigned long long)s->id, label(s), (long long)took);
+            log_msg(LOG_WARN, "server %llu (%s): terminate took %lld ms", (unsigned long long)s->id,
+                    label(s), (long long)took);
     }
     /* The caller told goodbye hears it before any monitor hears the down. */
     if (bye && (w = waiter_find(bye->waiter)) != NULL)
@@ -316,8 +315,8 @@ static void handle_state(struct server *s, struct msg *m)
  * read back): its caller hears badarg, and a server cannot start on it. */
 static void undecodable(struct server *s, struct msg *m)
 {
-    log_msg(LOG_ERR, "server %llu (%s): undecodable %s message dropped",
-            (unsigned long long)s->id, label(s), kind_names[m->kind]);
+    log_msg(LOG_ERR, "server %llu (%s): undecodable %s message dropped", (unsigned long long)s->id,
+            label(s), kind_names[m->kind]);
     struct waiter *w = waiter_find(m->waiter);
     if (w)
         waiter_error_str(w, GSP_BADARG, "undecodable message");
@@ -389,9 +388,8 @@ void server_run_one(struct server *s)
         int64_t took = now_ms() - t0;
         if (took >= slow_callback_ms && m->kind != MSG_STOP) {
             s->stats.slow++;
-            log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms",
-                    (unsigned long long)s->id, label(s), s->mod->name, kind_names[m->kind],
-                    (long long)took);
+            log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
+                    label(s), s->mod->name, kind_names[m->kind], (long long)took);
         }
         if (ran)
             server_result(s, m, r);

@@ -45,7 +45,8 @@ uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len)
 int stimer_cancel(struct server *s, uint64_t ref)
 {
     struct stimer *t;
-    LIST_FOREACH(t, &s->timers, link) {
+    LIST_FOREACH(t, &s->timers, link)
+    {
         if (t->ref == ref) {
             stimer_free(t);
             return 0;

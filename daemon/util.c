@@ -50,8 +50,7 @@ uint64_t next_ref(void)
     return ++last;
 }
 
-#define ENC(name, bytes) \
-    const struct gsp_span name = {(const uint8_t *)(bytes), sizeof(bytes) - 1}
+#define ENC(name, bytes) const struct gsp_span name = {(const uint8_t *)(bytes), sizeof(bytes) - 1}
 ENC(enc_nil, "\xc0");
 ENC(enc_normal, "\xa6normal");
 ENC(enc_shutdown, "\xa8shutdown");

@@ -120,8 +120,7 @@ bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *en
             return gsp_get_span(&c, &env->error) && gsp_get_span(&c, &env->result);
     } else if (type != GSP_NOTIFY || n != 3)
         return false;
-    if (!gsp_get_str(&c, &env->method, &env->method_len) ||
-        !gsp_get_array(&c, &env->nparams))
+    if (!gsp_get_str(&c, &env->method, &env->method_len) || !gsp_get_array(&c, &env->nparams))
         return false;
     env->params = c;
     return true;

@@ -26,25 +26,77 @@ int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h)
     switch (b) {
     case 0xc1:
         return -1;
-    case 0xc4: case 0xd9: len_bytes = 1; break;
-    case 0xc5: case 0xda: len_bytes = 2; break;
-    case 0xc6: case 0xdb: len_bytes = 4; break;
-    case 0xc7: len_bytes = 1; ext = 1; break;
-    case 0xc8: len_bytes = 2; ext = 1; break;
-    case 0xc9: len_bytes = 4; ext = 1; break;
-    case 0xca: h->body = 4; return 1;
-    case 0xcb: h->body = 8; return 1;
-    case 0xcc: case 0xd0: h->body = 1; return 1;
-    case 0xcd: case 0xd1: h->body = 2; return 1;
-    case 0xce: case 0xd2: h->body = 4; return 1;
-    case 0xcf: case 0xd3: h->body = 8; return 1;
-    case 0xd4: h->body = 2; return 1; /* fixext: type byte + data */
-    case 0xd5: h->body = 3; return 1;
-    case 0xd6: h->body = 5; return 1;
-    case 0xd7: h->body = 9; return 1;
-    case 0xd8: h->body = 17; return 1;
-    case 0xdc: case 0xde: len_bytes = 2; h->container = 1; break;
-    case 0xdd: case 0xdf: len_bytes = 4; h->container = 1; break;
+    case 0xc4:
+    case 0xd9:
+        len_bytes = 1;
+        break;
+    case 0xc5:
+    case 0xda:
+        len_bytes = 2;
+        break;
+    case 0xc6:
+    case 0xdb:
+        len_bytes = 4;
+        break;
+    case 0xc7:
+        len_bytes = 1;
+        ext = 1;
+        break;
+    case 0xc8:
+        len_bytes = 2;
+        ext = 1;
+        break;
+    case 0xc9:
+        len_bytes = 4;
+        ext = 1;
+        break;
+    case 0xca:
+        h->body = 4;
+        return 1;
+    case 0xcb:
+        h->body = 8;
+        return 1;
+    case 0xcc:
+    case 0xd0:
+        h->body = 1;
+        return 1;
+    case 0xcd:
+    case 0xd1:
+        h->body = 2;
+        return 1;
+    case 0xce:
+    case 0xd2:
+        h->body = 4;
+        return 1;
+    case 0xcf:
+    case 0xd3:
+        h->body = 8;
+        return 1;
+    case 0xd4:
+        h->body = 2;
+        return 1; /* fixext: type byte + data */
+    case 0xd5:
+        h->body = 3;
+        return 1;
+    case 0xd6:
+        h->body = 5;
+        return 1;
+    case 0xd7:
+        h->body = 9;
+        return 1;
+    case 0xd8:
+        h->body = 17;
+        return 1;
+    case 0xdc:
+    case 0xde:
+        len_bytes = 2;
+        h->container = 1;
+        break;
+    case 0xdd:
+    case 0xdf:
+        len_bytes = 4;
+        h->container = 1;
+        break;
     default:
         return -1;
     }

@@ -59,9 +59,9 @@ const char *gsp_code_name(enum gsp_code code);
 
 #define GSP_MAX_SIZE_DEFAULT (16u << 20) /* bytes in one message */
 #define GSP_MAX_DEPTH_DEFAULT 32u        /* nested arrays and maps */
-#define GSP_MAX_DEPTH_HARD 32u /* msgpack-c's own stack: deeper fails there */
-#define GSP_CALL_TIMEOUT_DEFAULT 5000 /* ms, when a call's timeout is nil */
-#define GSP_NAME_MAX 255              /* bytes in a server name */
+#define GSP_MAX_DEPTH_HARD 32u           /* msgpack-c's own stack: deeper fails there */
+#define GSP_CALL_TIMEOUT_DEFAULT 5000    /* ms, when a call's timeout is nil */
+#define GSP_NAME_MAX 255                 /* bytes in a server name */
 
 struct gsp_limits {
     size_t max_size;    /* a message longer than this is too_large */
@@ -84,8 +84,8 @@ enum gsp_scan {
  * after every message.
  */
 struct gsp_framer {
-    size_t pos;                           /* bytes of the current message scanned */
-    unsigned depth;                       /* open containers */
+    size_t pos;                            /* bytes of the current message scanned */
+    unsigned depth;                        /* open containers */
     uint64_t left[GSP_MAX_DEPTH_HARD + 1]; /* items still due at each depth */
 };
 
@@ -116,7 +116,7 @@ struct gsp_cursor {
 
 bool gsp_get_array(struct gsp_cursor *c, uint32_t *n);
 bool gsp_get_map(struct gsp_cursor *c, uint32_t *n);
-bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v); /* any int >= 0 */
+bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v);                  /* any int >= 0 */
 bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len); /* str or bin */
 bool gsp_get_nil(struct gsp_cursor *c);
 bool gsp_is_nil(const struct gsp_cursor *c);
@@ -126,14 +126,14 @@ bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out);
 /* One message's envelope, pointing into its frame. */
 struct gsp_envelope {
     enum gsp_type type;
-    bool has_msgid;        /* a msgid could be read (even if the rest is bad) */
-    uint32_t msgid;        /* request, response */
-    const char *method;    /* request, notification: not NUL-terminated */
+    bool has_msgid;     /* a msgid could be read (even if the rest is bad) */
+    uint32_t msgid;     /* request, response */
+    const char *method; /* request, notification: not NUL-terminated */
     uint32_t method_len;
-    uint32_t nparams;      /* request, notification: params array length */
+    uint32_t nparams;         /* request, notification: params array length */
     struct gsp_cursor params; /* positioned at the first param */
-    struct gsp_span error; /* response: nil or [code, detail] */
-    struct gsp_span result; /* response */
+    struct gsp_span error;    /* response: nil or [code, detail] */
+    struct gsp_span result;   /* response */
 };
 
 /*

@@ -27,7 +27,7 @@ START_TEST(mailbox_is_fifo_and_counts)
     free(m);
     ck_assert_uint_eq(mb.len, 1);
     ck_assert_uint_eq(mb.bytes, 1);
-    ck_assert_uint_eq(mb.len_high, 3);  /* high-water marks stay */
+    ck_assert_uint_eq(mb.len_high, 3); /* high-water marks stay */
     ck_assert_uint_eq(mb.bytes_high, 5);
     mailbox_clear(&mb);
     ck_assert_uint_eq(mb.len, 0);
@@ -62,9 +62,13 @@ static gs_result t_cast(gs_server *self, const gs_value *req, void **state)
 }
 
 static const struct gs_api *t_host;
-static const gs_module t_desc = {
-    .abi = GS_ABI_VERSION, .size = sizeof(gs_module), .api = &t_host, .name = "t",
-    .vsn = 1, .init = t_init, .handle_cast = t_cast};
+static const gs_module t_desc = {.abi = GS_ABI_VERSION,
+                                 .size = sizeof(gs_module),
+                                 .api = &t_host,
+                                 .name = "t",
+                                 .vsn = 1,
+                                 .init = t_init,
+                                 .handle_cast = t_cast};
 static struct module t_mod = {.name = "t", .path = "(test)", .desc = &t_desc};
 
 static void setup(void)

@@ -71,8 +71,8 @@ extern "C" {
 
 #define GS_ABI_VERSION 1 /* bump on any incompatible change below */
 
-typedef msgpack_object gs_value; /* a msgpack value; see the helpers below */
-typedef msgpack_object_kv gs_pair; /* a map entry: .key, .val */
+typedef msgpack_object gs_value;    /* a msgpack value; see the helpers below */
+typedef msgpack_object_kv gs_pair;  /* a map entry: .key, .val */
 typedef struct gs_server gs_server; /* opaque: the server a callback runs for */
 
 /* A caller waiting for a reply, kept by value. Answer it exactly once with
@@ -238,7 +238,10 @@ static inline gs_result gs_result_of(gs_action a)
 }
 
 /* init and code_change */
-static inline gs_result gs_ok(void) { return gs_result_of(GS_OK); }
+static inline gs_result gs_ok(void)
+{
+    return gs_result_of(GS_OK);
+}
 static inline gs_result gs_ok_timeout(int64_t ms)
 {
     gs_result r = gs_result_of(GS_OK);
@@ -251,7 +254,10 @@ static inline gs_result gs_ok_hibernate(void)
     r.hibernate = true;
     return r;
 }
-static inline gs_result gs_ignore(void) { return gs_result_of(GS_IGNORE); }
+static inline gs_result gs_ignore(void)
+{
+    return gs_result_of(GS_IGNORE);
+}
 static inline gs_result gs_error(gs_value reason)
 {
     gs_result r = gs_result_of(GS_ERROR);
@@ -280,7 +286,10 @@ static inline gs_result gs_reply_hibernate(gs_value reply)
 }
 
 /* handle_call, handle_cast, handle_info */
-static inline gs_result gs_noreply(void) { return gs_result_of(GS_NOREPLY); }
+static inline gs_result gs_noreply(void)
+{
+    return gs_result_of(GS_NOREPLY);
+}
 static inline gs_result gs_noreply_timeout(int64_t ms)
 {
     gs_result r = gs_result_of(GS_NOREPLY);
@@ -324,8 +333,7 @@ typedef struct gs_module {
     /* Required. args is the start argument (nil if none). Set *state. */
     gs_result (*init)(gs_server *self, const gs_value *args, void **state);
     /* Optional: without it a call stops the server ("undef_handle_call"). */
-    gs_result (*handle_call)(gs_server *self, const gs_value *request, gs_from from,
-                             void **state);
+    gs_result (*handle_call)(gs_server *self, const gs_value *request, gs_from from, void **state);
     /* Optional: without it a cast stops the server ("undef_handle_cast"). */
     gs_result (*handle_cast)(gs_server *self, const gs_value *request, void **state);
     /* Optional: without it messages are logged and ignored. */
@@ -351,13 +359,10 @@ typedef struct gs_module {
  *     GS_MODULE(.name = "counter", .vsn = 1, .init = counter_init,
  *               .handle_call = counter_call);
  */
-#define GS_MODULE(...)                                                        \
-    __attribute__((visibility("hidden"))) const struct gs_api *gs_host;       \
-    __attribute__((visibility("default"))) const gs_module gs_module_info = { \
-        .abi = GS_ABI_VERSION,                                                \
-        .size = sizeof(gs_module),                                            \
-        .api = &gs_host,                                                      \
-        __VA_ARGS__}
+#define GS_MODULE(...)                                                                             \
+    __attribute__((visibility("hidden"))) const struct gs_api *gs_host;                            \
+    __attribute__((visibility("default"))) const gs_module gs_module_info = {                      \
+        .abi = GS_ABI_VERSION, .size = sizeof(gs_module), .api = &gs_host, __VA_ARGS__}
 
 /* The symbol the daemon looks up in every module. */
 #define GS_MODULE_SYMBOL "gs_module_info"
@@ -401,13 +406,12 @@ struct gs_api {
 extern __attribute__((visibility("hidden"))) const struct gs_api *gs_host;
 
 /* True if the running daemon provides slot `field` of struct gs_api. */
-#define gs_api_has(field)                                                     \
-    (offsetof(struct gs_api, field) + sizeof(((struct gs_api *)0)->field) <= \
-     gs_host->size)
+#define gs_api_has(field)                                                                          \
+    (offsetof(struct gs_api, field) + sizeof(((struct gs_api *)0)->field) <= gs_host->size)
 
 /* Logs one line tagged with the server's id and name. Levels are syslog's. */
-__attribute__((format(printf, 3, 4))) static inline void
-gs_log(gs_server *self, int level, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static inline void gs_log(gs_server *self, int level,
+                                                                const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -417,8 +421,14 @@ gs_log(gs_server *self, int level, const char *fmt, ...)
 
 /* This server's id (never reused) and name (NULL if anonymous; valid while
  * the server lives). */
-static inline uint64_t gs_self(gs_server *self) { return gs_host->self_id(self); }
-static inline const char *gs_self_name(gs_server *self) { return gs_host->self_name(self); }
+static inline uint64_t gs_self(gs_server *self)
+{
+    return gs_host->self_id(self);
+}
+static inline const char *gs_self_name(gs_server *self)
+{
+    return gs_host->self_name(self);
+}
 
 /*
  * Answers a kept caller, from any later callback of the server that got
@@ -530,8 +540,14 @@ static inline gs_pair *gs_scratch_pairs(gs_server *self, uint32_t n)
 
 /* A deep copy of v in one allocation, yours to keep; free it with
  * gs_value_free (NULL is ignored). Never NULL. */
-static inline gs_value *gs_value_copy(const gs_value *v) { return gs_host->value_copy(v); }
-static inline void gs_value_free(gs_value *v) { gs_host->value_free(v); }
+static inline gs_value *gs_value_copy(const gs_value *v)
+{
+    return gs_host->value_copy(v);
+}
+static inline void gs_value_free(gs_value *v)
+{
+    gs_host->value_free(v);
+}
 /* Structural equality (integers compare by value, str equals bin). */
 static inline bool gs_value_equal(const gs_value *a, const gs_value *b)
 {
