@@ -145,6 +145,11 @@ int gsc_fd(const gsc *c)
     return c ? c->fd : -1;
 }
 
+bool gsc_pending(const gsc *c)
+{
+    return c && (c->head != NULL || c->in_off < c->in.len);
+}
+
 void gsc_reply_destroy(gsc_reply **r)
 {
     if (r == NULL || *r == NULL)
@@ -680,6 +685,8 @@ int gsc_stop(gsc *c, const char *server, const msgpack_object *reason, int timeo
     gsc_pack_server(&pk, server);
     pack_opt(&pk, reason);
     int wait_ms = pack_timeout(&pk, timeout_ms);
+    if (timeout_ms == 0)
+        wait_ms = -1; /* nil: the daemon waits for terminate however long */
     return finish_request(c, id, wait_ms, out);
 }
 

@@ -70,8 +70,13 @@ void gsc_close(gsc **c);
 /* Why the last call failed, for humans. Valid until the next call on c. */
 const char *gsc_errmsg(const gsc *c);
 
-/* The socket descriptor (to poll on, or to pass to another process). */
+/* The socket descriptor, to poll on for down notifications. Downs that
+ * arrived during a request are already read off it: check gsc_pending (or
+ * call gsc_next_down(c, 0)) before you poll. */
 int gsc_fd(const gsc *c);
+
+/* True if a down notification, or bytes of one, are already buffered. */
+bool gsc_pending(const gsc *c);
 
 /* Frees a reply and sets *r to NULL. NULL is ignored. */
 void gsc_reply_destroy(gsc_reply **r);
@@ -102,7 +107,9 @@ int gsc_call(gsc *c, const char *server, const msgpack_object *request, int time
              gsc_reply **out);
 int gsc_cast(gsc *c, const char *server, const msgpack_object *request, gsc_reply **out);
 int gsc_send(gsc *c, const char *server, const msgpack_object *msg, gsc_reply **out);
-/* reason NULL: "normal"; timeout_ms as for gsc_call. */
+/* reason NULL: "normal". timeout_ms: -1 or 0 wait as long as terminate
+ * takes (0 sends nil, which the daemon reads as "infinity" for stop); n
+ * gives up after n ms. */
 int gsc_stop(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
              gsc_reply **out);
 int gsc_whereis(gsc *c, const char *name, gsc_reply **out);

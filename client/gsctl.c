@@ -13,6 +13,7 @@
 #include "json.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 enum { EXIT_DAEMON = 1, EXIT_USAGE = 2, EXIT_CONN = 3 };
 
@@ -48,13 +50,17 @@ struct command {
 
 static const char *progname = "gsctl";
 
+__attribute__((noreturn, format(printf, 2, 3))) static void usage_error(const struct command *cmd,
+                                                                        const char *fmt, ...);
+
 /* ---- the commands ------------------------------------------------------- */
 
 /* A value argument: JSON, or the text as a string. */
 static msgpack_object value_arg(struct ctx *x, const char *text)
 {
     msgpack_object o;
-    json_mp_arg(text, &x->zone, &o);
+    if (!json_mp_arg(text, &x->zone, &o))
+        usage_error(NULL, "a number in %s is out of range (64-bit integers, doubles)", text);
     return o;
 }
 
@@ -206,7 +212,8 @@ static void usage(FILE *f)
         "\n"
         "  -s, --socket PATH   the daemon's socket (default: $GSD_SOCKET, else the per-user one)\n"
         "  -t, --timeout MS    call/stop timeout in ms, or \"infinity\"; how long monitor waits\n"
-        "                      (default: the daemon's 5000 for call/stop, forever for monitor)\n"
+        "                      (default: 5000 for call; as long as terminate takes for stop;\n"
+        "                      forever for monitor)\n"
         "  -p, --pretty        indented JSON output\n"
         "  -h, --help          this help; COMMAND -h: help on one command\n"
         "\n"
@@ -254,8 +261,8 @@ static bool parse_timeout(const char *s, int *ms)
         *ms = -1;
         return true;
     }
-    if (!parse_u64(s, &v) || v > INT_MAX)
-        return false;
+    if (!parse_u64(s, &v) || v == 0 || v > INT_MAX)
+        return false; /* 0 would mean "the daemon's default" to the library */
     *ms = (int)v;
     return true;
 }
@@ -360,6 +367,8 @@ static void parse_args(struct ctx *x, const struct command *cmd, int argc, char 
     uint64_t ref;
     if (cmd->run == run_demonitor && !parse_u64(x->arg[0], &ref))
         usage_error(cmd, "REF is a number, not \"%s\"", x->arg[0]);
+    for (int i = 0; i < x->nargs; i++)
+        value_arg(x, x->arg[i]); /* a bad value is a usage error before connecting */
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -436,8 +445,20 @@ static int wait_down(struct ctx *x, uint64_t ref)
 
 /* ---- main --------------------------------------------------------------- */
 
+/* A closed stdin, stdout or stderr would be taken by the socket, and the
+ * result written into it: hold them open on /dev/null first. */
+static void hold_std_fds(void)
+{
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+        ;
+    if (fd > 2)
+        close(fd);
+}
+
 int main(int argc, char **argv)
 {
+    hold_std_fds();
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 't'},
@@ -455,7 +476,8 @@ int main(int argc, char **argv)
             break;
         case 't':
             if (!parse_timeout(optarg, &x.timeout_ms))
-                usage_error(NULL, "-t wants ms or \"infinity\", not \"%s\"", optarg);
+                usage_error(NULL, "-t wants ms (at least 1) or \"infinity\", not \"%s\"",
+                            optarg);
             x.timeout_given = true;
             break;
         case 'p':

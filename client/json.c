@@ -105,23 +105,27 @@ static bool big_uint(const char *text, uint64_t *v)
     return true;
 }
 
-void json_mp_arg(const char *text, msgpack_zone *z, msgpack_object *out)
+bool json_mp_arg(const char *text, msgpack_zone *z, msgpack_object *out)
 {
     json_error_t err;
     json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (j) {
         json_mp_from_json(j, z, out);
         json_decref(j);
-        return;
+        return true;
     }
     uint64_t v;
     if (big_uint(text, &v)) {
         memset(out, 0, sizeof *out);
         out->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
         out->via.u64 = v;
-        return;
+        return true;
     }
+    /* Valid JSON with a number we cannot hold is not text to send as is. */
+    if (json_error_code(&err) == json_error_numeric_overflow)
+        return false;
     make_str(z, text, strlen(text), out);
+    return true;
 }
 
 /* ---- printing ------------------------------------------------------------ */

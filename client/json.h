@@ -10,9 +10,9 @@
  *     string → str, integer → int, real → float64, true/false → bool,
  *     null → nil.
  *     Limit: jansson holds integers as long long, so a number outside the
- *     int64 range inside a JSON document fails to parse (the whole text
- *     then becomes a string, see json_mp_arg). A bare uint64 argument such
- *     as 18446744073709551615 is read exactly.
+ *     int64 range inside a JSON document cannot be sent (json_mp_arg
+ *     refuses it). A bare uint64 argument such as 18446744073709551615 is
+ *     read exactly.
  *
  * msgpack → JSON
  *     nil → null, bool → true/false, int → its exact decimal value,
@@ -39,10 +39,11 @@
 /*
  * A command-line value: text that is valid JSON (any value, top level
  * included) becomes that value; any other text becomes the string itself,
- * so "get" and get both give "get". Everything *out refers to is allocated
- * in zone, which the caller owns.
+ * so "get" and get both give "get". Returns false for JSON holding a number
+ * out of range (it is neither sendable nor a string). Everything *out
+ * refers to is allocated in zone, which the caller owns.
  */
-void json_mp_arg(const char *text, msgpack_zone *zone, msgpack_object *out);
+bool json_mp_arg(const char *text, msgpack_zone *zone, msgpack_object *out);
 
 /* Converts a jansson value into msgpack objects allocated in zone. */
 void json_mp_from_json(const json_t *j, msgpack_zone *zone, msgpack_object *out);

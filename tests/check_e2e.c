@@ -756,7 +756,10 @@ START_TEST(monitor_of_unknown_name_downs_at_once_with_noproc)
 {
     gsc_reply *r;
     uint64_t ref = (uint64_t)MP_INT(OK(gsc_monitor(C, "ghost", &r), &r));
+    OK(gsc_ping(C, &r), &r); /* the down came first: the library holds it */
+    ck_assert(gsc_pending(C));
     gsc_down *d = DOWN(C, 1000);
+    ck_assert(!gsc_pending(C));
     ck_assert_uint_eq(d->ref, ref);
     ck_assert_mp_eq(&d->reason, "'noproc'");
     gsc_down_destroy(&d);

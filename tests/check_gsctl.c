@@ -101,6 +101,10 @@ START_TEST(usage_errors_exit_2)
     ck_assert_int_eq(run_gsctl(D, &out, &err, "start", NULL), 2);
     ck_assert_int_eq(run_gsctl(D, &out, &err, "whereis", NULL), 2);
     ck_assert_int_eq(run_gsctl(D, &out, &err, "--no-such-flag", "ping", NULL), 2);
+    /* JSON with a number no 64-bit integer holds is neither sent nor a string */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "c", "[\"x\", 18446744073709551616]", NULL),
+                     2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-t", "0", "ping", NULL), 2);
     ck_assert_str_eq(out, "");
 }
 END_TEST
