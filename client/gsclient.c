@@ -447,9 +447,14 @@ static bool usable(const gsc *c)
 }
 
 /* Starts packing a request into c->out; the caller packs its nparams
- * params next. Returns the request's msgid. */
-static uint32_t begin_request(gsc *c, msgpack_packer *pk, const char *method, uint32_t nparams)
+ * params next. Sets *out to NULL and returns the request's msgid, or 0 if
+ * c cannot send (then nothing is packed). */
+static uint32_t begin_request(gsc *c, gsc_reply **out, msgpack_packer *pk, const char *method,
+                              uint32_t nparams)
 {
+    *out = NULL;
+    if (!usable(c))
+        return 0;
     uint32_t id = c->next_msgid++;
     if (c->next_msgid == 0)
         c->next_msgid = 1;
@@ -482,16 +487,16 @@ int gsc_request(gsc *c, const char *method, const msgpack_object *params, int wa
                 gsc_reply **out)
 {
     *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
-    if (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY)) {
+    if (usable(c) && (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY))) {
         seterr(c, "gsc_request: params must be an array");
         errno = EINVAL;
         return GSC_BROKEN;
     }
     msgpack_packer pk;
     uint32_t n = params ? params->via.array.size : 0;
-    uint32_t id = begin_request(c, &pk, method, n);
+    uint32_t id = begin_request(c, out, &pk, method, n);
+    if (id == 0)
+        return GSC_BROKEN;
     for (uint32_t i = 0; i < n; i++)
         msgpack_pack_object(&pk, params->via.array.ptr[i]);
     return finish_request(c, id, wait_ms, out);
@@ -567,11 +572,10 @@ static int simple(gsc *c, const char *method, gsc_reply **out)
 /* A request whose one param is a server reference. */
 static int on_server(gsc *c, const char *method, const char *server, gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, method, 1);
+    uint32_t id = begin_request(c, out, &pk, method, 1);
+    if (id == 0)
+        return GSC_BROKEN;
     gsc_pack_server(&pk, server);
     return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
 }
@@ -579,11 +583,10 @@ static int on_server(gsc *c, const char *method, const char *server, gsc_reply *
 /* A request whose one param is a string. */
 static int on_string(gsc *c, const char *method, const char *s, gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, method, 1);
+    uint32_t id = begin_request(c, out, &pk, method, 1);
+    if (id == 0)
+        return GSC_BROKEN;
     gsp_pack_str(&pk, s);
     return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
 }
@@ -616,16 +619,15 @@ static long long start_timeout(const msgpack_object *options)
 int gsc_start(gsc *c, const char *module, const char *name, const msgpack_object *args,
               const msgpack_object *options, gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     /* start answers after init: wait at least as long as init may take. */
     long long init = start_timeout(options);
     int wait_ms = GSC_WAIT_DEFAULT_MS;
     if (init >= 0 && init + GSC_GRACE_MS > wait_ms)
         wait_ms = init > INT_MAX - GSC_GRACE_MS ? -1 : (int)init + GSC_GRACE_MS;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, "start", 4);
+    uint32_t id = begin_request(c, out, &pk, "start", 4);
+    if (id == 0)
+        return GSC_BROKEN;
     gsp_pack_str(&pk, module);
     if (name)
         gsp_pack_str(&pk, name);
@@ -639,11 +641,10 @@ int gsc_start(gsc *c, const char *module, const char *name, const msgpack_object
 int gsc_call(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
              gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, "call", 3);
+    uint32_t id = begin_request(c, out, &pk, "call", 3);
+    if (id == 0)
+        return GSC_BROKEN;
     gsc_pack_server(&pk, server);
     pack_opt(&pk, request);
     int wait_ms = pack_timeout(&pk, timeout_ms);
@@ -654,11 +655,10 @@ int gsc_call(gsc *c, const char *server, const msgpack_object *request, int time
 static int deliver(gsc *c, const char *method, const char *server, const msgpack_object *v,
                    gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, method, 2);
+    uint32_t id = begin_request(c, out, &pk, method, 2);
+    if (id == 0)
+        return GSC_BROKEN;
     gsc_pack_server(&pk, server);
     pack_opt(&pk, v);
     return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
@@ -677,11 +677,10 @@ int gsc_send(gsc *c, const char *server, const msgpack_object *msg, gsc_reply **
 int gsc_stop(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
              gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, "stop", 3);
+    uint32_t id = begin_request(c, out, &pk, "stop", 3);
+    if (id == 0)
+        return GSC_BROKEN;
     gsc_pack_server(&pk, server);
     pack_opt(&pk, reason);
     int wait_ms = pack_timeout(&pk, timeout_ms);
@@ -732,11 +731,10 @@ int gsc_monitor(gsc *c, const char *server, gsc_reply **out)
 
 int gsc_demonitor(gsc *c, uint64_t ref, gsc_reply **out)
 {
-    *out = NULL;
-    if (!usable(c))
-        return GSC_BROKEN;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, &pk, "demonitor", 1);
+    uint32_t id = begin_request(c, out, &pk, "demonitor", 1);
+    if (id == 0)
+        return GSC_BROKEN;
     msgpack_pack_uint64(&pk, ref);
     return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
 }
