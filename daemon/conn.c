@@ -11,6 +11,7 @@
 
 #define READ_CHUNK 65536    /* bytes read in one go: bounds the work of one read event */
 #define BUF_KEEP (1u << 20) /* an idle buffer larger than this is given back */
+#define HUP_CHECK_MS 1000   /* how often a half-closed peer is checked for a full close */
 
 struct gsp_limits conn_limits = {GSP_MAX_SIZE_DEFAULT, GSP_MAX_DEPTH_DEFAULT};
 
@@ -132,6 +133,26 @@ done:
     gsp_buf_consume(&c->in, off);
 }
 
+/* True if the peer closed both directions or failed. A peer that only shut
+ * its sending side is not gone: POLLHUP is set only for a full close. */
+static bool peer_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+/* A half-closed peer may still close fully: then its calls have no reader. */
+static void conn_hup_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    if (!peer_gone(c->fd))
+        return;
+    c->closing = true;
+    conn_packer(c);
+    conn_flush_all();
+}
+
 static void conn_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -141,13 +162,17 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        /* A peer that only shut its sending side (POLLHUP not set) still
-         * reads what it asked for; one that closed or failed has gone. */
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        /* A peer that only shut its sending side still reads what it asked
+         * for; one that closed or failed has gone. */
         c->eof = true;
-        if (n < 0 || (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))))
-            c->closing = true;
         event_del(c->rev);
+        if (n < 0 || peer_gone(fd))
+            c->closing = true;
+        else if (!LIST_EMPTY(&c->waiters)) {
+            struct timeval every = {HUP_CHECK_MS / 1000, (HUP_CHECK_MS % 1000) * 1000};
+            c->hup = event_new(loop_base, -1, EV_PERSIST, conn_hup_check, c);
+            event_add(c->hup, &every);
+        }
     } else {
         c->in.len += (size_t)n;
         conn_parse(c);
@@ -228,6 +253,8 @@ static void conn_close(struct conn *c)
     TAILQ_REMOVE(&conns, c, all_link);
     event_free(c->rev);
     event_free(c->wev);
+    if (c->hup)
+        event_free(c->hup);
     close(c->fd);
     gsp_buf_free(&c->in);
     gsp_buf_free(&c->out);

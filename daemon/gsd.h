@@ -276,6 +276,7 @@ struct conn {
     bool dirty;   /* has output waiting for the flush */
     bool eof;     /* the peer closed its side: close once answered */
     struct event *rev, *wev;
+    struct event *hup; /* after a half-close: checks that the peer is still there */
     struct gsp_framer framer;
     struct gsp_buf in;             /* bytes read, not yet dispatched */
     struct gsp_buf out;            /* bytes to write */

@@ -2050,6 +2050,37 @@ START_TEST(bad_input_does_not_disturb_others)
 }
 END_TEST
 
+/* A client that shuts only its sending side still reads its answers. */
+START_TEST(half_closed_client_still_gets_its_answers)
+{
+    probe("p", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "call", mp("['p', ['reply_after', 300, 'late'], nil]"));
+    RAW_REQUEST(a, 2, "ping", mp("[]"));
+    shutdown(a->fd, SHUT_WR);
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, nil, 'pong']");
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, 'late']");
+    ck_assert(raw_eof(a, 3000)); /* then the daemon closes */
+    raw_close(&a);
+}
+END_TEST
+
+/* One that half-closes and then goes away while its call waits forever is
+ * noticed: its caller is gone and the servers it linked stop. */
+START_TEST(half_closed_client_that_goes_away_is_reaped)
+{
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "start", mp("['forms', 'f', nil, {'link': true}]"));
+    RAW_RECV(a, 3000);
+    RAW_REQUEST(a, 2, "call", mp("['f', 'noreply', 'infinity']")); /* kept, never answered */
+    sleep_ms(100);
+    shutdown(a->fd, SHUT_WR);
+    sleep_ms(100);
+    raw_close(&a);
+    ck_assert(WAIT_UNTIL(3000, !registered("f"))); /* linked: stopped with the connection */
+}
+END_TEST
+
 START_TEST(disconnect_with_calls_pending_keeps_serving_others)
 {
     struct raw *a = RAW_CONNECT(D);
@@ -2328,6 +2359,8 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, nesting_of_32_is_accepted);
     tcase_add_test(tc, bad_input_does_not_disturb_others);
     tcase_add_test(tc, disconnect_with_calls_pending_keeps_serving_others);
+    tcase_add_test(tc, half_closed_client_still_gets_its_answers);
+    tcase_add_test(tc, half_closed_client_that_goes_away_is_reaped);
     tcase_add_test(tc, a_client_that_never_reads_does_not_stall_others);
     suite_add_tcase(s, tc);
 
