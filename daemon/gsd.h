@@ -231,7 +231,6 @@ void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail);
 void waiter_drop(struct waiter *w);
 /* Answers every waiter of s with ["exit", reason]. */
 void waiter_exit_all(struct server *s, const void *reason, size_t len);
-unsigned waiter_count(void);
 
 /* ---- monitor.c --------------------------------------------------------- */
 struct monitor {

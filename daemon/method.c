@@ -49,18 +49,17 @@ __attribute__((format(printf, 3, 4))) static void fail(struct req *r, enum gsp_c
 }
 
 /* The next param as an encoded span; nil when there are no more. */
-static struct gsp_span arg_span(struct req *r, uint32_t i)
+static struct gsp_span arg_span(struct req *r)
 {
     struct gsp_span s = enc_nil;
-    if (i < r->n)
-        gsp_get_span(&r->p, &s);
+    gsp_get_span(&r->p, &s);
     return s;
 }
 
 /* The next param, decoded (in scratch memory, until the method returns). */
-static gs_value arg_value(struct req *r, uint32_t i)
+static gs_value arg_value(struct req *r)
 {
-    struct gsp_span s = arg_span(r, i);
+    struct gsp_span s = arg_span(r);
     gs_value v = gs_nil();
     gsp_decode(s.ptr, s.len, scratch_zone(), &v);
     return v;
@@ -72,9 +71,9 @@ static bool is_str(const gs_value *v)
 }
 
 /* A server reference: a uint id or a valid name. */
-static bool arg_server(struct req *r, uint32_t i, gs_value *ref)
+static bool arg_server(struct req *r, gs_value *ref)
 {
-    *ref = arg_value(r, i);
+    *ref = arg_value(r);
     if (ref->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return true;
     if (is_str(ref) && gsp_name_valid(ref->via.str.ptr, ref->via.str.size))
@@ -95,9 +94,9 @@ static struct server *find(struct req *r, const gs_value *ref)
 }
 
 /* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
-static bool arg_timeout(struct req *r, uint32_t i, int64_t dflt, int64_t *ms)
+static bool arg_timeout(struct req *r, int64_t dflt, int64_t *ms)
 {
-    gs_value v = arg_value(r, i);
+    gs_value v = arg_value(r);
     if (v.type == MSGPACK_OBJECT_NIL)
         *ms = dflt;
     else if (gs_is(&v, "infinity"))
@@ -112,9 +111,9 @@ static bool arg_timeout(struct req *r, uint32_t i, int64_t dflt, int64_t *ms)
 }
 
 /* A module name param, copied into name (GSP_NAME_MAX + 1 bytes). */
-static bool arg_module(struct req *r, uint32_t i, char *name)
+static bool arg_module(struct req *r, char *name)
 {
-    gs_value v = arg_value(r, i);
+    gs_value v = arg_value(r);
     if (!is_str(&v) || !gsp_module_name_valid(v.via.str.ptr, v.via.str.size)) {
         fail(r, GSP_BADARG, "module must be a name of [A-Za-z0-9_-]");
         return false;
@@ -190,11 +189,11 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
 static void m_start(struct req *r)
 {
     char mod_name[GSP_NAME_MAX + 1];
-    if (!arg_module(r, 0, mod_name))
+    if (!arg_module(r, mod_name))
         return;
-    gs_value name = arg_value(r, 1);
-    struct gsp_span args = arg_span(r, 2);
-    gs_value options = arg_value(r, 3);
+    gs_value name = arg_value(r);
+    struct gsp_span args = arg_span(r);
+    gs_value options = arg_value(r);
     struct start_opts opts;
     bool named = name.type != MSGPACK_OBJECT_NIL;
     if (named && !(is_str(&name) && gsp_name_valid(name.via.str.ptr, name.via.str.size))) {
@@ -231,10 +230,10 @@ static void m_call(struct req *r)
 {
     gs_value ref;
     int64_t timeout;
-    if (!arg_server(r, 0, &ref))
+    if (!arg_server(r, &ref))
         return;
-    struct gsp_span request = arg_span(r, 1);
-    if (!arg_timeout(r, 2, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
+    struct gsp_span request = arg_span(r);
+    if (!arg_timeout(r, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
         return;
     struct server *s = find(r, &ref);
     if (s == NULL)
@@ -248,12 +247,12 @@ static void m_call(struct req *r)
 static void post(struct req *r, enum msg_kind kind)
 {
     gs_value ref;
-    if (!arg_server(r, 0, &ref)) {
+    if (!arg_server(r, &ref)) {
         if (r->notify)
             dropped_notifications++;
         return;
     }
-    struct gsp_span v = arg_span(r, 1);
+    struct gsp_span v = arg_span(r);
     struct server *s = find(r, &ref);
     if (s == NULL)
         return;
@@ -275,12 +274,12 @@ static void m_stop(struct req *r)
 {
     gs_value ref;
     int64_t timeout;
-    if (!arg_server(r, 0, &ref))
+    if (!arg_server(r, &ref))
         return;
-    struct gsp_span reason = arg_span(r, 1);
+    struct gsp_span reason = arg_span(r);
     if (reason.len == 1 && reason.ptr[0] == 0xc0)
         reason = enc_normal;
-    if (!arg_timeout(r, 2, -1, &timeout))
+    if (!arg_timeout(r, -1, &timeout))
         return;
     struct server *s = find(r, &ref);
     if (s == NULL)
@@ -292,7 +291,7 @@ static void m_stop(struct req *r)
 
 static void m_whereis(struct req *r)
 {
-    gs_value name = arg_value(r, 0);
+    gs_value name = arg_value(r);
     if (!is_str(&name)) {
         fail(r, GSP_BADARG, "name must be a string");
         return;
@@ -345,7 +344,7 @@ static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
 static void m_info(struct req *r)
 {
     gs_value ref;
-    if (!arg_server(r, 0, &ref))
+    if (!arg_server(r, &ref))
         return;
     struct server *s = find(r, &ref);
     if (s == NULL)
@@ -377,7 +376,7 @@ static void m_info(struct req *r)
 static void m_get_state(struct req *r)
 {
     gs_value ref;
-    if (!arg_server(r, 0, &ref))
+    if (!arg_server(r, &ref))
         return;
     struct server *s = find(r, &ref);
     if (s == NULL)
@@ -418,7 +417,7 @@ static void m_modules(struct req *r)
 static void m_load(struct req *r)
 {
     char name[GSP_NAME_MAX + 1];
-    struct module *m = arg_module(r, 0, name) ? load(r, name) : NULL;
+    struct module *m = arg_module(r, name) ? load(r, name) : NULL;
     if (m)
         pack_module(ok(r), m, false);
 }
@@ -431,7 +430,7 @@ static void m_reload(struct req *r)
 static void m_monitor(struct req *r)
 {
     gs_value ref;
-    if (!arg_server(r, 0, &ref))
+    if (!arg_server(r, &ref))
         return;
     uint64_t mref = next_ref();
     msgpack_pack_uint64(ok(r), mref);
@@ -440,7 +439,7 @@ static void m_monitor(struct req *r)
 
 static void m_demonitor(struct req *r)
 {
-    gs_value ref = arg_value(r, 0);
+    gs_value ref = arg_value(r);
     if (ref.type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
         fail(r, GSP_BADARG, "ref must be a uint");
         return;

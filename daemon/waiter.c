@@ -167,11 +167,6 @@ void waiter_exit_all(struct server *s, const void *reason, size_t len)
         waiter_error(w, GSP_EXIT, reason, len);
 }
 
-unsigned waiter_count(void)
-{
-    return HASH_CNT(hh, all);
-}
-
 static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
