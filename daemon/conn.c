@@ -106,7 +106,7 @@ static void conn_parse(struct conn *c)
     size_t off = 0, len;
     while (!c->closing && off < c->in.len) {
         const uint8_t *p = c->in.data + off;
-        switch (gsp_framer_feed(&c->framer, p, c->in.len - off, &conn_limits, &len)) {
+        switch (gsp_framer_feed(&c->framer, p, c->in.len - off, &limits.message, &len)) {
         case GSP_SCAN_MORE:
             goto done;
         case GSP_SCAN_INVALID:

@@ -63,6 +63,22 @@ extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_
  * a client and msgpack-c can read. */
 bool value_fits(const void *p, size_t len, unsigned wrapping);
 
+/* ---- limits.c ---------------------------------------------------------- */
+/* Every configurable limit, in one place. Defaults are set in limits.c; the
+ * configuration file may change them, and a reload applies them to what
+ * comes next (a connection already open keeps working). 0 means none. */
+struct limits {
+    struct gsp_limits message; /* size and depth of one message */
+    uint32_t connections;      /* client connections open at once */
+    uint32_t pending;          /* requests awaiting an answer, per connection */
+    uint32_t timers;           /* pending gs_timer_start timers, per server */
+    uint32_t mailbox;          /* messages queued per server, unless its start says otherwise */
+    uint64_t partial_bytes;    /* bytes of unfinished messages, all connections together */
+    uint32_t partial_ms;       /* age of an unfinished message before its sender is cut off */
+    uint64_t output_bytes;     /* bytes queued for a client that does not read them */
+};
+extern struct limits limits;
+
 /* ---- loop.c ------------------------------------------------------------ */
 extern struct event_base *loop_base;
 extern bool shutting_down; /* SIGTERM/SIGINT seen: servers are being stopped */
@@ -289,7 +305,6 @@ struct conn {
     TAILQ_ENTRY(conn) all_link;
 };
 
-extern struct gsp_limits conn_limits;
 void conn_new(int fd);
 /* The connection's packer, marking it for the next flush. */
 msgpack_packer *conn_packer(struct conn *c);

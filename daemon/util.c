@@ -60,7 +60,7 @@ ENC(enc_timeout, "\xa7timeout");
 bool value_fits(const void *p, size_t len, unsigned wrapping)
 {
     struct gsp_framer f = {0};
-    struct gsp_limits lim = {conn_limits.max_size - 64, conn_limits.max_depth - wrapping};
+    struct gsp_limits lim = {limits.message.max_size - 64, limits.message.max_depth - wrapping};
     size_t n;
     return gsp_framer_feed(&f, p, len, &lim, &n) == GSP_SCAN_DONE && n == len;
 }
