@@ -32,7 +32,7 @@ TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
-	$(MODULES:%=$(BUILD)/modules/%.so)
+	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/modules/upgrade/counter.so
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -64,6 +64,20 @@ $(BUILD)/test-modules/%.so: tests/modules/%.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
 
+# Version 2 of the counter, the worked example of a hot upgrade.
+$(BUILD)/modules/upgrade/counter.so: modules/counter.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DCOUNTER_VSN=2 -shared -o $@ $<
+
+# Other versions of a test module, for the upgrade tests.
+UPGRADE_TEST_MODULES = $(BUILD)/test-modules/v2/versioned.so $(BUILD)/test-modules/badabi/versioned.so
+$(BUILD)/test-modules/v2/versioned.so: tests/modules/versioned.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DVSN=2 -shared -o $@ $<
+$(BUILD)/test-modules/badabi/versioned.so: tests/modules/versioned.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DBAD_ABI -shared -o $@ $<
+
 # ---- tests --------------------------------------------------------------
 CHECK_LIBS = $(shell pkg-config --libs check)
 TEST_SUPPORT = $(call obj,tests/harness.c)
@@ -78,7 +92,7 @@ $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
 
-check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%)
+check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) $(TESTS:%=$(BUILD)/tests/%)
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; exit $$rc
 
@@ -86,8 +100,12 @@ check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests
 # makes its exit status, and so the test, fail.
 VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99
-check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/check_e2e
-	GSD_BUILD=$(abspath $(BUILD)) GSD_TEST_WRAP="$(VALGRIND)" $(BUILD)/tests/check_e2e
+VALGRIND_SUITES = check_e2e check_upgrade
+check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
+		$(VALGRIND_SUITES:%=$(BUILD)/tests/%)
+	for t in $(VALGRIND_SUITES); do \
+		GSD_BUILD=$(abspath $(BUILD)) GSD_TEST_WRAP="$(VALGRIND)" $(BUILD)/tests/$$t || exit 1; \
+	done
 
 deps:
 	sh scripts/deps.sh

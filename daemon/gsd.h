@@ -120,19 +120,33 @@ struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty */
 void mailbox_clear(struct mailbox *mb);
 
 /* ---- module.c ---------------------------------------------------------- */
+/* One loaded version of a module's code. The current version of each name
+ * is in the table; a version replaced by a reload is unloaded as soon as no
+ * server runs it. */
 struct module {
     char *name;            /* as in the file name */
     char *path;            /* where it was loaded from */
-    void *dl;              /* dlopen handle */
+    void *dl;              /* dlopen handle of the private copy */
+    int fd;                /* the private copy (a memory file), open while mapped */
     const gs_module *desc; /* the module's exported descriptor */
     unsigned servers;      /* servers running this code */
-    UT_hash_handle hh;     /* in the table of loaded modules, by name */
+    bool current;          /* in the table: what starts and loads get */
+    UT_hash_handle hh;     /* in the table, by name */
 };
 
 void module_set_dirs(const char *colon_list);
-/* The loaded module of that name, loading it if needed; NULL with a reason
- * in err (for a `module` error) on failure. */
+/* The current version of that name, loading it if needed; NULL with a
+ * reason in err (for a `module` error) on failure. */
 struct module *module_get(const char *name, char *err, size_t errlen);
+/* The current version, or NULL; never loads. */
+struct module *module_find(const char *name);
+/* Loads the file's current contents as a new version, not yet current;
+ * NULL with a reason in err. Give it to module_install or module_release. */
+struct module *module_open(const char *name, char *err, size_t errlen);
+/* Makes m the current version of its name, releasing the one it replaces. */
+void module_install(struct module *m);
+/* Unloads m if it is not current and no server runs it. */
+void module_release(struct module *m);
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg);
 unsigned module_count(void);
 void module_unload_all(void);
@@ -195,6 +209,14 @@ void server_unref(struct server *s);
 const char *server_status_name(const struct server *s);
 /* Resolves a server reference value (str name, uint id). */
 struct server *server_lookup(const gs_value *ref);
+
+/* ---- upgrade.c --------------------------------------------------------- */
+/* Moves every server running `from` to `to`, each state converted by to's
+ * code_change; all or none. Returns NULL when all moved (*moved of them),
+ * or the server that refused, with a reference the caller drops
+ * (server_unref), and its reason, encoded in scratch memory. */
+struct server *server_upgrade(struct module *from, struct module *to, unsigned *moved,
+                              struct gsp_span *reason);
 
 /* ---- registry.c -------------------------------------------------------- */
 uint64_t registry_next_id(void);

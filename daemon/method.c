@@ -422,9 +422,57 @@ static void m_load(struct req *r)
         pack_module(ok(r), m, false);
 }
 
+/* The file's current contents become the module's code, for every server
+ * of it or for none (upgrade.c). Not loaded yet: it is loaded. */
 static void m_reload(struct req *r)
 {
-    fail(r, GSP_UNSUPPORTED, "reload is not supported by this daemon yet");
+    char name[GSP_NAME_MAX + 1], err[512];
+    if (!arg_module(r, name))
+        return;
+    struct module *from = module_find(name), *to = module_open(name, err, sizeof err);
+    if (to == NULL) {
+        fail(r, GSP_MODULE, "%s", err);
+        return;
+    }
+    unsigned moved = 0;
+    struct gsp_span reason;
+    struct server *refused = from ? server_upgrade(from, to, &moved, &reason) : NULL;
+    if (refused) {
+        char text[256];
+        gs_value why = gs_nil();
+        gsp_decode(reason.ptr, reason.len, scratch_zone(), &why);
+        msgpack_object_print_buffer(text, sizeof text, why);
+        log_msg(LOG_WARN, "reload %s refused: server %llu (%s) code_change: %s", name,
+                (unsigned long long)refused->id, refused->name ? refused->name : "-", text);
+        if (!r->notify) {
+            msgpack_packer *pk = conn_packer(r->c);
+            gsp_pack_error_begin(pk, r->msgid, GSP_CODE_CHANGE);
+            msgpack_pack_map(pk, 3);
+            kv_u64(pk, "id", refused->id);
+            gsp_pack_str(pk, "name");
+            if (refused->name)
+                gsp_pack_str(pk, refused->name);
+            else
+                msgpack_pack_nil(pk);
+            gsp_pack_str(pk, "reason");
+            gsp_pack_raw(pk, reason.ptr, reason.len);
+            gsp_pack_error_end(pk);
+        }
+        server_unref(refused);
+        module_release(to);
+        return;
+    }
+    log_msg(LOG_INFO, "module %s reloaded: vsn %u -> %u, %u servers upgraded", name,
+            from ? from->desc->vsn : 0, to->desc->vsn, moved);
+    module_install(to);
+    msgpack_packer *pk = ok(r);
+    msgpack_pack_map(pk, 4);
+    gsp_pack_str(pk, "name");
+    gsp_pack_str(pk, to->name);
+    kv_u64(pk, "vsn", to->desc->vsn);
+    gsp_pack_str(pk, "path");
+    gsp_pack_str(pk, to->path);
+    kv_u64(pk, "upgraded", moved);
 }
 
 static void m_monitor(struct req *r)

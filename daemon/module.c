@@ -1,14 +1,25 @@
 /* module.c — loading callback modules: by name, from the module
- * directories only, checked before any of their code runs. */
+ * directories only, checked before any of their code runs.
+ *
+ * Each load copies the file into a sealed-off memory file and maps that
+ * copy. dlopen of a path already loaded returns the old handle, so a reload
+ * of the same path needs a new name; and since the daemon never maps the
+ * file on disk, overwriting it (cp new.so counter.so) cannot change code
+ * that is running. A loaded version lives until it is neither current nor
+ * run by any server. */
 #include "gsd.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-static struct module *loaded;
+static struct module *loaded; /* the current version of each module, by name */
 static char **dirs;
 static size_t ndirs;
 
@@ -35,26 +46,98 @@ static const char *check(const gs_module *d, const char *name)
         return "descriptor name differs from the file name";
     if (d->init == NULL)
         return "no init callback";
+    if (d->code_change && d->free_state == NULL)
+        return "code_change without free_state";
     return NULL;
 }
 
-static struct module *load(const char *name, char *err, size_t errlen)
+/* Code that others may change is not run: the file must belong to root or
+ * to us, and be writable by no one else. */
+static const char *check_file(const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode))
+        return "not a regular file";
+    if (st->st_uid != 0 && st->st_uid != geteuid())
+        return "owned by another user";
+    if ((st->st_mode & S_IWOTH) ||
+        ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != getegid()))
+        return "writable by other users";
+    return NULL;
+}
+
+/* The module's file, opened from the first directory that has it. */
+static int open_file(const char *name, char *path, size_t pathlen, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < ndirs; i++) {
+        snprintf(path, pathlen, "%s/%s.so", dirs[i], name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    snprintf(err, errlen, "module %s not found in the module directories", name);
+    return -1;
+}
+
+/* A private copy of the file, as a memory file; -1 with err on failure. */
+static int copy_file(int fd, const char *name, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    const char *why = fstat(fd, &st) < 0 ? strerror(errno) : check_file(&st);
+    if (why) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return -1;
+    }
+    char tag[GSP_NAME_MAX + 8];
+    snprintf(tag, sizeof tag, "gsd:%s", name);
+    int mfd = memfd_create(tag, MFD_CLOEXEC);
+    if (mfd < 0) {
+        snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+        return -1;
+    }
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t off = 0, w; off < n; off += w)
+            if ((w = write(mfd, buf + off, (size_t)(n - off))) < 0) {
+                n = -1;
+                break;
+            }
+    if (n < 0) {
+        snprintf(err, errlen, "%s: copying: %s", path, strerror(errno));
+        close(mfd);
+        return -1;
+    }
+    return mfd;
+}
+
+struct module *module_open(const char *name, char *err, size_t errlen)
 {
     char path[4096];
-    size_t i;
-    for (i = 0; i < ndirs; i++) {
-        snprintf(path, sizeof path, "%s/%s.so", dirs[i], name);
-        if (access(path, R_OK) == 0)
-            break;
-    }
-    if (i == ndirs) {
-        snprintf(err, errlen, "module %s not found in the module directories", name);
+    if (!gsp_module_name_valid(name, strlen(name))) {
+        snprintf(err, errlen, "invalid module name");
         return NULL;
     }
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    int fd = open_file(name, path, sizeof path, err, errlen);
+    int mfd = fd < 0 ? -1 : copy_file(fd, name, path, err, errlen);
+    if (fd >= 0)
+        close(fd);
+    if (mfd < 0) {
+        log_msg(LOG_ERR, "module %s: %s", name, err);
+        return NULL;
+    }
+    /* The memory file stays open while it is mapped: its /proc name is
+     * then unique among the loaded objects. */
+    char fdpath[64];
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", mfd);
+    void *dl = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
-        snprintf(err, errlen, "%s", dlerror());
+        snprintf(err, errlen, "%s: %s", path, dlerror());
         log_msg(LOG_ERR, "module %s: cannot load %s", name, err);
+        close(mfd);
         return NULL;
     }
     const gs_module *desc = dlsym(dl, GS_MODULE_SYMBOL);
@@ -63,28 +146,62 @@ static struct module *load(const char *name, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, why);
         log_msg(LOG_ERR, "module %s: refused %s", name, err);
         dlclose(dl);
+        close(mfd);
         return NULL;
     }
     struct module *m = xcalloc(1, sizeof *m);
     m->name = xstrndup(name, strlen(name));
     m->path = xstrndup(path, strlen(path));
     m->dl = dl;
+    m->fd = mfd;
     m->desc = desc;
     *desc->api = &gsd_api;
-    HASH_ADD_KEYPTR(hh, loaded, m->name, strlen(m->name), m);
     log_msg(LOG_INFO, "module %s vsn %u loaded from %s", name, desc->vsn, path);
+    return m;
+}
+
+static void unload(struct module *m)
+{
+    log_msg(LOG_DEBUG, "module %s vsn %u unloaded", m->name, m->desc->vsn);
+    dlclose(m->dl);
+    close(m->fd);
+    free(m->name);
+    free(m->path);
+    free(m);
+}
+
+void module_install(struct module *m)
+{
+    struct module *old;
+    HASH_FIND_STR(loaded, m->name, old);
+    if (old) {
+        HASH_DEL(loaded, old);
+        old->current = false;
+        module_release(old);
+    }
+    m->current = true;
+    HASH_ADD_KEYPTR(hh, loaded, m->name, strlen(m->name), m);
+}
+
+void module_release(struct module *m)
+{
+    if (!m->current && m->servers == 0)
+        unload(m);
+}
+
+struct module *module_find(const char *name)
+{
+    struct module *m;
+    HASH_FIND_STR(loaded, name, m);
     return m;
 }
 
 struct module *module_get(const char *name, char *err, size_t errlen)
 {
-    struct module *m;
-    if (!gsp_module_name_valid(name, strlen(name))) {
-        snprintf(err, errlen, "invalid module name");
-        return NULL;
-    }
-    HASH_FIND_STR(loaded, name, m);
-    return m ? m : load(name, err, errlen);
+    struct module *m = module_find(name);
+    if (m == NULL && (m = module_open(name, err, errlen)) != NULL)
+        module_install(m);
+    return m;
 }
 
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg)
@@ -105,10 +222,7 @@ void module_unload_all(void)
     HASH_ITER(hh, loaded, m, tmp)
     {
         HASH_DEL(loaded, m);
-        dlclose(m->dl);
-        free(m->name);
-        free(m->path);
-        free(m);
+        unload(m);
     }
     for (size_t i = 0; i < ndirs; i++)
         free(dirs[i]);

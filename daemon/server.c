@@ -42,8 +42,10 @@ void server_unref(struct server *s)
 {
     if (--s->refs > 0)
         return;
+    struct module *mod = s->mod; /* its code stays mapped while anyone holds the server */
     free(s->name);
     free(s);
+    module_release(mod);
 }
 
 const char *server_status_name(const struct server *s)

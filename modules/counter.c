@@ -6,7 +6,10 @@
  *   call "get"          -> n
  *   call "increment"    -> n + 1
  *   call ["add", k]     -> n + k (k may be negative)
- *   call "vsn"          -> 1, the version of this code
+ *   call "vsn"          -> the version of this code: 1, or 2 built with
+ *                          -DCOUNTER_VSN=2 (build/modules/upgrade/counter.so)
+ *   call "changes"      -> (version 2) how many times n changed since the
+ *                          upgrade or start
  *   cast "increment"
  *   cast ["add", k]
  *   cast "reset"        n becomes 0
@@ -15,15 +18,29 @@
  * sum that would leave int64 answers ["error", ["overflow", request]] and
  * leaves n as it was. Casts it cannot serve are logged and dropped.
  * get_state shows n.
+ *
+ * Version 2 is the worked example of a hot upgrade: its state gains a
+ * field, and code_change builds the new layout from version 1's.
  */
 #include <gsd/module.h>
 #include <stdlib.h>
 
+#ifndef COUNTER_VSN
 #define COUNTER_VSN 1
+#endif
 
-struct counter {
+struct counter_v1 {
     int64_t n; /* the count */
 };
+
+#if COUNTER_VSN == 1
+#define counter counter_v1
+#else
+struct counter {
+    int64_t n;        /* the count */
+    uint64_t changes; /* how many times n changed */
+};
+#endif
 
 /* ["error", [tag, request]]: the answer to a call we cannot serve. */
 static gs_value counter_error(gs_server *self, const char *tag, const gs_value *request)
@@ -46,6 +63,9 @@ static bool counter_add(struct counter *c, int64_t k)
     if (__builtin_add_overflow(c->n, k, &sum)) /* it stores the wrapped sum */
         return false;
     c->n = sum;
+#if COUNTER_VSN >= 2
+    c->changes++;
+#endif
     return true;
 }
 
@@ -70,7 +90,7 @@ static gs_result counter_init(gs_server *self, const gs_value *args, void **stat
         reason[1] = *args; /* args outlives init's result: it may be pointed at */
         return gs_stop(gs_array(reason, 2));
     }
-    if ((c = malloc(sizeof *c)) == NULL)
+    if ((c = calloc(1, sizeof *c)) == NULL)
         return gs_stop(gs_str("enomem"));
     c->n = n;
     *state = c;
@@ -87,6 +107,10 @@ static gs_result counter_call(gs_server *self, const gs_value *request, gs_from 
         return gs_reply(gs_int(c->n));
     if (gs_is(request, "vsn"))
         return gs_reply(gs_uint(COUNTER_VSN));
+#if COUNTER_VSN >= 2
+    if (gs_is(request, "changes"))
+        return gs_reply(gs_uint(c->changes));
+#endif
     if (counter_delta(request, &k)) {
         if (!counter_add(c, k))
             return gs_reply(counter_error(self, "overflow", request));
@@ -100,8 +124,12 @@ static gs_result counter_cast(gs_server *self, const gs_value *request, void **s
     struct counter *c = *state;
     int64_t k;
 
-    if (gs_is(request, "reset"))
+    if (gs_is(request, "reset")) {
         c->n = 0;
+#if COUNTER_VSN >= 2
+        c->changes++;
+#endif
+    }
     else if (!counter_delta(request, &k))
         gs_log(self, GS_LOG_WARNING, "unknown cast ignored");
     else if (!counter_add(c, k))
@@ -123,6 +151,41 @@ static gs_value counter_format_state(gs_server *self, void *state)
     return gs_int(((struct counter *)state)->n);
 }
 
+#if COUNTER_VSN >= 2
+/* Runs in this code for each running counter on reload. Version 1's state
+ * is left as it is: if another server refuses, this one keeps it. */
+static gs_result counter_code_change(gs_server *self, uint32_t old_vsn, void **state,
+                                     const gs_value *extra)
+{
+    (void)self;
+    (void)extra;
+    if (old_vsn == COUNTER_VSN)
+        return gs_ok(); /* the same layout: keep the state */
+    if (old_vsn != 1)
+        return gs_error(gs_str("unknown_vsn"));
+    const struct counter_v1 *old = *state;
+    struct counter *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return gs_error(gs_str("enomem"));
+    c->n = old->n;
+    *state = c;
+    return gs_ok();
+}
+
+/* Both layouts are one malloc'd block. */
+static void counter_free_state(gs_server *self, uint32_t vsn, void *state)
+{
+    (void)self;
+    (void)vsn;
+    free(state);
+}
+#endif
+
 GS_MODULE(.name = "counter", .vsn = COUNTER_VSN, .init = counter_init, .handle_call = counter_call,
           .handle_cast = counter_cast, .terminate = counter_terminate,
-          .format_state = counter_format_state);
+          .format_state = counter_format_state
+#if COUNTER_VSN >= 2
+          ,
+          .code_change = counter_code_change, .free_state = counter_free_state
+#endif
+);

@@ -69,7 +69,7 @@ static const gs_module t_desc = {.abi = GS_ABI_VERSION,
                                  .vsn = 1,
                                  .init = t_init,
                                  .handle_cast = t_cast};
-static struct module t_mod = {.name = "t", .path = "(test)", .desc = &t_desc};
+static struct module t_mod = {.name = "t", .path = "(test)", .desc = &t_desc, .current = true};
 
 static void setup(void)
 {

@@ -340,9 +340,14 @@ typedef struct gs_module {
     gs_result (*handle_info)(gs_server *self, const gs_value *msg, void **state);
     /* Optional. Runs once, with the reason; free *state here. */
     void (*terminate)(gs_server *self, const gs_value *reason, void **state);
-    /* Optional. Runs in the NEW code: convert *state from old_vsn's layout.
-     * Return gs_ok(), or gs_error(reason) to refuse the upgrade (leave
-     * *state as it was then). Without it the state is kept as is. */
+    /* Optional. Runs in the NEW code on reload, between two messages: build
+     * the new state from *state (old_vsn's layout) and store it in *state,
+     * or leave *state as it is if the layout did not change. Do not change
+     * or free the old state: a reload is all or nothing, and if another
+     * server refuses, this one goes back to the old code with it. Return
+     * gs_ok(), or gs_error(reason) to refuse the reload (free what you
+     * built). Without it the state is kept as is. A module with
+     * code_change must have free_state. */
     gs_result (*code_change)(gs_server *self, uint32_t old_vsn, void **state,
                              const gs_value *extra);
     /* Optional: the value get_state shows (borrowed, as a reply). Without
@@ -351,6 +356,11 @@ typedef struct gs_module {
     /* Optional: called when a callback asked to hibernate, after the daemon
      * released the server's own spare memory. Shrink *state's buffers. */
     void (*hibernate)(gs_server *self, void **state);
+    /* With code_change: free a state of version vsn's layout that a reload
+     * left behind. Once every server has moved, each old state (vsn: the
+     * old version); if a reload was refused, each new state code_change
+     * built (vsn: yours). Runs in the new code, for the server given. */
+    void (*free_state)(gs_server *self, uint32_t vsn, void *state);
 } gs_module;
 
 /*

@@ -1,0 +1,90 @@
+/* upgrade.c — hot code upgrade: every server of a module moves to the new
+ * code, its state converted by the new code's code_change, or none does.
+ *
+ * It runs between two messages by construction: the loop runs one callback
+ * at a time and a reload arrives from a socket, so no callback of the
+ * module is on the stack. It is never started half-way: code_change builds
+ * each new state beside the old one, and only once every server has agreed
+ * are the servers switched and the old states freed. If one refuses, the
+ * new states built so far are freed and nothing else has changed. */
+#include "gsd.h"
+
+#include <stdlib.h>
+
+#define SELF(s) ((gs_server *)(s))
+
+struct moving {
+    struct module *from;
+    struct server **s;
+    void **state; /* the state each will have on the new code */
+    size_t n, cap;
+};
+
+static void collect(struct server *s, void *arg)
+{
+    struct moving *mv = arg;
+    if (s->mod != mv->from || s->status == SERVER_ENDED || mv->n == mv->cap)
+        return;
+    server_ref(s);
+    mv->s[mv->n] = s;
+    mv->state[mv->n++] = s->state;
+}
+
+/* Asks the new code for s's new state; false with the reason if refused. */
+static bool convert(struct server *s, struct module *to, void **state, struct gsp_span *reason)
+{
+    if (s->status == SERVER_STARTING || to->desc->code_change == NULL)
+        return true; /* init has not run (it will, in the new code), or no change */
+    gs_value extra = gs_nil();
+    gs_result r = to->desc->code_change(SELF(s), s->mod->desc->vsn, state, &extra);
+    if (r.action == GS_OK)
+        return true;
+    gs_value why = r.action == GS_ERROR ? r.reason : gs_str("bad_return_value");
+    size_t len;
+    const uint8_t *p = api_encode(&why, &len);
+    if (p == NULL) {
+        why = gs_str("reason_too_large");
+        p = api_encode(&why, &len);
+    }
+    *reason = (struct gsp_span){p, len};
+    *state = s->state; /* whatever it built, it freed; the old state stays */
+    return false;
+}
+
+struct server *server_upgrade(struct module *from, struct module *to, unsigned *moved,
+                              struct gsp_span *reason)
+{
+    struct server *failed = NULL;
+    size_t cap = from->servers;
+    struct moving mv = {from, xcalloc(cap + 1, sizeof *mv.s), xcalloc(cap + 1, sizeof *mv.state),
+                        0, cap};
+    *moved = 0;
+    registry_foreach(false, collect, &mv);
+    size_t done = 0;
+    while (done < mv.n && convert(mv.s[done], to, &mv.state[done], reason))
+        done++;
+    if (done < mv.n) {
+        failed = mv.s[done];
+        server_ref(failed); /* the caller names it */
+        for (size_t i = 0; i < done; i++)
+            if (mv.state[i] != mv.s[i]->state)
+                to->desc->free_state(SELF(mv.s[i]), to->desc->vsn, mv.state[i]);
+    } else {
+        for (size_t i = 0; i < mv.n; i++) {
+            struct server *s = mv.s[i];
+            void *old = s->state;
+            s->state = mv.state[i];
+            s->mod = to;
+            from->servers--;
+            to->servers++;
+            if (old != s->state)
+                to->desc->free_state(SELF(s), from->desc->vsn, old);
+        }
+        *moved = (unsigned)mv.n;
+    }
+    for (size_t i = 0; i < mv.n; i++)
+        server_unref(mv.s[i]);
+    free(mv.s);
+    free(mv.state);
+    return failed;
+}
