@@ -1,8 +1,9 @@
-/* listen.c — the listening socket: created under a tight umask, accepts
- * without spinning when out of descriptors. */
+/* listen.c — the listening socket: passed by systemd, or created under a
+ * tight umask; accepts without spinning when out of descriptors. */
 #include "gsd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +91,38 @@ static int safe_dir(const char *path)
     return r;
 }
 
-int listen_open(const char *path)
+/* The socket systemd passed (sd_listen_fds(3)): fd 3 when LISTEN_PID is
+ * this process. -1 when there is none, -2 when it is not one we can use. */
+static int inherited(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid())
+        return -1;
+    int fd = 3, type = 0, listening = 0;
+    socklen_t len = sizeof type;
+    struct sockaddr_un sun = {0};
+    socklen_t slen = sizeof sun;
+    if (strcmp(fds, "1") != 0) {
+        log_msg(LOG_ERR, "LISTEN_FDS=%s: expected one socket", fds);
+        return -2;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening ||
+        getsockname(fd, (struct sockaddr *)&sun, &slen) < 0 || sun.sun_family != AF_UNIX) {
+        log_msg(LOG_ERR, "fd 3 from systemd is not a listening Unix stream socket");
+        return -2;
+    }
+    /* Not passed on to anything a module might start. */
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    log_msg(LOG_INFO, "listening on %s, passed by systemd", sun.sun_path[0] ? sun.sun_path : "fd 3");
+    return fd;
+}
+
+static int bind_path(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     strncpy(sun.sun_path, path, sizeof sun.sun_path - 1);
@@ -99,21 +131,33 @@ int listen_open(const char *path)
     struct stat st;
     if (lstat(path, &st) == 0 && claim(path, &sun, &st) < 0)
         return -1;
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (lfd < 0) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         log_msg(LOG_ERR, "socket: %s", strerror(errno));
         return -1;
     }
     mode_t old = umask(0117); /* srw-rw----: the owner and its group */
-    int r = bind(lfd, (struct sockaddr *)&sun, sizeof sun);
+    int r = bind(fd, (struct sockaddr *)&sun, sizeof sun);
     umask(old);
-    if (r < 0 || listen(lfd, 512) < 0) {
+    if (r < 0 || listen(fd, 512) < 0) {
         log_msg(LOG_ERR, "cannot listen on %s: %s", path, strerror(errno));
-        close(lfd);
+        close(fd);
+        return -1;
+    }
+    lpath = xstrndup(path, strlen(path)); /* ours: removed at close */
+    log_msg(LOG_INFO, "listening on %s", path);
+    return fd;
+}
+
+int listen_open(const char *path)
+{
+    lfd = inherited();
+    if (lfd == -1)
+        lfd = bind_path(path);
+    if (lfd < 0) {
         lfd = -1;
         return -1;
     }
-    lpath = xstrndup(path, strlen(path));
     lev = event_new(loop_base, lfd, EV_READ | EV_PERSIST, on_accept, NULL);
     retry = evtimer_new(loop_base, on_retry, NULL);
     event_add(lev, NULL);
@@ -127,7 +171,9 @@ void listen_close(void)
     event_free(lev);
     event_free(retry);
     close(lfd);
-    unlink(lpath);
+    if (lpath) /* a socket systemd passed stays: its unit owns the file */
+        unlink(lpath);
     free(lpath);
+    lpath = NULL;
     lfd = -1;
 }
