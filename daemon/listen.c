@@ -122,8 +122,15 @@ static int inherited(void)
     return fd;
 }
 
-static int bind_path(const char *path)
+int listen_open(const char *path)
 {
+    lfd = inherited();
+    if (lfd == -2) {
+        lfd = -1;
+        return -1;
+    }
+    if (lfd >= 0)
+        goto serve; /* lpath stays NULL: the file is the socket unit's */
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     strncpy(sun.sun_path, path, sizeof sun.sun_path - 1);
     if (safe_dir(path) < 0)
@@ -131,33 +138,23 @@ static int bind_path(const char *path)
     struct stat st;
     if (lstat(path, &st) == 0 && claim(path, &sun, &st) < 0)
         return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0) {
         log_msg(LOG_ERR, "socket: %s", strerror(errno));
         return -1;
     }
     mode_t old = umask(0117); /* srw-rw----: the owner and its group */
-    int r = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    int r = bind(lfd, (struct sockaddr *)&sun, sizeof sun);
     umask(old);
-    if (r < 0 || listen(fd, 512) < 0) {
+    if (r < 0 || listen(lfd, 512) < 0) {
         log_msg(LOG_ERR, "cannot listen on %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    lpath = xstrndup(path, strlen(path)); /* ours: removed at close */
-    log_msg(LOG_INFO, "listening on %s", path);
-    return fd;
-}
-
-int listen_open(const char *path)
-{
-    lfd = inherited();
-    if (lfd == -1)
-        lfd = bind_path(path);
-    if (lfd < 0) {
+        close(lfd);
         lfd = -1;
         return -1;
     }
+    lpath = xstrndup(path, strlen(path));
+    log_msg(LOG_INFO, "listening on %s", path);
+serve:
     lev = event_new(loop_base, lfd, EV_READ | EV_PERSIST, on_accept, NULL);
     retry = evtimer_new(loop_base, on_retry, NULL);
     event_add(lev, NULL);
