@@ -29,7 +29,7 @@
 /* The source tree: the build directory's parent (build/, build-san/). */
 static const char *src_dir(void)
 {
-    static char dir[96];
+    static char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/..", gsd_build());
     return dir;
 }
