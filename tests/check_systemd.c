@@ -231,9 +231,11 @@ static pid_t activate(const char *dir, const char *sock, const char *extra_sock)
     }
     const char *rest[] = {bin, "-s", own, "-M", mods, NULL};
     memcpy(argv + n, rest, sizeof rest);
+    char *s = NULL;
     pid_t pid = spawn(argv, log);
-    struct stat st;
-    ck_assert_msg(WAIT_UNTIL(WAIT_MS, stat(sock, &st) == 0), "%s never appeared", sock);
+    /* It says so once it listens (the socket file exists from bind on). */
+    ck_assert_msg(WAIT_UNTIL(WAIT_MS, (s = file_read(log)) && strstr(s, "Listening on")),
+                  "systemd-socket-activate did not listen on %s: %s", sock, s ? s : "");
     return pid;
 }
 
