@@ -5,6 +5,7 @@
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suite with the daemon under valgrind
 #   make deps              installs the Debian build dependencies (as root)
+#   make install           into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
 
 CC ?= cc
 SANITIZE ?=
@@ -16,9 +17,22 @@ BUILD ?= build
 SANFLAGS =
 endif
 
+# Where `make install` puts things. The daemon's default module directory
+# is compiled in from MODULEDIR.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MODULEDIR ?= $(LIBDIR)/gsd/modules
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MANDIR ?= $(PREFIX)/share/man
+VERSION := $(shell sed -n 's/^\#define GSD_VERSION "\(.*\)"/\1/p' daemon/gsd.h)
+
 OPT ?= -O2 -g
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(SANFLAGS) \
-	-Iinclude -Iprotocol -Iclient -Idaemon $(CFLAGS)
+	-Iinclude -Iprotocol -Iclient -Idaemon -DGSD_MODULE_DIR='"$(MODULEDIR)"' $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 PROTOCOL_SRC = $(wildcard protocol/*.c)
@@ -32,11 +46,25 @@ TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
-	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/modules/upgrade/counter.so
+	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/modules/upgrade/counter.so \
+	$(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+# The install paths built into main.c and the .pc files: they are rebuilt
+# when one changes.
+PATHS = $(PREFIX) $(INCLUDEDIR) $(LIBDIR) $(MODULEDIR)
+$(BUILD)/paths: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(PATHS)' | cmp -s - $@ || echo '$(PATHS)' > $@
+$(call obj,daemon/main.c): $(BUILD)/paths
+
+$(BUILD)/%.pc: pkgconfig/%.pc.in $(BUILD)/paths daemon/gsd.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@MODULEDIR@|$(MODULEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 $(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC))
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -levent -lmsgpackc -ldl
@@ -94,7 +122,9 @@ $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
 
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) $(TESTS:%=$(BUILD)/tests/%)
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
-	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; exit $$rc
+	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; \
+	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
+		timeout 300 sh tests/check_install.sh || rc=1; exit $$rc
 
 # The end-to-end suite with the daemon under valgrind: any error or leak
 # makes its exit status, and so the test, fail.
@@ -110,9 +140,42 @@ check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_
 deps:
 	sh scripts/deps.sh
 
+# ---- install ------------------------------------------------------------
+# Paths inside the units and man pages are those of PREFIX=/usr/local:
+# rewritten here for another PREFIX.
+REPREFIX = sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/usr/local/lib/gsd/modules|$(MODULEDIR)|g; s|/usr/local|$(PREFIX)|g'
+INSTALLED = $(BINDIR)/gsd $(BINDIR)/gsctl $(INCLUDEDIR)/gsclient.h $(INCLUDEDIR)/gsd/module.h \
+	$(LIBDIR)/libgsclient.a $(LIBDIR)/libgsclient.so $(LIBDIR)/libgsclient.so.1 \
+	$(LIBDIR)/libgsclient.so.1.0.0 $(PKGCONFIGDIR)/gsd-module.pc $(PKGCONFIGDIR)/gsclient.pc \
+	$(MODULES:%=$(MODULEDIR)/%.so) $(UNITDIR)/gsd.service $(UNITDIR)/gsd.socket \
+	$(SYSUSERSDIR)/gsd.conf $(MANDIR)/man8/gsd.8 $(MANDIR)/man1/gsctl.1 $(MANDIR)/man3/gsd-module.3
+
+install: all
+	install -d $(addprefix $(DESTDIR),$(BINDIR) $(LIBDIR) $(INCLUDEDIR)/gsd $(MODULEDIR) \
+		$(PKGCONFIGDIR) $(UNITDIR) $(SYSUSERSDIR) $(MANDIR)/man1 $(MANDIR)/man3 $(MANDIR)/man8)
+	install -m 755 $(BUILD)/gsd $(BUILD)/gsctl $(DESTDIR)$(BINDIR)/
+	install -m 644 client/gsclient.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/gsd/module.h $(DESTDIR)$(INCLUDEDIR)/gsd/
+	install -m 644 $(BUILD)/libgsclient.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libgsclient.so.1 $(DESTDIR)$(LIBDIR)/libgsclient.so.1.0.0
+	ln -sf libgsclient.so.1.0.0 $(DESTDIR)$(LIBDIR)/libgsclient.so.1
+	ln -sf libgsclient.so.1 $(DESTDIR)$(LIBDIR)/libgsclient.so
+	install -m 644 $(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 $(MODULES:%=$(BUILD)/modules/%.so) $(DESTDIR)$(MODULEDIR)/
+	for f in gsd.service gsd.socket; do \
+		$(REPREFIX) systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f && chmod 644 $(DESTDIR)$(UNITDIR)/$$f; done
+	install -m 644 systemd/gsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/gsd.conf
+	for m in man8/gsd.8 man1/gsctl.1 man3/gsd-module.3; do \
+		$(REPREFIX) docs/man/$${m#*/} > $(DESTDIR)$(MANDIR)/$$m && chmod 644 $(DESTDIR)$(MANDIR)/$$m; done
+	@[ -n "$(DESTDIR)" ] || [ "$$(id -u)" -ne 0 ] || ldconfig
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(LIBDIR)/gsd $(DESTDIR)$(INCLUDEDIR)/gsd 2>/dev/null
+
 clean:
 	rm -rf build build-san
 
-.PHONY: all check check-valgrind deps clean
+.PHONY: all check check-valgrind deps install uninstall clean FORCE
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -335,8 +335,27 @@ void conn_close_all(void);
 void conn_add_link(struct conn *c, uint64_t server_id);
 
 /* ---- listen.c ---------------------------------------------------------- */
+/* Listens on the socket systemd passed (LISTEN_FDS, LISTEN_PID: fd 3) if
+ * there is one, else binds path. 0, or -1 logged. */
 int listen_open(const char *path);
+/* Stops listening; removes the socket file only if this process made it. */
 void listen_close(void);
+
+/* ---- notify.c: systemd's notify protocol, without libsystemd ------------ */
+/* Reads NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID (and removes them from
+ * the environment) and, under a watchdog, starts the heartbeat: WATCHDOG=1
+ * from a loop timer at half the interval. Without NOTIFY_SOCKET every
+ * notify_* call does nothing. After loop_init. */
+void notify_init(void);
+/* READY=1: the daemon serves. Call it once everything that must run at
+ * start is running (the socket listens, every server the configuration
+ * declares has started): systemd holds back units ordered after gsd until
+ * then. From then on STATUS= follows the server count, looked at once a
+ * second. A second call does nothing. */
+void notify_ready(void);
+/* STOPPING=1: shutdown has begun. */
+void notify_stopping(void);
+void notify_free(void);
 
 /* ---- method.c ---------------------------------------------------------- */
 /* Serves one framed message from c (request or notification). */

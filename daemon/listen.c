@@ -1,8 +1,9 @@
-/* listen.c — the listening socket: created under a tight umask, accepts
- * without spinning when out of descriptors. */
+/* listen.c — the listening socket: passed by systemd, or created under a
+ * tight umask; accepts without spinning when out of descriptors. */
 #include "gsd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,8 +91,46 @@ static int safe_dir(const char *path)
     return r;
 }
 
+/* The socket systemd passed (sd_listen_fds(3)): fd 3 when LISTEN_PID is
+ * this process. -1 when there is none, -2 when it is not one we can use. */
+static int inherited(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid())
+        return -1;
+    int fd = 3, type = 0, listening = 0;
+    socklen_t len = sizeof type;
+    struct sockaddr_un sun = {0};
+    socklen_t slen = sizeof sun;
+    if (strcmp(fds, "1") != 0) {
+        log_msg(LOG_ERR, "LISTEN_FDS=%s: expected one socket", fds);
+        return -2;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening ||
+        getsockname(fd, (struct sockaddr *)&sun, &slen) < 0 || sun.sun_family != AF_UNIX) {
+        log_msg(LOG_ERR, "fd 3 from systemd is not a listening Unix stream socket");
+        return -2;
+    }
+    /* Not passed on to anything a module might start. */
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    log_msg(LOG_INFO, "listening on %s, passed by systemd", sun.sun_path[0] ? sun.sun_path : "fd 3");
+    return fd;
+}
+
 int listen_open(const char *path)
 {
+    lfd = inherited();
+    if (lfd == -2) {
+        lfd = -1;
+        return -1;
+    }
+    if (lfd >= 0)
+        goto serve; /* lpath stays NULL: the file is the socket unit's */
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     strncpy(sun.sun_path, path, sizeof sun.sun_path - 1);
     if (safe_dir(path) < 0)
@@ -114,6 +153,8 @@ int listen_open(const char *path)
         return -1;
     }
     lpath = xstrndup(path, strlen(path));
+    log_msg(LOG_INFO, "listening on %s", path);
+serve:
     lev = event_new(loop_base, lfd, EV_READ | EV_PERSIST, on_accept, NULL);
     retry = evtimer_new(loop_base, on_retry, NULL);
     event_add(lev, NULL);
@@ -127,7 +168,9 @@ void listen_close(void)
     event_free(lev);
     event_free(retry);
     close(lfd);
-    unlink(lpath);
+    if (lpath) /* a socket systemd passed stays: its unit owns the file */
+        unlink(lpath);
     free(lpath);
+    lpath = NULL;
     lfd = -1;
 }

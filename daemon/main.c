@@ -34,6 +34,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (shutting_down)
         return;
     shutting_down = true;
+    notify_stopping();
     log_msg(LOG_INFO, "%s: stopping %u servers", strsignal((int)sig), registry_count());
     registry_foreach(true, end_one, NULL); /* the last started stops first */
     conn_flush_all();
@@ -83,6 +84,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     loop_init();
     sched_init();
+    notify_init();
     module_set_dirs(dirs ? dirs : GSD_MODULE_DIR);
     if (listen_open(path) < 0)
         return 1;
@@ -90,8 +92,8 @@ int main(int argc, char **argv)
     struct event *intr = evsignal_new(loop_base, SIGINT, on_signal, NULL);
     event_add(term, NULL);
     event_add(intr, NULL);
-    log_msg(LOG_INFO, "gsd %s listening on %s, modules from %s", GSD_VERSION, path,
-            dirs ? dirs : GSD_MODULE_DIR);
+    log_msg(LOG_INFO, "gsd %s serving, modules from %s", GSD_VERSION, dirs ? dirs : GSD_MODULE_DIR);
+    notify_ready();
 
     event_base_dispatch(loop_base);
 
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
     conn_close_all();
     event_free(term);
     event_free(intr);
+    notify_free();
     sched_free();
     scratch_free();
     module_unload_all();
