@@ -23,7 +23,7 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 PROTOCOL_SRC = $(wildcard protocol/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
-CLIENT_SRC = client/gsclient.c
+CLIENT_SRC = client/gsclient.c client/gsmulti.c
 GSCTL_SRC = client/gsctl.c client/json.c
 MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
 TEST_MODULES = $(patsubst tests/modules/%.c,%,$(wildcard tests/modules/*.c))
@@ -71,6 +71,11 @@ TEST_SUPPORT = $(call obj,tests/harness.c)
 $(BUILD)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lmsgpackc
+
+# The client suite drives libgsclient from a libevent loop too.
+$(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc
 
 # The unit tests link the daemon's objects directly (all but main.c).
 $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \

@@ -665,7 +665,7 @@ int gsc_run(gsc *c, int wait_ms)
         return GSC_BROKEN;
     enter(c);
     int r = drive(c, nothing_inflight, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
-    if (c->closing)
+    if (c->closing || c->broken)
         r = GSC_BROKEN;
     return leave(c) ? GSC_BROKEN : r;
 }

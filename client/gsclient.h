@@ -228,8 +228,9 @@ short gsc_events(const gsc *c);
 int gsc_next_timeout(const gsc *c);
 
 /* Drives c (polls, then gsc_process) until no request is in flight or
- * wait_ms (-1: forever) has passed. Returns GSC_OK, GSC_TIMEOUT or
- * GSC_BROKEN. Do not call it from a callback. */
+ * wait_ms (-1: forever) has passed. Returns GSC_OK, GSC_TIMEOUT (requests
+ * still in flight) or GSC_BROKEN (c is broken: everything that was in
+ * flight has completed). Do not call it from a callback. */
 int gsc_run(gsc *c, int wait_ms);
 
 /*
