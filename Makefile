@@ -83,9 +83,28 @@ $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
 
-check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%)
+# The Python package's tests run in the plain build only: an ASan-built
+# libgsclient cannot be loaded into an interpreter that is not.
+PYTHON ?= /usr/bin/python3
+ifeq ($(SANITIZE),1)
+PYTHON_CHECK = true
+else
+PYTHON_CHECK = echo "== python client/python"; \
+	$(PYTHON) -m unittest discover -s client/python -p 'test_*.py' || rc=1
+endif
+
+check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%) \
+		$(BUILD)/examples/async-counter
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
-	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; exit $$rc
+	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; \
+	$(PYTHON_CHECK); exit $$rc
+
+# The C example of docs/scripting.md, cut out of the page and built, so the
+# page cannot drift from the library (check_client runs it).
+$(BUILD)/examples/async-counter: docs/scripting.md $(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	sed -n '/^<!-- example: async-counter.c -->/,/^```$$/p' $< | sed '1,2d;$$d' > $@.c
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $@.c $(BUILD)/libgsclient.a -levent -lmsgpackc
 
 # The end-to-end suite with the daemon under valgrind: any error or leak
 # makes its exit status, and so the test, fail.

@@ -1186,3 +1186,56 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
     free(n);
     return GSC_OK;
 }
+
+/* ---- for bindings -------------------------------------------------------------- */
+
+int gsc_request_raw(gsc *c, const char *method, const void *params, size_t len, int wait_ms,
+                    gsc_reply **out)
+{
+    *out = NULL;
+    if (!usable(c))
+        return GSC_BROKEN;
+    struct gsp_framer f = {0};
+    size_t frame_len = 0;
+    msgpack_zone z;
+    zone_init(&z);
+    msgpack_object obj;
+    int r = GSC_BROKEN;
+    if (gsp_framer_feed(&f, params, len, &c->limits, &frame_len) != GSP_SCAN_DONE ||
+        frame_len != len || !gsp_decode(params, len, &z, &obj) ||
+        obj.type != MSGPACK_OBJECT_ARRAY) {
+        seterr(c, "gsc_request_raw: params must be one msgpack array");
+        errno = EINVAL;
+    } else {
+        r = gsc_request(c, method, &obj, wait_ms, out);
+    }
+    msgpack_zone_destroy(&z);
+    return r;
+}
+
+void *gsc_reply_value(const gsc_reply *r, size_t *len)
+{
+    return gsp_encode(r->code ? &r->detail : &r->result, len);
+}
+
+const char *gsc_reply_code(const gsc_reply *r)
+{
+    return r->code;
+}
+
+void *gsc_down_value(const gsc_down *d, size_t *len)
+{
+    msgpack_object item[4] = {
+        {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->ref},
+        {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->id},
+        d->name,
+        d->reason,
+    };
+    msgpack_object all = {.type = MSGPACK_OBJECT_ARRAY, .via.array = {4, item}};
+    return gsp_encode(&all, len);
+}
+
+void gsc_free(void *p)
+{
+    free(p);
+}

@@ -289,6 +289,27 @@ size_t gsc_abcast(const char *const *sockets, size_t n, const char *server,
 
 void gsc_multi_destroy(gsc_multi **m);
 
+/* ---- for language bindings (since 1.1) ------------------------------------- */
+
+/*
+ * Values as msgpack bytes, for bindings that have their own msgpack (the
+ * Python package uses these through ctypes).
+ *
+ * gsc_request_raw: gsc_request with params given as the encoding of one
+ * msgpack array (len bytes, copied). Not an array, or not exactly one
+ * value: GSC_BROKEN with errno EINVAL, c still usable.
+ *
+ * gsc_reply_value: the result (GSC_OK) or the detail (GSC_ERROR) of r,
+ * encoded; gsc_down_value: [ref, id, name, reason] encoded. Both return a
+ * buffer of *len bytes to free with gsc_free. gsc_reply_code: r->code.
+ */
+int gsc_request_raw(gsc *c, const char *method, const void *params, size_t len, int wait_ms,
+                    gsc_reply **out);
+void *gsc_reply_value(const gsc_reply *r, size_t *len);
+const char *gsc_reply_code(const gsc_reply *r);
+void *gsc_down_value(const gsc_down *d, size_t *len);
+void gsc_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -487,6 +487,25 @@ START_TEST(abcast_reaches_every_live_daemon)
 }
 END_TEST
 
+/* ---- the guide's example ------------------------------------------------------ */
+
+START_TEST(the_scripting_guide_example_runs)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "GSD_SOCKET=%s timeout 10 %s/examples/async-counter 2>&1", D->sock,
+             gsd_build());
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    char out[1024] = "";
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    ck_assert_str_eq(out, "add 1 -> 1\nadd 2 -> 3\nadd 3 -> 6\nadd 4 -> 10\nadd 5 -> 15\n"
+                          "add 6 -> 21\nadd 7 -> 28\nadd 8 -> 36\nadd 9 -> 45\nadd 10 -> 55\n"
+                          "example is down: normal\n");
+}
+END_TEST
+
 /* ---- figures -------------------------------------------------------------------- */
 
 START_TEST(bench_pipelined_calls)
@@ -539,6 +558,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, multi_call_one_timeout_for_a_hung_daemon);
     tcase_add_test(tc, multi_call_noproc_is_bad);
     tcase_add_test(tc, abcast_reaches_every_live_daemon);
+    tcase_add_test(tc, the_scripting_guide_example_runs);
     tcase_add_test(tc, bench_pipelined_calls);
     suite_add_tcase(s, tc);
     return s;
