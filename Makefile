@@ -90,7 +90,7 @@ ifeq ($(SANITIZE),1)
 PYTHON_CHECK = true
 else
 PYTHON_CHECK = echo "== python client/python"; \
-	$(PYTHON) -m unittest discover -s client/python -p 'test_*.py' || rc=1
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m unittest discover -s client/python -p 'test_*.py' || rc=1
 endif
 
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%) \

@@ -921,17 +921,24 @@ static uint32_t pack_start(gsc *c, const char *module, const char *name,
     return id;
 }
 
-static uint32_t pack_call(gsc *c, const char *server, const msgpack_object *request,
-                          int timeout_ms, int *wait_ms)
+/* call and stop: [server, value, timeout]. */
+static uint32_t pack_timed(gsc *c, const char *method, const char *server,
+                           const msgpack_object *v, int timeout_ms, int *wait_ms)
 {
     msgpack_packer pk;
-    uint32_t id = begin(c, &pk, "call", 3);
+    uint32_t id = begin(c, &pk, method, 3);
     if (id == 0)
         return 0;
     gsc_pack_server(&pk, server);
-    pack_opt(&pk, request);
+    pack_opt(&pk, v);
     *wait_ms = pack_timeout(&pk, timeout_ms);
     return id;
+}
+
+static uint32_t pack_call(gsc *c, const char *server, const msgpack_object *request,
+                          int timeout_ms, int *wait_ms)
+{
+    return pack_timed(c, "call", server, request, timeout_ms, wait_ms);
 }
 
 /* cast and send: [server, value]. */
@@ -951,13 +958,7 @@ static uint32_t pack_deliver(gsc *c, const char *method, const char *server,
 static uint32_t pack_stop(gsc *c, const char *server, const msgpack_object *reason,
                           int timeout_ms, int *wait_ms)
 {
-    msgpack_packer pk;
-    uint32_t id = begin(c, &pk, "stop", 3);
-    if (id == 0)
-        return 0;
-    gsc_pack_server(&pk, server);
-    pack_opt(&pk, reason);
-    *wait_ms = pack_timeout(&pk, timeout_ms);
+    uint32_t id = pack_timed(c, "stop", server, reason, timeout_ms, wait_ms);
     if (timeout_ms == 0)
         *wait_ms = -1; /* nil: the daemon waits for terminate however long */
     return id;

@@ -162,7 +162,7 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out);
 /* Packs a server reference as the wire wants it (uint id or str name). */
 void gsc_pack_server(msgpack_packer *pk, const char *server);
 
-/* ---- asynchronous requests (since 1.1) ------------------------------------ */
+/* ---- asynchronous requests ------------------------------------- */
 
 /*
  * A request's completion. status: GSC_OK, GSC_ERROR, GSC_TIMEOUT or
@@ -252,7 +252,7 @@ void gsc_on_down(gsc *c, gsc_down_fn *fn, void *arg);
 typedef void gsc_watch_fn(gsc *c, void *arg);
 void gsc_set_watch(gsc *c, gsc_watch_fn *changed, void (*release)(void *arg), void *arg);
 
-/* ---- one request to several daemons (since 1.1) ---------------------------- */
+/* ---- one request to several daemons ----------------------------- */
 
 /* One daemon's outcome. */
 typedef struct gsc_multi_reply {
@@ -289,7 +289,7 @@ size_t gsc_abcast(const char *const *sockets, size_t n, const char *server,
 
 void gsc_multi_destroy(gsc_multi **m);
 
-/* ---- for language bindings (since 1.1) ------------------------------------- */
+/* ---- for language bindings -------------------------------------- */
 
 /*
  * Values as msgpack bytes, for bindings that have their own msgpack (the

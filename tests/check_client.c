@@ -494,12 +494,9 @@ START_TEST(the_scripting_guide_example_runs)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "GSD_SOCKET=%s timeout 10 %s/examples/async-counter 2>&1", D->sock,
              gsd_build());
-    FILE *f = popen(cmd, "r");
-    ck_assert_ptr_nonnull(f);
-    char out[1024] = "";
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    ck_assert_int_eq(pclose(f), 0);
+    int status;
+    const char *out = shell_output(cmd, &status);
+    ck_assert_int_eq(status, 0);
     ck_assert_str_eq(out, "add 1 -> 1\nadd 2 -> 3\nadd 3 -> 6\nadd 4 -> 10\nadd 5 -> 15\n"
                           "add 6 -> 21\nadd 7 -> 28\nadd 8 -> 36\nadd 9 -> 45\nadd 10 -> 55\n"
                           "example is down: normal\n");

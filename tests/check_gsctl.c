@@ -456,12 +456,9 @@ START_TEST(bash_completion_asks_the_daemon)
              "COMP_WORDS=(gsctl -s %s call \"\"); COMP_CWORD=4; _gsctl; echo \"${COMPREPLY[*]}\";"
              "COMP_WORDS=(gsctl sta); COMP_CWORD=1; _gsctl; echo \"${COMPREPLY[*]}\"' 2>&1",
              gsd_build(), D->sock);
-    FILE *f = popen(cmd, "r");
-    ck_assert_ptr_nonnull(f);
-    char out[256] = "";
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    ck_assert_int_eq(pclose(f), 0);
+    int status;
+    const char *out = shell_output(cmd, &status);
+    ck_assert_int_eq(status, 0);
     ck_assert_str_eq(out, "alpha\nstart state\n");
 }
 END_TEST
