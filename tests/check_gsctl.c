@@ -369,6 +369,22 @@ START_TEST(batch_exits_1_when_any_failed)
 }
 END_TEST
 
+START_TEST(batch_reads_stdin_and_writes_msgpack)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'ping\\ncall ghost get\\n' | timeout 10 %s/gsctl -s %s batch; echo \" $?\"",
+             gsd_build(), D->sock);
+    int status;
+    ck_assert_str_eq(shell_output(cmd, &status),
+                     "{\"ok\":\"pong\"}\n{\"error\":\"noproc\",\"detail\":\"no such server\"}\n 1\n");
+    snprintf(cmd, sizeof cmd, "echo ping | timeout 10 %s/gsctl -s %s --msgpack batch -",
+             gsd_build(), D->sock);
+    ck_assert_str_eq(shell_output(cmd, &status), "\x81\xa2ok\xa4pong"); /* {"ok": "pong"} */
+    ck_assert_int_eq(status, 0);
+}
+END_TEST
+
 START_TEST(batch_pipelines_thousands)
 {
     enum { N = 5000 };
@@ -452,10 +468,10 @@ START_TEST(bash_completion_asks_the_daemon)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "PATH=%s:$PATH timeout 10 bash -c '"
-             "source client/gsctl.bash || source ../client/gsctl.bash;"
+             "source %s/../client/gsctl.bash;"
              "COMP_WORDS=(gsctl -s %s call \"\"); COMP_CWORD=4; _gsctl; echo \"${COMPREPLY[*]}\";"
              "COMP_WORDS=(gsctl sta); COMP_CWORD=1; _gsctl; echo \"${COMPREPLY[*]}\"' 2>&1",
-             gsd_build(), D->sock);
+             gsd_build(), gsd_build(), D->sock);
     int status;
     const char *out = shell_output(cmd, &status);
     ck_assert_int_eq(status, 0);
@@ -491,6 +507,7 @@ static Suite *gsctl_suite(void)
     tcase_add_test(tc, monitor_of_dead_server_prints_noproc);
     tcase_add_test(tc, batch_prints_one_result_per_line_in_order);
     tcase_add_test(tc, batch_exits_1_when_any_failed);
+    tcase_add_test(tc, batch_reads_stdin_and_writes_msgpack);
     tcase_add_test(tc, batch_pipelines_thousands);
     tcase_add_test(tc, output_modes);
     tcase_add_test(tc, complete_names_from_the_daemon);
