@@ -28,10 +28,10 @@
 #include <unistd.h>
 #include <uthash.h>
 
-#define GSC_READ_CHUNK 65536   /* bytes asked of each recv() */
-#define GSC_READS_PER_TURN 16  /* recv()s per gsc_process: bounded work */
-#define GSC_OUT_COMPACT 65536  /* sent bytes dropped from the buffer's front past this */
-#define NO_SLOT ((size_t)-1)   /* a request without a deadline */
+#define GSC_READ_CHUNK 65536  /* bytes asked of each recv() */
+#define GSC_READS_PER_TURN 16 /* recv()s per gsc_process: bounded work */
+#define GSC_OUT_COMPACT 65536 /* sent bytes dropped from the buffer's front past this */
+#define NO_SLOT ((size_t)-1)  /* a request without a deadline */
 
 /* A request in flight. */
 struct gsc_req {
@@ -50,14 +50,14 @@ struct gsc_down_node {
 };
 
 struct gsc {
-    int fd;                     /* the connection */
-    bool broken;                /* no further requests: see errmsg */
-    bool closing;               /* gsc_close ran inside a callback: free on the way out */
-    int depth;                  /* public calls on the stack that run callbacks */
-    uint32_t next_msgid;        /* msgid of the next request */
-    struct gsc_req *reqs;       /* in flight, by msgid */
-    size_t inflight;            /* how many */
-    struct gsc_req **heap;      /* the ones with a deadline, earliest first */
+    int fd;                /* the connection */
+    bool broken;           /* no further requests: see errmsg */
+    bool closing;          /* gsc_close ran inside a callback: free on the way out */
+    int depth;             /* public calls on the stack that run callbacks */
+    uint32_t next_msgid;   /* msgid of the next request */
+    struct gsc_req *reqs;  /* in flight, by msgid */
+    size_t inflight;       /* how many */
+    struct gsc_req **heap; /* the ones with a deadline, earliest first */
     size_t nheap, heapcap;
     struct gsp_buf out;         /* requests to send, from out_off on */
     size_t out_off;             /* bytes of `out` already sent */
@@ -69,11 +69,11 @@ struct gsc {
     struct gsc_down_node *tail; /* the newest, where the next one goes */
     gsc_down_fn *on_down;       /* down handler, or NULL: queue them */
     void *down_arg;
-    gsc_watch_fn *watch;        /* an event-loop adapter, or NULL */
+    gsc_watch_fn *watch; /* an event-loop adapter, or NULL */
     void (*watch_release)(void *);
     void *watch_arg;
-    char note[256];             /* the daemon's last error notification, or "" */
-    char errmsg[512];           /* why the last call failed */
+    char note[256];   /* the daemon's last error notification, or "" */
+    char errmsg[512]; /* why the last call failed */
 };
 
 /* Allocates or ends the process. */
@@ -506,8 +506,7 @@ static int pump(gsc *c)
     while (!c->broken && c->in_off < c->in.len) {
         const uint8_t *start = c->in.data + c->in_off;
         size_t frame_len;
-        switch (gsp_framer_feed(&c->framer, start, c->in.len - c->in_off, &c->limits,
-                                &frame_len)) {
+        switch (gsp_framer_feed(&c->framer, start, c->in.len - c->in_off, &c->limits, &frame_len)) {
         case GSP_SCAN_DONE:
             c->in_off += frame_len;
             dispatch(c, start, frame_len);
@@ -899,8 +898,8 @@ static long long start_timeout(const msgpack_object *options)
     return -1;
 }
 
-static uint32_t pack_start(gsc *c, const char *module, const char *name,
-                           const msgpack_object *args, const msgpack_object *options, int *wait_ms)
+static uint32_t pack_start(gsc *c, const char *module, const char *name, const msgpack_object *args,
+                           const msgpack_object *options, int *wait_ms)
 {
     /* start answers after init: wait at least as long as init may take. */
     long long init = start_timeout(options);
@@ -922,8 +921,8 @@ static uint32_t pack_start(gsc *c, const char *module, const char *name,
 }
 
 /* call and stop: [server, value, timeout]. */
-static uint32_t pack_timed(gsc *c, const char *method, const char *server,
-                           const msgpack_object *v, int timeout_ms, int *wait_ms)
+static uint32_t pack_timed(gsc *c, const char *method, const char *server, const msgpack_object *v,
+                           int timeout_ms, int *wait_ms)
 {
     msgpack_packer pk;
     uint32_t id = begin(c, &pk, method, 3);
@@ -935,8 +934,8 @@ static uint32_t pack_timed(gsc *c, const char *method, const char *server,
     return id;
 }
 
-static uint32_t pack_call(gsc *c, const char *server, const msgpack_object *request,
-                          int timeout_ms, int *wait_ms)
+static uint32_t pack_call(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
+                          int *wait_ms)
 {
     return pack_timed(c, "call", server, request, timeout_ms, wait_ms);
 }
@@ -955,8 +954,8 @@ static uint32_t pack_deliver(gsc *c, const char *method, const char *server,
     return id;
 }
 
-static uint32_t pack_stop(gsc *c, const char *server, const msgpack_object *reason,
-                          int timeout_ms, int *wait_ms)
+static uint32_t pack_stop(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
+                          int *wait_ms)
 {
     uint32_t id = pack_timed(c, "stop", server, reason, timeout_ms, wait_ms);
     if (timeout_ms == 0)
@@ -1021,9 +1020,8 @@ int gsc_start(gsc *c, const char *module, const char *name, const msgpack_object
 {
     SYNC(pack_start(c, module, name, args, options, &wait_ms));
 }
-uint32_t gsc_start_async(gsc *c, const char *module, const char *name,
-                         const msgpack_object *args, const msgpack_object *options,
-                         gsc_done_fn *done, void *arg)
+uint32_t gsc_start_async(gsc *c, const char *module, const char *name, const msgpack_object *args,
+                         const msgpack_object *options, gsc_done_fn *done, void *arg)
 {
     ASYNC(pack_start(c, module, name, args, options, &wait_ms));
 }
@@ -1033,8 +1031,8 @@ int gsc_call(gsc *c, const char *server, const msgpack_object *request, int time
 {
     SYNC(pack_call(c, server, request, timeout_ms, &wait_ms));
 }
-uint32_t gsc_call_async(gsc *c, const char *server, const msgpack_object *request,
-                        int timeout_ms, gsc_done_fn *done, void *arg)
+uint32_t gsc_call_async(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
+                        gsc_done_fn *done, void *arg)
 {
     ASYNC(pack_call(c, server, request, timeout_ms, &wait_ms));
 }

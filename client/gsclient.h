@@ -185,11 +185,10 @@ uint32_t gsc_request_async(gsc *c, const char *method, const msgpack_object *par
                            gsc_done_fn *done, void *arg);
 uint32_t gsc_ping_async(gsc *c, gsc_done_fn *done, void *arg);
 uint32_t gsc_version_async(gsc *c, gsc_done_fn *done, void *arg);
-uint32_t gsc_start_async(gsc *c, const char *module, const char *name,
-                         const msgpack_object *args, const msgpack_object *options,
-                         gsc_done_fn *done, void *arg);
-uint32_t gsc_call_async(gsc *c, const char *server, const msgpack_object *request,
-                        int timeout_ms, gsc_done_fn *done, void *arg);
+uint32_t gsc_start_async(gsc *c, const char *module, const char *name, const msgpack_object *args,
+                         const msgpack_object *options, gsc_done_fn *done, void *arg);
+uint32_t gsc_call_async(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
+                        gsc_done_fn *done, void *arg);
 uint32_t gsc_cast_async(gsc *c, const char *server, const msgpack_object *request,
                         gsc_done_fn *done, void *arg);
 uint32_t gsc_send_async(gsc *c, const char *server, const msgpack_object *msg, gsc_done_fn *done,

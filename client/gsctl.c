@@ -32,10 +32,10 @@
 
 enum { EXIT_DAEMON = 1, EXIT_USAGE = 2, EXIT_CONN = 3 };
 
-#define MAX_ARGS 3         /* positional arguments any command takes */
-#define MAX_WORDS 64       /* words on one batch line */
-#define BATCH_WINDOW 1024  /* batch requests in flight at once */
-#define BATCH_READ 65536   /* bytes of input read at a time */
+#define MAX_ARGS 3        /* positional arguments any command takes */
+#define MAX_WORDS 64      /* words on one batch line */
+#define BATCH_WINDOW 1024 /* batch requests in flight at once */
+#define BATCH_READ 65536  /* bytes of input read at a time */
 
 enum output { OUT_JSON, OUT_PRETTY, OUT_MSGPACK, OUT_QUIET };
 
@@ -49,7 +49,7 @@ struct ctx {
     msgpack_zone *zone;        /* holds the arguments parsed */
     const char *arg[MAX_ARGS]; /* positional arguments */
     int nargs;
-    msgpack_object options; /* start: the options map, or nil */
+    msgpack_object options;         /* start: the options map, or nil */
     msgpack_object value[MAX_ARGS]; /* the positional arguments as values */
     char err[512];                  /* a usage error, or "" */
 };
@@ -498,8 +498,10 @@ static int wait_down(struct ctx *x, uint64_t ref)
             continue;
         }
         msgpack_object_kv kv[4] = {
-            {.key = str_obj("ref"), .val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->ref}},
-            {.key = str_obj("id"), .val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->id}},
+            {.key = str_obj("ref"),
+             .val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->ref}},
+            {.key = str_obj("id"),
+             .val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->id}},
             {.key = str_obj("name"), .val = d->name},
             {.key = str_obj("reason"), .val = d->reason},
         };
@@ -873,8 +875,7 @@ int main(int argc, char **argv)
             break;
         case 't':
             if (!parse_timeout(optarg, &x.timeout_ms))
-                usage_error(NULL, "-t wants ms (at least 1) or \"infinity\", not \"%s\"",
-                            optarg);
+                usage_error(NULL, "-t wants ms (at least 1) or \"infinity\", not \"%s\"", optarg);
             x.timeout_given = true;
             break;
         case 'p':

@@ -164,8 +164,8 @@ START_TEST(every_method_has_an_async_form)
         ck_assert_ptr_eq(R.arg[k], &arg);
     }
     const msgpack_object *id = &R.reply[done_index(ids[0])]->result;
-    ck_assert_mp_eq(&R.reply[done_index(ids[3])]->result, "%v", id);  /* whereis */
-    ck_assert_mp_eq(&R.reply[done_index(ids[6])]->result, "6");       /* the cast came first */
+    ck_assert_mp_eq(&R.reply[done_index(ids[3])]->result, "%v", id); /* whereis */
+    ck_assert_mp_eq(&R.reply[done_index(ids[6])]->result, "6");      /* the cast came first */
 }
 END_TEST
 
@@ -175,8 +175,8 @@ START_TEST(a_request_times_out_alone)
 {
     probe("p");
     /* Our deadline (200 ms) is far shorter than the daemon's (infinity). */
-    uint32_t late = gsc_request_async(C, "call", mp("['p', ['reply_after', 800, 'late'], 'infinity']"),
-                                      200, record_done, NULL);
+    uint32_t late = gsc_request_async(
+        C, "call", mp("['p', ['reply_after', 800, 'late'], 'infinity']"), 200, record_done, NULL);
     uint32_t soon = call_async(C, "p", mp("['reply_after', 100, 'soon']"), 0, NULL);
     ck_assert_uint_ne(late, 0);
     int to = gsc_next_timeout(C);
@@ -261,9 +261,8 @@ START_TEST(a_callback_may_close_its_connection)
     ck_assert_ptr_nonnull(c);
     ck_assert_uint_ne(gsc_call_async(c, "p", mp("['echo', 1]"), 0, close_in_callback, &c), 0);
     for (int i = 0; i < 5; i++)
-        ck_assert_uint_ne(gsc_call_async(c, "p", mp("['reply_after', 3000, 2]"), 0, record_done,
-                                         NULL),
-                          0);
+        ck_assert_uint_ne(
+            gsc_call_async(c, "p", mp("['reply_after', 3000, 2]"), 0, record_done, NULL), 0);
     int64_t end = now_ms() + 5000;
     while (c && now_ms() < end) {
         struct pollfd pfd = {.fd = gsc_fd(c), .events = gsc_events(c)};
@@ -342,8 +341,7 @@ START_TEST(runs_inside_a_libevent_loop)
     ck_assert_int_eq(gsc_event_attach(C, Base), 0);
     static int n = 201;
     for (int i = 0; i < 200; i++)
-        ck_assert_uint_ne(gsc_call_async(C, "p", mp("['echo', %d]", i), 0, count_then_exit, &n),
-                          0);
+        ck_assert_uint_ne(gsc_call_async(C, "p", mp("['echo', %d]", i), 0, count_then_exit, &n), 0);
     ck_assert_uint_ne(gsc_request_async(C, "call", mp("['p', ['reply_after', 2000, 0], nil]"), 100,
                                         count_then_exit, &n),
                       0);

@@ -325,15 +325,16 @@ static const char *write_file(const struct gsd *d, const char *name, const char 
 
 START_TEST(batch_prints_one_result_per_line_in_order)
 {
-    const char *file = write_file(D, "b.txt", "start counter c 5\n"
-                                           "start probe p\n"
-                                           "# a comment, then a blank line\n"
-                                           "\n"
-                                           "call p '[\"reply_after\", 300, \"slow\"]'\n"
-                                           "call c '[\"add\", 10]'\n"
-                                           "call p \"[\\\"echo\\\", \\\"two words\\\"]\"\n"
-                                           "call c get\n"
-                                           "ping");
+    const char *file = write_file(D, "b.txt",
+                                  "start counter c 5\n"
+                                  "start probe p\n"
+                                  "# a comment, then a blank line\n"
+                                  "\n"
+                                  "call p '[\"reply_after\", 300, \"slow\"]'\n"
+                                  "call c '[\"add\", 10]'\n"
+                                  "call p \"[\\\"echo\\\", \\\"two words\\\"]\"\n"
+                                  "call c get\n"
+                                  "ping");
     char *out, *err;
     ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 0);
     ck_assert_str_eq(out, "{\"ok\":1}\n"
@@ -349,20 +350,22 @@ END_TEST
 
 START_TEST(batch_exits_1_when_any_failed)
 {
-    const char *file = write_file(D, "b.txt", "ping\n"
-                                           "call ghost get\n"
-                                           "frobnicate now\n"
-                                           "call c 'unterminated\n"
-                                           "monitor c\n"
-                                           "ping\n");
+    const char *file = write_file(D, "b.txt",
+                                  "ping\n"
+                                  "call ghost get\n"
+                                  "frobnicate now\n"
+                                  "call c 'unterminated\n"
+                                  "monitor c\n"
+                                  "ping\n");
     char *out, *err;
     ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 1);
-    ck_assert_str_eq(out, "{\"ok\":\"pong\"}\n"
-                          "{\"error\":\"noproc\",\"detail\":\"no such server\"}\n"
-                          "{\"error\":\"usage\",\"detail\":\"unknown command \\\"frobnicate\\\"\"}\n"
-                          "{\"error\":\"usage\",\"detail\":\"unterminated '\"}\n"
-                          "{\"error\":\"usage\",\"detail\":\"monitor cannot run in a batch\"}\n"
-                          "{\"ok\":\"pong\"}\n");
+    ck_assert_str_eq(out,
+                     "{\"ok\":\"pong\"}\n"
+                     "{\"error\":\"noproc\",\"detail\":\"no such server\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"unknown command \\\"frobnicate\\\"\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"unterminated '\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"monitor cannot run in a batch\"}\n"
+                     "{\"ok\":\"pong\"}\n");
     ck_assert_int_eq(run_gsctl(D, &out, &err, "-q", "batch", file, NULL), 1);
     ck_assert_str_eq(out, "");
     ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", "/nonexistent/batch", NULL), 2);
@@ -376,8 +379,9 @@ START_TEST(batch_reads_stdin_and_writes_msgpack)
              "printf 'ping\\ncall ghost get\\n' | timeout 10 %s/gsctl -s %s batch; echo \" $?\"",
              gsd_build(), D->sock);
     int status;
-    ck_assert_str_eq(shell_output(cmd, &status),
-                     "{\"ok\":\"pong\"}\n{\"error\":\"noproc\",\"detail\":\"no such server\"}\n 1\n");
+    ck_assert_str_eq(
+        shell_output(cmd, &status),
+        "{\"ok\":\"pong\"}\n{\"error\":\"noproc\",\"detail\":\"no such server\"}\n 1\n");
     snprintf(cmd, sizeof cmd, "echo ping | timeout 10 %s/gsctl -s %s --msgpack batch -",
              gsd_build(), D->sock);
     ck_assert_str_eq(shell_output(cmd, &status), "\x81\xa2ok\xa4pong"); /* {"ok": "pong"} */
@@ -419,9 +423,10 @@ START_TEST(batch_connection_lost_exits_3)
     gsc *c = CLIENT(d);
     START(c, "probe", "p", NULL);
     client_close(&c);
-    const char *file = write_file(d, "b.txt", "ping\n"
-                                           "call p '[\"reply_after\", 5000, 1]'\n"
-                                           "call p '[\"reply_after\", 5000, 2]'\n");
+    const char *file = write_file(d, "b.txt",
+                                  "ping\n"
+                                  "call p '[\"reply_after\", 5000, 1]'\n"
+                                  "call p '[\"reply_after\", 5000, 2]'\n");
     const char *argv[] = {"batch", file, NULL};
     struct proc *p = gsctl_spawn(d->sock, argv);
     sleep_ms(300);
@@ -442,8 +447,8 @@ START_TEST(output_modes)
     ck_assert_str_eq(GSCTL_OK("-p", "call", "p", "[\"echo\", {\"a\": [1]}]"),
                      "{\n  \"a\": [\n    1\n  ]\n}\n");
     /* --msgpack: the result's own bytes, {"a": [1]} */
-    ck_assert_str_eq(GSCTL_OK("--msgpack", "call", "p", "[\"echo\", {\"a\": [1]}]"),
-                     "\x81\xa1" "a\x91\x01");
+    ck_assert_str_eq(GSCTL_OK("--msgpack", "call", "p", "[\"echo\", {\"a\": [1]}]"), "\x81\xa1"
+                                                                                     "a\x91\x01");
     ck_assert_str_eq(GSCTL_OK("-q", "ping"), "");
     ck_assert_int_eq(run_gsctl(D, &out, &err, "--quiet", "call", "ghost", "get", NULL), 1);
     ck_assert_str_eq(out, "");
