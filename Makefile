@@ -37,7 +37,7 @@ LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 PROTOCOL_SRC = $(wildcard protocol/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
-CLIENT_SRC = client/gsclient.c
+CLIENT_SRC = client/gsclient.c client/gsmulti.c
 GSCTL_SRC = client/gsctl.c client/json.c
 MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
 TEST_MODULES = $(patsubst tests/modules/%.c,%,$(wildcard tests/modules/*.c))
@@ -114,17 +114,41 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lmsgpackc
 
+# The client suite drives libgsclient from a libevent loop too.
+$(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc
+
 # The unit tests link the daemon's objects directly (all but main.c).
 $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
 		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC))) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
 
-check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) $(TESTS:%=$(BUILD)/tests/%)
+# The Python package's tests run in the plain build only: an ASan-built
+# libgsclient cannot be loaded into an interpreter that is not.
+PYTHON ?= /usr/bin/python3
+ifeq ($(SANITIZE),1)
+PYTHON_CHECK = true
+else
+PYTHON_CHECK = echo "== python client/python"; \
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m unittest discover -s client/python -p 'test_*.py' || rc=1
+endif
+
+check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
+		$(TESTS:%=$(BUILD)/tests/%) $(BUILD)/examples/async-counter
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; \
+	$(PYTHON_CHECK); \
 	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
 		timeout 300 sh tests/check_install.sh || rc=1; exit $$rc
+
+# The C example of docs/scripting.md, cut out of the page and built, so the
+# page cannot drift from the library (check_client runs it).
+$(BUILD)/examples/async-counter: docs/scripting.md $(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	sed -n '/^<!-- example: async-counter.c -->/,/^```$$/p' $< | sed '1,2d;$$d' > $@.c
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $@.c $(BUILD)/libgsclient.a -levent -lmsgpackc
 
 # The end-to-end suite with the daemon under valgrind: any error or leak
 # makes its exit status, and so the test, fail.

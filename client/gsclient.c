@@ -1,11 +1,16 @@
 /*
- * gsclient.c — libgsclient: a blocking client of the gsd daemon.
+ * gsclient.c — libgsclient: the gsd client, asynchronous at its core.
  *
- * One request at a time: send it, then read and frame whatever arrives
- * until its response does. On the way, down notifications are queued for
- * gsc_next_down(), responses to other msgids are stale and dropped, and an
- * error notification is remembered to explain the close that follows it.
- * Every wire detail goes through protocol/gsp.h.
+ * Requests are packed into the output buffer and registered by msgid (a
+ * hash for matching responses, a min-heap of deadlines for timeouts).
+ * gsc_process reads and frames what arrived, completes the matching
+ * requests, writes what it can, and expires what is overdue; nothing in it
+ * blocks. The synchronous calls queue a request with a collecting callback
+ * and drive the same machinery with poll() until it has completed.
+ * Responses to unknown msgids (answers that came after their deadline) are
+ * dropped; down notifications go to a handler or a queue; an error
+ * notification is remembered to explain the close that follows it. Every
+ * wire detail goes through protocol/gsp.h.
  */
 #include "gsclient.h"
 #include "gsp.h"
@@ -21,8 +26,22 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <uthash.h>
 
-#define GSC_READ_CHUNK 65536 /* bytes asked of each recv() */
+#define GSC_READ_CHUNK 65536  /* bytes asked of each recv() */
+#define GSC_READS_PER_TURN 16 /* recv()s per gsc_process: bounded work */
+#define GSC_OUT_COMPACT 65536 /* sent bytes dropped from the buffer's front past this */
+#define NO_SLOT ((size_t)-1)  /* a request without a deadline */
+
+/* A request in flight. */
+struct gsc_req {
+    uint32_t msgid;     /* the key */
+    long long deadline; /* monotonic ms; meaningful when slot != NO_SLOT */
+    size_t slot;        /* index in the deadline heap, or NO_SLOT */
+    gsc_done_fn *done;  /* completion, or NULL */
+    void *arg;
+    UT_hash_handle hh;
+};
 
 /* A queued down notification. */
 struct gsc_down_node {
@@ -31,21 +50,30 @@ struct gsc_down_node {
 };
 
 struct gsc {
-    int fd;                     /* the connection */
-    bool broken;                /* no further requests: see errmsg */
-    uint32_t next_msgid;        /* msgid of the next request */
-    bool awaiting;              /* a request is waiting for msgid `want` */
-    uint32_t want;              /* msgid of the awaited response */
-    gsc_reply *reply;           /* its response, once read */
-    struct gsp_buf out;         /* the request being sent */
+    int fd;                /* the connection */
+    bool broken;           /* no further requests: see errmsg */
+    bool closing;          /* gsc_close ran inside a callback: free on the way out */
+    int depth;             /* public calls on the stack that run callbacks */
+    uint32_t next_msgid;   /* msgid of the next request */
+    struct gsc_req *reqs;  /* in flight, by msgid */
+    size_t inflight;       /* how many */
+    struct gsc_req **heap; /* the ones with a deadline, earliest first */
+    size_t nheap, heapcap;
+    struct gsp_buf out;         /* requests to send, from out_off on */
+    size_t out_off;             /* bytes of `out` already sent */
     struct gsp_buf in;          /* bytes received, from offset `in_off` on */
     size_t in_off;              /* start of the next unread message in `in` */
     struct gsp_framer framer;   /* scans the message at in_off */
     struct gsp_limits limits;   /* what the daemon may send us */
     struct gsc_down_node *head; /* down notifications, oldest first */
     struct gsc_down_node *tail; /* the newest, where the next one goes */
-    char note[256];             /* the daemon's last error notification, or "" */
-    char errmsg[512];           /* why the last call failed */
+    gsc_down_fn *on_down;       /* down handler, or NULL: queue them */
+    void *down_arg;
+    gsc_watch_fn *watch; /* an event-loop adapter, or NULL */
+    void (*watch_release)(void *);
+    void *watch_arg;
+    char note[256];   /* the daemon's last error notification, or "" */
+    char errmsg[512]; /* why the last call failed */
 };
 
 /* Allocates or ends the process. */
@@ -73,13 +101,6 @@ __attribute__((format(printf, 2, 3))) static void seterr(gsc *c, const char *fmt
     va_end(ap);
 }
 
-/* Marks the connection unusable; the reason is already in errmsg. */
-static int broken(gsc *c)
-{
-    c->broken = true;
-    return GSC_BROKEN;
-}
-
 /* Milliseconds on the monotonic clock. */
 static long long now_ms(void)
 {
@@ -87,6 +108,69 @@ static long long now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* ---- the deadline heap ------------------------------------------------------ */
+
+static void heap_set(gsc *c, size_t i, struct gsc_req *r)
+{
+    c->heap[i] = r;
+    r->slot = i;
+}
+
+static void heap_up(gsc *c, size_t i)
+{
+    struct gsc_req *r = c->heap[i];
+    while (i > 0 && c->heap[(i - 1) / 2]->deadline > r->deadline) {
+        heap_set(c, i, c->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(c, i, r);
+}
+
+static void heap_down(gsc *c, size_t i)
+{
+    struct gsc_req *r = c->heap[i];
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= c->nheap)
+            break;
+        if (k + 1 < c->nheap && c->heap[k + 1]->deadline < c->heap[k]->deadline)
+            k++;
+        if (c->heap[k]->deadline >= r->deadline)
+            break;
+        heap_set(c, i, c->heap[k]);
+        i = k;
+    }
+    heap_set(c, i, r);
+}
+
+static void heap_push(gsc *c, struct gsc_req *r)
+{
+    if (c->nheap == c->heapcap) {
+        c->heapcap = c->heapcap ? 2 * c->heapcap : 64;
+        c->heap = realloc(c->heap, c->heapcap * sizeof *c->heap);
+        if (c->heap == NULL)
+            abort(); /* out of memory ends the process */
+    }
+    heap_set(c, c->nheap++, r);
+    heap_up(c, r->slot);
+}
+
+static void heap_remove(gsc *c, struct gsc_req *r)
+{
+    size_t i = r->slot;
+    if (i == NO_SLOT)
+        return;
+    r->slot = NO_SLOT;
+    struct gsc_req *last = c->heap[--c->nheap];
+    if (i == c->nheap)
+        return;
+    heap_set(c, i, last);
+    heap_up(c, i);
+    heap_down(c, last->slot);
+}
+
+/* ---- life of a connection --------------------------------------------------- */
 
 gsc *gsc_connect(const char *path)
 {
@@ -114,23 +198,81 @@ gsc *gsc_connect(const char *path)
     return c;
 }
 
-void gsc_close(gsc **cp)
+/* Completes a request: unregisters it, then runs its callback. */
+static void complete(gsc *c, struct gsc_req *r, int status, gsc_reply *reply)
 {
-    if (cp == NULL || *cp == NULL)
-        return;
-    gsc *c = *cp;
+    HASH_DEL(c->reqs, r);
+    heap_remove(c, r);
+    c->inflight--;
+    gsc_done_fn *done = r->done;
+    void *arg = r->arg;
+    uint32_t msgid = r->msgid;
+    free(r);
+    if (done)
+        done(c, msgid, status, reply, arg);
+    else
+        gsc_reply_destroy(&reply);
+}
+
+/* Marks the connection unusable (the reason is already in errmsg) and
+ * completes everything in flight, oldest first. */
+static int broken(gsc *c)
+{
+    c->broken = true;
+    while (c->reqs)
+        complete(c, c->reqs, GSC_BROKEN, NULL); /* the hash iterates in insertion order */
+    return GSC_BROKEN;
+}
+
+/* Frees everything; nothing may be in flight. */
+static void destroy(gsc *c)
+{
+    if (c->watch_release)
+        c->watch_release(c->watch_arg);
     close(c->fd);
-    gsc_reply_destroy(&c->reply);
     while (c->head) {
         struct gsc_down_node *n = c->head;
         c->head = n->next;
         gsc_down_destroy(&n->down);
         free(n);
     }
+    free(c->heap);
     gsp_buf_free(&c->out);
     gsp_buf_free(&c->in);
     free(c);
+}
+
+/* A public call that may run callbacks begins. */
+static void enter(gsc *c)
+{
+    c->depth++;
+}
+
+/* ... and ends: a close requested by a callback happens now. Returns true
+ * if c is gone. */
+static bool leave(gsc *c)
+{
+    if (--c->depth > 0 || !c->closing)
+        return false;
+    destroy(c);
+    return true;
+}
+
+void gsc_close(gsc **cp)
+{
+    if (cp == NULL || *cp == NULL)
+        return;
+    gsc *c = *cp;
     *cp = NULL;
+    if (c->closing)
+        return; /* already on its way out */
+    c->closing = true;
+    enter(c);
+    if (!c->broken) {
+        seterr(c, "connection closed");
+        broken(c);
+    }
+    leave(c);
 }
 
 const char *gsc_errmsg(const gsc *c)
@@ -150,6 +292,48 @@ bool gsc_pending(const gsc *c)
     return c && (c->head != NULL || c->in_off < c->in.len);
 }
 
+size_t gsc_inflight(const gsc *c)
+{
+    return c ? c->inflight : 0;
+}
+
+short gsc_events(const gsc *c)
+{
+    if (c == NULL || c->broken)
+        return 0;
+    return c->out_off < c->out.len ? POLLIN | POLLOUT : POLLIN;
+}
+
+int gsc_next_timeout(const gsc *c)
+{
+    if (c == NULL || c->nheap == 0)
+        return -1;
+    long long left = c->heap[0]->deadline - now_ms();
+    return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
+void gsc_on_down(gsc *c, gsc_down_fn *fn, void *arg)
+{
+    c->on_down = fn;
+    c->down_arg = arg;
+}
+
+void gsc_set_watch(gsc *c, gsc_watch_fn *changed, void (*release)(void *arg), void *arg)
+{
+    if (c->watch_release)
+        c->watch_release(c->watch_arg);
+    c->watch = changed;
+    c->watch_release = release;
+    c->watch_arg = arg;
+}
+
+/* Tells the adapter, if any, that what c waits for may have changed. */
+static void changed(gsc *c)
+{
+    if (c->watch && !c->closing)
+        c->watch(c, c->watch_arg);
+}
+
 void gsc_reply_destroy(gsc_reply **r)
 {
     if (r == NULL || *r == NULL)
@@ -167,6 +351,8 @@ void gsc_down_destroy(gsc_down **d)
     free(*d);
     *d = NULL;
 }
+
+/* ---- input ------------------------------------------------------------------- */
 
 /* Decodes a span into objects that live wholly in zone. msgpack-c's
  * decoder points strings into its input, so the bytes are copied into the
@@ -191,8 +377,8 @@ static char *zone_strndup(msgpack_zone *z, const char *s, size_t n)
     return p;
 }
 
-/* Builds the reply for the awaited response; false if it is malformed. */
-static bool take_response(gsc *c, const struct gsp_envelope *env)
+/* The reply a response carries, or NULL if it is malformed. */
+static gsc_reply *take_response(const struct gsp_envelope *env)
 {
     gsc_reply *r = xcalloc(1, sizeof *r);
     zone_init(&r->zone);
@@ -218,15 +404,15 @@ static bool take_response(gsc *c, const struct gsp_envelope *env)
             r->detail = err;
         }
     }
-    c->reply = r;
-    return true;
+    return r;
 bad:
     gsc_reply_destroy(&r);
-    return false;
+    return NULL;
 }
 
-/* Queues a down notification: [ref, id, name or nil, reason]. Only the
- * ref is required: it is what a watcher matches on. */
+/* Hands a down notification, [ref, id, name or nil, reason], to the down
+ * handler or queues it. Only the ref is required: it is what a watcher
+ * matches on. */
 static void take_down(gsc *c, const struct gsp_envelope *env)
 {
     struct gsp_cursor p = env->params;
@@ -249,6 +435,10 @@ static void take_down(gsc *c, const struct gsp_envelope *env)
     if ((name.ptr && !decode_into(&d->zone, &name, &d->name)) ||
         (reason.ptr && !decode_into(&d->zone, &reason, &d->reason))) {
         gsc_down_destroy(&d);
+        return;
+    }
+    if (c->on_down) {
+        c->on_down(c, d, c->down_arg);
         return;
     }
     struct gsc_down_node *n = xcalloc(1, sizeof *n);
@@ -293,11 +483,13 @@ static void dispatch(gsc *c, const uint8_t *frame, size_t len)
     if (!gsp_envelope_read(frame, len, &env))
         return; /* wrong shape: nothing we can answer or use */
     if (env.type == GSP_RESPONSE) {
-        if (c->awaiting && env.msgid == c->want && c->reply == NULL) {
-            if (take_response(c, &env))
-                c->awaiting = false;
-        }
-        /* else stale: the answer to a request nobody waits for any more */
+        struct gsc_req *r;
+        HASH_FIND(hh, c->reqs, &env.msgid, sizeof env.msgid, r);
+        if (r == NULL)
+            return; /* stale: its deadline passed, nobody waits for it */
+        gsc_reply *reply = take_response(&env);
+        if (reply)
+            complete(c, r, reply->code ? GSC_ERROR : GSC_OK, reply);
     } else if (env.type == GSP_NOTIFY) {
         if (gsp_method_is(&env, "down"))
             take_down(c, &env);
@@ -306,65 +498,51 @@ static void dispatch(gsc *c, const uint8_t *frame, size_t len)
     }
 }
 
-/* Handles the next buffered message: 1 handled one, 0 needs more bytes,
- * GSC_BROKEN the daemon sent something unreadable. */
-static int pump_one(gsc *c)
+/* Handles every complete message buffered: 0, or GSC_BROKEN when the
+ * daemon sent something unreadable. Callbacks may close c (then c->closing
+ * is set and the rest waits for nobody) or read more themselves. */
+static int pump(gsc *c)
 {
-    const uint8_t *start = c->in.data + c->in_off;
-    size_t avail = c->in.len - c->in_off;
-    if (avail == 0)
-        return 0;
-    size_t frame_len;
-    switch (gsp_framer_feed(&c->framer, start, avail, &c->limits, &frame_len)) {
-    case GSP_SCAN_DONE:
-        c->in_off += frame_len;
-        dispatch(c, start, frame_len);
-        return 1;
-    case GSP_SCAN_MORE:
-        return 0;
-    case GSP_SCAN_TOO_LARGE:
-    case GSP_SCAN_TOO_DEEP:
-        seterr(c, "the daemon sent a message over the size or depth limits");
-        return broken(c);
-    case GSP_SCAN_INVALID:
-    default:
-        seterr(c, "the daemon sent bytes that are not msgpack");
-        return broken(c);
-    }
-}
-
-/* Reads what the socket has into the input buffer: 1 read some, 0 the
- * deadline passed, GSC_BROKEN closed or failed. deadline < 0: none. */
-static int fill(gsc *c, long long deadline)
-{
-    /* Drop the messages already handled before the buffer grows. */
-    if (c->in_off > 0) {
-        gsp_buf_consume(&c->in, c->in_off);
-        c->in_off = 0;
-    }
-    for (;;) {
-        int timeout = -1;
-        if (deadline >= 0) {
-            long long left = deadline - now_ms();
-            timeout = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
-        }
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int r = poll(&pfd, 1, timeout);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            seterr(c, "poll: %s", strerror(errno));
+    while (!c->broken && c->in_off < c->in.len) {
+        const uint8_t *start = c->in.data + c->in_off;
+        size_t frame_len;
+        switch (gsp_framer_feed(&c->framer, start, c->in.len - c->in_off, &c->limits, &frame_len)) {
+        case GSP_SCAN_DONE:
+            c->in_off += frame_len;
+            dispatch(c, start, frame_len);
+            break;
+        case GSP_SCAN_MORE:
+            return 0;
+        case GSP_SCAN_TOO_LARGE:
+        case GSP_SCAN_TOO_DEEP:
+            seterr(c, "the daemon sent a message over the size or depth limits");
+            return broken(c);
+        case GSP_SCAN_INVALID:
+        default:
+            seterr(c, "the daemon sent bytes that are not msgpack");
             return broken(c);
         }
-        if (r == 0) {
-            if (deadline >= 0 && now_ms() >= deadline)
-                return 0;
-            continue;
+    }
+    return c->broken ? GSC_BROKEN : 0;
+}
+
+/* Reads what the socket has, a bounded amount, and handles it: 0, or
+ * GSC_BROKEN. Never blocks. */
+static int read_some(gsc *c)
+{
+    for (int i = 0; i < GSC_READS_PER_TURN && !c->broken; i++) {
+        /* Drop the messages already handled before the buffer grows. */
+        if (c->in_off > 0) {
+            gsp_buf_consume(&c->in, c->in_off);
+            c->in_off = 0;
         }
         gsp_buf_reserve(&c->in, GSC_READ_CHUNK);
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        size_t room = c->in.cap - c->in.len;
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, room, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
         if (n < 0) {
             seterr(c, "connection lost: %s%s%s", strerror(errno),
                    c->note[0] ? "; the daemon said " : "", c->note);
@@ -378,128 +556,218 @@ static int fill(gsc *c, long long deadline)
             return broken(c);
         }
         c->in.len += (size_t)n;
-        return 1;
-    }
-}
-
-/* Reads until done(c) or the wait runs out: GSC_OK, GSC_ERROR (time ran
- * out, errmsg says so, nothing broken yet) or GSC_BROKEN. */
-static int wait_for(gsc *c, bool (*done)(const gsc *), int wait_ms)
-{
-    long long deadline = wait_ms < 0 ? -1 : now_ms() + wait_ms;
-    for (;;) {
-        int r = 0;
-        while (!done(c) && (r = pump_one(c)) == 1)
-            ;
-        if (done(c))
-            return GSC_OK;
-        if (r == GSC_BROKEN)
+        if (pump(c) < 0)
             return GSC_BROKEN;
-        r = fill(c, deadline);
-        if (r == GSC_BROKEN)
-            return GSC_BROKEN;
-        if (r == 0) {
-            seterr(c, "timed out after %d ms waiting for a response", wait_ms);
-            return GSC_ERROR;
-        }
+        if ((size_t)n < room)
+            return 0; /* drained */
     }
+    return c->broken ? GSC_BROKEN : 0;
 }
 
-static bool have_reply(const gsc *c)
-{
-    return c->reply != NULL;
-}
+/* ---- output ------------------------------------------------------------------ */
 
-static bool have_down(const gsc *c)
+/* Writes what the socket takes of the output: 0, or GSC_BROKEN. Never
+ * blocks. On a failure without may_break the bytes stay, for the next
+ * turn to fail on. */
+static int write_some(gsc *c, bool may_break)
 {
-    return c->head != NULL;
-}
-
-/* Writes the whole output buffer: 0, or GSC_BROKEN. */
-static int flush(gsc *c)
-{
-    size_t off = 0;
-    while (off < c->out.len) {
+    while (c->out_off < c->out.len) {
         /* MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE. */
-        ssize_t n = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-            poll(&pfd, 1, -1);
-            continue;
-        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0 && !may_break)
+            return 0;
         if (n < 0) {
             seterr(c, "cannot send: %s", strerror(errno));
-            c->out.len = 0;
+            c->out.len = c->out_off = 0;
             return broken(c);
         }
-        off += (size_t)n;
+        c->out_off += (size_t)n;
     }
-    c->out.len = 0;
+    if (c->out_off == c->out.len) {
+        c->out.len = c->out_off = 0;
+    } else if (c->out_off >= GSC_OUT_COMPACT) {
+        gsp_buf_consume(&c->out, c->out_off);
+        c->out_off = 0;
+    }
     return 0;
 }
+
+/* Completes the requests whose deadline has passed. */
+static void expire(gsc *c)
+{
+    long long now = now_ms();
+    while (c->nheap > 0 && c->heap[0]->deadline <= now && !c->broken)
+        complete(c, c->heap[0], GSC_TIMEOUT, NULL);
+}
+
+/* One round of everything that can be done without blocking. */
+static void turn(gsc *c)
+{
+    if (!c->broken && write_some(c, true) == 0 && read_some(c) == 0)
+        expire(c);
+    changed(c);
+}
+
+int gsc_process(gsc *c)
+{
+    if (c == NULL || c->broken)
+        return GSC_BROKEN;
+    enter(c);
+    turn(c);
+    int r = c->broken || c->closing ? GSC_BROKEN : 0;
+    return leave(c) ? GSC_BROKEN : r;
+}
+
+/* Polls and turns until done(c, ctx), c breaks, or deadline (-1: none)
+ * passes: GSC_OK, GSC_BROKEN or GSC_TIMEOUT. Caller holds enter(). */
+static int drive(gsc *c, bool (*done)(const gsc *, const void *), const void *ctx,
+                 long long deadline)
+{
+    for (;;) {
+        if (done(c, ctx))
+            return GSC_OK;
+        if (c->broken)
+            return GSC_BROKEN;
+        long long now = now_ms();
+        if (deadline >= 0 && now >= deadline)
+            return GSC_TIMEOUT;
+        int wait = gsc_next_timeout(c);
+        if (deadline >= 0) {
+            long long left = deadline - now;
+            if (wait < 0 || left < wait)
+                wait = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd pfd = {.fd = c->fd, .events = gsc_events(c)};
+        if (poll(&pfd, 1, wait) < 0 && errno != EINTR) {
+            seterr(c, "poll: %s", strerror(errno));
+            broken(c);
+            continue;
+        }
+        turn(c);
+    }
+}
+
+static bool nothing_inflight(const gsc *c, const void *ctx)
+{
+    (void)ctx;
+    return c->inflight == 0 || c->closing;
+}
+
+int gsc_run(gsc *c, int wait_ms)
+{
+    if (c == NULL)
+        return GSC_BROKEN;
+    enter(c);
+    int r = drive(c, nothing_inflight, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
+    if (c->closing || c->broken)
+        r = GSC_BROKEN;
+    return leave(c) ? GSC_BROKEN : r;
+}
+
+/* ---- requests ---------------------------------------------------------------- */
 
 /* False for a missing or broken connection (errmsg still says why). */
 static bool usable(const gsc *c)
 {
-    return c != NULL && !c->broken;
+    return c != NULL && !c->broken && !c->closing;
 }
 
-/* Starts packing a request into c->out; the caller packs its nparams
- * params next. Sets *out to NULL and returns the request's msgid, or 0 if
- * c cannot send (then nothing is packed). */
-static uint32_t begin_request(gsc *c, gsc_reply **out, msgpack_packer *pk, const char *method,
-                              uint32_t nparams)
+/* Starts packing a request onto c->out; the caller packs its nparams
+ * params next, then submits. Returns the request's msgid, or 0 if c cannot
+ * send (then nothing is packed). */
+static uint32_t begin(gsc *c, msgpack_packer *pk, const char *method, uint32_t nparams)
 {
-    *out = NULL;
     if (!usable(c))
         return 0;
-    uint32_t id = c->next_msgid++;
-    if (c->next_msgid == 0)
-        c->next_msgid = 1;
-    c->out.len = 0;
+    uint32_t id;
+    struct gsc_req *in_use;
+    do { /* after 2^32 requests, skip an id still in flight */
+        id = c->next_msgid++;
+        if (c->next_msgid == 0)
+            c->next_msgid = 1;
+        HASH_FIND(hh, c->reqs, &id, sizeof id, in_use);
+    } while (in_use);
     gsp_packer_init(pk, &c->out);
     gsp_pack_request(pk, id, method, nparams);
     return id;
 }
 
-/* Sends the request packed in c->out and waits for its response. */
-static int finish_request(gsc *c, uint32_t msgid, int wait_ms, gsc_reply **out)
+/* Registers the request just packed, tries to write it, and returns its
+ * msgid (0 passes through: nothing was packed). */
+static uint32_t submit(gsc *c, uint32_t msgid, int wait_ms, gsc_done_fn *done, void *arg)
 {
-    *out = NULL;
-    if (flush(c) < 0)
-        return GSC_BROKEN;
-    c->awaiting = true;
-    c->want = msgid;
-    int r = wait_for(c, have_reply, wait_ms);
-    c->awaiting = false;
-    if (r != GSC_OK) {
-        /* A late answer would be unmatched: this connection is done. */
-        return broken(c);
+    if (msgid == 0)
+        return 0;
+    struct gsc_req *r = xcalloc(1, sizeof *r);
+    r->msgid = msgid;
+    r->done = done;
+    r->arg = arg;
+    r->slot = NO_SLOT;
+    HASH_ADD(hh, c->reqs, msgid, sizeof r->msgid, r);
+    c->inflight++;
+    if (wait_ms >= 0) {
+        r->deadline = now_ms() + wait_ms;
+        heap_push(c, r);
     }
-    *out = c->reply;
-    c->reply = NULL;
-    return (*out)->code ? GSC_ERROR : GSC_OK;
+    /* A failed write breaks c on the next turn, completing this request
+     * there: never from inside the call that made it. */
+    write_some(c, false);
+    changed(c);
+    return msgid;
 }
 
-int gsc_request(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
-                gsc_reply **out)
+/* What a synchronous call collects. */
+struct sync_wait {
+    bool done;
+    int status;
+    gsc_reply *reply;
+};
+
+static void sync_done(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg)
+{
+    (void)c, (void)msgid;
+    struct sync_wait *w = arg;
+    w->done = true;
+    w->status = status;
+    w->reply = reply;
+}
+
+static bool sync_finished(const gsc *c, const void *ctx)
+{
+    (void)c;
+    return ((const struct sync_wait *)ctx)->done;
+}
+
+/* The synchronous side: submits the request just packed and drives c
+ * until it completes. */
+static int await(gsc *c, uint32_t msgid, int wait_ms, gsc_reply **out)
 {
     *out = NULL;
-    if (usable(c) && (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY))) {
-        seterr(c, "gsc_request: params must be an array");
-        errno = EINVAL;
+    struct sync_wait w = {0};
+    if (submit(c, msgid, wait_ms, sync_done, &w) == 0)
         return GSC_BROKEN;
+    enter(c);
+    drive(c, sync_finished, &w, -1); /* the request's deadline bounds it */
+    int r = w.status;
+    if (r == GSC_TIMEOUT) {
+        seterr(c, "timed out after %d ms waiting for a response", wait_ms);
+        broken(c); /* the historical contract: a sync timeout ends c */
+        r = GSC_BROKEN;
     }
-    msgpack_packer pk;
-    uint32_t n = params ? params->via.array.size : 0;
-    uint32_t id = begin_request(c, out, &pk, method, n);
-    if (id == 0)
-        return GSC_BROKEN;
-    for (uint32_t i = 0; i < n; i++)
-        msgpack_pack_object(&pk, params->via.array.ptr[i]);
-    return finish_request(c, id, wait_ms, out);
+    *out = w.reply;
+    leave(c);
+    return r;
+}
+
+static bool written(const gsc *c, const void *ctx)
+{
+    (void)ctx;
+    return c->out_off == c->out.len;
 }
 
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
@@ -513,12 +781,13 @@ int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
     }
     msgpack_packer pk;
     uint32_t n = params ? params->via.array.size : 0;
-    c->out.len = 0;
     gsp_packer_init(&pk, &c->out);
     gsp_pack_notify(&pk, method, n);
     for (uint32_t i = 0; i < n; i++)
         msgpack_pack_object(&pk, params->via.array.ptr[i]);
-    return flush(c) < 0 ? GSC_BROKEN : 0;
+    enter(c);
+    int r = drive(c, written, NULL, -1) == GSC_OK && !c->closing ? 0 : GSC_BROKEN;
+    return leave(c) ? GSC_BROKEN : r;
 }
 
 void gsc_pack_server(msgpack_packer *pk, const char *server)
@@ -563,42 +832,55 @@ static int pack_timeout(msgpack_packer *pk, int timeout_ms)
     return timeout_ms > INT_MAX - GSC_GRACE_MS ? -1 : timeout_ms + GSC_GRACE_MS;
 }
 
-/* A request with no params. */
-static int simple(gsc *c, const char *method, gsc_reply **out)
-{
-    return gsc_request(c, method, NULL, GSC_WAIT_DEFAULT_MS, out);
-}
+/* ---- each method: a packer, shared by its synchronous and asynchronous call -- */
 
-/* A request whose one param is a server reference. */
-static int on_server(gsc *c, const char *method, const char *server, gsc_reply **out)
+/* Each pack_* packs one request onto c->out and returns its msgid (0: c
+ * cannot send) and, in *wait_ms, how long to wait for its answer. */
+
+/* [] */
+static uint32_t pack_simple(gsc *c, const char *method, int *wait_ms)
 {
     msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, method, 1);
-    if (id == 0)
-        return GSC_BROKEN;
-    gsc_pack_server(&pk, server);
-    return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    return begin(c, &pk, method, 0);
 }
 
-/* A request whose one param is a string. */
-static int on_string(gsc *c, const char *method, const char *s, gsc_reply **out)
+/* [server] */
+static uint32_t pack_server(gsc *c, const char *method, const char *server, int *wait_ms)
 {
     msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, method, 1);
-    if (id == 0)
-        return GSC_BROKEN;
-    gsp_pack_str(&pk, s);
-    return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    uint32_t id = begin(c, &pk, method, 1);
+    if (id)
+        gsc_pack_server(&pk, server);
+    return id;
 }
 
-int gsc_ping(gsc *c, gsc_reply **out)
+/* [string] */
+static uint32_t pack_string(gsc *c, const char *method, const char *s, int *wait_ms)
 {
-    return simple(c, "ping", out);
+    msgpack_packer pk;
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    uint32_t id = begin(c, &pk, method, 1);
+    if (id)
+        gsp_pack_str(&pk, s);
+    return id;
 }
 
-int gsc_version(gsc *c, gsc_reply **out)
+/* Any method, params an array or NULL. */
+static uint32_t pack_request(gsc *c, const char *method, const msgpack_object *params)
 {
-    return simple(c, "version", out);
+    if (usable(c) && (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY))) {
+        seterr(c, "gsc_request: params must be an array");
+        errno = EINVAL;
+        return 0;
+    }
+    msgpack_packer pk;
+    uint32_t n = params ? params->via.array.size : 0;
+    uint32_t id = begin(c, &pk, method, n);
+    for (uint32_t i = 0; id && i < n; i++)
+        msgpack_pack_object(&pk, params->via.array.ptr[i]);
+    return id;
 }
 
 /* The init timeout named in start options, or -1. */
@@ -616,18 +898,18 @@ static long long start_timeout(const msgpack_object *options)
     return -1;
 }
 
-int gsc_start(gsc *c, const char *module, const char *name, const msgpack_object *args,
-              const msgpack_object *options, gsc_reply **out)
+static uint32_t pack_start(gsc *c, const char *module, const char *name, const msgpack_object *args,
+                           const msgpack_object *options, int *wait_ms)
 {
     /* start answers after init: wait at least as long as init may take. */
     long long init = start_timeout(options);
-    int wait_ms = GSC_WAIT_DEFAULT_MS;
-    if (init >= 0 && init + GSC_GRACE_MS > wait_ms)
-        wait_ms = init > INT_MAX - GSC_GRACE_MS ? -1 : (int)init + GSC_GRACE_MS;
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    if (init >= 0 && init + GSC_GRACE_MS > *wait_ms)
+        *wait_ms = init > INT_MAX - GSC_GRACE_MS ? -1 : (int)init + GSC_GRACE_MS;
     msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, "start", 4);
+    uint32_t id = begin(c, &pk, "start", 4);
     if (id == 0)
-        return GSC_BROKEN;
+        return 0;
     gsp_pack_str(&pk, module);
     if (name)
         gsp_pack_str(&pk, name);
@@ -635,122 +917,263 @@ int gsc_start(gsc *c, const char *module, const char *name, const msgpack_object
         msgpack_pack_nil(&pk);
     pack_opt(&pk, args);
     pack_opt(&pk, options);
-    return finish_request(c, id, wait_ms, out);
+    return id;
+}
+
+/* call and stop: [server, value, timeout]. */
+static uint32_t pack_timed(gsc *c, const char *method, const char *server, const msgpack_object *v,
+                           int timeout_ms, int *wait_ms)
+{
+    msgpack_packer pk;
+    uint32_t id = begin(c, &pk, method, 3);
+    if (id == 0)
+        return 0;
+    gsc_pack_server(&pk, server);
+    pack_opt(&pk, v);
+    *wait_ms = pack_timeout(&pk, timeout_ms);
+    return id;
+}
+
+static uint32_t pack_call(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
+                          int *wait_ms)
+{
+    return pack_timed(c, "call", server, request, timeout_ms, wait_ms);
+}
+
+/* cast and send: [server, value]. */
+static uint32_t pack_deliver(gsc *c, const char *method, const char *server,
+                             const msgpack_object *v, int *wait_ms)
+{
+    msgpack_packer pk;
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    uint32_t id = begin(c, &pk, method, 2);
+    if (id == 0)
+        return 0;
+    gsc_pack_server(&pk, server);
+    pack_opt(&pk, v);
+    return id;
+}
+
+static uint32_t pack_stop(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
+                          int *wait_ms)
+{
+    uint32_t id = pack_timed(c, "stop", server, reason, timeout_ms, wait_ms);
+    if (timeout_ms == 0)
+        *wait_ms = -1; /* nil: the daemon waits for terminate however long */
+    return id;
+}
+
+static uint32_t pack_demonitor(gsc *c, uint64_t ref, int *wait_ms)
+{
+    msgpack_packer pk;
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    uint32_t id = begin(c, &pk, "demonitor", 1);
+    if (id)
+        msgpack_pack_uint64(&pk, ref);
+    return id;
+}
+
+int gsc_request(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
+                gsc_reply **out)
+{
+    *out = NULL;
+    return await(c, pack_request(c, method, params), wait_ms, out);
+}
+
+uint32_t gsc_request_async(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
+                           gsc_done_fn *done, void *arg)
+{
+    return submit(c, pack_request(c, method, params), wait_ms, done, arg);
+}
+
+/* The public pairs: SYNC waits for the request packed by `pack`, ASYNC
+ * queues it. Each expands to the one line that differs. */
+#define SYNC(pack)                                                                                 \
+    int wait_ms = 0;                                                                               \
+    uint32_t id = (pack);                                                                          \
+    return await(c, id, wait_ms, out)
+#define ASYNC(pack)                                                                                \
+    int wait_ms = 0;                                                                               \
+    uint32_t id = (pack);                                                                          \
+    return submit(c, id, wait_ms, done, arg)
+
+int gsc_ping(gsc *c, gsc_reply **out)
+{
+    SYNC(pack_simple(c, "ping", &wait_ms));
+}
+uint32_t gsc_ping_async(gsc *c, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_simple(c, "ping", &wait_ms));
+}
+
+int gsc_version(gsc *c, gsc_reply **out)
+{
+    SYNC(pack_simple(c, "version", &wait_ms));
+}
+uint32_t gsc_version_async(gsc *c, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_simple(c, "version", &wait_ms));
+}
+
+int gsc_start(gsc *c, const char *module, const char *name, const msgpack_object *args,
+              const msgpack_object *options, gsc_reply **out)
+{
+    SYNC(pack_start(c, module, name, args, options, &wait_ms));
+}
+uint32_t gsc_start_async(gsc *c, const char *module, const char *name, const msgpack_object *args,
+                         const msgpack_object *options, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_start(c, module, name, args, options, &wait_ms));
 }
 
 int gsc_call(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
              gsc_reply **out)
 {
-    msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, "call", 3);
-    if (id == 0)
-        return GSC_BROKEN;
-    gsc_pack_server(&pk, server);
-    pack_opt(&pk, request);
-    int wait_ms = pack_timeout(&pk, timeout_ms);
-    return finish_request(c, id, wait_ms, out);
+    SYNC(pack_call(c, server, request, timeout_ms, &wait_ms));
 }
-
-/* cast and send: [server, value]. */
-static int deliver(gsc *c, const char *method, const char *server, const msgpack_object *v,
-                   gsc_reply **out)
+uint32_t gsc_call_async(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
+                        gsc_done_fn *done, void *arg)
 {
-    msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, method, 2);
-    if (id == 0)
-        return GSC_BROKEN;
-    gsc_pack_server(&pk, server);
-    pack_opt(&pk, v);
-    return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
+    ASYNC(pack_call(c, server, request, timeout_ms, &wait_ms));
 }
 
 int gsc_cast(gsc *c, const char *server, const msgpack_object *request, gsc_reply **out)
 {
-    return deliver(c, "cast", server, request, out);
+    SYNC(pack_deliver(c, "cast", server, request, &wait_ms));
+}
+uint32_t gsc_cast_async(gsc *c, const char *server, const msgpack_object *request,
+                        gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_deliver(c, "cast", server, request, &wait_ms));
 }
 
 int gsc_send(gsc *c, const char *server, const msgpack_object *msg, gsc_reply **out)
 {
-    return deliver(c, "send", server, msg, out);
+    SYNC(pack_deliver(c, "send", server, msg, &wait_ms));
+}
+uint32_t gsc_send_async(gsc *c, const char *server, const msgpack_object *msg, gsc_done_fn *done,
+                        void *arg)
+{
+    ASYNC(pack_deliver(c, "send", server, msg, &wait_ms));
 }
 
 int gsc_stop(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
              gsc_reply **out)
 {
-    msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, "stop", 3);
-    if (id == 0)
-        return GSC_BROKEN;
-    gsc_pack_server(&pk, server);
-    pack_opt(&pk, reason);
-    int wait_ms = pack_timeout(&pk, timeout_ms);
-    if (timeout_ms == 0)
-        wait_ms = -1; /* nil: the daemon waits for terminate however long */
-    return finish_request(c, id, wait_ms, out);
+    SYNC(pack_stop(c, server, reason, timeout_ms, &wait_ms));
+}
+uint32_t gsc_stop_async(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
+                        gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_stop(c, server, reason, timeout_ms, &wait_ms));
 }
 
 int gsc_whereis(gsc *c, const char *name, gsc_reply **out)
 {
-    return on_string(c, "whereis", name, out);
+    SYNC(pack_string(c, "whereis", name, &wait_ms));
+}
+uint32_t gsc_whereis_async(gsc *c, const char *name, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_string(c, "whereis", name, &wait_ms));
 }
 
 int gsc_which(gsc *c, gsc_reply **out)
 {
-    return simple(c, "which", out);
+    SYNC(pack_simple(c, "which", &wait_ms));
+}
+uint32_t gsc_which_async(gsc *c, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_simple(c, "which", &wait_ms));
 }
 
 int gsc_info(gsc *c, const char *server, gsc_reply **out)
 {
-    return on_server(c, "info", server, out);
+    SYNC(pack_server(c, "info", server, &wait_ms));
+}
+uint32_t gsc_info_async(gsc *c, const char *server, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_server(c, "info", server, &wait_ms));
 }
 
 int gsc_get_state(gsc *c, const char *server, gsc_reply **out)
 {
-    return on_server(c, "get_state", server, out);
+    SYNC(pack_server(c, "get_state", server, &wait_ms));
+}
+uint32_t gsc_get_state_async(gsc *c, const char *server, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_server(c, "get_state", server, &wait_ms));
 }
 
 int gsc_modules(gsc *c, gsc_reply **out)
 {
-    return simple(c, "modules", out);
+    SYNC(pack_simple(c, "modules", &wait_ms));
+}
+uint32_t gsc_modules_async(gsc *c, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_simple(c, "modules", &wait_ms));
 }
 
 int gsc_load(gsc *c, const char *module, gsc_reply **out)
 {
-    return on_string(c, "load", module, out);
+    SYNC(pack_string(c, "load", module, &wait_ms));
+}
+uint32_t gsc_load_async(gsc *c, const char *module, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_string(c, "load", module, &wait_ms));
 }
 
 int gsc_reload(gsc *c, const char *module, gsc_reply **out)
 {
-    return on_string(c, "reload", module, out);
+    SYNC(pack_string(c, "reload", module, &wait_ms));
+}
+uint32_t gsc_reload_async(gsc *c, const char *module, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_string(c, "reload", module, &wait_ms));
 }
 
 int gsc_monitor(gsc *c, const char *server, gsc_reply **out)
 {
-    return on_server(c, "monitor", server, out);
+    SYNC(pack_server(c, "monitor", server, &wait_ms));
+}
+uint32_t gsc_monitor_async(gsc *c, const char *server, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_server(c, "monitor", server, &wait_ms));
 }
 
 int gsc_demonitor(gsc *c, uint64_t ref, gsc_reply **out)
 {
-    msgpack_packer pk;
-    uint32_t id = begin_request(c, out, &pk, "demonitor", 1);
-    if (id == 0)
-        return GSC_BROKEN;
-    msgpack_pack_uint64(&pk, ref);
-    return finish_request(c, id, GSC_WAIT_DEFAULT_MS, out);
+    SYNC(pack_demonitor(c, ref, &wait_ms));
+}
+uint32_t gsc_demonitor_async(gsc *c, uint64_t ref, gsc_done_fn *done, void *arg)
+{
+    ASYNC(pack_demonitor(c, ref, &wait_ms));
+}
+
+/* ---- downs ------------------------------------------------------------------- */
+
+static bool have_down(const gsc *c, const void *ctx)
+{
+    (void)ctx;
+    return c->head != NULL;
 }
 
 int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
 {
     *out = NULL;
-    if (c == NULL)
+    if (c == NULL || c->closing)
         return GSC_BROKEN;
     /* Downs that arrived before a break are still delivered. */
     if (!c->head) {
         if (c->broken)
             return GSC_BROKEN;
-        int r = wait_for(c, have_down, wait_ms);
-        if (r == GSC_ERROR)
+        enter(c);
+        int r = drive(c, have_down, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
+        if (r == GSC_TIMEOUT) {
             seterr(c, "no down notification within %d ms", wait_ms);
+            r = GSC_ERROR;
+        }
+        if (leave(c))
+            return GSC_BROKEN;
         if (r != GSC_OK)
             return r;
     }
@@ -761,4 +1184,57 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
     *out = n->down;
     free(n);
     return GSC_OK;
+}
+
+/* ---- for bindings -------------------------------------------------------------- */
+
+int gsc_request_raw(gsc *c, const char *method, const void *params, size_t len, int wait_ms,
+                    gsc_reply **out)
+{
+    *out = NULL;
+    if (!usable(c))
+        return GSC_BROKEN;
+    struct gsp_framer f = {0};
+    size_t frame_len = 0;
+    msgpack_zone z;
+    zone_init(&z);
+    msgpack_object obj;
+    int r = GSC_BROKEN;
+    if (gsp_framer_feed(&f, params, len, &c->limits, &frame_len) != GSP_SCAN_DONE ||
+        frame_len != len || !gsp_decode(params, len, &z, &obj) ||
+        obj.type != MSGPACK_OBJECT_ARRAY) {
+        seterr(c, "gsc_request_raw: params must be one msgpack array");
+        errno = EINVAL;
+    } else {
+        r = gsc_request(c, method, &obj, wait_ms, out);
+    }
+    msgpack_zone_destroy(&z);
+    return r;
+}
+
+void *gsc_reply_value(const gsc_reply *r, size_t *len)
+{
+    return gsp_encode(r->code ? &r->detail : &r->result, len);
+}
+
+const char *gsc_reply_code(const gsc_reply *r)
+{
+    return r->code;
+}
+
+void *gsc_down_value(const gsc_down *d, size_t *len)
+{
+    msgpack_object item[4] = {
+        {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->ref},
+        {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->id},
+        d->name,
+        d->reason,
+    };
+    msgpack_object all = {.type = MSGPACK_OBJECT_ARRAY, .via.array = {4, item}};
+    return gsp_encode(&all, len);
+}
+
+void gsc_free(void *p)
+{
+    free(p);
 }

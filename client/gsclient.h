@@ -1,9 +1,18 @@
 /*
  * gsclient.h — libgsclient, the C client of the gsd daemon.
  *
- * One gsc is one connection to one daemon. Calls are synchronous: each
- * sends one request and waits for its response, with a timeout. Down
- * notifications that arrive meanwhile are kept for gsc_next_down().
+ * One gsc is one connection to one daemon. Every request can be made two
+ * ways, over one implementation:
+ *
+ *   synchronous   gsc_call(c, ..., &reply) sends the request and waits for
+ *                 its response, with a timeout;
+ *   asynchronous  gsc_call_async(c, ..., done, arg) queues the request and
+ *                 returns its msgid at once; done(c, msgid, status, reply,
+ *                 arg) runs later, from gsc_process (or from a synchronous
+ *                 call, gsc_run or gsc_next_down, which drive the same
+ *                 machinery). Many requests may be in flight on one
+ *                 connection; they complete in whatever order the daemon
+ *                 answers them, each at the latest at its own deadline.
  *
  *     gsc *c = gsc_connect(NULL);               // the usual socket
  *     msgpack_object req = {.type = MSGPACK_OBJECT_STR,
@@ -13,7 +22,7 @@
  *     gsc_reply_destroy(&r);
  *     gsc_close(&c);
  *
- * Every request function returns:
+ * Every synchronous request function returns:
  *     GSC_OK      the daemon answered a result: (*out)->result
  *     GSC_ERROR   the daemon answered an error: (*out)->code, (*out)->detail
  *     GSC_BROKEN  no answer: cannot send, connection lost or no response
@@ -21,9 +30,25 @@
  * On GSC_OK and GSC_ERROR *out is a reply you own: gsc_reply_destroy() it.
  * On GSC_BROKEN *out is NULL.
  *
+ * An asynchronous completion gets one of GSC_OK, GSC_ERROR (reply as
+ * above, yours), GSC_TIMEOUT (no response by the request's deadline; the
+ * connection stays usable and a late response is dropped) or GSC_BROKEN
+ * (the connection broke or was closed; gsc_errmsg() says why). Every
+ * request accepted (non-zero msgid) completes exactly once, even when the
+ * daemon dies: no callback is left hanging.
+ *
+ * Running the asynchronous side, pick one:
+ *   - your own poll loop: poll gsc_fd() for gsc_events(), with a timeout of
+ *     gsc_next_timeout(), then call gsc_process();
+ *   - libevent: gsc_event_attach(c, base) from "gsclient-event.h", a small
+ *     header-only adapter over the calls above. libgsclient itself does not
+ *     link libevent; only programs that include that header do;
+ *   - neither: gsc_run(c, ms) waits until nothing is in flight.
+ *
  * Servers are named as on the command line: a string of decimal digits is
  * an id, anything else a name. Values are msgpack-c objects; the library
- * only reads the ones you pass (they stay yours).
+ * only reads the ones you pass (they stay yours, and may be freed as soon
+ * as the function returns: requests are encoded at once).
  *
  * A gsc is not thread-safe: use one per thread.
  */
@@ -40,7 +65,7 @@ extern "C" {
 
 typedef struct gsc gsc;
 
-enum gsc_status { GSC_OK = 0, GSC_ERROR = 1, GSC_BROKEN = -1 };
+enum gsc_status { GSC_OK = 0, GSC_ERROR = 1, GSC_BROKEN = -1, GSC_TIMEOUT = -2 };
 
 /* A daemon's answer. Everything in it lives in its zone: freed together. */
 typedef struct gsc_reply {
@@ -64,15 +89,17 @@ typedef struct gsc_down {
  * and sets errno on failure. */
 gsc *gsc_connect(const char *path);
 
-/* Closes the connection and frees c; sets *c to NULL. NULL is ignored. */
+/* Closes the connection and frees c; sets *c to NULL. NULL is ignored.
+ * Every request still in flight completes first, with GSC_BROKEN. Safe to
+ * call from a callback: the memory is freed once the callback returns. */
 void gsc_close(gsc **c);
 
 /* Why the last call failed, for humans. Valid until the next call on c. */
 const char *gsc_errmsg(const gsc *c);
 
-/* The socket descriptor, to poll on for down notifications. Downs that
- * arrived during a request are already read off it: check gsc_pending (or
- * call gsc_next_down(c, 0)) before you poll. */
+/* The socket descriptor. For down notifications alone: downs that arrived
+ * during a request are already read off it, so check gsc_pending (or call
+ * gsc_next_down(c, 0)) before you poll. */
 int gsc_fd(const gsc *c);
 
 /* True if a down notification, or bytes of one, are already buffered. */
@@ -89,7 +116,8 @@ void gsc_down_destroy(gsc_down **d);
 int gsc_request(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
                 gsc_reply **out);
 
-/* Sends a notification (no response, ever). Returns 0 or GSC_BROKEN. */
+/* Sends a notification (no response, ever) and waits until it is written.
+ * Returns 0 or GSC_BROKEN. */
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params);
 
 /* How long the library waits beyond a call's own timeout for its answer. */
@@ -126,12 +154,160 @@ int gsc_demonitor(gsc *c, uint64_t ref, gsc_reply **out);
 /*
  * Waits up to wait_ms (-1: forever) for the next down notification. Returns
  * GSC_OK with *out set (yours to destroy), GSC_ERROR with *out NULL when
- * none came in time, or GSC_BROKEN.
+ * none came in time, or GSC_BROKEN. Downs go to a gsc_on_down handler
+ * instead, when one is set.
  */
 int gsc_next_down(gsc *c, int wait_ms, gsc_down **out);
 
 /* Packs a server reference as the wire wants it (uint id or str name). */
 void gsc_pack_server(msgpack_packer *pk, const char *server);
+
+/* ---- asynchronous requests ------------------------------------- */
+
+/*
+ * A request's completion. status: GSC_OK, GSC_ERROR, GSC_TIMEOUT or
+ * GSC_BROKEN. reply is yours (gsc_reply_destroy it, or keep it) on GSC_OK
+ * and GSC_ERROR, NULL otherwise. The callback may make new asynchronous
+ * requests and may gsc_close(c); it should not make synchronous ones (they
+ * work, but block your loop).
+ */
+typedef void gsc_done_fn(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg);
+
+/*
+ * Each queues its request, tries to write it without blocking, and returns
+ * its msgid (never 0), or 0 if c cannot send (broken, closed, or a bad
+ * argument; then done is never called and gsc_errmsg says why). done may
+ * be NULL: the answer is then read and dropped. Arguments are those of the
+ * synchronous call of the same name; the request's deadline is the time
+ * that call would wait (e.g. a call's timeout + GSC_GRACE_MS).
+ */
+uint32_t gsc_request_async(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
+                           gsc_done_fn *done, void *arg);
+uint32_t gsc_ping_async(gsc *c, gsc_done_fn *done, void *arg);
+uint32_t gsc_version_async(gsc *c, gsc_done_fn *done, void *arg);
+uint32_t gsc_start_async(gsc *c, const char *module, const char *name, const msgpack_object *args,
+                         const msgpack_object *options, gsc_done_fn *done, void *arg);
+uint32_t gsc_call_async(gsc *c, const char *server, const msgpack_object *request, int timeout_ms,
+                        gsc_done_fn *done, void *arg);
+uint32_t gsc_cast_async(gsc *c, const char *server, const msgpack_object *request,
+                        gsc_done_fn *done, void *arg);
+uint32_t gsc_send_async(gsc *c, const char *server, const msgpack_object *msg, gsc_done_fn *done,
+                        void *arg);
+uint32_t gsc_stop_async(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
+                        gsc_done_fn *done, void *arg);
+uint32_t gsc_whereis_async(gsc *c, const char *name, gsc_done_fn *done, void *arg);
+uint32_t gsc_which_async(gsc *c, gsc_done_fn *done, void *arg);
+uint32_t gsc_info_async(gsc *c, const char *server, gsc_done_fn *done, void *arg);
+uint32_t gsc_get_state_async(gsc *c, const char *server, gsc_done_fn *done, void *arg);
+uint32_t gsc_modules_async(gsc *c, gsc_done_fn *done, void *arg);
+uint32_t gsc_load_async(gsc *c, const char *module, gsc_done_fn *done, void *arg);
+uint32_t gsc_reload_async(gsc *c, const char *module, gsc_done_fn *done, void *arg);
+uint32_t gsc_monitor_async(gsc *c, const char *server, gsc_done_fn *done, void *arg);
+uint32_t gsc_demonitor_async(gsc *c, uint64_t ref, gsc_done_fn *done, void *arg);
+
+/* Requests accepted and not completed yet. */
+size_t gsc_inflight(const gsc *c);
+
+/*
+ * Reads what the socket has (a bounded amount per call), writes what is
+ * queued and can be written, and completes the requests whose deadline has
+ * passed, running their callbacks. Never blocks. Returns 0, or GSC_BROKEN
+ * once the connection is broken (every request in flight has then been
+ * completed with GSC_BROKEN). If a callback closed c, returns GSC_BROKEN
+ * and c is gone.
+ */
+int gsc_process(gsc *c);
+
+/* What to poll gsc_fd() for: POLLIN, plus POLLOUT while requests wait to
+ * be written; 0 once c is broken. */
+short gsc_events(const gsc *c);
+
+/* Milliseconds until the earliest deadline of a request in flight (0 if
+ * one has passed), or -1 if none has a deadline: the poll timeout. */
+int gsc_next_timeout(const gsc *c);
+
+/* Drives c (polls, then gsc_process) until no request is in flight or
+ * wait_ms (-1: forever) has passed. Returns GSC_OK, GSC_TIMEOUT (requests
+ * still in flight) or GSC_BROKEN (c is broken: everything that was in
+ * flight has completed). Do not call it from a callback. */
+int gsc_run(gsc *c, int wait_ms);
+
+/*
+ * Down notifications as callbacks: from now on each down is handed to fn
+ * (the down is yours: gsc_down_destroy it) instead of being queued for
+ * gsc_next_down. fn NULL goes back to queueing. Downs already queued stay
+ * queued. fn runs from gsc_process and the calls that drive c.
+ */
+typedef void gsc_down_fn(gsc *c, gsc_down *down, void *arg);
+void gsc_on_down(gsc *c, gsc_down_fn *fn, void *arg);
+
+/*
+ * For event-loop adapters: changed(c, arg) runs whenever what c waits for
+ * may have changed (after a request is queued and after gsc_process), so
+ * the adapter can re-read gsc_events() and gsc_next_timeout(). release(arg)
+ * runs once, when c is closed or another watch replaces this one. One
+ * watch per connection; gsc_event_attach uses it.
+ */
+typedef void gsc_watch_fn(gsc *c, void *arg);
+void gsc_set_watch(gsc *c, gsc_watch_fn *changed, void (*release)(void *arg), void *arg);
+
+/* ---- one request to several daemons ----------------------------- */
+
+/* One daemon's outcome. */
+typedef struct gsc_multi_reply {
+    char *socket;     /* the socket path, as given */
+    int status;       /* GSC_OK, GSC_ERROR, GSC_TIMEOUT or GSC_BROKEN (incl. cannot connect) */
+    gsc_reply *reply; /* GSC_OK and GSC_ERROR: the answer, else NULL */
+    char errmsg[256]; /* GSC_TIMEOUT and GSC_BROKEN: why, for humans */
+} gsc_multi_reply;
+
+/* The outcomes, one per socket in the order given. Owns everything. */
+typedef struct gsc_multi {
+    size_t n;                /* daemons asked */
+    gsc_multi_reply *daemon; /* n outcomes */
+    size_t nbad;             /* how many are not GSC_OK: the "bad nodes" */
+} gsc_multi;
+
+/*
+ * GenServer.multi_call: sends the same call to the server `server` on each
+ * of the n daemons (connecting to each socket), concurrently, and waits
+ * for every answer within one overall timeout_ms (0: the daemon default,
+ * 5000; -1: forever), which is also the call timeout each daemon applies.
+ * Daemons that cannot be reached, answer an error (say noproc) or do not
+ * answer in time are the bad ones. Returns nbad (0: every daemon replied);
+ * *out is yours: gsc_multi_destroy it.
+ */
+size_t gsc_multi_call(const char *const *sockets, size_t n, const char *server,
+                      const msgpack_object *request, int timeout_ms, gsc_multi **out);
+
+/* GenServer.abcast, checked: casts request to `server` on each daemon and
+ * reports which ones accepted it into a mailbox, within timeout_ms (as
+ * above). Returns nbad; *out as above. */
+size_t gsc_abcast(const char *const *sockets, size_t n, const char *server,
+                  const msgpack_object *request, int timeout_ms, gsc_multi **out);
+
+void gsc_multi_destroy(gsc_multi **m);
+
+/* ---- for language bindings -------------------------------------- */
+
+/*
+ * Values as msgpack bytes, for bindings that have their own msgpack (the
+ * Python package uses these through ctypes).
+ *
+ * gsc_request_raw: gsc_request with params given as the encoding of one
+ * msgpack array (len bytes, copied). Not an array, or not exactly one
+ * value: GSC_BROKEN with errno EINVAL, c still usable.
+ *
+ * gsc_reply_value: the result (GSC_OK) or the detail (GSC_ERROR) of r,
+ * encoded; gsc_down_value: [ref, id, name, reason] encoded. Both return a
+ * buffer of *len bytes to free with gsc_free. gsc_reply_code: r->code.
+ */
+int gsc_request_raw(gsc *c, const char *method, const void *params, size_t len, int wait_ms,
+                    gsc_reply **out);
+void *gsc_reply_value(const gsc_reply *r, size_t *len);
+const char *gsc_reply_code(const gsc_reply *r);
+void *gsc_down_value(const gsc_down *d, size_t *len);
+void gsc_free(void *p);
 
 #ifdef __cplusplus
 }

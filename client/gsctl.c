@@ -1,12 +1,17 @@
 /*
  * gsctl.c — the command line of gsd: one command per protocol method.
  *
- *     gsctl [-s PATH] [-t MS] [--pretty] COMMAND ARGS...
+ *     gsctl [-s PATH] [-t MS] [--pretty|--msgpack|--quiet] COMMAND ARGS...
+ *     gsctl [OPTIONS] batch [FILE]
  *
  * Values (REQUEST, ARGS, MSG, REASON) are JSON; text that is not JSON is a
  * string. The result is one line of JSON on stdout. Exit status: 0 success,
  * 1 the daemon answered an error (stderr: "CODE: detail"), 2 usage error,
  * 3 cannot connect or the connection broke.
+ *
+ * Every command is an asynchronous request of libgsclient: one command
+ * waits for its own completion; batch keeps up to BATCH_WINDOW of them in
+ * flight on one connection and prints their results in input order.
  */
 #include "gsclient.h"
 #include "gsp.h"
@@ -16,28 +21,37 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { EXIT_DAEMON = 1, EXIT_USAGE = 2, EXIT_CONN = 3 };
 
-#define MAX_ARGS 3 /* positional arguments any command takes */
+#define MAX_ARGS 3        /* positional arguments any command takes */
+#define MAX_WORDS 64      /* words on one batch line */
+#define BATCH_WINDOW 1024 /* batch requests in flight at once */
+#define BATCH_READ 65536  /* bytes of input read at a time */
 
-/* What the command line asked for. */
+enum output { OUT_JSON, OUT_PRETTY, OUT_MSGPACK, OUT_QUIET };
+
+/* One command line (or batch line), parsed. */
 struct ctx {
     const char *socket;        /* -s, or NULL for the usual resolution */
     int timeout_ms;            /* -t: -1 infinity, 0 none given */
     bool timeout_given;        /* -t was given */
-    unsigned json;             /* JSON_MP_PRETTY or 0 */
+    enum output output;        /* how results are printed */
     gsc *c;                    /* the connection */
-    msgpack_zone zone;         /* arguments parsed from the command line */
+    msgpack_zone *zone;        /* holds the arguments parsed */
     const char *arg[MAX_ARGS]; /* positional arguments */
     int nargs;
-    msgpack_object options; /* start: the options map, or nil */
+    msgpack_object options;         /* start: the options map, or nil */
+    msgpack_object value[MAX_ARGS]; /* the positional arguments as values */
+    char err[512];                  /* a usage error, or "" */
 };
 
 struct command {
@@ -45,7 +59,8 @@ struct command {
     const char *synopsis; /* arguments, for usage */
     const char *help;     /* what it does */
     int min, max;         /* positional arguments */
-    int (*run)(struct ctx *x, gsc_reply **out);
+    /* Queues the request; 0 if c cannot send. */
+    uint32_t (*run)(struct ctx *x, gsc_done_fn *done, void *arg);
 };
 
 static const char *progname = "gsctl";
@@ -53,101 +68,100 @@ static const char *progname = "gsctl";
 __attribute__((noreturn, format(printf, 2, 3))) static void usage_error(const struct command *cmd,
                                                                         const char *fmt, ...);
 
+/* Records a usage error in x; returns false for the caller to pass on. */
+__attribute__((format(printf, 2, 3))) static bool bad(struct ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err, sizeof x->err, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
 /* ---- the commands ------------------------------------------------------- */
 
-/* A value argument: JSON, or the text as a string. */
-static msgpack_object value_arg(struct ctx *x, const char *text)
+/* The value of positional argument i (parsed in parse_args). */
+static const msgpack_object *value_arg(struct ctx *x, int i)
 {
-    msgpack_object o;
-    if (!json_mp_arg(text, &x->zone, &o))
-        usage_error(NULL, "a number in %s is out of range (64-bit integers, doubles)", text);
-    return o;
+    return &x->value[i];
 }
 
-static int run_ping(struct ctx *x, gsc_reply **out)
+static uint32_t run_ping(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_ping(x->c, out);
+    return gsc_ping_async(x->c, done, arg);
 }
 
-static int run_version(struct ctx *x, gsc_reply **out)
+static uint32_t run_version(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_version(x->c, out);
+    return gsc_version_async(x->c, done, arg);
 }
 
-static int run_call(struct ctx *x, gsc_reply **out)
+static uint32_t run_call(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    msgpack_object req = value_arg(x, x->arg[1]);
-    return gsc_call(x->c, x->arg[0], &req, x->timeout_ms, out);
+    return gsc_call_async(x->c, x->arg[0], value_arg(x, 1), x->timeout_ms, done, arg);
 }
 
-static int run_cast(struct ctx *x, gsc_reply **out)
+static uint32_t run_cast(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    msgpack_object req = value_arg(x, x->arg[1]);
-    return gsc_cast(x->c, x->arg[0], &req, out);
+    return gsc_cast_async(x->c, x->arg[0], value_arg(x, 1), done, arg);
 }
 
-static int run_send(struct ctx *x, gsc_reply **out)
+static uint32_t run_send(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    msgpack_object msg = value_arg(x, x->arg[1]);
-    return gsc_send(x->c, x->arg[0], &msg, out);
+    return gsc_send_async(x->c, x->arg[0], value_arg(x, 1), done, arg);
 }
 
-static int run_start(struct ctx *x, gsc_reply **out)
+static uint32_t run_start(struct ctx *x, gsc_done_fn *done, void *arg)
 {
     const char *name = x->nargs >= 2 && strcmp(x->arg[1], "-") != 0 ? x->arg[1] : NULL;
-    msgpack_object args;
-    if (x->nargs >= 3)
-        args = value_arg(x, x->arg[2]);
-    return gsc_start(x->c, x->arg[0], name, x->nargs >= 3 ? &args : NULL,
-                     x->options.type == MSGPACK_OBJECT_NIL ? NULL : &x->options, out);
+    return gsc_start_async(x->c, x->arg[0], name, x->nargs >= 3 ? value_arg(x, 2) : NULL,
+                           x->options.type == MSGPACK_OBJECT_NIL ? NULL : &x->options, done, arg);
 }
 
-static int run_stop(struct ctx *x, gsc_reply **out)
+static uint32_t run_stop(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    msgpack_object reason;
-    if (x->nargs >= 2)
-        reason = value_arg(x, x->arg[1]);
-    return gsc_stop(x->c, x->arg[0], x->nargs >= 2 ? &reason : NULL, x->timeout_ms, out);
+    return gsc_stop_async(x->c, x->arg[0], x->nargs >= 2 ? value_arg(x, 1) : NULL, x->timeout_ms,
+                          done, arg);
 }
 
-static int run_whereis(struct ctx *x, gsc_reply **out)
+static uint32_t run_whereis(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_whereis(x->c, x->arg[0], out);
+    return gsc_whereis_async(x->c, x->arg[0], done, arg);
 }
 
-static int run_list(struct ctx *x, gsc_reply **out)
+static uint32_t run_list(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_which(x->c, out);
+    return gsc_which_async(x->c, done, arg);
 }
 
-static int run_info(struct ctx *x, gsc_reply **out)
+static uint32_t run_info(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_info(x->c, x->arg[0], out);
+    return gsc_info_async(x->c, x->arg[0], done, arg);
 }
 
-static int run_state(struct ctx *x, gsc_reply **out)
+static uint32_t run_state(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_get_state(x->c, x->arg[0], out);
+    return gsc_get_state_async(x->c, x->arg[0], done, arg);
 }
 
-static int run_modules(struct ctx *x, gsc_reply **out)
+static uint32_t run_modules(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_modules(x->c, out);
+    return gsc_modules_async(x->c, done, arg);
 }
 
-static int run_load(struct ctx *x, gsc_reply **out)
+static uint32_t run_load(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_load(x->c, x->arg[0], out);
+    return gsc_load_async(x->c, x->arg[0], done, arg);
 }
 
-static int run_reload(struct ctx *x, gsc_reply **out)
+static uint32_t run_reload(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_reload(x->c, x->arg[0], out);
+    return gsc_reload_async(x->c, x->arg[0], done, arg);
 }
 
-static int run_monitor(struct ctx *x, gsc_reply **out)
+static uint32_t run_monitor(struct ctx *x, gsc_done_fn *done, void *arg)
 {
-    return gsc_monitor(x->c, x->arg[0], out);
+    return gsc_monitor_async(x->c, x->arg[0], done, arg);
 }
 
 /* Reads a decimal uint64: the whole text, nothing else. */
@@ -164,11 +178,26 @@ static bool parse_u64(const char *s, uint64_t *v)
     return true;
 }
 
-static int run_demonitor(struct ctx *x, gsc_reply **out)
+static uint32_t run_demonitor(struct ctx *x, gsc_done_fn *done, void *arg)
 {
     uint64_t ref = 0;
     parse_u64(x->arg[0], &ref); /* checked in parse_args */
-    return gsc_demonitor(x->c, ref, out);
+    return gsc_demonitor_async(x->c, ref, done, arg);
+}
+
+/* batch and complete are run by main, not as one request. */
+static uint32_t run_none(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    (void)x, (void)done, (void)arg;
+    return 0;
+}
+static uint32_t run_batch(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return run_none(x, done, arg);
+}
+static uint32_t run_complete(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return run_none(x, done, arg);
 }
 
 static const struct command commands[] = {
@@ -198,6 +227,15 @@ static const struct command commands[] = {
      "  as {\"ref\":..,\"id\":..,\"name\":..,\"reason\":..} (-t: give up after MS)",
      1, 1, run_monitor},
     {"demonitor", "REF", "removes a monitor (of this connection)", 1, 1, run_demonitor},
+    {"batch", "[FILE]",
+     "runs one command per line of FILE (default stdin), pipelined on one\n"
+     "  connection, and prints one result per line, in order:\n"
+     "  {\"ok\":RESULT} or {\"error\":CODE,\"detail\":DETAIL}. Words are split as\n"
+     "  a shell does ('...', \"...\", \\); blank lines and # comments are skipped.\n"
+     "  Exit 1 if any command failed, 3 if the connection broke",
+     0, 1, run_batch},
+    {"complete", "commands|servers|modules",
+     "prints names one per line, for shell completion (asks the daemon)", 1, 1, run_complete},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -208,13 +246,16 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: %s [-s PATH] [-t MS] [--pretty] COMMAND ARGS...\n"
+        "usage: %s [-s PATH] [-t MS] [--pretty|--msgpack|--quiet] COMMAND ARGS...\n"
         "\n"
         "  -s, --socket PATH   the daemon's socket (default: $GSD_SOCKET, else the per-user one)\n"
         "  -t, --timeout MS    call/stop timeout in ms, or \"infinity\"; how long monitor waits\n"
         "                      (default: 5000 for call; as long as terminate takes for stop;\n"
         "                      forever for monitor)\n"
         "  -p, --pretty        indented JSON output\n"
+        "  -m, --msgpack       raw msgpack output: each result as one msgpack value\n"
+        "  -q, --quiet         no output: the exit status says how it went (usage and\n"
+        "                      connection errors are still explained on stderr)\n"
         "  -h, --help          this help; COMMAND -h: help on one command\n"
         "\n"
         "commands:\n",
@@ -272,7 +313,7 @@ static void add_option(struct ctx *x, const char *key, msgpack_object val)
 {
     msgpack_object *m = &x->options;
     uint32_t n = m->type == MSGPACK_OBJECT_MAP ? m->via.map.size : 0;
-    msgpack_object_kv *kv = msgpack_zone_malloc(&x->zone, (n + 1) * sizeof *kv);
+    msgpack_object_kv *kv = msgpack_zone_malloc(x->zone, (n + 1) * sizeof *kv);
     if (kv == NULL)
         abort(); /* out of memory ends the process */
     if (n)
@@ -286,8 +327,9 @@ static void add_option(struct ctx *x, const char *key, msgpack_object val)
     m->via.map.size = n + 1;
 }
 
-/* A start flag; returns how many argv entries it used. */
-static int start_flag(struct ctx *x, const struct command *cmd, int argc, char **argv, int i)
+/* A start flag; returns how many argv entries it used, or 0 after a
+ * usage error (in x->err). */
+static int start_flag(struct ctx *x, int argc, char **argv, int i)
 {
     const char *flag = argv[i];
     const char *eq = strchr(flag, '=');
@@ -302,9 +344,9 @@ static int start_flag(struct ctx *x, const struct command *cmd, int argc, char *
         else if (i + 1 < argc)
             val = argv[i + 1], used = 2;
         else
-            usage_error(cmd, "%.*s needs a value", (int)len, flag);
+            return bad(x, "%.*s needs a value", (int)len, flag);
     } else if (eq) {
-        usage_error(cmd, "--link takes no value");
+        return bad(x, "--link takes no value");
     }
     uint64_t n;
     if (len == 6 && memcmp(flag, "--link", 6) == 0) {
@@ -313,33 +355,34 @@ static int start_flag(struct ctx *x, const struct command *cmd, int argc, char *
         add_option(x, "link", v);
     } else if (len == 9 && memcmp(flag, "--timeout", 9) == 0) {
         if (!parse_u64(val, &n))
-            usage_error(cmd, "--timeout wants ms, not \"%s\"", val);
+            return bad(x, "--timeout wants ms, not \"%s\"", val);
         v.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
         v.via.u64 = n;
         add_option(x, "timeout", v);
     } else if (len == 9 && memcmp(flag, "--restart", 9) == 0) {
         if (strcmp(val, "permanent") && strcmp(val, "transient") && strcmp(val, "temporary"))
-            usage_error(cmd, "--restart is permanent, transient or temporary, not \"%s\"", val);
+            return bad(x, "--restart is permanent, transient or temporary, not \"%s\"", val);
         v.type = MSGPACK_OBJECT_STR;
         v.via.str.ptr = val;
         v.via.str.size = (uint32_t)strlen(val);
         add_option(x, "restart", v);
     } else if (len == 15 && memcmp(flag, "--mailbox-limit", 15) == 0) {
         if (!parse_u64(val, &n))
-            usage_error(cmd, "--mailbox-limit wants a count, not \"%s\"", val);
+            return bad(x, "--mailbox-limit wants a count, not \"%s\"", val);
         v.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
         v.via.u64 = n;
         add_option(x, "mailbox_limit", v);
     } else {
-        usage_error(cmd, "unknown option %.*s", (int)len, flag);
+        return bad(x, "unknown option %.*s", (int)len, flag);
     }
     return used;
 }
 
-/* Sorts a command's arguments into flags and positional arguments. Only
- * "-h"/"--help", "--" and (for start) its flags are options: "-5" and
- * other text starting with one '-' are values. */
-static void parse_args(struct ctx *x, const struct command *cmd, int argc, char **argv)
+/* Sorts a command's arguments into flags and positional arguments and
+ * reads the values. Only "-h"/"--help", "--" and (for start) its flags are
+ * options: "-5" and other text starting with one '-' are values. Returns
+ * false with x->err set on a usage error. */
+static bool parse_args(struct ctx *x, const struct command *cmd, int argc, char **argv)
 {
     bool opts = true;
     for (int i = 0; i < argc; i++) {
@@ -354,30 +397,57 @@ static void parse_args(struct ctx *x, const struct command *cmd, int argc, char 
         }
         if (opts && strncmp(a, "--", 2) == 0) {
             if (cmd->run != run_start)
-                usage_error(cmd, "unknown option %s", a);
-            i += start_flag(x, cmd, argc, argv, i) - 1;
+                return bad(x, "unknown option %s", a);
+            int used = start_flag(x, argc, argv, i);
+            if (used == 0)
+                return false;
+            i += used - 1;
             continue;
         }
         if (x->nargs >= cmd->max)
-            usage_error(cmd, "too many arguments");
+            return bad(x, "too many arguments");
         x->arg[x->nargs++] = a;
     }
     if (x->nargs < cmd->min)
-        usage_error(cmd, "missing arguments");
+        return bad(x, "missing arguments");
     uint64_t ref;
     if (cmd->run == run_demonitor && !parse_u64(x->arg[0], &ref))
-        usage_error(cmd, "REF is a number, not \"%s\"", x->arg[0]);
+        return bad(x, "REF is a number, not \"%s\"", x->arg[0]);
+    /* A bad value is a usage error before anything is sent. */
     for (int i = 0; i < x->nargs; i++)
-        value_arg(x, x->arg[i]); /* a bad value is a usage error before connecting */
+        if (!json_mp_arg(x->arg[i], x->zone, &x->value[i]))
+            return bad(x, "a number in %s is out of range (64-bit integers, doubles)", x->arg[i]);
+    return true;
 }
 
 /* ---- output ------------------------------------------------------------- */
 
-/* Prints a value as one line of JSON on stdout. */
-static int print_json(struct ctx *x, const msgpack_object *v)
+/* Prints a result on stdout as the output mode says: one line of JSON
+ * (indented with --pretty), one msgpack value, or nothing. */
+static void print_value(const struct ctx *x, const msgpack_object *v)
 {
-    json_mp_print(stdout, v, x->json);
-    putchar('\n');
+    size_t n;
+    uint8_t *bytes;
+    switch (x->output) {
+    case OUT_QUIET:
+        break;
+    case OUT_MSGPACK:
+        bytes = gsp_encode(v, &n);
+        fwrite(bytes, 1, n, stdout);
+        free(bytes);
+        break;
+    case OUT_PRETTY:
+    case OUT_JSON:
+    default:
+        json_mp_print(stdout, v, x->output == OUT_PRETTY ? JSON_MP_PRETTY : 0);
+        putchar('\n');
+        break;
+    }
+}
+
+/* Pushes stdout out: 0, or EXIT_FAILURE if it cannot be written. */
+static int flush_stdout(void)
+{
     if (fflush(stdout) != 0) {
         fprintf(stderr, "%s: writing the result: %s\n", progname, strerror(errno));
         return EXIT_FAILURE;
@@ -386,8 +456,10 @@ static int print_json(struct ctx *x, const msgpack_object *v)
 }
 
 /* Prints a daemon error as "CODE: detail" on stderr. */
-static void print_error(const gsc_reply *r)
+static void print_error(const struct ctx *x, const gsc_reply *r)
 {
+    if (x->output == OUT_QUIET)
+        return;
     fprintf(stderr, "%s: ", r->code);
     if (r->detail.type == MSGPACK_OBJECT_STR)
         fwrite(r->detail.via.str.ptr, 1, r->detail.via.str.size, stderr);
@@ -396,17 +468,13 @@ static void print_error(const gsc_reply *r)
     fputc('\n', stderr);
 }
 
-/* Turns a request's outcome into output and an exit status. */
-static int finish(struct ctx *x, int status, gsc_reply *r)
+/* A str object pointing at s (which must outlive it). */
+static msgpack_object str_obj(const char *s)
 {
-    if (status == GSC_OK)
-        return print_json(x, &r->result);
-    if (status == GSC_ERROR) {
-        print_error(r);
-        return EXIT_DAEMON;
-    }
-    fprintf(stderr, "%s: %s\n", progname, gsc_errmsg(x->c));
-    return EXIT_CONN;
+    msgpack_object o = {.type = MSGPACK_OBJECT_STR};
+    o.via.str.ptr = s;
+    o.via.str.size = (uint32_t)strlen(s);
+    return o;
 }
 
 /* monitor: after the ref, waits for its down event and prints it. */
@@ -417,7 +485,8 @@ static int wait_down(struct ctx *x, uint64_t ref)
         gsc_down *d;
         int status = gsc_next_down(x->c, wait_ms, &d);
         if (status == GSC_ERROR) {
-            fprintf(stderr, "timeout: no down event within %d ms\n", wait_ms);
+            if (x->output != OUT_QUIET)
+                fprintf(stderr, "timeout: no down event within %d ms\n", wait_ms);
             return EXIT_DAEMON;
         }
         if (status != GSC_OK) {
@@ -429,18 +498,345 @@ static int wait_down(struct ctx *x, uint64_t ref)
             continue;
         }
         msgpack_object_kv kv[4] = {
-            {.key = {.type = MSGPACK_OBJECT_STR, .via.str = {3, "ref"}},
+            {.key = str_obj("ref"),
              .val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->ref}},
-            {.key = {.type = MSGPACK_OBJECT_STR, .via.str = {2, "id"}},
+            {.key = str_obj("id"),
              .val = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = d->id}},
-            {.key = {.type = MSGPACK_OBJECT_STR, .via.str = {4, "name"}}, .val = d->name},
-            {.key = {.type = MSGPACK_OBJECT_STR, .via.str = {6, "reason"}}, .val = d->reason},
+            {.key = str_obj("name"), .val = d->name},
+            {.key = str_obj("reason"), .val = d->reason},
         };
         msgpack_object event = {.type = MSGPACK_OBJECT_MAP, .via.map = {4, kv}};
-        int rc = print_json(x, &event);
+        print_value(x, &event);
         gsc_down_destroy(&d);
-        return rc;
+        return flush_stdout();
     }
+}
+
+/* ---- one command ---------------------------------------------------------- */
+
+/* A request's completion, as the callback saw it. */
+struct outcome {
+    bool done;
+    int status;       /* GSC_* */
+    gsc_reply *reply; /* GSC_OK, GSC_ERROR */
+    char *err;        /* batch: a usage error on the line (malloc'd), or NULL */
+};
+
+static void outcome_done(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg)
+{
+    (void)c, (void)msgid;
+    struct outcome *o = arg;
+    o->done = true;
+    o->status = status;
+    o->reply = reply;
+}
+
+/* Runs one command and turns its outcome into output and an exit status. */
+static int run_one(struct ctx *x, const struct command *cmd)
+{
+    struct outcome o = {0};
+    if (cmd->run(x, outcome_done, &o) != 0)
+        gsc_run(x->c, -1); /* the request's own deadline bounds the wait */
+    int rc;
+    if (o.done && o.status == GSC_OK && cmd->run == run_monitor) {
+        const msgpack_object *v = &o.reply->result;
+        rc = wait_down(x, v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0);
+    } else if (o.done && o.status == GSC_OK) {
+        print_value(x, &o.reply->result);
+        rc = flush_stdout();
+    } else if (o.done && o.status == GSC_ERROR) {
+        print_error(x, o.reply);
+        rc = EXIT_DAEMON;
+    } else if (o.done && o.status == GSC_TIMEOUT) {
+        fprintf(stderr, "%s: no response in time\n", progname);
+        rc = EXIT_CONN;
+    } else {
+        fprintf(stderr, "%s: %s\n", progname, gsc_errmsg(x->c));
+        rc = EXIT_CONN;
+    }
+    gsc_reply_destroy(&o.reply);
+    return rc;
+}
+
+/* complete WHAT: names one per line, for shell completion. */
+static int run_names(struct ctx *x)
+{
+    const char *what = x->arg[0];
+    if (strcmp(what, "commands") == 0) {
+        for (size_t i = 0; i < NCOMMANDS; i++)
+            printf("%s\n", commands[i].name);
+        return flush_stdout();
+    }
+    gsc_reply *r = NULL;
+    int status;
+    if (strcmp(what, "servers") == 0)
+        status = gsc_which(x->c, &r);
+    else if (strcmp(what, "modules") == 0)
+        status = gsc_modules(x->c, &r);
+    else
+        usage_error(NULL, "complete wants commands, servers or modules, not \"%s\"", what);
+    if (status != GSC_OK) {
+        gsc_reply_destroy(&r);
+        return status == GSC_ERROR ? EXIT_DAEMON : EXIT_CONN;
+    }
+    const msgpack_object *list = &r->result;
+    for (uint32_t i = 0; list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
+        const msgpack_object *m = &list->via.array.ptr[i];
+        for (uint32_t k = 0; m->type == MSGPACK_OBJECT_MAP && k < m->via.map.size; k++) {
+            const msgpack_object *key = &m->via.map.ptr[k].key, *val = &m->via.map.ptr[k].val;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4 &&
+                memcmp(key->via.str.ptr, "name", 4) == 0 && val->type == MSGPACK_OBJECT_STR)
+                printf("%.*s\n", (int)val->via.str.size, val->via.str.ptr);
+        }
+    }
+    gsc_reply_destroy(&r);
+    return flush_stdout();
+}
+
+/* ---- batch ------------------------------------------------------------------ */
+
+/* Input read in chunks and cut into lines, so the batch loop can poll it. */
+struct lines {
+    int fd;
+    char *buf;
+    size_t len, off, cap; /* bytes held, start of the next line, size */
+    bool eof;
+};
+
+/* The next whole line (NUL-terminated, valid until the next lines_fill),
+ * or NULL if none is buffered. At the end of input a last line without a
+ * newline counts. */
+static char *lines_next(struct lines *in)
+{
+    char *start = in->buf + in->off;
+    size_t avail = in->len - in->off;
+    char *nl = avail ? memchr(start, '\n', avail) : NULL;
+    if (nl) {
+        *nl = '\0';
+        in->off += (size_t)(nl - start) + 1;
+        return start;
+    }
+    if (in->eof && avail > 0) {
+        start[avail] = '\0'; /* lines_fill keeps a byte free for this */
+        in->off = in->len;
+        return start;
+    }
+    return NULL;
+}
+
+/* True if lines_next has a line to give. */
+static bool lines_ready(const struct lines *in)
+{
+    size_t avail = in->len - in->off;
+    return avail > 0 && (in->eof || memchr(in->buf + in->off, '\n', avail) != NULL);
+}
+
+/* Reads what the input has: false on a read error (errno set). */
+static bool lines_fill(struct lines *in)
+{
+    if (in->off > 0) {
+        memmove(in->buf, in->buf + in->off, in->len - in->off);
+        in->len -= in->off;
+        in->off = 0;
+    }
+    if (in->cap - in->len < BATCH_READ + 1) {
+        in->cap = in->len + BATCH_READ + 1;
+        in->buf = realloc(in->buf, in->cap);
+        if (in->buf == NULL)
+            abort(); /* out of memory ends the process */
+    }
+    ssize_t n = read(in->fd, in->buf + in->len, in->cap - in->len - 1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n <= 0) {
+        in->eof = true;
+        return n == 0;
+    }
+    in->len += (size_t)n;
+    return true;
+}
+
+/* Splits a line into words, in place, as a shell would: blanks separate
+ * words, '...' is literal, "..." honours \" and \\, a backslash outside
+ * quotes takes the next character as is, and # starting a word begins a
+ * comment. Returns the number of words, or -1 with *why set. */
+static int split_words(char *line, char **words, int max, const char **why)
+{
+    int n = 0;
+    char *r = line, *w = line;
+    for (;;) {
+        while (*r == ' ' || *r == '\t' || *r == '\r')
+            r++;
+        if (*r == '\0' || *r == '#')
+            return n;
+        if (n == max) {
+            *why = "too many words";
+            return -1;
+        }
+        words[n++] = w;
+        while (*r && *r != ' ' && *r != '\t' && *r != '\r') {
+            if (*r == '\'') {
+                char *end = strchr(r + 1, '\'');
+                if (end == NULL) {
+                    *why = "unterminated '";
+                    return -1;
+                }
+                memmove(w, r + 1, (size_t)(end - r - 1));
+                w += end - r - 1;
+                r = end + 1;
+            } else if (*r == '"') {
+                for (r++; *r && *r != '"'; r++) {
+                    if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+                        r++;
+                    *w++ = *r;
+                }
+                if (*r != '"') {
+                    *why = "unterminated \"";
+                    return -1;
+                }
+                r++;
+            } else if (*r == '\\' && r[1]) {
+                *w++ = r[1];
+                r += 2;
+            } else {
+                *w++ = *r++;
+            }
+        }
+        /* The terminator may overwrite the blank after the word, never
+         * text not yet read: w never passes r. */
+        bool end = *r == '\0';
+        *w++ = '\0';
+        if (end)
+            return n;
+        r++;
+    }
+}
+
+/* Parses one batch line and queues its request. Returns false for a line
+ * with nothing to do (blank, comment). */
+static bool batch_line(const struct ctx *base, char *line, struct outcome *o)
+{
+    struct ctx x = *base;
+    x.nargs = 0;
+    x.options.type = MSGPACK_OBJECT_NIL;
+    x.err[0] = '\0';
+    msgpack_zone_clear(x.zone);
+    char *words[MAX_WORDS];
+    const char *why = NULL;
+    int n = split_words(line, words, MAX_WORDS, &why);
+    if (n == 0)
+        return false;
+    *o = (struct outcome){0};
+    const struct command *cmd = NULL;
+    for (size_t i = 0; n > 0 && i < NCOMMANDS && cmd == NULL; i++)
+        if (strcmp(commands[i].name, words[0]) == 0)
+            cmd = &commands[i];
+    if (n < 0)
+        bad(&x, "%s", why);
+    else if (cmd == NULL)
+        bad(&x, "unknown command \"%s\"", words[0]);
+    else if (cmd->run == run_batch || cmd->run == run_complete || cmd->run == run_monitor)
+        bad(&x, "%s cannot run in a batch", cmd->name);
+    else if (parse_args(&x, cmd, n - 1, words + 1) && cmd->run(&x, outcome_done, o) == 0)
+        o->done = true, o->status = GSC_BROKEN;
+    if (x.err[0]) {
+        o->done = true;
+        o->err = strdup(x.err);
+        if (o->err == NULL)
+            abort(); /* out of memory ends the process */
+    }
+    return true;
+}
+
+/* Prints one batch result: {"ok": result} or {"error": code, "detail": d}.
+ * Returns the exit status it calls for. */
+static int batch_print(const struct ctx *x, struct outcome *o)
+{
+    msgpack_object_kv kv[2];
+    msgpack_object env = {.type = MSGPACK_OBJECT_MAP, .via.map = {2, kv}};
+    int rc = EXIT_DAEMON;
+    kv[0].key = str_obj("error");
+    kv[1].key = str_obj("detail");
+    if (o->err) {
+        kv[0].val = str_obj("usage");
+        kv[1].val = str_obj(o->err);
+    } else if (o->status == GSC_OK) {
+        env.via.map.size = 1;
+        kv[0].key = str_obj("ok");
+        kv[0].val = o->reply->result;
+        rc = 0;
+    } else if (o->status == GSC_ERROR) {
+        kv[0].val = str_obj(o->reply->code);
+        kv[1].val = o->reply->detail;
+    } else if (o->status == GSC_TIMEOUT) {
+        kv[0].val = str_obj("timeout");
+        kv[1].val = str_obj("no response in time");
+    } else {
+        kv[0].val = str_obj("connection");
+        kv[1].val = str_obj(gsc_errmsg(x->c));
+        rc = EXIT_CONN;
+    }
+    print_value(x, &env);
+    gsc_reply_destroy(&o->reply);
+    free(o->err);
+    *o = (struct outcome){0};
+    return rc;
+}
+
+/* batch [FILE]: every line a command, pipelined, results in input order. */
+static int run_batch_file(struct ctx *x)
+{
+    struct lines in = {.fd = 0};
+    if (x->nargs == 1 && strcmp(x->arg[0], "-") != 0) {
+        in.fd = open(x->arg[0], O_RDONLY | O_CLOEXEC);
+        if (in.fd < 0) {
+            fprintf(stderr, "%s: %s: %s\n", progname, x->arg[0], strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
+    /* A ring of outcomes: seq % BATCH_WINDOW; printed from `shown` on. */
+    struct outcome *ring = calloc(BATCH_WINDOW, sizeof *ring);
+    if (ring == NULL)
+        abort(); /* out of memory ends the process */
+    unsigned long long seq = 0, shown = 0;
+    int rc = 0;
+    for (;;) {
+        char *line;
+        while (seq - shown < BATCH_WINDOW && (line = lines_next(&in)) != NULL)
+            if (batch_line(x, line, &ring[seq % BATCH_WINDOW]))
+                seq++;
+        while (shown < seq && ring[shown % BATCH_WINDOW].done) {
+            int r = batch_print(x, &ring[shown % BATCH_WINDOW]);
+            rc = r > rc ? r : rc;
+            shown++;
+        }
+        if (seq - shown < BATCH_WINDOW && lines_ready(&in))
+            continue; /* room again: queue more before waiting */
+        if (in.eof && shown == seq && !lines_ready(&in))
+            break;
+        /* About to wait: what is printed goes out now, so a script that
+         * feeds one line and reads one result is answered. */
+        if (flush_stdout() != 0) {
+            rc = EXIT_FAILURE;
+            break;
+        }
+        struct pollfd pfd[2] = {{.fd = gsc_fd(x->c), .events = gsc_events(x->c)}, {.fd = -1}};
+        bool want_input = !in.eof && seq - shown < BATCH_WINDOW;
+        if (want_input)
+            pfd[1] = (struct pollfd){.fd = in.fd, .events = POLLIN};
+        poll(pfd, 2, gsc_next_timeout(x->c));
+        if (pfd[1].revents && !lines_fill(&in))
+            fprintf(stderr, "%s: reading the batch: %s\n", progname, strerror(errno));
+        gsc_process(x->c);
+    }
+    for (unsigned long long i = shown; i < seq; i++) /* only after a write error */
+        gsc_reply_destroy(&ring[i % BATCH_WINDOW].reply), free(ring[i % BATCH_WINDOW].err);
+    free(ring);
+    free(in.buf);
+    if (in.fd > 0)
+        close(in.fd);
+    int f = flush_stdout();
+    return rc ? rc : f;
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -463,25 +859,33 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 't'},
         {"pretty", no_argument, NULL, 'p'},
+        {"msgpack", no_argument, NULL, 'm'},
+        {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct ctx x = {.options = {.type = MSGPACK_OBJECT_NIL}};
+    msgpack_zone zone;
+    struct ctx x = {.options = {.type = MSGPACK_OBJECT_NIL}, .zone = &zone};
     int ch;
     /* "+": stop at the command, so its arguments (say "-5") stay its own. */
-    while ((ch = getopt_long(argc, argv, "+s:t:ph", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+s:t:pmqh", longopts, NULL)) != -1) {
         switch (ch) {
         case 's':
             x.socket = optarg;
             break;
         case 't':
             if (!parse_timeout(optarg, &x.timeout_ms))
-                usage_error(NULL, "-t wants ms (at least 1) or \"infinity\", not \"%s\"",
-                            optarg);
+                usage_error(NULL, "-t wants ms (at least 1) or \"infinity\", not \"%s\"", optarg);
             x.timeout_given = true;
             break;
         case 'p':
-            x.json = JSON_MP_PRETTY;
+            x.output = OUT_PRETTY;
+            break;
+        case 'm':
+            x.output = OUT_MSGPACK;
+            break;
+        case 'q':
+            x.output = OUT_QUIET;
             break;
         case 'h':
             usage(stdout);
@@ -505,34 +909,36 @@ int main(int argc, char **argv)
     if (cmd == NULL)
         usage_error(NULL, "unknown command \"%s\"", name);
 
-    if (!msgpack_zone_init(&x.zone, MSGPACK_ZONE_CHUNK_SIZE))
+    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE))
         abort();
-    parse_args(&x, cmd, argc - optind, argv + optind);
+    if (!parse_args(&x, cmd, argc - optind, argv + optind))
+        usage_error(cmd, "%s", x.err);
+    if (cmd->run == run_complete && strcmp(x.arg[0], "commands") == 0) {
+        msgpack_zone_destroy(&zone);
+        return run_names(&x);
+    }
 
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     if (gsp_socket_path(x.socket, path, sizeof path) < 0) {
         fprintf(stderr, "%s: socket path too long\n", progname);
-        msgpack_zone_destroy(&x.zone);
+        msgpack_zone_destroy(&zone);
         return EXIT_CONN;
     }
     x.c = gsc_connect(path);
     if (x.c == NULL) {
         fprintf(stderr, "%s: connect %s: %s\n", progname, path, strerror(errno));
-        msgpack_zone_destroy(&x.zone);
+        msgpack_zone_destroy(&zone);
         return EXIT_CONN;
     }
 
-    gsc_reply *r = NULL;
-    int status = cmd->run(&x, &r);
     int rc;
-    if (cmd->run == run_monitor && status == GSC_OK) {
-        uint64_t ref = r->result.type == MSGPACK_OBJECT_POSITIVE_INTEGER ? r->result.via.u64 : 0;
-        rc = wait_down(&x, ref);
-    } else {
-        rc = finish(&x, status, r);
-    }
-    gsc_reply_destroy(&r);
+    if (cmd->run == run_batch)
+        rc = run_batch_file(&x);
+    else if (cmd->run == run_complete)
+        rc = run_names(&x);
+    else
+        rc = run_one(&x, cmd);
     gsc_close(&x.c);
-    msgpack_zone_destroy(&x.zone);
+    msgpack_zone_destroy(&zone);
     return rc;
 }

@@ -310,6 +310,180 @@ START_TEST(broken_connection_exit_3)
 }
 END_TEST
 
+/* ---- batch, output modes, completion -------------------------------------- */
+
+/* Writes text to a file in the daemon's directory; returns its path. */
+static const char *write_file(const struct gsd *d, const char *name, const char *text)
+{
+    const char *path = gsd_path(d, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+START_TEST(batch_prints_one_result_per_line_in_order)
+{
+    const char *file = write_file(D, "b.txt",
+                                  "start counter c 5\n"
+                                  "start probe p\n"
+                                  "# a comment, then a blank line\n"
+                                  "\n"
+                                  "call p '[\"reply_after\", 300, \"slow\"]'\n"
+                                  "call c '[\"add\", 10]'\n"
+                                  "call p \"[\\\"echo\\\", \\\"two words\\\"]\"\n"
+                                  "call c get\n"
+                                  "ping");
+    char *out, *err;
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 0);
+    ck_assert_str_eq(out, "{\"ok\":1}\n"
+                          "{\"ok\":2}\n"
+                          "{\"ok\":\"slow\"}\n"
+                          "{\"ok\":15}\n"
+                          "{\"ok\":\"two words\"}\n"
+                          "{\"ok\":15}\n"
+                          "{\"ok\":\"pong\"}\n");
+    ck_assert_int_eq(line_count(out), 7);
+}
+END_TEST
+
+START_TEST(batch_exits_1_when_any_failed)
+{
+    const char *file = write_file(D, "b.txt",
+                                  "ping\n"
+                                  "call ghost get\n"
+                                  "frobnicate now\n"
+                                  "call c 'unterminated\n"
+                                  "monitor c\n"
+                                  "ping\n");
+    char *out, *err;
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 1);
+    ck_assert_str_eq(out,
+                     "{\"ok\":\"pong\"}\n"
+                     "{\"error\":\"noproc\",\"detail\":\"no such server\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"unknown command \\\"frobnicate\\\"\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"unterminated '\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"monitor cannot run in a batch\"}\n"
+                     "{\"ok\":\"pong\"}\n");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-q", "batch", file, NULL), 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", "/nonexistent/batch", NULL), 2);
+}
+END_TEST
+
+START_TEST(batch_reads_stdin_and_writes_msgpack)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'ping\\ncall ghost get\\n' | timeout 10 %s/gsctl -s %s batch; echo \" $?\"",
+             gsd_build(), D->sock);
+    int status;
+    ck_assert_str_eq(
+        shell_output(cmd, &status),
+        "{\"ok\":\"pong\"}\n{\"error\":\"noproc\",\"detail\":\"no such server\"}\n 1\n");
+    snprintf(cmd, sizeof cmd, "echo ping | timeout 10 %s/gsctl -s %s --msgpack batch -",
+             gsd_build(), D->sock);
+    ck_assert_str_eq(shell_output(cmd, &status), "\x81\xa2ok\xa4pong"); /* {"ok": "pong"} */
+    ck_assert_int_eq(status, 0);
+}
+END_TEST
+
+START_TEST(batch_pipelines_thousands)
+{
+    enum { N = 5000 };
+    char *text = malloc(N * 24 + 64);
+    size_t len = 0;
+    len += (size_t)sprintf(text + len, "start counter c\n");
+    for (int i = 0; i < N; i++)
+        len += (size_t)sprintf(text + len, "call c increment\n");
+    const char *file = write_file(D, "big.txt", text);
+    free(text);
+    char *out, *err;
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 0);
+    int64_t ms = now_ms() - t0;
+    ck_assert_int_eq(line_count(out), N + 1);
+    /* Every answer in order: the k-th increment answers k. */
+    char *line = strchr(out, '\n') + 1;
+    for (int k = 1; k <= N; k++) {
+        char want[32];
+        int n = snprintf(want, sizeof want, "{\"ok\":%d}\n", k);
+        ck_assert_msg(strncmp(line, want, (size_t)n) == 0, "line %d: %.20s", k, line);
+        line += n;
+    }
+    printf("bench: gsctl batch ran %d calls in %lld ms (%.0f/s)\n", N, (long long)ms,
+           N * 1000.0 / (ms ? ms : 1));
+}
+END_TEST
+
+START_TEST(batch_connection_lost_exits_3)
+{
+    struct gsd *d = gsd_start();
+    gsc *c = CLIENT(d);
+    START(c, "probe", "p", NULL);
+    client_close(&c);
+    const char *file = write_file(d, "b.txt",
+                                  "ping\n"
+                                  "call p '[\"reply_after\", 5000, 1]'\n"
+                                  "call p '[\"reply_after\", 5000, 2]'\n");
+    const char *argv[] = {"batch", file, NULL};
+    struct proc *p = gsctl_spawn(d->sock, argv);
+    sleep_ms(300);
+    gsd_wait_exit(d, SIGKILL, 5000);
+    char *out, *err;
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 3);
+    ck_assert_int_eq(line_count(out), 3);
+    ck_assert_msg(strncmp(out, "{\"ok\":\"pong\"}\n{\"error\":\"connection\"", 34) == 0, "out: %s",
+                  out);
+    gsd_stop(&d);
+}
+END_TEST
+
+START_TEST(output_modes)
+{
+    char *out, *err;
+    GSCTL_OK("start", "probe", "p");
+    ck_assert_str_eq(GSCTL_OK("-p", "call", "p", "[\"echo\", {\"a\": [1]}]"),
+                     "{\n  \"a\": [\n    1\n  ]\n}\n");
+    /* --msgpack: the result's own bytes, {"a": [1]} */
+    ck_assert_str_eq(GSCTL_OK("--msgpack", "call", "p", "[\"echo\", {\"a\": [1]}]"), "\x81\xa1"
+                                                                                     "a\x91\x01");
+    ck_assert_str_eq(GSCTL_OK("-q", "ping"), "");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "--quiet", "call", "ghost", "get", NULL), 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_str_eq(err, "");
+}
+END_TEST
+
+START_TEST(complete_names_from_the_daemon)
+{
+    GSCTL_OK("start", "counter", "alpha");
+    GSCTL_OK("start", "stack", "beta");
+    GSCTL_OK("start", "counter"); /* anonymous: no name to offer */
+    ck_assert_str_eq(GSCTL_OK("complete", "servers"), "alpha\nbeta\n");
+    ck_assert_str_eq(GSCTL_OK("complete", "modules"), "counter\nstack\n");
+    ck_assert(contains(GSCTL_OK("complete", "commands"), "\nbatch\n"));
+}
+END_TEST
+
+START_TEST(bash_completion_asks_the_daemon)
+{
+    GSCTL_OK("start", "counter", "alpha");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "PATH=%s:$PATH timeout 10 bash -c '"
+             "source %s/../client/gsctl.bash;"
+             "COMP_WORDS=(gsctl -s %s call \"\"); COMP_CWORD=4; _gsctl; echo \"${COMPREPLY[*]}\";"
+             "COMP_WORDS=(gsctl sta); COMP_CWORD=1; _gsctl; echo \"${COMPREPLY[*]}\"' 2>&1",
+             gsd_build(), gsd_build(), D->sock);
+    int status;
+    const char *out = shell_output(cmd, &status);
+    ck_assert_int_eq(status, 0);
+    ck_assert_str_eq(out, "alpha\nstart state\n");
+}
+END_TEST
+
 static Suite *gsctl_suite(void)
 {
     Suite *s = suite_create("gsctl");
@@ -336,11 +510,19 @@ static Suite *gsctl_suite(void)
     tcase_add_test(tc, timeout_flag_bounds_a_call);
     tcase_add_test(tc, monitor_waits_and_prints_the_down);
     tcase_add_test(tc, monitor_of_dead_server_prints_noproc);
+    tcase_add_test(tc, batch_prints_one_result_per_line_in_order);
+    tcase_add_test(tc, batch_exits_1_when_any_failed);
+    tcase_add_test(tc, batch_reads_stdin_and_writes_msgpack);
+    tcase_add_test(tc, batch_pipelines_thousands);
+    tcase_add_test(tc, output_modes);
+    tcase_add_test(tc, complete_names_from_the_daemon);
+    tcase_add_test(tc, bash_completion_asks_the_daemon);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("broken");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, broken_connection_exit_3);
+    tcase_add_test(tc, batch_connection_lost_exits_3);
     suite_add_tcase(s, tc);
     return s;
 }

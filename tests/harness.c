@@ -487,6 +487,21 @@ int gsctl_wait(struct proc **pp, int wait_ms, char **out, char **err)
     return status;
 }
 
+char *shell_output(const char *cmd, int *status)
+{
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        ck_abort_msg("popen %s: %s", cmd, strerror(errno));
+    struct gsp_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        gsp_buf_append(&b, chunk, n);
+    gsp_buf_append(&b, "", 1);
+    *status = pclose(f);
+    return keep(b.data);
+}
+
 int run_gsctl(const struct gsd *d, char **out, char **err, ...)
 {
     const char *argv[48];

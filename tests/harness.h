@@ -84,6 +84,11 @@ int gsctl_wait(struct proc **p, int wait_ms, char **out, char **err);
 /* Runs gsctl -s d->sock ARGS... NULL, bounded by 10 s. */
 int run_gsctl(const struct gsd *d, char **out, char **err, ...) __attribute__((sentinel));
 
+/* Runs cmd with /bin/sh (bound it yourself, e.g. with timeout(1)) and
+ * returns its stdout (kept until the test ends); *status gets its exit
+ * status as pclose reports it. */
+char *shell_output(const char *cmd, int *status);
+
 /* ---- raw sockets ----------------------------------------------------------- */
 
 /* A connection spoken to byte by byte, with its own input framing. */

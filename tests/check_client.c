@@ -1,0 +1,565 @@
+/*
+ * check_client.c — libgsclient's asynchronous side against a real gsd:
+ * pipelining, completion in any order, per-request deadlines, a daemon that
+ * dies under pending requests, callbacks that close their connection, downs
+ * as callbacks, the libevent adapter and a plain poll loop, and multi_call /
+ * abcast over several daemons with one of them down or hung.
+ */
+#include "gsclient-event.h"
+#include "harness.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct gsd *D;
+static gsc *C;
+
+static void setup(void)
+{
+    D = gsd_start();
+    C = CLIENT(D);
+}
+
+static void teardown(void)
+{
+    client_close(&C);
+    if (D) /* a test that killed its daemon has stopped it already */
+        ck_assert_int_eq(gsd_stop(&D), 0);
+}
+
+/* ---- completions, recorded -------------------------------------------------- */
+
+#define MAX_DONE 2048
+
+/* What the callbacks saw, in the order they ran. */
+struct record {
+    int n;                      /* completions */
+    uint32_t msgid[MAX_DONE];   /* whose */
+    int status[MAX_DONE];       /* GSC_* */
+    gsc_reply *reply[MAX_DONE]; /* kept until exit */
+    void *arg[MAX_DONE];        /* the arg each was given */
+};
+
+static struct record R;
+
+static void record_done(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg)
+{
+    (void)c;
+    ck_assert_int_lt(R.n, MAX_DONE);
+    R.msgid[R.n] = msgid;
+    R.status[R.n] = status;
+    R.reply[R.n] = reply;
+    R.arg[R.n] = arg;
+    R.n++;
+}
+
+/* The completion of msgid, or -1. */
+static int done_index(uint32_t msgid)
+{
+    for (int i = 0; i < R.n; i++)
+        if (R.msgid[i] == msgid)
+            return i;
+    return -1;
+}
+
+/* A call queued with record_done, checked to be accepted. */
+static uint32_t call_async(gsc *c, const char *server, const msgpack_object *req, int timeout_ms,
+                           void *arg)
+{
+    uint32_t id = gsc_call_async(c, server, req, timeout_ms, record_done, arg);
+    ck_assert_msg(id != 0, "call_async refused: %s", gsc_errmsg(c));
+    return id;
+}
+
+static void probe(const char *name)
+{
+    START(C, "probe", name, NULL);
+}
+
+/* ---- pipelining and order ---------------------------------------------------- */
+
+START_TEST(pipelines_hundreds_on_one_connection)
+{
+    START(C, "counter", "c", mp("0"));
+    enum { N = 500 };
+    uint32_t ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = call_async(C, "c", mp("['add', 1]"), 0, NULL);
+    ck_assert_uint_eq(gsc_inflight(C), N);
+    ck_assert_int_eq(gsc_run(C, 20000), GSC_OK);
+    ck_assert_int_eq(R.n, N);
+    ck_assert_uint_eq(gsc_inflight(C), 0);
+    /* One server, one connection: handled in the order sent. */
+    for (int i = 0; i < N; i++) {
+        int k = done_index(ids[i]);
+        ck_assert_int_ge(k, 0);
+        ck_assert_int_eq(R.status[k], GSC_OK);
+        ck_assert_int_eq(MP_INT(&R.reply[k]->result), i + 1);
+    }
+    ck_assert_mp_eq(CALL(C, "c", mp("'get'")), "%d", N);
+}
+END_TEST
+
+START_TEST(completions_come_in_the_daemons_order)
+{
+    probe("p");
+    uint32_t slow = call_async(C, "p", mp("['reply_after', 600, 'slow']"), 0, NULL);
+    uint32_t fast = call_async(C, "p", mp("['reply_after', 50, 'fast']"), 0, NULL);
+    uint32_t now = call_async(C, "p", mp("['echo', 'now']"), 0, NULL);
+    uint32_t ping = gsc_ping_async(C, record_done, NULL);
+    ck_assert_int_eq(gsc_run(C, 10000), GSC_OK);
+    ck_assert_int_eq(R.n, 4);
+    ck_assert_int_eq(done_index(slow), 3);
+    ck_assert_int_lt(done_index(now), done_index(fast));
+    ck_assert_int_lt(done_index(ping), done_index(fast));
+    ck_assert_mp_eq(&R.reply[done_index(slow)]->result, "'slow'");
+    ck_assert_mp_eq(&R.reply[done_index(fast)]->result, "'fast'");
+    ck_assert_mp_eq(&R.reply[done_index(now)]->result, "'now'");
+}
+END_TEST
+
+START_TEST(errors_complete_with_their_code)
+{
+    uint32_t a = call_async(C, "ghost", mp("'get'"), 0, NULL);
+    uint32_t b = gsc_request_async(C, "no_such_method", NULL, 5000, record_done, NULL);
+    ck_assert_uint_ne(b, 0);
+    ck_assert_int_eq(gsc_run(C, 5000), GSC_OK);
+    ck_assert_int_eq(R.status[done_index(a)], GSC_ERROR);
+    ck_assert_str_eq(R.reply[done_index(a)]->code, "noproc");
+    ck_assert_str_eq(R.reply[done_index(b)]->code, "unknown_method");
+}
+END_TEST
+
+START_TEST(every_method_has_an_async_form)
+{
+    int arg = 0;
+    uint32_t ids[] = {
+        gsc_start_async(C, "counter", "c", mp("5"), NULL, record_done, &arg),
+        gsc_cast_async(C, "c", mp("'increment'"), record_done, &arg),
+        gsc_send_async(C, "c", mp("'hello'"), record_done, &arg),
+        gsc_whereis_async(C, "c", record_done, &arg),
+        gsc_which_async(C, record_done, &arg),
+        gsc_info_async(C, "c", record_done, &arg),
+        gsc_get_state_async(C, "c", record_done, &arg),
+        gsc_modules_async(C, record_done, &arg),
+        gsc_load_async(C, "stack", record_done, &arg),
+        gsc_version_async(C, record_done, &arg),
+        gsc_monitor_async(C, "c", record_done, &arg),
+        gsc_demonitor_async(C, 999, record_done, &arg),
+        gsc_stop_async(C, "c", NULL, 0, record_done, &arg),
+        gsc_reload_async(C, "stack", record_done, &arg),
+    };
+    enum { N = sizeof ids / sizeof ids[0] };
+    ck_assert_int_eq(gsc_run(C, 10000), GSC_OK);
+    ck_assert_int_eq(R.n, N);
+    for (int i = 0; i < N; i++) {
+        int k = done_index(ids[i]);
+        ck_assert_int_ge(k, 0);
+        ck_assert_msg(R.status[k] == GSC_OK,
+                      "request %d: status %d (%s)", i, R.status[k],
+                      R.reply[k] && R.reply[k]->code ? R.reply[k]->code : "");
+        ck_assert_ptr_eq(R.arg[k], &arg);
+    }
+    const msgpack_object *id = &R.reply[done_index(ids[0])]->result;
+    ck_assert_mp_eq(&R.reply[done_index(ids[3])]->result, "%v", id); /* whereis */
+    ck_assert_mp_eq(&R.reply[done_index(ids[6])]->result, "6");      /* the cast came first */
+}
+END_TEST
+
+/* ---- deadlines --------------------------------------------------------------- */
+
+START_TEST(a_request_times_out_alone)
+{
+    probe("p");
+    /* Our deadline (200 ms) is far shorter than the daemon's (infinity). */
+    uint32_t late = gsc_request_async(
+        C, "call", mp("['p', ['reply_after', 800, 'late'], 'infinity']"), 200, record_done, NULL);
+    uint32_t soon = call_async(C, "p", mp("['reply_after', 100, 'soon']"), 0, NULL);
+    ck_assert_uint_ne(late, 0);
+    int to = gsc_next_timeout(C);
+    ck_assert_int_ge(to, 0);
+    ck_assert_int_le(to, 200);
+    ck_assert_int_eq(gsc_run(C, 10000), GSC_OK);
+    ck_assert_int_eq(R.n, 2);
+    ck_assert_int_eq(R.status[done_index(soon)], GSC_OK);
+    ck_assert_int_eq(R.status[done_index(late)], GSC_TIMEOUT);
+    ck_assert_ptr_null(R.reply[done_index(late)]);
+    /* The connection lives on; the late answer is dropped, not misdelivered. */
+    sleep_ms(900);
+    uint32_t echo = call_async(C, "p", mp("['echo', 'after']"), 0, NULL);
+    ck_assert_int_eq(gsc_run(C, 5000), GSC_OK);
+    ck_assert_int_eq(R.n, 3);
+    ck_assert_int_eq(done_index(echo), 2);
+    ck_assert_mp_eq(&R.reply[2]->result, "'after'");
+    ck_assert_int_eq(gsc_next_timeout(C), -1);
+}
+END_TEST
+
+START_TEST(run_returns_timeout_with_requests_in_flight)
+{
+    probe("p");
+    call_async(C, "p", mp("['reply_after', 1000, 'x']"), 0, NULL);
+    ck_assert_int_eq(gsc_run(C, 50), GSC_TIMEOUT);
+    ck_assert_uint_eq(gsc_inflight(C), 1);
+    ck_assert_int_eq(gsc_run(C, 5000), GSC_OK);
+    ck_assert_int_eq(R.status[0], GSC_OK);
+}
+END_TEST
+
+/* ---- breaking --------------------------------------------------------------- */
+
+START_TEST(daemon_killed_mid_request_completes_everything)
+{
+    probe("p");
+    enum { N = 50 };
+    for (int i = 0; i < N; i++)
+        call_async(C, "p", mp("['reply_after', 20000, %d]", i), -1, NULL);
+    ck_assert_int_eq(gsc_run(C, 200), GSC_TIMEOUT); /* all sent, none answered */
+    ck_assert_int_eq(gsd_wait_exit(D, SIGKILL, 5000), 128 + SIGKILL);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(gsc_run(C, 10000), GSC_BROKEN);
+    ck_assert_int_lt(now_ms() - t0, 5000);
+    ck_assert_int_eq(R.n, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(R.status[i], GSC_BROKEN);
+    ck_assert_uint_eq(gsc_inflight(C), 0);
+    ck_assert_msg(strstr(gsc_errmsg(C), "closed") || strstr(gsc_errmsg(C), "lost"), "errmsg: %s",
+                  gsc_errmsg(C));
+    ck_assert_uint_eq(gsc_call_async(C, "p", mp("1"), 0, record_done, NULL), 0);
+    gsd_stop(&D);
+}
+END_TEST
+
+START_TEST(close_completes_what_is_in_flight)
+{
+    probe("p");
+    for (int i = 0; i < 10; i++)
+        call_async(C, "p", mp("['reply_after', 5000, %d]", i), 0, NULL);
+    client_close(&C); /* gsc_close, and the harness forgets C */
+    ck_assert_ptr_null(C);
+    ck_assert_int_eq(R.n, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(R.status[i], GSC_BROKEN);
+}
+END_TEST
+
+/* Closes its connection from inside the first completion. */
+static void close_in_callback(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg)
+{
+    record_done(c, msgid, status, reply, arg);
+    gsc **owner = arg;
+    gsc_close(owner);
+}
+
+START_TEST(a_callback_may_close_its_connection)
+{
+    probe("p");
+    gsc *c = gsc_connect(D->sock); /* not CLIENT: the callback closes it */
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_ne(gsc_call_async(c, "p", mp("['echo', 1]"), 0, close_in_callback, &c), 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_uint_ne(
+            gsc_call_async(c, "p", mp("['reply_after', 3000, 2]"), 0, record_done, NULL), 0);
+    int64_t end = now_ms() + 5000;
+    while (c && now_ms() < end) {
+        struct pollfd pfd = {.fd = gsc_fd(c), .events = gsc_events(c)};
+        poll(&pfd, 1, 100);
+        gsc_process(c); /* the close happens in here; c is NULL after */
+    }
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(R.n, 6);
+    ck_assert_int_eq(R.status[0], GSC_OK);
+    for (int i = 1; i < 6; i++)
+        ck_assert_int_eq(R.status[i], GSC_BROKEN);
+    ck_assert_mp_eq(CALL(C, "p", mp("['echo', 'alive']")), "'alive'");
+}
+END_TEST
+
+/* ---- downs as callbacks -------------------------------------------------------- */
+
+static gsc_down *Downs[8];
+static int NDowns;
+
+static void on_down(gsc *c, gsc_down *d, void *arg)
+{
+    (void)c;
+    ck_assert_ptr_eq(arg, &NDowns);
+    ck_assert_int_lt(NDowns, 8);
+    Downs[NDowns++] = d;
+}
+
+START_TEST(downs_come_as_callbacks)
+{
+    uint64_t id = START(C, "counter", "c", NULL);
+    gsc_on_down(C, on_down, &NDowns);
+    uint32_t m1 = gsc_monitor_async(C, "c", record_done, NULL);
+    uint32_t m2 = gsc_monitor_async(C, "ghost", record_done, NULL);
+    ck_assert_int_eq(gsc_run(C, 5000), GSC_OK);
+    uint64_t ref1 = (uint64_t)MP_INT(&R.reply[done_index(m1)]->result);
+    uint64_t ref2 = (uint64_t)MP_INT(&R.reply[done_index(m2)]->result);
+    gsc_stop_async(C, "c", mp("'bye'"), 0, record_done, NULL);
+    ck_assert_int_eq(gsc_run(C, 5000), GSC_OK);
+    ck_assert(WAIT_UNTIL(3000, (gsc_process(C), NDowns == 2)));
+    ck_assert_uint_eq(Downs[0]->ref, ref2); /* noproc came at once */
+    ck_assert_mp_eq(&Downs[0]->reason, "'noproc'");
+    ck_assert_uint_eq(Downs[1]->ref, ref1);
+    ck_assert_uint_eq(Downs[1]->id, id);
+    ck_assert_mp_eq(&Downs[1]->name, "'c'");
+    ck_assert_mp_eq(&Downs[1]->reason, "'bye'");
+    ck_assert(!gsc_pending(C)); /* nothing queued for gsc_next_down */
+    for (int i = 0; i < NDowns; i++)
+        gsc_down_destroy(&Downs[i]);
+}
+END_TEST
+
+/* ---- loops --------------------------------------------------------------------- */
+
+static struct event_base *Base;
+
+/* Stops the base after the last of n completions. */
+static void count_then_exit(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg)
+{
+    record_done(c, msgid, status, reply, arg);
+    if (R.n == *(int *)arg)
+        event_base_loopexit(Base, NULL);
+}
+
+/* The guard against a loop that would never end. */
+static void break_loop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    event_base_loopbreak(Base);
+}
+
+START_TEST(runs_inside_a_libevent_loop)
+{
+    probe("p");
+    Base = event_base_new();
+    ck_assert_int_eq(gsc_event_attach(C, Base), 0);
+    static int n = 201;
+    for (int i = 0; i < 200; i++)
+        ck_assert_uint_ne(gsc_call_async(C, "p", mp("['echo', %d]", i), 0, count_then_exit, &n), 0);
+    ck_assert_uint_ne(gsc_request_async(C, "call", mp("['p', ['reply_after', 2000, 0], nil]"), 100,
+                                        count_then_exit, &n),
+                      0);
+    struct event *guard = evtimer_new(Base, break_loop, NULL);
+    struct timeval ten = {10, 0};
+    evtimer_add(guard, &ten);
+    event_base_dispatch(Base);
+    ck_assert_int_eq(R.n, 201);
+    for (int i = 0; i < 200; i++)
+        ck_assert_mp_eq(&R.reply[i]->result, "%d", i);
+    ck_assert_int_eq(R.status[200], GSC_TIMEOUT);
+    /* Closing from a callback under the adapter, then the base runs dry. */
+    client_close(&C);
+    gsc *c = gsc_connect(D->sock);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(gsc_event_attach(c, Base), 0);
+    ck_assert_uint_ne(gsc_call_async(c, "p", mp("['echo', 'x']"), 0, close_in_callback, &c), 0);
+    event_del(guard);
+    ck_assert_int_eq(event_base_dispatch(Base), 1); /* no events left */
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(R.status[201], GSC_OK);
+    event_free(guard);
+    event_base_free(Base);
+}
+END_TEST
+
+START_TEST(runs_inside_a_plain_poll_loop)
+{
+    probe("p");
+    for (int i = 0; i < 100; i++)
+        call_async(C, "p", mp("['reply_after', %d, %d]", (i * 7) % 50, i), 0, NULL);
+    int64_t end = now_ms() + 10000;
+    while (gsc_inflight(C) > 0 && now_ms() < end) {
+        struct pollfd pfd = {.fd = gsc_fd(C), .events = gsc_events(C)};
+        poll(&pfd, 1, gsc_next_timeout(C));
+        ck_assert_int_eq(gsc_process(C), 0);
+    }
+    ck_assert_int_eq(R.n, 100);
+}
+END_TEST
+
+START_TEST(sync_calls_share_the_connection_with_async_ones)
+{
+    probe("p");
+    uint32_t slow = call_async(C, "p", mp("['reply_after', 300, 'slow']"), 0, NULL);
+    ck_assert_mp_eq(CALL(C, "p", mp("['echo', 'sync']")), "'sync'");
+    ck_assert_int_eq(R.n, 0);
+    ck_assert_mp_eq(CALL(C, "p", mp("['reply_after', 500, 'sync2']")), "'sync2'");
+    ck_assert_int_eq(R.n, 1); /* completed while the sync call waited */
+    ck_assert_int_eq(done_index(slow), 0);
+}
+END_TEST
+
+/* ---- several daemons ----------------------------------------------------------- */
+
+START_TEST(multi_call_with_one_daemon_down)
+{
+    struct gsd *d2 = gsd_start(), *d3 = gsd_start();
+    gsc *c2 = CLIENT(d2);
+    START(C, "counter", "c", mp("1"));
+    START(c2, "counter", "c", mp("2"));
+    client_close(&c2);
+    ck_assert_int_eq(gsd_wait_exit(d3, SIGKILL, 5000), 128 + SIGKILL);
+    const char *socks[] = {D->sock, d2->sock, d3->sock};
+    gsc_multi *m;
+    int64_t t0 = now_ms();
+    ck_assert_uint_eq(gsc_multi_call(socks, 3, "c", mp("'get'"), 2000, &m), 1);
+    ck_assert_int_lt(now_ms() - t0, 2000);
+    ck_assert_uint_eq(m->n, 3);
+    ck_assert_uint_eq(m->nbad, 1);
+    ck_assert_str_eq(m->daemon[0].socket, D->sock);
+    ck_assert_int_eq(m->daemon[0].status, GSC_OK);
+    ck_assert_mp_eq(&m->daemon[0].reply->result, "1");
+    ck_assert_int_eq(m->daemon[1].status, GSC_OK);
+    ck_assert_mp_eq(&m->daemon[1].reply->result, "2");
+    ck_assert_int_eq(m->daemon[2].status, GSC_BROKEN);
+    ck_assert_ptr_null(m->daemon[2].reply);
+    ck_assert_msg(strstr(m->daemon[2].errmsg, "connect"), "errmsg: %s", m->daemon[2].errmsg);
+    gsc_multi_destroy(&m);
+    ck_assert_ptr_null(m);
+    gsd_stop(&d3);
+    ck_assert_int_eq(gsd_stop(&d2), 0);
+}
+END_TEST
+
+START_TEST(multi_call_one_timeout_for_a_hung_daemon)
+{
+    struct gsd *d2 = gsd_start();
+    START(C, "counter", "c", mp("1"));
+    gsc *c2 = CLIENT(d2);
+    START(c2, "counter", "c", mp("2"));
+    client_close(&c2);
+    kill(d2->pid, SIGSTOP); /* accepts (the backlog) but never answers */
+    const char *socks[] = {D->sock, d2->sock, "/nonexistent/gsd.sock"};
+    gsc_multi *m;
+    int64_t t0 = now_ms();
+    ck_assert_uint_eq(gsc_multi_call(socks, 3, "c", mp("'get'"), 300, &m), 2);
+    int64_t took = now_ms() - t0;
+    ck_assert_msg(took >= 250 && took < 3000, "took %lld ms", (long long)took);
+    ck_assert_int_eq(m->daemon[0].status, GSC_OK);
+    ck_assert_int_eq(m->daemon[1].status, GSC_TIMEOUT);
+    ck_assert_int_eq(m->daemon[2].status, GSC_BROKEN);
+    gsc_multi_destroy(&m);
+    kill(d2->pid, SIGCONT);
+    ck_assert_int_eq(gsd_stop(&d2), 0);
+}
+END_TEST
+
+START_TEST(multi_call_noproc_is_bad)
+{
+    struct gsd *d2 = gsd_start();
+    START(C, "counter", "c", mp("7"));
+    const char *socks[] = {D->sock, d2->sock};
+    gsc_multi *m;
+    ck_assert_uint_eq(gsc_multi_call(socks, 2, "c", mp("'get'"), 0, &m), 1);
+    ck_assert_int_eq(m->daemon[0].status, GSC_OK);
+    ck_assert_int_eq(m->daemon[1].status, GSC_ERROR);
+    ck_assert_str_eq(m->daemon[1].reply->code, "noproc");
+    gsc_multi_destroy(&m);
+    ck_assert_int_eq(gsd_stop(&d2), 0);
+}
+END_TEST
+
+START_TEST(abcast_reaches_every_live_daemon)
+{
+    struct gsd *d2 = gsd_start();
+    gsc *c2 = CLIENT(d2);
+    START(C, "counter", "c", mp("10"));
+    START(c2, "counter", "c", mp("20"));
+    const char *socks[] = {D->sock, "/nonexistent/gsd.sock", d2->sock};
+    gsc_multi *m;
+    ck_assert_uint_eq(gsc_abcast(socks, 3, "c", mp("['add', 5]"), 1000, &m), 1);
+    ck_assert_int_eq(m->daemon[0].status, GSC_OK);
+    ck_assert_int_eq(m->daemon[1].status, GSC_BROKEN);
+    ck_assert_int_eq(m->daemon[2].status, GSC_OK);
+    gsc_multi_destroy(&m);
+    ck_assert_mp_eq(CALL(C, "c", mp("'get'")), "15");
+    ck_assert_mp_eq(CALL(c2, "c", mp("'get'")), "25");
+    client_close(&c2);
+    ck_assert_int_eq(gsd_stop(&d2), 0);
+}
+END_TEST
+
+/* ---- the guide's example ------------------------------------------------------ */
+
+START_TEST(the_scripting_guide_example_runs)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "GSD_SOCKET=%s timeout 10 %s/examples/async-counter 2>&1", D->sock,
+             gsd_build());
+    int status;
+    const char *out = shell_output(cmd, &status);
+    ck_assert_int_eq(status, 0);
+    ck_assert_str_eq(out, "add 1 -> 1\nadd 2 -> 3\nadd 3 -> 6\nadd 4 -> 10\nadd 5 -> 15\n"
+                          "add 6 -> 21\nadd 7 -> 28\nadd 8 -> 36\nadd 9 -> 45\nadd 10 -> 55\n"
+                          "example is down: normal\n");
+}
+END_TEST
+
+/* ---- figures -------------------------------------------------------------------- */
+
+START_TEST(bench_pipelined_calls)
+{
+    START(C, "counter", "c", mp("0"));
+    enum { N = 20000, WINDOW = 1000 };
+    int64_t t0 = now_ms();
+    int sent = 0;
+    while (sent < N || gsc_inflight(C) > 0) {
+        while (sent < N && gsc_inflight(C) < WINDOW) {
+            ck_assert_uint_ne(gsc_call_async(C, "c", mp("'increment'"), 0, NULL, NULL), 0);
+            sent++;
+        }
+        struct pollfd pfd = {.fd = gsc_fd(C), .events = gsc_events(C)};
+        poll(&pfd, 1, 1000);
+        ck_assert_int_eq(gsc_process(C), 0);
+    }
+    int64_t ms = now_ms() - t0;
+    ck_assert_mp_eq(CALL(C, "c", mp("'get'")), "%d", N);
+    t0 = now_ms();
+    for (int i = 0; i < 2000; i++)
+        CALL(C, "c", mp("'get'"));
+    int64_t sync_ms = now_ms() - t0;
+    printf("bench: %d pipelined calls in %lld ms (%.0f/s); 2000 sync calls in %lld ms (%.0f/s)\n",
+           N, (long long)ms, N * 1000.0 / (ms ? ms : 1), (long long)sync_ms,
+           2000 * 1000.0 / (sync_ms ? sync_ms : 1));
+}
+END_TEST
+
+static Suite *client_suite(void)
+{
+    Suite *s = suite_create("client");
+    TCase *tc = tcase_create("async");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, pipelines_hundreds_on_one_connection);
+    tcase_add_test(tc, completions_come_in_the_daemons_order);
+    tcase_add_test(tc, errors_complete_with_their_code);
+    tcase_add_test(tc, every_method_has_an_async_form);
+    tcase_add_test(tc, a_request_times_out_alone);
+    tcase_add_test(tc, run_returns_timeout_with_requests_in_flight);
+    tcase_add_test(tc, daemon_killed_mid_request_completes_everything);
+    tcase_add_test(tc, close_completes_what_is_in_flight);
+    tcase_add_test(tc, a_callback_may_close_its_connection);
+    tcase_add_test(tc, downs_come_as_callbacks);
+    tcase_add_test(tc, runs_inside_a_libevent_loop);
+    tcase_add_test(tc, runs_inside_a_plain_poll_loop);
+    tcase_add_test(tc, sync_calls_share_the_connection_with_async_ones);
+    tcase_add_test(tc, multi_call_with_one_daemon_down);
+    tcase_add_test(tc, multi_call_one_timeout_for_a_hung_daemon);
+    tcase_add_test(tc, multi_call_noproc_is_bad);
+    tcase_add_test(tc, abcast_reaches_every_live_daemon);
+    tcase_add_test(tc, the_scripting_guide_example_runs);
+    tcase_add_test(tc, bench_pipelined_calls);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(client_suite());
+}
