@@ -38,8 +38,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
 
-$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC))
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -levent -lmsgpackc -ldl
+# The daemon reads JSON args in its configuration with gsctl's converter.
+$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC) client/json.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson
 
 $(BUILD)/libgsclient.a: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
 	@rm -f $@
@@ -55,14 +56,17 @@ $(BUILD)/libgsclient.so: $(BUILD)/libgsclient.so.1
 $(BUILD)/gsctl: $(call obj,$(GSCTL_SRC)) $(BUILD)/libgsclient.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc -ljansson
 
-# A module is built exactly as a module author builds one.
+# A module is built exactly as a module author builds one. gsd refuses a
+# module file others may write to, whatever the umask.
 $(BUILD)/modules/%.so: modules/%.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+	chmod go-w $@
 
 $(BUILD)/test-modules/%.so: tests/modules/%.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+	chmod go-w $@
 
 # ---- tests --------------------------------------------------------------
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -74,9 +78,9 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
 
 # The unit tests link the daemon's objects directly (all but main.c).
 $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
-		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC))) $(BUILD)/libgsclient.a
+		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC)) client/json.c) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl -lconfig -ljansson
 
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%)
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \

@@ -3,9 +3,11 @@
 #include "gsd.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct module *loaded;
@@ -14,6 +16,9 @@ static size_t ndirs;
 
 void module_set_dirs(const char *colon_list)
 {
+    for (size_t i = 0; i < ndirs; i++) /* replaces the list: a reload may change it */
+        free(dirs[i]);
+    ndirs = 0;
     char *copy = xstrndup(colon_list, strlen(colon_list)), *save = NULL;
     for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
         dirs = xrealloc(dirs, (ndirs + 1) * sizeof *dirs);
@@ -38,6 +43,23 @@ static const char *check(const gs_module *d, const char *name)
     return NULL;
 }
 
+/* A file others could write to would let them run code as the daemon. */
+static const char *unsafe_file(const char *path, char *why, size_t n)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        snprintf(why, n, "%s: %s", path, strerror(errno));
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        snprintf(why, n, "%s is writable by %s; refused (chmod go-w)", path,
+                 st.st_mode & S_IWOTH ? "others" : "its group");
+    else if (st.st_uid != 0 && st.st_uid != geteuid())
+        snprintf(why, n, "%s belongs to uid %d, neither root nor the daemon's; refused", path,
+                 (int)st.st_uid);
+    else
+        return NULL;
+    return why;
+}
+
 static struct module *load(const char *name, char *err, size_t errlen)
 {
     char path[4096];
@@ -49,6 +71,10 @@ static struct module *load(const char *name, char *err, size_t errlen)
     }
     if (i == ndirs) {
         snprintf(err, errlen, "module %s not found in the module directories", name);
+        return NULL;
+    }
+    if (unsafe_file(path, err, errlen)) {
+        log_msg(LOG_ERR, "module %s: %s", name, err);
         return NULL;
     }
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
