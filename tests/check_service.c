@@ -248,6 +248,17 @@ START_TEST(declared_servers_start_in_file_order_and_stop_in_reverse)
 }
 END_TEST
 
+START_TEST(the_example_file_is_valid)
+{
+    char example[PATH_MAX];
+    snprintf(example, sizeof example, "%s/../etc/gsd.conf", gsd_build());
+    D = gsd_start_with((const char *const[]){"-c", example, NULL});
+    C = CLIENT(D);
+    ck_assert(WAIT_UNTIL(5000, registered("hits") && registered("sessions")));
+    ck_assert_mp_eq(mp_get(info("sessions"), "restart"), "'transient'");
+}
+END_TEST
+
 START_TEST(flags_override_the_file)
 {
     /* The harness's -s and -M come first; the file's own would not work. */
@@ -624,6 +635,7 @@ int main(void)
     tcase_add_test(tc, every_bad_line_is_reported);
     tcase_add_test(tc, bad_args_json_is_refused);
     tcase_add_test(tc, declared_servers_start_in_file_order_and_stop_in_reverse);
+    tcase_add_test(tc, the_example_file_is_valid);
     tcase_add_test(tc, flags_override_the_file);
     tcase_add_test(tc, sighup_starts_the_new_and_stops_the_undeclared);
     tcase_add_test(tc, sighup_with_a_bad_file_keeps_the_running_configuration);
