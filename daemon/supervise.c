@@ -27,6 +27,8 @@ struct sup_child {
     bool declared;     /* from the configuration */
     bool stopping;     /* ends for good when its server ends */
     bool booting;      /* declared at start-up, first init not yet answered */
+    bool ran;          /* a server of it has answered init ok */
+    bool up;           /* its current server has answered init ok */
     uint64_t server;   /* its running server's id; 0 while none */
     unsigned restarts; /* times started again */
     unsigned streak;   /* restarts since a server last stayed up for period_ms */
@@ -185,7 +187,7 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
     ch->restarts++;
     log_msg(LOG_INFO, "server %s (%s): restart %u", label(ch), ch->spec.module, ch->restarts);
     if (!child_start(ch))
-        restart_later(ch, 0);
+        restart_later(ch, 0); /* may free ch and this event: not used after */
     scratch_reset();
 }
 
@@ -244,8 +246,15 @@ void supervise_ended(struct server *s, bool abnormal)
         return;
     s->sup = NULL;
     ch->server = 0;
-    bool again = ch->spec.restart == RESTART_PERMANENT ||
-                 (ch->spec.restart == RESTART_TRANSIENT && abnormal);
+    bool was_up = ch->up;
+    ch->up = false;
+    /* An init that ignored asked not to run (as in OTP). A `start` whose
+     * init failed has told its caller so: nothing to keep up (as
+     * supervisor:start_child). A declared server's failed init counts as
+     * a restart, so a dependency still down is retried. */
+    bool again = (was_up || abnormal) && (ch->declared || ch->ran) &&
+                 (ch->spec.restart == RESTART_PERMANENT ||
+                  (ch->spec.restart == RESTART_TRANSIENT && abnormal));
     if (shutting_down || ch->stopping || !again) {
         ch->stopping = false;
         child_idle(ch);
@@ -256,8 +265,10 @@ void supervise_ended(struct server *s, bool abnormal)
 
 void supervise_started(struct server *s)
 {
-    if (s->sup)
-        settle(s->sup);
+    if (s->sup == NULL)
+        return;
+    s->sup->ran = s->sup->up = true;
+    settle(s->sup);
 }
 
 void supervise_adopt(struct server *s, const struct child_spec *spec)
