@@ -289,7 +289,7 @@ struct conn {
     uid_t uid; /* the peer's credentials */
     gid_t gid;
     pid_t pid;
-    bool admin;   /* may start, stop, load, get_state */
+    bool admin;   /* was an admin peer when it connected (method.c asks auth_admin anew) */
     bool closing; /* sent a fatal error: close once flushed */
     bool dirty;   /* has output waiting for the flush */
     bool eof;     /* the peer closed its side: close once answered */

@@ -137,28 +137,25 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     loop_init();
     sched_init();
+    /* Caught before the socket accepts: whoever sees it answer may signal. */
+    struct event *sigs[] = {evsignal_new(loop_base, SIGTERM, on_signal, NULL),
+                            evsignal_new(loop_base, SIGINT, on_signal, NULL),
+                            evsignal_new(loop_base, SIGHUP, on_hup, NULL)};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        event_add(sigs[i], NULL);
     listen_set_access(cfg.socket_mode, cfg.socket_group);
-    if (listen_open(path) < 0) {
-        config_free(&cfg);
-        return 1;
+    int rc = listen_open(path) < 0 ? 1 : 0;
+    if (rc == 0) {
+        log_msg(LOG_INFO, "gsd %s listening on %s, configuration %s%s", GSD_VERSION, path,
+                flags.config,
+                must_exist || access(flags.config, F_OK) == 0 ? "" : " (absent: defaults)");
+        apply(&cfg, NULL); /* declared servers start in file order */
+        event_base_dispatch(loop_base);
+        listen_close();
+        conn_close_all();
     }
-    struct event *term = evsignal_new(loop_base, SIGTERM, on_signal, NULL);
-    struct event *intr = evsignal_new(loop_base, SIGINT, on_signal, NULL);
-    struct event *hup = evsignal_new(loop_base, SIGHUP, on_hup, NULL);
-    event_add(term, NULL);
-    event_add(intr, NULL);
-    event_add(hup, NULL);
-    log_msg(LOG_INFO, "gsd %s listening on %s, configuration %s%s", GSD_VERSION, path, flags.config,
-            must_exist || access(flags.config, F_OK) == 0 ? "" : " (absent: defaults)");
-    apply(&cfg, NULL); /* declared servers start in file order */
-
-    event_base_dispatch(loop_base);
-
-    listen_close();
-    conn_close_all();
-    event_free(term);
-    event_free(intr);
-    event_free(hup);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        event_free(sigs[i]);
     supervise_free();
     auth_free();
     config_free(&cfg);
@@ -166,6 +163,7 @@ int main(int argc, char **argv)
     scratch_free();
     module_unload_all();
     loop_free();
-    log_msg(LOG_INFO, "stopped");
-    return 0;
+    if (rc == 0)
+        log_msg(LOG_INFO, "stopped");
+    return rc;
 }
