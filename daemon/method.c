@@ -184,7 +184,7 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         else if (gs_is(k, "timeout") && gs_is(v, "infinity"))
             opts->timeout = -1;
         else if (gs_is(k, "restart") && restart_option(v, &opts->restart))
-            ;
+            ; /* read into opts */
         else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
         else {
