@@ -66,8 +66,9 @@ $(BUILD)/%.pc: pkgconfig/%.pc.in $(BUILD)/paths daemon/gsd.h
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@MODULEDIR@|$(MODULEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
-$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC))
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -levent -lmsgpackc -ldl
+# The daemon reads JSON args in its configuration with gsctl's converter.
+$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC) client/json.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson
 
 $(BUILD)/libgsclient.a: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
 	@rm -f $@
@@ -83,28 +84,34 @@ $(BUILD)/libgsclient.so: $(BUILD)/libgsclient.so.1
 $(BUILD)/gsctl: $(call obj,$(GSCTL_SRC)) $(BUILD)/libgsclient.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc -ljansson
 
-# A module is built exactly as a module author builds one.
+# A module is built exactly as a module author builds one. gsd refuses a
+# module file others may write to, whatever the umask.
 $(BUILD)/modules/%.so: modules/%.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+	chmod go-w $@
 
 $(BUILD)/test-modules/%.so: tests/modules/%.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+	chmod go-w $@
 
 # Version 2 of the counter, the worked example of a hot upgrade.
 $(BUILD)/modules/upgrade/counter.so: modules/counter.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DCOUNTER_VSN=2 -shared -o $@ $<
+	chmod go-w $@
 
 # Other versions of a test module, for the upgrade tests.
 UPGRADE_TEST_MODULES = $(BUILD)/test-modules/v2/versioned.so $(BUILD)/test-modules/badabi/versioned.so
 $(BUILD)/test-modules/v2/versioned.so: tests/modules/versioned.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DVSN=2 -shared -o $@ $<
+	chmod go-w $@
 $(BUILD)/test-modules/badabi/versioned.so: tests/modules/versioned.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DBAD_ABI -shared -o $@ $<
+	chmod go-w $@
 
 # ---- tests --------------------------------------------------------------
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -121,9 +128,9 @@ $(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(
 
 # The unit tests link the daemon's objects directly (all but main.c).
 $(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
-		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC))) $(BUILD)/libgsclient.a
+		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC)) client/json.c) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl -lconfig -ljansson
 
 # The Python package's tests run in the plain build only: an ASan-built
 # libgsclient cannot be loaded into an interpreter that is not.

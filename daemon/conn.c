@@ -34,7 +34,7 @@ void conn_new(int fd)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
-        c->admin = cred.uid == 0 || cred.uid == geteuid();
+        c->admin = auth_admin(fd, cred.uid, cred.gid);
     }
     LIST_INIT(&c->waiters);
     LIST_INIT(&c->monitors);

@@ -39,6 +39,7 @@
 
 struct conn;
 struct server;
+struct sup_child;
 struct waiter;
 
 /* ---- log.c ------------------------------------------------------------- */
@@ -180,6 +181,8 @@ struct server {
     LIST_HEAD(, stimer) timers;    /* its pending gs_timer_start timers */
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
+    struct sup_child *sup;         /* its supervision (supervise.c), or NULL */
+    uint32_t mailbox_limit;        /* the start option "mailbox_limit"; 0: limits.mailbox */
     UT_hash_handle hh_id, hh_name;
 };
 
@@ -308,7 +311,7 @@ struct conn {
     uid_t uid; /* the peer's credentials */
     gid_t gid;
     pid_t pid;
-    bool admin;   /* may start, stop, load, get_state */
+    bool admin;   /* was an admin peer when it connected (method.c asks auth_admin anew) */
     bool closing; /* sent a fatal error: close once flushed */
     bool dirty;   /* has output waiting for the flush */
     bool eof;     /* the peer closed its side: close once answered */
@@ -335,6 +338,9 @@ void conn_close_all(void);
 void conn_add_link(struct conn *c, uint64_t server_id);
 
 /* ---- listen.c ---------------------------------------------------------- */
+/* The socket file's mode and group (-1: the daemon's), for listen_open:
+ * the file is never more open than that, not even for an instant. */
+void listen_set_access(mode_t mode, gid_t group);
 /* Listens on the socket systemd passed (LISTEN_FDS, LISTEN_PID: fd 3) if
  * there is one, else binds path. 0, or -1 logged. */
 int listen_open(const char *path);
@@ -361,5 +367,104 @@ void notify_free(void);
 /* Serves one framed message from c (request or notification). */
 void method_dispatch(struct conn *c, const struct gsp_envelope *env);
 extern uint64_t dropped_notifications; /* casts/sends to nobody, ignored */
+
+/* ---- auth.c ------------------------------------------------------------ */
+/* The configured admin uids and groups (copied), beside root and the
+ * daemon's own uid, who always are. */
+void auth_set(const uid_t *uids, size_t nuids, const gid_t *gids, size_t ngids);
+void auth_free(void);
+/* True if the peer on fd (uid, gid from SO_PEERCRED) is an admin: root,
+ * the daemon's uid, a configured uid, or a member (primary or
+ * supplementary group, SO_PEERGROUPS) of a configured group. */
+bool auth_admin(int fd, uid_t uid, gid_t gid);
+
+/* ---- supervise.c --------------------------------------------------------- */
+/* OTP's restart policies: permanent is always restarted, transient only
+ * after an abnormal end (not "normal", "shutdown" or ["shutdown", _]),
+ * temporary never. */
+enum restart { RESTART_TEMPORARY, RESTART_TRANSIENT, RESTART_PERMANENT };
+
+struct intensity {
+    uint32_t max_restarts;   /* more restarts than this ... */
+    uint32_t period_ms;      /* ... within this window: the server is given up */
+    uint32_t backoff_ms;     /* delay before a restart, doubling per restart; 0 none */
+    uint32_t backoff_max_ms; /* the delay's cap */
+};
+extern struct intensity intensity_default; /* 3 in 5000 ms, no delay; the configuration's */
+
+/* What a server is started from, kept to start it again. */
+struct child_spec {
+    char *module;
+    char *name; /* NULL: anonymous (only from `start`) */
+    uint8_t *args;
+    size_t args_len;        /* encoded msgpack */
+    int64_t init_timeout;   /* ms for init; -1 none */
+    uint32_t mailbox_limit; /* 0: limits.mailbox */
+    enum restart restart;
+    struct intensity intensity;
+};
+
+enum restart restart_from_name(const char *s, size_t len, bool *ok);
+const char *restart_name(enum restart r);
+/* Puts s, just started by `start` with restart permanent or transient,
+ * under supervision (spec is copied). */
+void supervise_adopt(struct server *s, const struct child_spec *spec);
+/* An admin's stop is on its way to s: it is not restarted when it ends
+ * (a declared server comes back at the next reload). */
+void supervise_stop_asked(struct server *s);
+/* server.c's hooks: s answered init ok; s has ended (server_end, after the
+ * name is free), abnormally or not. */
+void supervise_started(struct server *s);
+void supervise_ended(struct server *s, bool abnormal);
+/* For info: times s's supervision restarted it, and its policy. */
+unsigned supervise_restarts(const struct server *s);
+enum restart supervise_policy(const struct server *s);
+/* Makes the declared servers those of specs, in that (file) order: starts
+ * the new ones in order, stops the undeclared in reverse order, starts
+ * again declared ones that are not running, and restarts one whose module,
+ * args, init timeout or mailbox limit changed. specs are copied. */
+void supervise_configure(const struct child_spec *specs, size_t n);
+/* True once every server declared at start-up has answered its first init
+ * ok, or has been given up on (a failing temporary one, or out of
+ * restarts); true at once when none were declared. */
+bool supervise_all_started(void);
+/* Calls fn(arg) once, on the loop, when supervise_all_started() becomes
+ * true (at once if it is already): the moment to tell a service manager
+ * the daemon is ready. One callback; a second call replaces the first. */
+void supervise_on_ready(void (*fn)(void *arg), void *arg);
+/* Frees every supervision record and pending restart (at exit). */
+void supervise_free(void);
+
+/* ---- config.c ------------------------------------------------------------ */
+#ifndef GSD_CONFIG_FILE
+#define GSD_CONFIG_FILE "/etc/gsd/gsd.conf"
+#endif
+
+/* One configuration file, read. Everything it does not set has its default. */
+struct config {
+    char *socket;       /* path; NULL: gsp_socket_path's default */
+    mode_t socket_mode; /* 0660 */
+    gid_t socket_group; /* (gid_t)-1: the daemon's */
+    char *module_dirs;  /* colon-separated; NULL: GSD_MODULE_DIR */
+    int log_level;
+    struct limits limits;
+    int64_t slow_callback_ms;
+    uid_t *admin_uids;
+    size_t nadmin_uids;
+    gid_t *admin_gids;
+    size_t nadmin_gids;
+    struct intensity intensity; /* the default for every supervised server */
+    struct child_spec *servers; /* declared, in file order */
+    size_t nservers;
+};
+
+/* Reads path into *cfg. A missing file is an error only if must_exist;
+ * otherwise it gives the defaults. Every bad line is logged as
+ * "FILE:LINE: what is wrong"; on any, returns -1 with the first in err and
+ * *cfg holds nothing to free. On success the caller frees cfg with
+ * config_free. Reads the user and group databases (names in admins and
+ * socket.group): for start-up and reloads only. */
+int config_load(const char *path, bool must_exist, struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
 
 #endif /* GSD_DAEMON_H */

@@ -17,6 +17,8 @@
 
 static int lfd = -1;
 static char *lpath;
+static mode_t lmode = 0660; /* srw-rw----: the owner and its group */
+static gid_t lgroup = (gid_t)-1;
 static struct event *lev, *retry;
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
@@ -122,6 +124,12 @@ static int inherited(void)
     return fd;
 }
 
+void listen_set_access(mode_t mode, gid_t group)
+{
+    lmode = mode & 0777;
+    lgroup = group;
+}
+
 int listen_open(const char *path)
 {
     lfd = inherited();
@@ -143,9 +151,20 @@ int listen_open(const char *path)
         log_msg(LOG_ERR, "socket: %s", strerror(errno));
         return -1;
     }
-    mode_t old = umask(0117); /* srw-rw----: the owner and its group */
+    /* Bound owner-only, then given its group, then its mode: never more
+     * open than configured. No one can connect before listen(). */
+    mode_t old = umask(0177);
     int r = bind(lfd, (struct sockaddr *)&sun, sizeof sun);
     umask(old);
+    if (r == 0 && lgroup != (gid_t)-1 && chown(path, (uid_t)-1, lgroup) < 0) {
+        log_msg(LOG_ERR, "cannot give %s to group %d: %s", path, (int)lgroup, strerror(errno));
+        unlink(path);
+        close(lfd);
+        lfd = -1;
+        return -1;
+    }
+    if (r == 0)
+        r = chmod(path, lmode & ~(mode_t)0111);
     if (r < 0 || listen(lfd, 512) < 0) {
         log_msg(LOG_ERR, "cannot listen on %s: %s", path, strerror(errno));
         close(lfd);

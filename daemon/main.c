@@ -1,4 +1,5 @@
-/* main.c — flags, start-up and an orderly shutdown. */
+/* main.c — flags and the configuration file, start-up, reloads on SIGHUP
+ * and an orderly shutdown. */
 #include "gsd.h"
 
 #include <signal.h>
@@ -10,14 +11,69 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: gsd [-s PATH] [-M DIR[:DIR...]] [-c FILE] [-v] [-h]\n"
-               "  -s PATH   socket (default: $GSD_SOCKET, /run/gsd/gsd.sock for root,\n"
-               "            else $XDG_RUNTIME_DIR/gsd.sock or /tmp/gsd-$UID/gsd.sock)\n"
-               "  -M DIRS   module directories, colon-separated (default " GSD_MODULE_DIR ")\n"
-               "  -c FILE   configuration file\n"
+               "  -s PATH   socket (default: the file's, $GSD_SOCKET, /run/gsd/gsd.sock for\n"
+               "            root, else $XDG_RUNTIME_DIR/gsd.sock or /tmp/gsd-$UID/gsd.sock)\n"
+               "  -M DIRS   module directories, colon-separated (default: the file's, or\n"
+               "            " GSD_MODULE_DIR ")\n"
+               "  -c FILE   configuration file (default " GSD_CONFIG_FILE ", if it exists)\n"
                "  -v        log debug lines too\n"
                "  -h        this help\n"
-               "Runs in the foreground, logs to stderr. SIGTERM or SIGINT stops every\n"
-               "server (terminate gets \"shutdown\"), removes the socket and exits 0.\n");
+               "Flags override the file. Runs in the foreground, logs to stderr. SIGHUP\n"
+               "re-reads the file (one with errors is refused). SIGTERM or SIGINT stops\n"
+               "every server (terminate gets \"shutdown\"), removes the socket, exits 0.\n"
+               "Exit status: 1 cannot listen, 2 bad flags or a bad configuration file.\n");
+}
+
+/* What the command line said: it overrides the file, reloads included. */
+static struct {
+    const char *config, *socket, *dirs;
+    bool debug;
+} flags;
+static struct config cfg; /* the file in force */
+
+/* Applies what a reload can change; the socket only changes at a restart. */
+static void apply(const struct config *c, const struct config *old)
+{
+    log_level = flags.debug ? LOG_DEBUG : c->log_level;
+    limits = c->limits;
+    slow_callback_ms = c->slow_callback_ms;
+    intensity_default = c->intensity;
+    auth_set(c->admin_uids, c->nadmin_uids, c->admin_gids, c->nadmin_gids);
+    module_set_dirs(flags.dirs ? flags.dirs : c->module_dirs ? c->module_dirs : GSD_MODULE_DIR);
+    if (old && !flags.socket &&
+        ((old->socket == NULL) != (c->socket == NULL) ||
+         (c->socket && strcmp(old->socket, c->socket) != 0)))
+        log_msg(LOG_WARN, "%s: socket.path changes at the next start", flags.config);
+    if (old && (old->socket_mode != c->socket_mode || old->socket_group != c->socket_group))
+        log_msg(LOG_WARN, "%s: socket.mode and socket.group change at the next start",
+                flags.config);
+    supervise_configure(c->servers, c->nservers);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what, (void)arg;
+    if (shutting_down)
+        return;
+    struct config next;
+    char err[512];
+    log_msg(LOG_INFO, "SIGHUP: reading %s", flags.config); /* it must exist now */
+    if (config_load(flags.config, true, &next, err, sizeof err) < 0) {
+        log_msg(LOG_ERR, "%s has errors: refused, the running configuration stays", flags.config);
+        return;
+    }
+    apply(&next, &cfg);
+    config_free(&cfg);
+    cfg = next;
+    log_msg(LOG_INFO, "%s applied: %zu servers declared, %u running", flags.config, cfg.nservers,
+            registry_count());
+    conn_flush_all();
+}
+
+static void ready(void *arg)
+{
+    (void)arg;
+    notify_ready();
 }
 
 static void end_one(struct server *s, void *arg)
@@ -43,20 +99,20 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *sock_flag = NULL, *dirs = NULL, *config = NULL;
     int opt;
     while ((opt = getopt(argc, argv, "s:M:c:vh")) != -1) {
         switch (opt) {
         case 's':
-            sock_flag = optarg;
+            flags.socket = optarg;
             break;
         case 'M':
-            dirs = optarg;
+            flags.dirs = optarg;
             break;
         case 'c':
-            config = optarg;
+            flags.config = optarg;
             break;
         case 'v':
+            flags.debug = true;
             log_level = LOG_DEBUG;
             break;
         case 'h':
@@ -71,41 +127,53 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (config) {
-        fprintf(stderr, "gsd: -c %s: configuration files are not supported by this build\n",
-                config);
+    /* A missing default file means the defaults; a missing -c file is an error. */
+    bool must_exist = flags.config != NULL;
+    if (flags.config == NULL)
+        flags.config = GSD_CONFIG_FILE;
+    char err[512], path[108];
+    if (config_load(flags.config, must_exist, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "gsd: %s: refusing to start on a bad configuration file\n", flags.config);
         return 2;
     }
-    char path[108];
-    if (gsp_socket_path(sock_flag, path, sizeof path) < 0) {
+    if (gsp_socket_path(flags.socket ? flags.socket : cfg.socket, path, sizeof path) < 0) {
         fprintf(stderr, "gsd: socket path too long\n");
+        config_free(&cfg);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     loop_init();
     sched_init();
+    /* Caught before the socket accepts: whoever sees it answer may signal. */
+    struct event *sigs[] = {evsignal_new(loop_base, SIGTERM, on_signal, NULL),
+                            evsignal_new(loop_base, SIGINT, on_signal, NULL),
+                            evsignal_new(loop_base, SIGHUP, on_hup, NULL)};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        event_add(sigs[i], NULL);
     notify_init();
-    module_set_dirs(dirs ? dirs : GSD_MODULE_DIR);
-    if (listen_open(path) < 0)
-        return 1;
-    struct event *term = evsignal_new(loop_base, SIGTERM, on_signal, NULL);
-    struct event *intr = evsignal_new(loop_base, SIGINT, on_signal, NULL);
-    event_add(term, NULL);
-    event_add(intr, NULL);
-    log_msg(LOG_INFO, "gsd %s serving, modules from %s", GSD_VERSION, dirs ? dirs : GSD_MODULE_DIR);
-    notify_ready();
-
-    event_base_dispatch(loop_base);
-
-    listen_close();
-    conn_close_all();
-    event_free(term);
-    event_free(intr);
+    listen_set_access(cfg.socket_mode, cfg.socket_group);
+    int rc = listen_open(path) < 0 ? 1 : 0;
+    if (rc == 0) {
+        log_msg(LOG_INFO, "gsd %s listening on %s, configuration %s%s", GSD_VERSION, path,
+                flags.config,
+                must_exist || access(flags.config, F_OK) == 0 ? "" : " (absent: defaults)");
+        supervise_on_ready(ready, NULL); /* READY=1 once every declared server runs */
+        apply(&cfg, NULL);                /* declared servers start in file order */
+        event_base_dispatch(loop_base);
+        listen_close();
+        conn_close_all();
+    }
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        event_free(sigs[i]);
     notify_free();
+    supervise_free();
+    auth_free();
+    config_free(&cfg);
     sched_free();
     scratch_free();
     module_unload_all();
     loop_free();
-    log_msg(LOG_INFO, "stopped");
-    return 0;
+    if (rc == 0)
+        log_msg(LOG_INFO, "stopped");
+    return rc;
 }

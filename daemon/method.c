@@ -151,12 +151,24 @@ static void m_version(struct req *r)
 struct start_opts {
     bool link;
     int64_t timeout;
+    enum restart restart;
+    uint32_t mailbox_limit;
 };
+
+static bool restart_option(const gs_value *v, enum restart *r)
+{
+    bool ok = false;
+    if (is_str(v))
+        *r = restart_from_name(v->via.str.ptr, v->via.str.size, &ok);
+    return ok;
+}
 
 static bool start_options(struct req *r, const gs_value *o, struct start_opts *opts)
 {
     opts->link = false;
     opts->timeout = -1;
+    opts->restart = RESTART_TEMPORARY;
+    opts->mailbox_limit = 0;
     if (o->type == MSGPACK_OBJECT_NIL)
         return true;
     if (o->type != MSGPACK_OBJECT_MAP) {
@@ -171,11 +183,10 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
             opts->timeout = v->via.u64 > INT32_MAX ? INT32_MAX : (int64_t)v->via.u64;
         else if (gs_is(k, "timeout") && gs_is(v, "infinity"))
             opts->timeout = -1;
-        else if (gs_is(k, "restart") &&
-                 (gs_is(v, "permanent") || gs_is(v, "transient") || gs_is(v, "temporary")))
-            ; /* accepted for supervision; not acted on yet */
+        else if (gs_is(k, "restart") && restart_option(v, &opts->restart))
+            ; /* read into opts */
         else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            ; /* accepted for flow control; not enforced yet */
+            opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
         else {
             char text[128];
             msgpack_object_print_buffer(text, sizeof text, *k);
@@ -221,6 +232,16 @@ static void m_start(struct req *r)
     struct server *s =
         server_start(mod, named ? name.via.str.ptr : NULL, named ? name.via.str.size : 0, args.ptr,
                      args.len, opts.timeout, w->id);
+    s->mailbox_limit = opts.mailbox_limit;
+    if (opts.restart != RESTART_TEMPORARY) {
+        char copy[GSP_NAME_MAX + 1] = "";
+        if (named)
+            memcpy(copy, name.via.str.ptr, name.via.str.size);
+        struct child_spec spec = {mod_name,     named ? copy : NULL, (uint8_t *)args.ptr,
+                                  args.len,     opts.timeout,        opts.mailbox_limit,
+                                  opts.restart, intensity_default};
+        supervise_adopt(s, &spec);
+    }
     if (opts.link)
         conn_add_link(r->c, s->id);
 }
@@ -286,6 +307,7 @@ static void m_stop(struct req *r)
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     waiter_attach(w, s);
+    supervise_stop_asked(s);
     server_post(s, MSG_STOP, w->id, reason.ptr, reason.len);
 }
 
@@ -350,7 +372,7 @@ static void m_info(struct req *r)
     if (s == NULL)
         return;
     msgpack_packer *pk = ok(r);
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 15);
     kv_u64(pk, "id", s->id);
     gsp_pack_str(pk, "name");
     pack_name(pk, s->name);
@@ -371,6 +393,9 @@ static void m_info(struct req *r)
     kv_u64(pk, "slow_callbacks", s->stats.slow);
     kv_u64(pk, "slow_threshold_ms", (uint64_t)slow_callback_ms);
     kv_u64(pk, "uptime_ms", (uint64_t)(now_ms() - s->stats.started_ms));
+    gsp_pack_str(pk, "restart");
+    gsp_pack_str(pk, restart_name(supervise_policy(s)));
+    kv_u64(pk, "restarts", supervise_restarts(s));
 }
 
 static void m_get_state(struct req *r)
@@ -530,7 +555,7 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
         if (r.notify)
             dropped_notifications++;
         fail(&r, GSP_BADARG, "%s takes %u params, not %u", m->name, m->nparams, r.n);
-    } else if (m->admin && !c->admin)
+    } else if (m->admin && !auth_admin(c->fd, c->uid, c->gid)) /* as configured now */
         fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name, (int)c->uid);
     else
         m->fn(&r);

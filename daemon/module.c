@@ -1,11 +1,11 @@
 /* module.c — loading callback modules: by name, from the module
  * directories only, checked before any of their code runs.
  *
- * Each load copies the file into a sealed-off memory file and maps that
- * copy. dlopen of a path already loaded returns the old handle, so a reload
- * of the same path needs a new name; and since the daemon never maps the
- * file on disk, overwriting it (cp new.so counter.so) cannot change code
- * that is running. A loaded version lives until it is neither current nor
+ * Each load copies the file into a sealed memory file and maps that copy.
+ * dlopen of a path already loaded returns the old handle, so a reload of
+ * the same path needs a new name; and since the daemon never maps the file
+ * on disk, overwriting it (cp new.so counter.so) cannot change code that
+ * is running. A loaded version lives until it is neither current nor
  * run by any server. */
 #include "gsd.h"
 
@@ -25,6 +25,9 @@ static size_t ndirs;
 
 void module_set_dirs(const char *colon_list)
 {
+    for (size_t i = 0; i < ndirs; i++) /* replaces the list: a reload may change it */
+        free(dirs[i]);
+    ndirs = 0;
     char *copy = xstrndup(colon_list, strlen(colon_list)), *save = NULL;
     for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
         dirs = xrealloc(dirs, (ndirs + 1) * sizeof *dirs);
@@ -51,18 +54,20 @@ static const char *check(const gs_module *d, const char *name)
     return NULL;
 }
 
-/* Code that others may change is not run: the file must belong to root or
- * to us, and be writable by no one else. */
-static const char *check_file(const struct stat *st)
+/* A file others could write to would let them run code as the daemon. */
+static const char *check_file(const struct stat *st, char *why, size_t n)
 {
     if (!S_ISREG(st->st_mode))
-        return "not a regular file";
-    if (st->st_uid != 0 && st->st_uid != geteuid())
-        return "owned by another user";
-    if ((st->st_mode & S_IWOTH) ||
-        ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != getegid()))
-        return "writable by other users";
-    return NULL;
+        snprintf(why, n, "not a regular file");
+    else if (st->st_mode & (S_IWGRP | S_IWOTH))
+        snprintf(why, n, "writable by %s; refused (chmod go-w)",
+                 st->st_mode & S_IWOTH ? "others" : "its group");
+    else if (st->st_uid != 0 && st->st_uid != geteuid())
+        snprintf(why, n, "belongs to uid %d, neither root nor the daemon's; refused",
+                 (int)st->st_uid);
+    else
+        return NULL;
+    return why;
 }
 
 /* The module's file, opened from the first directory that has it. */
@@ -82,32 +87,50 @@ static int open_file(const char *name, char *path, size_t pathlen, char *err, si
     return -1;
 }
 
+/* Copies all of in to out: the bytes copied, or -1 with errno. */
+static off_t copy_all(int in, int out)
+{
+    char buf[65536];
+    off_t total = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n == 0)
+            return total;
+        if (n < 0 && errno != EINTR)
+            return -1;
+        for (ssize_t off = 0, w; off < n; off += w)
+            if ((w = write(out, buf + off, (size_t)(n - off))) < 0) {
+                if (errno != EINTR)
+                    return -1;
+                w = 0;
+            }
+        total += n > 0 ? n : 0;
+    }
+}
+
 /* A private copy of the file, as a memory file; -1 with err on failure. */
 static int copy_file(int fd, const char *name, const char *path, char *err, size_t errlen)
 {
     struct stat st;
-    const char *why = fstat(fd, &st) < 0 ? strerror(errno) : check_file(&st);
+    char text[128];
+    const char *why = fstat(fd, &st) < 0 ? strerror(errno) : check_file(&st, text, sizeof text);
     if (why) {
         snprintf(err, errlen, "%s: %s", path, why);
         return -1;
     }
     char tag[GSP_NAME_MAX + 8];
     snprintf(tag, sizeof tag, "gsd:%s", name);
-    int mfd = memfd_create(tag, MFD_CLOEXEC);
+    int mfd = memfd_create(tag, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (mfd < 0) {
         snprintf(err, errlen, "memfd_create: %s", strerror(errno));
         return -1;
     }
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        for (ssize_t off = 0, w; off < n; off += w)
-            if ((w = write(mfd, buf + off, (size_t)(n - off))) < 0) {
-                n = -1;
-                break;
-            }
-    if (n < 0) {
-        snprintf(err, errlen, "%s: copying: %s", path, strerror(errno));
+    off_t copied = copy_all(fd, mfd);
+    /* Sealed: not even our own uid can change the code once it is mapped. */
+    if (copied != st.st_size ||
+        fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+        snprintf(err, errlen, "%s: copying: %s", path,
+                 copied < 0 || copied == st.st_size ? strerror(errno) : "the file changed size");
         close(mfd);
         return -1;
     }

@@ -191,7 +191,8 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     msgpack_object_print_buffer(text, sizeof text, why);
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, text);
-    server_unref(s); /* the registry's */
+    supervise_ended(s, !clean_exit(&why)); /* last: a restart sees the name free */
+    server_unref(s);                       /* the registry's */
     server_unref(s);
 }
 
@@ -229,6 +230,7 @@ static void init_result(struct server *s, gs_result r)
         }
         if (w)
             waiter_result_uint(w, s->id);
+        supervise_started(s);
         after_callback(s, &r);
         return;
     }

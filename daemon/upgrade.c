@@ -42,7 +42,7 @@ static bool convert(struct server *s, struct module *to, void **state, struct gs
     gs_value why = r.action == GS_ERROR ? r.reason : gs_str("bad_return_value");
     size_t len;
     const uint8_t *p = api_encode(&why, &len);
-    if (p == NULL) {
+    if (p == NULL || !value_fits(p, len, 3)) { /* response, error, the detail map */
         why = gs_str("reason_too_large");
         p = api_encode(&why, &len);
     }

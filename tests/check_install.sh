@@ -43,7 +43,7 @@ for f in bin/gsd bin/gsctl include/gsclient.h include/gsd/module.h lib/libgsclie
     share/man/man3/gsd-module.3; do
     [ -e "$dest$prefix/$f" ] || fail "$prefix/$f was not installed"
 done
-"$dest$prefix/bin/gsd" -h | grep -q "default $prefix/lib/gsd/modules" ||
+"$dest$prefix/bin/gsd" -h | grep -q "$prefix/lib/gsd/modules" ||
     fail "the installed gsd's default module directory is not $prefix/lib/gsd/modules"
 
 # Everything below is outside the tree and finds gsd through pkg-config.

@@ -347,7 +347,11 @@ typedef struct gs_module {
      * server refuses, this one goes back to the old code with it. Return
      * gs_ok(), or gs_error(reason) to refuse the reload (free what you
      * built). Without it the state is kept as is. A module with
-     * code_change must have free_state. */
+     * code_change must have free_state.
+     * UNSAFE: once every server has moved, the old code is unmapped with
+     * all its static data. A state that is kept must not point into it
+     * (string literals, const tables, function pointers): copy such data
+     * into the state, or repoint it here. */
     gs_result (*code_change)(gs_server *self, uint32_t old_vsn, void **state,
                              const gs_value *extra);
     /* Optional: the value get_state shows (borrowed, as a reply). Without

@@ -1,0 +1,392 @@
+/*
+ * supervise.c — servers that are started again when they end, as an OTP
+ * supervisor's children are.
+ *
+ * A child is what a server is started from (its spec) plus its restart
+ * history. Declared children come from the configuration, in file order;
+ * others from a `start` with a "restart" option, and are forgotten when
+ * their server ends for good. When a supervised server ends (server_end's
+ * hook), its child decides:
+ *
+ *   ended ─▶ shutting down, stop asked, or policy says no ─▶ not restarted
+ *     │
+ *     ▼ one more restart within period_ms than max_restarts ─▶ given up (logged)
+ *   delay: 0, or backoff_ms doubling per restart up to backoff_max_ms
+ *   (back to backoff_ms once a server has stayed up for period_ms)
+ *     │
+ *     ▼ on a timer, never inside server_end
+ *   start again under the same name (a failed start counts as a restart)
+ */
+#include "gsd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sup_child {
+    struct child_spec spec;
+    bool declared;     /* from the configuration */
+    bool stopping;     /* ends for good when its server ends */
+    bool booting;      /* declared at start-up, first init not yet answered */
+    bool ran;          /* a server of it has answered init ok */
+    bool up;           /* its current server has answered init ok */
+    uint64_t server;   /* its running server's id; 0 while none */
+    unsigned restarts; /* times started again */
+    unsigned streak;   /* restarts since a server last stayed up for period_ms */
+    int64_t *recent;   /* times of the restarts within period_ms, oldest first */
+    uint32_t nrecent;
+    struct event *delay; /* the pending restart, if any */
+    TAILQ_ENTRY(sup_child) link;
+};
+
+struct intensity intensity_default = {3, 5000, 0, 30000};
+
+static TAILQ_HEAD(sup_child_list, sup_child) children = TAILQ_HEAD_INITIALIZER(children);
+static unsigned booting; /* declared children whose first init is awaited */
+static bool configured;  /* supervise_configure has run once */
+static void (*ready_fn)(void *arg);
+static void *ready_arg;
+
+static const char *const restart_names[] = {
+    [RESTART_TEMPORARY] = "temporary",
+    [RESTART_TRANSIENT] = "transient",
+    [RESTART_PERMANENT] = "permanent",
+};
+
+enum restart restart_from_name(const char *s, size_t len, bool *ok)
+{
+    for (int r = RESTART_TEMPORARY; r <= RESTART_PERMANENT; r++)
+        if (strlen(restart_names[r]) == len && memcmp(restart_names[r], s, len) == 0) {
+            *ok = true;
+            return (enum restart)r;
+        }
+    *ok = false;
+    return RESTART_TEMPORARY;
+}
+
+const char *restart_name(enum restart r)
+{
+    return restart_names[r];
+}
+
+static const char *label(const struct sup_child *ch)
+{
+    return ch->spec.name ? ch->spec.name : "-";
+}
+
+static void spec_copy(struct child_spec *to, const struct child_spec *from)
+{
+    *to = *from;
+    to->module = xstrndup(from->module, strlen(from->module));
+    to->name = from->name ? xstrndup(from->name, strlen(from->name)) : NULL;
+    to->args = xmalloc(from->args_len);
+    memcpy(to->args, from->args, from->args_len);
+}
+
+/* Whether a restart would start something else than what runs. */
+static bool spec_differs(const struct child_spec *a, const struct child_spec *b)
+{
+    return strcmp(a->module, b->module) != 0 || a->args_len != b->args_len ||
+           memcmp(a->args, b->args, a->args_len) != 0 || a->init_timeout != b->init_timeout ||
+           a->mailbox_limit != b->mailbox_limit;
+}
+
+static void check_ready(void)
+{
+    static bool announced;
+    if (!configured || booting > 0)
+        return;
+    if (!announced) {
+        announced = true;
+        log_msg(LOG_INFO, "every declared server has started (%u running)", registry_count());
+    }
+    if (ready_fn == NULL)
+        return;
+    void (*fn)(void *) = ready_fn;
+    ready_fn = NULL;
+    fn(ready_arg);
+}
+
+/* Its first init is answered or never will be. */
+static void settle(struct sup_child *ch)
+{
+    if (!ch->booting)
+        return;
+    ch->booting = false;
+    booting--;
+    check_ready();
+}
+
+static void child_free(struct sup_child *ch)
+{
+    settle(ch);
+    TAILQ_REMOVE(&children, ch, link);
+    if (ch->delay)
+        event_free(ch->delay);
+    free(ch->spec.module);
+    free(ch->spec.name);
+    free(ch->spec.args);
+    free(ch->recent);
+    free(ch);
+}
+
+static struct sup_child *child_new(const struct child_spec *spec, bool declared)
+{
+    struct sup_child *ch = xcalloc(1, sizeof *ch);
+    spec_copy(&ch->spec, spec);
+    ch->declared = declared;
+    TAILQ_INSERT_TAIL(&children, ch, link);
+    return ch;
+}
+
+/* A child with nothing running and nothing pending: kept if declared. */
+static void child_idle(struct sup_child *ch)
+{
+    settle(ch);
+    if (!ch->declared)
+        child_free(ch);
+}
+
+static void attach(struct sup_child *ch, struct server *s)
+{
+    s->sup = ch;
+    s->mailbox_limit = ch->spec.mailbox_limit;
+    ch->server = s->id;
+}
+
+/* Starts the child's server; false (logged) if it cannot. */
+static bool child_start(struct sup_child *ch)
+{
+    char err[512];
+    struct module *m = module_get(ch->spec.module, err, sizeof err);
+    if (m == NULL) {
+        log_msg(LOG_ERR, "server %s (%s) cannot start: %s", label(ch), ch->spec.module, err);
+        return false;
+    }
+    struct server *old =
+        ch->spec.name ? registry_by_name(ch->spec.name, strlen(ch->spec.name)) : NULL;
+    if (old) {
+        log_msg(LOG_ERR, "server %s (%s) cannot start: server %llu holds the name", label(ch),
+                ch->spec.module, (unsigned long long)old->id);
+        return false;
+    }
+    const char *name = ch->spec.name;
+    struct server *s = server_start(m, name, name ? strlen(name) : 0, ch->spec.args,
+                                    ch->spec.args_len, ch->spec.init_timeout, 0);
+    attach(ch, s);
+    return true;
+}
+
+static void restart_later(struct sup_child *ch, int64_t uptime_ms);
+
+static void on_delay(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct sup_child *ch = arg;
+    if (shutting_down)
+        return;
+    ch->restarts++;
+    log_msg(LOG_INFO, "server %s (%s): restart %u", label(ch), ch->spec.module, ch->restarts);
+    if (!child_start(ch))
+        restart_later(ch, 0); /* may free ch and this event: not used after */
+    scratch_reset();
+}
+
+/* Records one more restart; false if that is more than the intensity allows. */
+static bool within_intensity(struct sup_child *ch, int64_t now)
+{
+    const struct intensity *in = &ch->spec.intensity;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < ch->nrecent; i++)
+        if (now - ch->recent[i] < (int64_t)in->period_ms)
+            ch->recent[keep++] = ch->recent[i];
+    ch->nrecent = keep;
+    if (ch->nrecent >= in->max_restarts)
+        return false;
+    ch->recent = xrealloc(ch->recent, (ch->nrecent + 1) * sizeof *ch->recent);
+    ch->recent[ch->nrecent++] = now;
+    return true;
+}
+
+/* Schedules the next start, or gives up. uptime_ms: how long the server
+ * that ended had run (0: it never started). */
+static void restart_later(struct sup_child *ch, int64_t uptime_ms)
+{
+    const struct intensity *in = &ch->spec.intensity;
+    if (uptime_ms >= (int64_t)in->period_ms)
+        ch->streak = 0;
+    if (!within_intensity(ch, now_ms())) {
+        log_msg(LOG_ERR,
+                "server %s (%s): more than %u restarts in %u ms; given up after %u restarts",
+                label(ch), ch->spec.module, in->max_restarts, in->period_ms, ch->restarts);
+        ch->nrecent = 0;
+        ch->streak = 0;
+        child_idle(ch);
+        return;
+    }
+    int64_t delay = 0;
+    if (in->backoff_ms) {
+        unsigned shift = ch->streak < 30 ? ch->streak : 30;
+        delay = (int64_t)in->backoff_ms << shift;
+        if (delay > (int64_t)in->backoff_max_ms)
+            delay = in->backoff_max_ms;
+    }
+    ch->streak++;
+    if (ch->delay == NULL)
+        ch->delay = evtimer_new(loop_base, on_delay, ch);
+    if (delay)
+        log_msg(LOG_INFO, "server %s (%s): restart in %lld ms", label(ch), ch->spec.module,
+                (long long)delay);
+    loop_arm(ch->delay, delay);
+}
+
+void supervise_ended(struct server *s, bool abnormal)
+{
+    struct sup_child *ch = s->sup;
+    if (ch == NULL)
+        return;
+    s->sup = NULL;
+    ch->server = 0;
+    bool was_up = ch->up;
+    ch->up = false;
+    /* An init that ignored asked not to run (as in OTP). A `start` whose
+     * init failed has told its caller so: nothing to keep up (as
+     * supervisor:start_child). A declared server's failed init counts as
+     * a restart, so a dependency still down is retried. */
+    bool again = (was_up || abnormal) && (ch->declared || ch->ran) &&
+                 (ch->spec.restart == RESTART_PERMANENT ||
+                  (ch->spec.restart == RESTART_TRANSIENT && abnormal));
+    if (shutting_down || ch->stopping || !again) {
+        ch->stopping = false;
+        child_idle(ch);
+        return;
+    }
+    restart_later(ch, now_ms() - s->stats.started_ms);
+}
+
+void supervise_started(struct server *s)
+{
+    if (s->sup == NULL)
+        return;
+    s->sup->ran = s->sup->up = true;
+    settle(s->sup);
+}
+
+void supervise_adopt(struct server *s, const struct child_spec *spec)
+{
+    if (spec->restart == RESTART_TEMPORARY)
+        return;
+    attach(child_new(spec, false), s);
+}
+
+void supervise_stop_asked(struct server *s)
+{
+    if (s->sup)
+        s->sup->stopping = true;
+}
+
+unsigned supervise_restarts(const struct server *s)
+{
+    return s->sup ? s->sup->restarts : 0;
+}
+
+enum restart supervise_policy(const struct server *s)
+{
+    return s->sup ? s->sup->spec.restart : RESTART_TEMPORARY;
+}
+
+static struct sup_child *declared(const char *name)
+{
+    struct sup_child *ch;
+    TAILQ_FOREACH(ch, &children, link)
+    if (ch->declared && strcmp(ch->spec.name, name) == 0)
+        return ch;
+    return NULL;
+}
+
+static const struct child_spec *find_spec(const struct child_spec *specs, size_t n,
+                                          const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(specs[i].name, name) == 0)
+            return &specs[i];
+    return NULL;
+}
+
+/* Ends a declared child for good: its server is stopped with "shutdown". */
+static void child_remove(struct sup_child *ch)
+{
+    ch->declared = false;
+    ch->stopping = true;
+    if (ch->delay)
+        event_del(ch->delay);
+    struct server *s = ch->server ? registry_by_id(ch->server) : NULL;
+    if (s) {
+        log_msg(LOG_INFO, "server %s (%s) is no longer declared: stopping it", label(ch),
+                ch->spec.module);
+        server_end(s, enc_shutdown, NULL); /* its hook frees ch */
+        scratch_reset();
+    } else
+        child_free(ch);
+}
+
+void supervise_configure(const struct child_spec *specs, size_t n)
+{
+    bool first = !configured;
+    configured = true;
+    /* Undeclared or changed: stopped first, the last declared first. */
+    struct sup_child *ch, *prev;
+    for (ch = TAILQ_LAST(&children, sup_child_list); ch; ch = prev) {
+        prev = TAILQ_PREV(ch, sup_child_list, link);
+        if (!ch->declared)
+            continue;
+        const struct child_spec *sp = find_spec(specs, n, ch->spec.name);
+        if (sp == NULL || spec_differs(sp, &ch->spec))
+            child_remove(ch);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ch = declared(specs[i].name);
+        if (ch == NULL) {
+            ch = child_new(&specs[i], true);
+            if (first) {
+                ch->booting = true;
+                booting++;
+            }
+        } else {
+            ch->spec.restart = specs[i].restart;
+            ch->spec.intensity = specs[i].intensity;
+        }
+        bool pending = ch->delay && evtimer_pending(ch->delay, NULL);
+        if (ch->server == 0 && !pending && !child_start(ch)) {
+            if (ch->spec.restart == RESTART_TEMPORARY)
+                settle(ch);
+            else
+                restart_later(ch, 0); /* a start that failed is an abnormal end */
+        }
+    }
+    scratch_reset();
+    check_ready();
+}
+
+bool supervise_all_started(void)
+{
+    return configured && booting == 0;
+}
+
+void supervise_on_ready(void (*fn)(void *arg), void *arg)
+{
+    ready_fn = fn;
+    ready_arg = arg;
+    check_ready();
+}
+
+void supervise_free(void)
+{
+    struct sup_child *ch;
+    while ((ch = TAILQ_FIRST(&children)) != NULL) {
+        struct server *s = ch->server ? registry_by_id(ch->server) : NULL;
+        if (s)
+            s->sup = NULL;
+        child_free(ch);
+    }
+    ready_fn = NULL;
+}
