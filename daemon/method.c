@@ -151,12 +151,14 @@ static void m_version(struct req *r)
 struct start_opts {
     bool link;
     int64_t timeout;
+    uint32_t mailbox_limit; /* 0: limits.mailbox */
 };
 
 static bool start_options(struct req *r, const gs_value *o, struct start_opts *opts)
 {
     opts->link = false;
     opts->timeout = -1;
+    opts->mailbox_limit = 0;
     if (o->type == MSGPACK_OBJECT_NIL)
         return true;
     if (o->type != MSGPACK_OBJECT_MAP) {
@@ -174,8 +176,9 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         else if (gs_is(k, "restart") &&
                  (gs_is(v, "permanent") || gs_is(v, "transient") || gs_is(v, "temporary")))
             ; /* accepted for supervision; not acted on yet */
-        else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            ; /* accepted for flow control; not enforced yet */
+        else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                 v->via.u64 > 0)
+            opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
         else {
             char text[128];
             msgpack_object_print_buffer(text, sizeof text, *k);
@@ -184,6 +187,16 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         }
     }
     return true;
+}
+
+/* A request answered later needs a waiter: limits.pending per connection. */
+static bool may_wait(struct req *r)
+{
+    if (!limits.pending || r->c->pending < limits.pending)
+        return true;
+    fail(r, GSP_TOO_LARGE, "%u requests of this connection already wait for an answer, the limit",
+         r->c->pending);
+    return false;
 }
 
 static void m_start(struct req *r)
@@ -214,6 +227,8 @@ static void m_start(struct req *r)
         gsp_pack_error_end(pk);
         return;
     }
+    if (!may_wait(r))
+        return;
     struct module *mod = load(r, mod_name);
     if (mod == NULL)
         return;
@@ -221,6 +236,8 @@ static void m_start(struct req *r)
     struct server *s =
         server_start(mod, named ? name.via.str.ptr : NULL, named ? name.via.str.size : 0, args.ptr,
                      args.len, opts.timeout, w->id);
+    if (opts.mailbox_limit)
+        s->mbox.limit = opts.mailbox_limit;
     if (opts.link)
         conn_add_link(r->c, s->id);
 }
@@ -236,7 +253,7 @@ static void m_call(struct req *r)
     if (!arg_timeout(r, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL)
+    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     w->call = true;
@@ -254,7 +271,7 @@ static void post(struct req *r, enum msg_kind kind)
     }
     struct gsp_span v = arg_span(r);
     struct server *s = find(r, &ref);
-    if (s == NULL)
+    if (s == NULL || conn_hold(r->c, s))
         return;
     server_post(s, kind, 0, v.ptr, v.len);
     ok_nil(r);
@@ -282,7 +299,7 @@ static void m_stop(struct req *r)
     if (!arg_timeout(r, -1, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL)
+    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     waiter_attach(w, s);
@@ -385,6 +402,8 @@ static void m_get_state(struct req *r)
         fail(r, GSP_UNSUPPORTED, "module %s has no format_state", s->mod->name);
         return;
     }
+    if (!may_wait(r) || conn_hold(r->c, s))
+        return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
     waiter_attach(w, s);
     server_post(s, MSG_STATE, w->id, NULL, 0);
