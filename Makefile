@@ -4,11 +4,18 @@
 #   make check             the whole test suite
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suite with the daemon under valgrind
+#   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
 #   make deps              installs the Debian build dependencies (as root)
 
 CC ?= cc
 SANITIZE ?=
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# libFuzzer targets: clang, every object instrumented, in build-fuzz/.
+BUILD ?= build-fuzz
+CC = clang
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
@@ -90,12 +97,52 @@ VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,pos
 check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/check_e2e
 	GSD_BUILD=$(abspath $(BUILD)) GSD_TEST_WRAP="$(VALGRIND)" $(BUILD)/tests/check_e2e
 
+# ---- fuzzing ------------------------------------------------------------
+# fuzz_frame: the protocol decoder; fuzz_request: bytes in, responses out,
+# through the daemon's dispatch and the reference modules (all but probe,
+# which writes files it is told to). Seeds are in fuzz/corpus/TARGET; what
+# a run finds goes to $(BUILD)/corpus/TARGET, crashes to $(BUILD)/crash-*.
+FUZZ_TARGETS = fuzz_frame fuzz_request
+FUZZ_SECONDS ?= 60
+FUZZ_MODULES = $(filter-out probe,$(MODULES))
+
+$(BUILD)/fuzz/fuzz_frame: $(call obj,fuzz/fuzz_frame.c $(PROTOCOL_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -lmsgpackc
+
+$(BUILD)/fuzz/fuzz_request: $(call obj,fuzz/fuzz_request.c \
+		$(filter-out daemon/main.c,$(DAEMON_SRC)) $(PROTOCOL_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -levent -lmsgpackc -ldl
+
+# The modules it loads: built as an author would, with the sanitizers only.
+$(BUILD)/fuzz-modules/%.so: modules/%.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -O1 -g -fsanitize=address,undefined \
+		-Iinclude -shared -o $@ $<
+
+fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%) $(FUZZ_MODULES:%=$(BUILD)/fuzz-modules/%.so)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)/corpus/$$t || exit 1; \
+		echo "== $$t for $(FUZZ_SECONDS) s"; \
+		FUZZ_MODULES=$(abspath $(BUILD))/fuzz-modules $(BUILD)/fuzz/$$t \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(BUILD)/ \
+			$(BUILD)/corpus/$$t fuzz/corpus/$$t 2>$(BUILD)/$$t.log; rc=$$?; \
+		grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|^(==|SUMMARY|Done)' \
+			$(BUILD)/$$t.log; \
+		[ $$rc -eq 0 ] || { tail -40 $(BUILD)/$$t.log; exit 1; }; \
+	done
+
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-run
+
 deps:
 	sh scripts/deps.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all check check-valgrind deps clean
+.PHONY: all check check-valgrind fuzz fuzz-run deps clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
