@@ -1,7 +1,7 @@
 # gsd — build everything into $(BUILD)/, test with `make check`.
 #
 #   make                   daemon, client library, gsctl, reference modules
-#   make check             the whole test suite
+#   make check             the whole test suite, then check-valgrind and fuzz
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suite with the daemon under valgrind
 #   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
@@ -86,9 +86,16 @@ $(IN_PROCESS_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(call obj,tests/%.c) 
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl
 
+# The plain check also runs the end-to-end suite under valgrind and each
+# fuzz target for FUZZ_SECONDS (`make check FUZZ_SECONDS=5` for a quick one).
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(TESTS:%=$(BUILD)/tests/%)
 	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; exit $$rc
+ifneq ($(SANITIZE),1)
+	@echo "== check_e2e under valgrind"
+	$(MAKE) --no-print-directory check-valgrind
+	$(MAKE) --no-print-directory fuzz
+endif
 
 # The end-to-end suite with the daemon under valgrind: any error or leak
 # makes its exit status, and so the test, fail.

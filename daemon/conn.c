@@ -25,7 +25,7 @@ static TAILQ_HEAD(, conn) flushq = TAILQ_HEAD_INITIALIZER(flushq);
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static uint64_t last_id;
 static unsigned nconns;
-static uint64_t buffered; /* input bytes not yet dispatched, all connections */
+static uint64_t buffered; /* bytes of unfinished messages, all connections */
 
 static void conn_read(evutil_socket_t fd, short what, void *arg);
 static void conn_write(evutil_socket_t fd, short what, void *arg);
@@ -137,11 +137,13 @@ void conn_unblock(struct conn *c)
     loop_arm(c->resume, 0); /* not from here: a server's callback may be running */
 }
 
-/* The daemon's count of input bytes held by connections follows c's. */
+/* The daemon's count of unfinished input follows c's. A held connection's
+ * bytes are the daemon's to dispatch, not the client's to finish. */
 static void count_input(struct conn *c)
 {
-    buffered = buffered - c->counted + c->in.len;
-    c->counted = c->in.len;
+    size_t n = c->blocked ? 0 : c->in.len;
+    buffered = buffered - c->counted + n;
+    c->counted = n;
 }
 
 static void conn_parse(struct conn *c)

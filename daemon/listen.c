@@ -99,9 +99,12 @@ static int safe_dir(const char *path)
     const char *dir = dirname(copy);
     struct stat st;
     int r = -1;
-    if (mkdir(dir, 0755) == 0)
+    int made = mkdir(dir, 0755) == 0 ? 0 : errno; /* EEXIST: there already */
+    if (made == 0)
         log_msg(LOG_INFO, "made %s", dir);
-    if (lstat(dir, &st) < 0)
+    if (made != 0 && made != EEXIST)
+        log_msg(LOG_ERR, "cannot make socket directory %s: %s", dir, strerror(made));
+    else if (lstat(dir, &st) < 0)
         log_msg(LOG_ERR, "socket directory %s: %s", dir, strerror(errno));
     else if (!S_ISDIR(st.st_mode))
         log_msg(LOG_ERR, "socket directory %s is not a directory", dir);

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -149,21 +152,101 @@ START_TEST(terminate_sleeping_past_the_stop_timeout)
 END_TEST
 
 /* The daemon on an explicit socket path, started by hand (the harness
- * gives every daemon a fresh path). */
-static pid_t spawn_on(const char *sock)
+ * gives every daemon a fresh path); its stderr goes to log (or nowhere). */
+static pid_t spawn_on(const char *sock, const char *log)
 {
     char bin[512], mods[512];
     snprintf(bin, sizeof bin, "%s/gsd", gsd_build());
     snprintf(mods, sizeof mods, "%s/modules", gsd_build());
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int null = open("/dev/null", O_RDWR);
-        dup2(null, 0), dup2(null, 1), dup2(null, 2);
+        int err = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644) : null;
+        dup2(null, 0), dup2(null, 1), dup2(err, 2);
         execl(bin, bin, "-s", sock, "-M", mods, (char *)NULL);
         _exit(127);
     }
     return pid;
 }
+
+/* Exit status within ms, or -1 (then it is killed). */
+static int exit_status(pid_t pid, int ms)
+{
+    int st;
+    for (int t = 0; t < ms; t += 10) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static bool answers_ping(const char *sock)
+{
+    gsc *c = gsc_connect(sock);
+    if (c == NULL)
+        return false;
+    gsc_reply *r = NULL;
+    bool ok = gsc_ping(c, &r) == GSC_OK;
+    gsc_reply_destroy(&r);
+    gsc_close(&c);
+    return ok;
+}
+
+/* A tmpfs of our own at a fresh directory, in a mount namespace of this
+ * test process (and the daemons it starts) only. NULL if this machine
+ * does not let us mount. */
+static const char *private_tmpfs(bool read_only)
+{
+    static char dir[128];
+    const char *root = getenv("GSD_TEST_ROOT");
+    snprintf(dir, sizeof dir, "%s/mnt-XXXXXX", root && *root ? root : "/tmp");
+    if (mkdtemp(dir) == NULL || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", dir, "tmpfs", read_only ? MS_RDONLY : 0, "size=1m,mode=0755") < 0) {
+        fprintf(stderr, "fault: cannot mount a tmpfs here (%s): read-only test skipped\n",
+                strerror(errno));
+        return NULL;
+    }
+    return dir;
+}
+
+START_TEST(read_only_socket_directory_fails_clearly)
+{
+    const char *dir = private_tmpfs(true);
+    if (dir == NULL)
+        return;
+    char sock[108], log[160];
+    snprintf(log, sizeof log, "%s.log", dir);
+    snprintf(sock, sizeof sock, "%s/gsd.sock", dir);
+    ck_assert_int_eq(exit_status(spawn_on(sock, log), 5000), 1);
+    ck_assert_ptr_nonnull(strstr(file_read(log), "Read-only file system"));
+    snprintf(sock, sizeof sock, "%s/sub/gsd.sock", dir);
+    ck_assert_int_eq(exit_status(spawn_on(sock, log), 5000), 1);
+    ck_assert_ptr_nonnull(strstr(file_read(log), "cannot make socket directory"));
+    umount2(dir, MNT_DETACH);
+}
+END_TEST
+
+START_TEST(socket_directory_turning_read_only_keeps_serving)
+{
+    const char *dir = private_tmpfs(false);
+    if (dir == NULL)
+        return;
+    char sock[108];
+    snprintf(sock, sizeof sock, "%s/gsd.sock", dir);
+    pid_t pid = spawn_on(sock, NULL);
+    ck_assert(WAIT_UNTIL(5000, answers_ping(sock)));
+    ck_assert_int_eq(mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    ck_assert(answers_ping(sock));
+    kill(pid, SIGTERM); /* cannot remove its socket file: still a clean exit */
+    ck_assert_int_eq(exit_status(pid, 5000), 0);
+    umount2(dir, MNT_DETACH);
+}
+END_TEST
 
 START_TEST(kill_9_then_restart_on_the_same_path)
 {
@@ -171,16 +254,14 @@ START_TEST(kill_9_then_restart_on_the_same_path)
     char sock[108];
     snprintf(sock, sizeof sock, "%s", d->sock);
     ck_assert_int_eq(gsd_wait_exit(d, SIGKILL, 5000), 128 + SIGKILL);
-    pid_t pid = spawn_on(sock); /* takes over the stale socket file */
+    pid_t pid = spawn_on(sock, NULL); /* takes over the stale socket file */
     gsc *c = NULL;
     ck_assert(WAIT_UNTIL(5000, (c = gsc_connect(sock)) != NULL));
     gsc_reply *r;
     ck_assert_mp_eq(OK(gsc_ping(c, &r), &r), "'pong'");
     gsc_close(&c);
     kill(pid, SIGTERM);
-    int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ck_assert_int_eq(exit_status(pid, 5000), 0);
     gsd_stop(&d);
 }
 END_TEST
@@ -202,6 +283,8 @@ static Suite *fault_suite(void)
     tc = tcase_create("daemon");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, kill_9_then_restart_on_the_same_path);
+    tcase_add_test(tc, read_only_socket_directory_fails_clearly);
+    tcase_add_test(tc, socket_directory_turning_read_only_keeps_serving);
     suite_add_tcase(s, tc);
     return s;
 }

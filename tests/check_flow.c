@@ -99,7 +99,7 @@ static void flood(const char *sock, const char *server, int client, int n)
 /* Stated bound on the daemon's RSS during the flood: a mailbox of
  * FLOOD_LIMIT small messages is about 2 MiB, the rest is the daemon itself
  * (and, under AddressSanitizer, its shadow memory and quarantine). */
-#define FLOOD_RSS_KIB (SANITIZED ? 256 * 1024 : 48 * 1024)
+#define FLOOD_RSS_KIB (SANITIZED ? 128 * 1024 : 32 * 1024)
 
 START_TEST(flood_one_slow_server)
 {
