@@ -4,6 +4,7 @@
 #   make check             the whole test suite, then check-valgrind and fuzz
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suite with the daemon under valgrind
+#   make soak              mixed load for SOAK_SECONDS, then RSS and fds back to level
 #   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
 #   make deps              installs the Debian build dependencies (as root)
 
@@ -144,12 +145,17 @@ fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%) $(FUZZ_MODULES:%=$(BUILD)/fuzz-modul
 fuzz:
 	$(MAKE) FUZZ=1 fuzz-run
 
+# Mixed load for SOAK_SECONDS (default 60); the daemon's RSS and fds must
+# come back to their level. Not part of check.
+soak: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/soak
+	GSD_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/soak
+
 deps:
 	sh scripts/deps.sh
 
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all check check-valgrind fuzz fuzz-run deps clean
+.PHONY: all check check-valgrind fuzz fuzz-run soak deps clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
