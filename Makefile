@@ -1,15 +1,23 @@
 # gsd — build everything into $(BUILD)/, test with `make check`.
 #
 #   make                   daemon, client library, gsctl, reference modules
-#   make check             the whole test suite
+#   make check             the whole test suite, then check-valgrind and fuzz
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suite with the daemon under valgrind
+#   make soak              mixed load for SOAK_SECONDS, then RSS and fds back to level
+#   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
 #   make deps              installs the Debian build dependencies (as root)
 #   make install           into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
 
 CC ?= cc
 SANITIZE ?=
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# libFuzzer targets: clang, every object instrumented, in build-fuzz/.
+BUILD ?= build-fuzz
+CC = clang
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
@@ -126,12 +134,15 @@ $(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc
 
-# The unit tests link the daemon's objects directly (all but main.c).
-$(BUILD)/tests/check_units: $(call obj,tests/check_units.c) \
+# These link the daemon's objects directly (all but main.c).
+IN_PROCESS_TESTS = check_units check_limits
+$(IN_PROCESS_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(call obj,tests/%.c) \
 		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC)) client/json.c) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl -lconfig -ljansson
 
+# The plain check also runs the end-to-end suites under valgrind and each
+# fuzz target for FUZZ_SECONDS (`make check FUZZ_SECONDS=5` for a quick one).
 # The Python package's tests run in the plain build only: an ASan-built
 # libgsclient cannot be loaded into an interpreter that is not.
 PYTHON ?= /usr/bin/python3
@@ -149,6 +160,11 @@ check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) 
 	$(PYTHON_CHECK); \
 	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
 		timeout 300 sh tests/check_install.sh || rc=1; exit $$rc
+ifneq ($(SANITIZE),1)
+	@echo "== check_e2e and check_upgrade under valgrind"
+	$(MAKE) --no-print-directory check-valgrind
+	$(MAKE) --no-print-directory fuzz
+endif
 
 # The C example of docs/scripting.md, cut out of the page and built, so the
 # page cannot drift from the library (check_client runs it).
@@ -167,6 +183,51 @@ check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_
 	for t in $(VALGRIND_SUITES); do \
 		GSD_BUILD=$(abspath $(BUILD)) GSD_TEST_WRAP="$(VALGRIND)" $(BUILD)/tests/$$t || exit 1; \
 	done
+
+# ---- fuzzing ------------------------------------------------------------
+# fuzz_frame: the protocol decoder; fuzz_request: bytes in, responses out,
+# through the daemon's dispatch and the reference modules (all but probe,
+# which writes files it is told to). Seeds are in fuzz/corpus/TARGET; what
+# a run finds goes to $(BUILD)/corpus/TARGET, crashes to $(BUILD)/crash-*.
+FUZZ_TARGETS = fuzz_frame fuzz_request
+FUZZ_SECONDS ?= 60
+FUZZ_MODULES = $(filter-out probe,$(MODULES))
+
+$(BUILD)/fuzz/fuzz_frame: $(call obj,fuzz/fuzz_frame.c $(PROTOCOL_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -lmsgpackc
+
+$(BUILD)/fuzz/fuzz_request: $(call obj,fuzz/fuzz_request.c \
+		$(filter-out daemon/main.c,$(DAEMON_SRC)) $(PROTOCOL_SRC) client/json.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson
+
+# The modules it loads: built as an author would, with the sanitizers only.
+$(BUILD)/fuzz-modules/%.so: modules/%.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -O1 -g -fsanitize=address,undefined \
+		-Iinclude -shared -o $@ $<
+
+fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%) $(FUZZ_MODULES:%=$(BUILD)/fuzz-modules/%.so)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)/corpus/$$t || exit 1; \
+		echo "== $$t for $(FUZZ_SECONDS) s"; \
+		FUZZ_MODULES=$(abspath $(BUILD))/fuzz-modules $(BUILD)/fuzz/$$t \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(BUILD)/ \
+			$(BUILD)/corpus/$$t fuzz/corpus/$$t 2>$(BUILD)/$$t.log; rc=$$?; \
+		grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|^(==|SUMMARY|Done)' \
+			$(BUILD)/$$t.log; \
+		[ $$rc -eq 0 ] || { tail -40 $(BUILD)/$$t.log; exit 1; }; \
+	done
+
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-run
+
+# Mixed load for SOAK_SECONDS (default 60); the daemon's RSS and fds must
+# come back to their level. Not part of check.
+soak: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/soak
+	GSD_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/soak
 
 deps:
 	sh scripts/deps.sh
@@ -205,8 +266,8 @@ uninstall:
 	-rmdir $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(LIBDIR)/gsd $(DESTDIR)$(INCLUDEDIR)/gsd 2>/dev/null
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all check check-valgrind deps install uninstall clean FORCE
+.PHONY: all check check-valgrind fuzz fuzz-run soak deps install uninstall clean FORCE
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

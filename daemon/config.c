@@ -223,8 +223,9 @@ static void read_ids(struct reader *rd, const config_setting_t *admins, const ch
 static void read_limits(struct reader *rd, const config_setting_t *root, struct config *cfg)
 {
     static const char *const keys[] = {
-        "message_size",  "message_depth", "connections",  "pending",          "timers", "mailbox",
-        "partial_bytes", "partial_ms",    "output_bytes", "slow_callback_ms", NULL};
+        "message_size", "message_depth", "connections", "pending",      "timers",
+        "mailbox",      "mailbox_bytes", "partial_bytes", "partial_ms", "output_bytes",
+        "slow_callback_ms", NULL};
     const config_setting_t *g = get_group(rd, root, "limits", keys);
     struct limits *l = &cfg->limits;
     uint64_t v = l->message.max_size;
@@ -237,6 +238,7 @@ static void read_limits(struct reader *rd, const config_setting_t *root, struct 
     get_u32(rd, g, "pending", 0, &l->pending);
     get_u32(rd, g, "timers", 0, &l->timers);
     get_u32(rd, g, "mailbox", 0, &l->mailbox);
+    get_uint(rd, g, "mailbox_bytes", 0, UINT64_MAX >> 1, &l->mailbox_bytes);
     get_uint(rd, g, "partial_bytes", 0, UINT64_MAX >> 1, &l->partial_bytes);
     get_u32(rd, g, "partial_ms", 0, &l->partial_ms);
     get_uint(rd, g, "output_bytes", 0, UINT64_MAX >> 1, &l->output_bytes);

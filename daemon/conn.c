@@ -1,9 +1,17 @@
 /* conn.c — client connections: read what is there, frame it, dispatch
- * every complete message, write the answers once per loop turn. */
+ * every complete message, write the answers once per loop turn.
+ *
+ * The limits a connection meets (limits.c): a message that stays
+ * unfinished longer than partial_ms, or unfinished bytes of all
+ * connections together over partial_bytes, cut the sender off; so does
+ * output over output_bytes that the client does not read. A message for a
+ * full mailbox is held, unread, with reading stopped (conn_hold), until the
+ * mailbox has room. */
 #include "gsd.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,15 +21,22 @@
 #define BUF_KEEP (1u << 20) /* an idle buffer larger than this is given back */
 #define HUP_CHECK_MS 1000   /* how often a half-closed peer is checked for a full close */
 
-struct gsp_limits conn_limits = {GSP_MAX_SIZE_DEFAULT, GSP_MAX_DEPTH_DEFAULT};
-
 static TAILQ_HEAD(, conn) flushq = TAILQ_HEAD_INITIALIZER(flushq);
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static uint64_t last_id;
+static unsigned nconns;
+static uint64_t buffered; /* bytes of unfinished messages, all connections */
 
 static void conn_read(evutil_socket_t fd, short what, void *arg);
 static void conn_write(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct conn *c);
+static void conn_resume(evutil_socket_t fd, short what, void *arg);
+static void conn_trickle(evutil_socket_t fd, short what, void *arg);
+
+unsigned conn_count(void)
+{
+    return nconns;
+}
 
 void conn_new(int fd)
 {
@@ -41,8 +56,11 @@ void conn_new(int fd)
     gsp_packer_init(&c->pk, &c->out);
     c->rev = event_new(loop_base, fd, EV_READ | EV_PERSIST, conn_read, c);
     c->wev = event_new(loop_base, fd, EV_WRITE | EV_PERSIST, conn_write, c);
+    c->resume = evtimer_new(loop_base, conn_resume, c);
+    c->trickle = evtimer_new(loop_base, conn_trickle, c);
     event_add(c->rev, NULL);
     TAILQ_INSERT_TAIL(&conns, c, all_link);
+    nconns++;
     log_msg(LOG_DEBUG, "connection %llu: pid %d uid %d", (unsigned long long)c->id, (int)c->pid,
             (int)c->uid);
 }
@@ -101,10 +119,37 @@ static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
         conn_notify_error(c, GSP_BADARG, why);
 }
 
+bool conn_hold(struct conn *c, struct server *s)
+{
+    if (!mailbox_full(&s->mbox))
+        return false;
+    c->blocked = &s->mbox;
+    TAILQ_INSERT_TAIL(&s->mbox.blocked, c, blocked_link);
+    event_del(c->rev);
+    event_del(c->trickle); /* the held bytes wait on the daemon, not on the client */
+    return true;
+}
+
+void conn_unblock(struct conn *c)
+{
+    TAILQ_REMOVE(&c->blocked->blocked, c, blocked_link);
+    c->blocked = NULL;
+    loop_arm(c->resume, 0); /* not from here: a server's callback may be running */
+}
+
+/* The daemon's count of unfinished input follows c's. A held connection's
+ * bytes are the daemon's to dispatch, not the client's to finish. */
+static void count_input(struct conn *c)
+{
+    size_t n = c->blocked ? 0 : c->in.len;
+    buffered = buffered - c->counted + n;
+    c->counted = n;
+}
+
 static void conn_parse(struct conn *c)
 {
     size_t off = 0, len;
-    while (!c->closing && off < c->in.len) {
+    while (!c->closing && !c->blocked && off < c->in.len) {
         const uint8_t *p = c->in.data + off;
         switch (gsp_framer_feed(&c->framer, p, c->in.len - off, &limits.message, &len)) {
         case GSP_SCAN_MORE:
@@ -124,13 +169,48 @@ static void conn_parse(struct conn *c)
                 method_dispatch(c, &env);
             else
                 conn_badarg(c, &env);
-            off += len;
+            if (!c->blocked) /* else it is read again when there is room */
+                off += len;
             break;
         }
         }
     }
 done:
     gsp_buf_consume(&c->in, off);
+    if (c->in.len == 0 && c->in.cap > BUF_KEEP)
+        gsp_buf_free(&c->in); /* after one big message */
+    count_input(c);
+    /* A message that is still unfinished gets partial_ms from when the
+     * previous one was done (or from when it started, if it is the first). */
+    if (c->in.len == 0 || c->blocked || c->closing)
+        event_del(c->trickle);
+    else if (limits.partial_ms && (off > 0 || !evtimer_pending(c->trickle, NULL)))
+        loop_arm(c->trickle, limits.partial_ms);
+}
+
+static void conn_trickle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    char why[96];
+    snprintf(why, sizeof why, "message unfinished after %u ms", limits.partial_ms);
+    conn_fatal(c, GSP_TIMEOUT, why);
+    conn_flush_all();
+}
+
+/* The mailbox that held c up has room: dispatch what is buffered, then
+ * read again unless another full mailbox holds it. */
+static void conn_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    if (c->blocked || c->closing)
+        return;
+    conn_parse(c);
+    if (!c->blocked && !c->closing && !c->eof)
+        event_add(c->rev, NULL);
+    conn_packer(c);
+    conn_flush_all();
 }
 
 /* True if the peer closed both directions or failed. A peer that only shut
@@ -176,8 +256,14 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
     } else {
         c->in.len += (size_t)n;
         conn_parse(c);
-        if (c->in.len == 0 && c->in.cap > BUF_KEEP)
-            gsp_buf_free(&c->in); /* after one big message */
+        if (limits.partial_bytes && buffered > limits.partial_bytes && c->in.len && !c->blocked &&
+            !c->closing) {
+            char why[128];
+            snprintf(why, sizeof why,
+                     "unfinished messages of all clients over the daemon's limit of %llu bytes",
+                     (unsigned long long)limits.partial_bytes);
+            conn_fatal(c, GSP_TOO_LARGE, why);
+        }
     }
     conn_packer(c); /* flush, or close if nothing is left to answer */
     conn_flush_all();
@@ -192,7 +278,8 @@ static void conn_flush(struct conn *c)
             c->out_off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
             continue;
-        } else if (n < 0 && errno == EAGAIN && !c->closing) {
+        } else if (n < 0 && errno == EAGAIN && !c->closing &&
+                   (!limits.output_bytes || c->out.len - c->out_off <= limits.output_bytes)) {
             /* Drop what is written once it is most of the buffer, so a
              * client that always lags keeps the buffer at its backlog. */
             if (c->out_off >= READ_CHUNK || c->out_off * 2 >= c->out.len) {
@@ -202,7 +289,13 @@ static void conn_flush(struct conn *c)
             event_add(c->wev, NULL);
             return;
         } else {
-            /* The peer has gone, or a closing peer does not read: give up. */
+            /* The peer has gone, or does not read what it asked for: give up. */
+            if (n < 0 && errno == EAGAIN && !c->closing)
+                log_msg(LOG_WARN,
+                        "connection %llu (pid %d) does not read its responses: %zu bytes queued, "
+                        "over the limit of %llu; closing",
+                        (unsigned long long)c->id, (int)c->pid, c->out.len - c->out_off,
+                        (unsigned long long)limits.output_bytes);
             c->eof = c->closing = true;
             break;
         }
@@ -250,13 +343,19 @@ static void conn_close(struct conn *c)
     }
     if (c->dirty)
         TAILQ_REMOVE(&flushq, c, flush_link);
+    if (c->blocked)
+        TAILQ_REMOVE(&c->blocked->blocked, c, blocked_link);
     TAILQ_REMOVE(&conns, c, all_link);
+    nconns--;
     event_free(c->rev);
     event_free(c->wev);
+    event_free(c->resume);
+    event_free(c->trickle);
     if (c->hup)
         event_free(c->hup);
     close(c->fd);
     gsp_buf_free(&c->in);
+    count_input(c);
     gsp_buf_free(&c->out);
     free(c->links);
     free(c);

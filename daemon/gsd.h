@@ -74,6 +74,7 @@ struct limits {
     uint32_t pending;          /* requests awaiting an answer, per connection */
     uint32_t timers;           /* pending gs_timer_start timers, per server */
     uint32_t mailbox;          /* messages queued per server, unless its start says otherwise */
+    uint64_t mailbox_bytes;    /* bytes queued per server */
     uint64_t partial_bytes;    /* bytes of unfinished messages, all connections together */
     uint32_t partial_ms;       /* age of an unfinished message before its sender is cut off */
     uint64_t output_bytes;     /* bytes queued for a client that does not read them */
@@ -106,19 +107,28 @@ struct msg {
     uint8_t data[];  /* args, request, message or reason, as msgpack */
 };
 
+/* Flow control: a mailbox at its limit (limit messages or
+ * limits.mailbox_bytes) takes no more from clients; each connection with a
+ * message for it stops reading (it is `blocked` here) until the mailbox has
+ * drained to half its limit. Messages from inside the daemon (other
+ * servers, timers, replies, downs) are always accepted: the loop cannot
+ * wait, and refusing them would lose what a server was promised. */
 struct mailbox {
     STAILQ_HEAD(, msg) q;
-    uint32_t len;        /* messages queued */
-    uint32_t len_high;   /* high-water mark of len */
-    uint64_t bytes;      /* payload bytes queued */
-    uint64_t bytes_high; /* high-water mark of bytes */
+    uint32_t len;                /* messages queued */
+    uint32_t len_high;           /* high-water mark of len */
+    uint64_t bytes;              /* payload bytes queued */
+    uint64_t bytes_high;         /* high-water mark of bytes */
+    uint32_t limit;              /* messages from clients; 0 none */
+    TAILQ_HEAD(, conn) blocked;  /* connections waiting for room */
 };
 
 struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_t len);
-void mailbox_init(struct mailbox *mb);
+void mailbox_init(struct mailbox *mb); /* limit: limits.mailbox */
 void mailbox_put(struct mailbox *mb, struct msg *m);
-struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty */
-void mailbox_clear(struct mailbox *mb);
+struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty; may unblock connections */
+void mailbox_clear(struct mailbox *mb);       /* unblocks every connection */
+bool mailbox_full(const struct mailbox *mb);
 
 /* ---- module.c ---------------------------------------------------------- */
 /* One loaded version of a module's code. The current version of each name
@@ -179,10 +189,11 @@ struct server {
     uint64_t starter;              /* the waiter of start, until init has answered it */
     LIST_HEAD(, waiter) waiters;   /* callers waiting on it */
     LIST_HEAD(, stimer) timers;    /* its pending gs_timer_start timers */
+    uint32_t ntimers;              /* how many; limits.timers */
+    bool timers_logged;            /* the timer limit was logged, until it has room again */
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
     struct sup_child *sup;         /* its supervision (supervise.c), or NULL */
-    uint32_t mailbox_limit;        /* the start option "mailbox_limit"; 0: limits.mailbox */
     UT_hash_handle hh_id, hh_name;
 };
 
@@ -326,11 +337,25 @@ struct conn {
     LIST_HEAD(, monitor) monitors; /* its monitors */
     uint64_t *links;               /* servers to stop when it closes */
     size_t nlinks, links_cap;
+    uint32_t pending;               /* waiters: limits.pending */
+    size_t counted;                 /* bytes of in counted in the daemon's partial bytes */
+    struct mailbox *blocked;        /* full, holding up this connection's next message */
+    TAILQ_ENTRY(conn) blocked_link; /* in blocked->blocked */
+    struct event *resume;           /* runs the held messages once there is room */
+    struct event *trickle;          /* fires when a message stays unfinished too long */
     TAILQ_ENTRY(conn) flush_link;
     TAILQ_ENTRY(conn) all_link;
 };
 
 void conn_new(int fd);
+unsigned conn_count(void);
+/* For a method about to post a client's message to s: true if s's mailbox
+ * is full, and then c stops reading and the message stays unread, to be
+ * dispatched again once the mailbox has room (the method must have changed
+ * nothing yet). */
+bool conn_hold(struct conn *c, struct server *s);
+/* The mailbox mb has room again: c resumes on its next loop turn. */
+void conn_unblock(struct conn *c);
 /* The connection's packer, marking it for the next flush. */
 msgpack_packer *conn_packer(struct conn *c);
 void conn_flush_all(void);

@@ -7,6 +7,7 @@ struct limits limits = {
     .pending = 65536,
     .timers = 65536,
     .mailbox = 100000,
+    .mailbox_bytes = 64u << 20,
     .partial_bytes = 256u << 20,
     .partial_ms = 30000,
     .output_bytes = 64u << 20,

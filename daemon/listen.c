@@ -20,13 +20,38 @@ static char *lpath;
 static mode_t lmode = 0660; /* srw-rw----: the owner and its group */
 static gid_t lgroup = (gid_t)-1;
 static struct event *lev, *retry;
+static bool full_logged; /* the connection limit was logged, until there is room again */
+
+/* One connection too many: told why in the one write a fresh socket takes
+ * without blocking, and closed. */
+static void refuse(int cfd)
+{
+    if (!full_logged)
+        log_msg(LOG_WARN, "%u connections open, the limit: refusing new ones", conn_count());
+    full_logged = true;
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_notify(&pk, "error", 2);
+    gsp_pack_str(&pk, gsp_code_name(GSP_TOO_LARGE));
+    gsp_pack_str(&pk, "too many connections");
+    ssize_t n = write(cfd, b.data, b.len); /* it may have gone already */
+    (void)n;
+    gsp_buf_free(&b);
+    close(cfd);
+}
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)what, (void)arg;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0 && limits.connections && conn_count() >= limits.connections) {
+            refuse(cfd);
+            continue;
+        }
         if (cfd >= 0) {
+            full_logged = false;
             conn_new(cfd);
             continue;
         }
@@ -77,9 +102,12 @@ static int safe_dir(const char *path)
     const char *dir = dirname(copy);
     struct stat st;
     int r = -1;
-    if (mkdir(dir, 0755) == 0)
+    int made = mkdir(dir, 0755) == 0 ? 0 : errno; /* EEXIST: there already */
+    if (made == 0)
         log_msg(LOG_INFO, "made %s", dir);
-    if (lstat(dir, &st) < 0)
+    if (made != 0 && made != EEXIST)
+        log_msg(LOG_ERR, "cannot make socket directory %s: %s", dir, strerror(made));
+    else if (lstat(dir, &st) < 0)
         log_msg(LOG_ERR, "socket directory %s: %s", dir, strerror(errno));
     else if (!S_ISDIR(st.st_mode))
         log_msg(LOG_ERR, "socket directory %s is not a directory", dir);

@@ -1,4 +1,5 @@
-/* mailbox.c — a server's queue of encoded messages, with its counters. */
+/* mailbox.c — a server's queue of encoded messages, with its counters and
+ * the connections held up until it has room. */
 #include "gsd.h"
 
 #include <stdlib.h>
@@ -19,6 +20,29 @@ void mailbox_init(struct mailbox *mb)
 {
     memset(mb, 0, sizeof *mb);
     STAILQ_INIT(&mb->q);
+    TAILQ_INIT(&mb->blocked);
+    mb->limit = limits.mailbox;
+}
+
+bool mailbox_full(const struct mailbox *mb)
+{
+    return (mb->limit && mb->len >= mb->limit) ||
+           (limits.mailbox_bytes && mb->bytes >= limits.mailbox_bytes);
+}
+
+/* Half the limit: room for a burst, so connections do not flap on and off
+ * with every message. */
+static bool has_room(const struct mailbox *mb)
+{
+    return (!mb->limit || mb->len <= mb->limit / 2) &&
+           (!limits.mailbox_bytes || mb->bytes <= limits.mailbox_bytes / 2);
+}
+
+static void unblock_all(struct mailbox *mb)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&mb->blocked)) != NULL)
+        conn_unblock(c);
 }
 
 void mailbox_put(struct mailbox *mb, struct msg *m)
@@ -40,6 +64,8 @@ struct msg *mailbox_take(struct mailbox *mb)
     STAILQ_REMOVE_HEAD(&mb->q, link);
     mb->len--;
     mb->bytes -= m->len;
+    if (!TAILQ_EMPTY(&mb->blocked) && has_room(mb))
+        unblock_all(mb);
     return m;
 }
 
@@ -48,4 +74,5 @@ void mailbox_clear(struct mailbox *mb)
     struct msg *m;
     while ((m = mailbox_take(mb)) != NULL)
         free(m);
+    unblock_all(mb);
 }

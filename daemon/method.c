@@ -152,7 +152,7 @@ struct start_opts {
     bool link;
     int64_t timeout;
     enum restart restart;
-    uint32_t mailbox_limit;
+    uint32_t mailbox_limit; /* 0: limits.mailbox */
 };
 
 static bool restart_option(const gs_value *v, enum restart *r)
@@ -185,7 +185,8 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
             opts->timeout = -1;
         else if (gs_is(k, "restart") && restart_option(v, &opts->restart))
             ; /* read into opts */
-        else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                 v->via.u64 > 0)
             opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
         else {
             char text[128];
@@ -195,6 +196,16 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         }
     }
     return true;
+}
+
+/* A request answered later needs a waiter: limits.pending per connection. */
+static bool may_wait(struct req *r)
+{
+    if (!limits.pending || r->c->pending < limits.pending)
+        return true;
+    fail(r, GSP_TOO_LARGE, "%u requests of this connection already wait for an answer, the limit",
+         r->c->pending);
+    return false;
 }
 
 static void m_start(struct req *r)
@@ -225,6 +236,8 @@ static void m_start(struct req *r)
         gsp_pack_error_end(pk);
         return;
     }
+    if (!may_wait(r))
+        return;
     struct module *mod = load(r, mod_name);
     if (mod == NULL)
         return;
@@ -232,7 +245,8 @@ static void m_start(struct req *r)
     struct server *s =
         server_start(mod, named ? name.via.str.ptr : NULL, named ? name.via.str.size : 0, args.ptr,
                      args.len, opts.timeout, w->id);
-    s->mailbox_limit = opts.mailbox_limit;
+    if (opts.mailbox_limit)
+        s->mbox.limit = opts.mailbox_limit;
     if (opts.restart != RESTART_TEMPORARY) {
         char copy[GSP_NAME_MAX + 1] = "";
         if (named)
@@ -257,7 +271,7 @@ static void m_call(struct req *r)
     if (!arg_timeout(r, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL)
+    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     w->call = true;
@@ -275,7 +289,7 @@ static void post(struct req *r, enum msg_kind kind)
     }
     struct gsp_span v = arg_span(r);
     struct server *s = find(r, &ref);
-    if (s == NULL)
+    if (s == NULL || conn_hold(r->c, s))
         return;
     server_post(s, kind, 0, v.ptr, v.len);
     ok_nil(r);
@@ -303,7 +317,7 @@ static void m_stop(struct req *r)
     if (!arg_timeout(r, -1, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL)
+    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     waiter_attach(w, s);
@@ -410,6 +424,8 @@ static void m_get_state(struct req *r)
         fail(r, GSP_UNSUPPORTED, "module %s has no format_state", s->mod->name);
         return;
     }
+    if (!may_wait(r) || conn_hold(r->c, s))
+        return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
     waiter_attach(w, s);
     server_post(s, MSG_STATE, w->id, NULL, 0);

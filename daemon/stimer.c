@@ -17,6 +17,8 @@ struct stimer {
 static void stimer_free(struct stimer *t)
 {
     LIST_REMOVE(t, link);
+    if (--t->server->ntimers < limits.timers)
+        t->server->timers_logged = false;
     event_free(t->ev);
     free(t);
 }
@@ -31,6 +33,14 @@ static void stimer_fire(evutil_socket_t fd, short what, void *arg)
 
 uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len)
 {
+    if (limits.timers && s->ntimers >= limits.timers) {
+        if (!s->timers_logged)
+            log_msg(LOG_WARN, "server %llu (%s): %u timers pending, the limit; gs_timer_start fails",
+                    (unsigned long long)s->id, s->name ? s->name : "-", s->ntimers);
+        s->timers_logged = true;
+        return 0;
+    }
+    s->ntimers++;
     struct stimer *t = xmalloc(sizeof *t + len);
     t->ref = next_ref();
     t->server = s;

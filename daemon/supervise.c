@@ -149,7 +149,8 @@ static void child_idle(struct sup_child *ch)
 static void attach(struct sup_child *ch, struct server *s)
 {
     s->sup = ch;
-    s->mailbox_limit = ch->spec.mailbox_limit;
+    if (ch->spec.mailbox_limit)
+        s->mbox.limit = ch->spec.mailbox_limit;
     ch->server = s->id;
 }
 

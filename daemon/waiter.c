@@ -35,6 +35,7 @@ struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_m
     w->conn = c;
     w->msgid = msgid;
     LIST_INSERT_HEAD(&c->waiters, w, conn_link);
+    c->pending++;
     return w;
 }
 
@@ -71,8 +72,10 @@ void waiter_detach(struct waiter *w)
 void waiter_drop(struct waiter *w)
 {
     waiter_detach(w);
-    if (w->kind == WAIT_CONN && w->conn)
+    if (w->kind == WAIT_CONN && w->conn) {
         LIST_REMOVE(w, conn_link);
+        w->conn->pending--;
+    }
     if (w->timer)
         event_free(w->timer);
     HASH_DEL(all, w);

@@ -21,6 +21,8 @@ void gsp_buf_reserve(struct gsp_buf *b, size_t more)
 
 void gsp_buf_append(struct gsp_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* msgpack-c writes an empty str's body as (NULL, 0) */
     gsp_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;

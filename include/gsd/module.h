@@ -471,7 +471,9 @@ static inline bool gs_from_waiting(gs_server *self, gs_from from)
 
 /* Delivers msg (copied now) to this server's handle_info after ms (at
  * most 2^31 - 1). Returns a timer ref (> 0) for gs_timer_cancel, or 0 if
- * msg is over the message limits (see below). Timers end with the server. */
+ * msg is over the message limits (see below) or the server already has as
+ * many timers pending as the daemon allows (65536 by default). Timers end
+ * with the server. */
 static inline uint64_t gs_timer_start(gs_server *self, uint64_t ms, gs_value msg)
 {
     return gs_host->timer_start(self, ms, msg);

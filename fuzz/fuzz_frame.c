@@ -1,0 +1,52 @@
+/*
+ * fuzz_frame.c — libFuzzer target for the protocol decoder: the framer fed
+ * in pieces as reads would bring them, then each complete frame's
+ * envelope, its params and a full decode, as the daemon reads them.
+ */
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gsp.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* The first byte picks how the stream is cut into reads. */
+    if (size < 1)
+        return 0;
+    size_t step = (size_t)data[0] % 17 + 1;
+    data++, size--;
+    static const struct gsp_limits lim = {1 << 16, GSP_MAX_DEPTH_DEFAULT};
+    struct gsp_framer f = {0};
+    msgpack_zone *zone = msgpack_zone_new(4096);
+    size_t start = 0, avail = 0, len;
+    while (start < size) {
+        avail = avail + step > size - start ? size - start : avail + step;
+        enum gsp_scan r = gsp_framer_feed(&f, data + start, avail, &lim, &len);
+        if (r == GSP_SCAN_MORE) {
+            if (avail == size - start)
+                break;
+            continue;
+        }
+        if (r != GSP_SCAN_DONE)
+            break;
+        struct gsp_envelope env;
+        if (gsp_envelope_read(data + start, len, &env) && env.type != GSP_RESPONSE) {
+            struct gsp_cursor p = env.params;
+            struct gsp_span s;
+            for (uint32_t i = 0; i < env.nparams && gsp_get_span(&p, &s); i++) {
+                msgpack_object o;
+                gsp_decode(s.ptr, s.len, zone, &o);
+            }
+        }
+        msgpack_object whole;
+        if (!gsp_decode(data + start, len, zone, &whole))
+            abort(); /* the framer passed it: msgpack-c must read it */
+        msgpack_zone_clear(zone);
+        start += len;
+        avail = 0;
+    }
+    msgpack_zone_free(zone);
+    return 0;
+}

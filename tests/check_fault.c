@@ -1,0 +1,300 @@
+/*
+ * check_fault.c — clients and modules that misbehave, and a daemon that
+ * dies: everyone else is served, nothing leaks into the next client.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct gsd *D;
+static gsc *C;
+
+static void setup(void)
+{
+    D = gsd_start();
+    C = CLIENT(D);
+}
+
+static void teardown(void)
+{
+    client_close(&C);
+    ck_assert_int_eq(gsd_stop(&D), 0);
+}
+
+static bool whereis_nil(gsc *c, const char *name)
+{
+    gsc_reply *r;
+    return OK(gsc_whereis(c, name, &r), &r)->type == MSGPACK_OBJECT_NIL;
+}
+
+static void still_serving(void)
+{
+    ck_assert_mp_eq(CALL(C, "c", mp("'get'")), "%d", 0);
+}
+
+START_TEST(disconnect_mid_call)
+{
+    START(C, "probe", "p", NULL);
+    START(C, "counter", "c", NULL);
+    struct raw *r = RAW_CONNECT(D);
+    RAW_REQUEST(r, 1, "call", mp("['p', ['reply_after', 200, 'late'], nil]"));
+    sleep_ms(20);
+    raw_close(&r);
+    sleep_ms(300); /* the reply comes with nobody to read it */
+    ck_assert_mp_eq(CALL(C, "p", mp("['echo', 1]")), "1");
+    still_serving();
+}
+END_TEST
+
+START_TEST(disconnect_mid_message)
+{
+    START(C, "counter", "c", NULL);
+    for (int i = 0; i < 20; i++) {
+        struct raw *r = RAW_CONNECT(D);
+        /* [0, 1, "call", ["c", "increment", nil]], cut after i bytes */
+        const char full[] = "\x94\x00\x01\xa4" "call" "\x93\xa1" "c" "\xa9" "increment" "\xc0";
+        RAW_WRITE(r, full, (size_t)i % (sizeof full - 2) + 1);
+        raw_close(&r);
+    }
+    still_serving();
+}
+END_TEST
+
+START_TEST(disconnect_mid_pipeline)
+{
+    START(C, "counter", "c", NULL);
+    struct raw *r = RAW_CONNECT(D);
+    for (uint32_t i = 0; i < 2000; i++) {
+        RAW_NOTIFY(r, "cast", mp("['c', 'increment']"));
+        RAW_REQUEST(r, i, "call", mp("['c', 'get', nil]"));
+    }
+    raw_close(&r); /* 2000 answers nobody reads */
+    /* What the daemon read before it found the client gone was served;
+     * the rest went with the connection. */
+    int64_t n = -1, m;
+    while ((m = MP_INT(CALL(C, "c", mp("'get'")))) != n) {
+        n = m;
+        sleep_ms(50);
+    }
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_le(n, 2000);
+}
+END_TEST
+
+START_TEST(a_thousand_connections_at_once)
+{
+    enum { N = 1000 };
+    struct raw **r = calloc(N, sizeof *r);
+    for (int i = 0; i < N; i++)
+        r[i] = RAW_CONNECT(D);
+    for (int i = 0; i < N; i++)
+        RAW_REQUEST(r[i], (uint32_t)i, "ping", mp("[]"));
+    for (int i = 0; i < N; i++)
+        ck_assert_mp_eq(RAW_RECV(r[i], 10000), "[1, %d, nil, 'pong']", i);
+    for (int i = 0; i < N; i++)
+        raw_close(&r[i]);
+    free(r);
+    START(C, "counter", "c", NULL);
+    still_serving();
+}
+END_TEST
+
+START_TEST(init_returning_nonsense_fails_the_start)
+{
+    gsc_reply *r;
+    ck_assert_mp_eq(ERR(gsc_start(C, "rogue", "x", mp("{'init': 'nonsense'}"), NULL, &r), &r,
+                        "init_stop"),
+                    "'bad_return_value'");
+    START(C, "counter", "c", NULL);
+    still_serving();
+}
+END_TEST
+
+START_TEST(init_sleeping_past_its_timeout)
+{
+    gsc_reply *r;
+    ERR(gsc_start(C, "rogue", "x", mp("{'init_ms': 300}"), mp("{'timeout': 50}"), &r), &r,
+        "timeout");
+    START(C, "counter", "c", NULL);
+    still_serving();
+    START(C, "rogue", "x", NULL); /* the name was freed */
+}
+END_TEST
+
+START_TEST(terminate_sleeping_past_the_stop_timeout)
+{
+    START(C, "rogue", "x", mp("{'terminate_ms': 500}"));
+    START(C, "counter", "c", NULL);
+    gsc_reply *r;
+    int st = gsc_stop(C, "x", NULL, 50, &r);
+    /* terminate holds the loop: the stop is answered once it returns (its
+     * timer could not fire meanwhile), or timeout if that came first. */
+    ck_assert(st == GSC_OK || (st == GSC_ERROR && strcmp(r->code, "timeout") == 0));
+    gsc_reply_destroy(&r);
+    still_serving();
+    ck_assert(WAIT_UNTIL(5000, whereis_nil(C, "x")));
+}
+END_TEST
+
+/* The daemon on an explicit socket path, started by hand (the harness
+ * gives every daemon a fresh path); its stderr goes to log (or nowhere). */
+static pid_t spawn_on(const char *sock, const char *log)
+{
+    char bin[512], mods[512];
+    snprintf(bin, sizeof bin, "%s/gsd", gsd_build());
+    snprintf(mods, sizeof mods, "%s/modules", gsd_build());
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_RDWR);
+        int err = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644) : null;
+        dup2(null, 0), dup2(null, 1), dup2(err, 2);
+        execl(bin, bin, "-s", sock, "-M", mods, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Exit status within ms, or -1 (then it is killed). */
+static int exit_status(pid_t pid, int ms)
+{
+    int st;
+    for (int t = 0; t < ms; t += 10) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static bool answers_ping(const char *sock)
+{
+    gsc *c = gsc_connect(sock);
+    if (c == NULL)
+        return false;
+    gsc_reply *r = NULL;
+    bool ok = gsc_ping(c, &r) == GSC_OK;
+    gsc_reply_destroy(&r);
+    gsc_close(&c);
+    return ok;
+}
+
+/* A tmpfs of our own at a fresh directory, in a mount namespace of this
+ * test process (and the daemons it starts) only. NULL if this machine
+ * does not let us mount. */
+static const char *private_tmpfs(bool read_only)
+{
+    static char dir[128];
+    const char *root = getenv("GSD_TEST_ROOT");
+    snprintf(dir, sizeof dir, "%s/mnt-XXXXXX", root && *root ? root : "/tmp");
+    if (mkdtemp(dir) == NULL || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", dir, "tmpfs", read_only ? MS_RDONLY : 0, "size=1m,mode=0755") < 0) {
+        fprintf(stderr, "fault: cannot mount a tmpfs here (%s): read-only test skipped\n",
+                strerror(errno));
+        return NULL;
+    }
+    return dir;
+}
+
+START_TEST(read_only_socket_directory_fails_clearly)
+{
+    const char *dir = private_tmpfs(true);
+    if (dir == NULL)
+        return;
+    char sock[108], log[160];
+    snprintf(log, sizeof log, "%s.log", dir);
+    snprintf(sock, sizeof sock, "%s/gsd.sock", dir);
+    ck_assert_int_eq(exit_status(spawn_on(sock, log), 5000), 1);
+    ck_assert_ptr_nonnull(strstr(file_read(log), "Read-only file system"));
+    snprintf(sock, sizeof sock, "%s/sub/gsd.sock", dir);
+    ck_assert_int_eq(exit_status(spawn_on(sock, log), 5000), 1);
+    ck_assert_ptr_nonnull(strstr(file_read(log), "cannot make socket directory"));
+    umount2(dir, MNT_DETACH);
+}
+END_TEST
+
+START_TEST(socket_directory_turning_read_only_keeps_serving)
+{
+    const char *dir = private_tmpfs(false);
+    if (dir == NULL)
+        return;
+    char sock[108];
+    snprintf(sock, sizeof sock, "%s/gsd.sock", dir);
+    pid_t pid = spawn_on(sock, NULL);
+    ck_assert(WAIT_UNTIL(5000, answers_ping(sock)));
+    ck_assert_int_eq(mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    ck_assert(answers_ping(sock));
+    kill(pid, SIGTERM); /* cannot remove its socket file: still a clean exit */
+    ck_assert_int_eq(exit_status(pid, 5000), 0);
+    umount2(dir, MNT_DETACH);
+}
+END_TEST
+
+START_TEST(kill_9_then_restart_on_the_same_path)
+{
+    struct gsd *d = gsd_start();
+    char sock[108];
+    snprintf(sock, sizeof sock, "%s", d->sock);
+    ck_assert_int_eq(gsd_wait_exit(d, SIGKILL, 5000), 128 + SIGKILL);
+    pid_t pid = spawn_on(sock, NULL); /* takes over the stale socket file */
+    gsc *c = NULL;
+    ck_assert(WAIT_UNTIL(5000, (c = gsc_connect(sock)) != NULL));
+    gsc_reply *r;
+    ck_assert_mp_eq(OK(gsc_ping(c, &r), &r), "'pong'");
+    gsc_close(&c);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(exit_status(pid, 5000), 0);
+    gsd_stop(&d);
+}
+END_TEST
+
+static Suite *fault_suite(void)
+{
+    Suite *s = suite_create("fault");
+    TCase *tc = tcase_create("clients");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, disconnect_mid_call);
+    tcase_add_test(tc, disconnect_mid_message);
+    tcase_add_test(tc, disconnect_mid_pipeline);
+    tcase_add_test(tc, a_thousand_connections_at_once);
+    tcase_add_test(tc, init_returning_nonsense_fails_the_start);
+    tcase_add_test(tc, init_sleeping_past_its_timeout);
+    tcase_add_test(tc, terminate_sleeping_past_the_stop_timeout);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("daemon");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, kill_9_then_restart_on_the_same_path);
+    tcase_add_test(tc, read_only_socket_directory_fails_clearly);
+    tcase_add_test(tc, socket_directory_turning_read_only_keeps_serving);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* 1000 connections need more than the usual 1024 descriptors between
+     * this process and the daemon it starts. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return run_suite(fault_suite());
+}
