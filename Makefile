@@ -36,6 +36,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/gsd
 VERSION := $(shell sed -n 's/^\#define GSD_VERSION "\(.*\)"/\1/p' daemon/gsd.h)
 
 OPT ?= -O2 -g
@@ -240,11 +241,13 @@ INSTALLED = $(BINDIR)/gsd $(BINDIR)/gsctl $(INCLUDEDIR)/gsclient.h $(INCLUDEDIR)
 	$(LIBDIR)/libgsclient.a $(LIBDIR)/libgsclient.so $(LIBDIR)/libgsclient.so.1 \
 	$(LIBDIR)/libgsclient.so.1.0.0 $(PKGCONFIGDIR)/gsd-module.pc $(PKGCONFIGDIR)/gsclient.pc \
 	$(MODULES:%=$(MODULEDIR)/%.so) $(UNITDIR)/gsd.service $(UNITDIR)/gsd.socket \
-	$(SYSUSERSDIR)/gsd.conf $(MANDIR)/man8/gsd.8 $(MANDIR)/man1/gsctl.1 $(MANDIR)/man3/gsd-module.3
+	$(SYSUSERSDIR)/gsd.conf $(MANDIR)/man8/gsd.8 $(MANDIR)/man1/gsctl.1 $(MANDIR)/man3/gsd-module.3 \
+	$(DOCDIR)/gsd.conf.example
 
 install: all
 	install -d $(addprefix $(DESTDIR),$(BINDIR) $(LIBDIR) $(INCLUDEDIR)/gsd $(MODULEDIR) \
-		$(PKGCONFIGDIR) $(UNITDIR) $(SYSUSERSDIR) $(MANDIR)/man1 $(MANDIR)/man3 $(MANDIR)/man8)
+		$(PKGCONFIGDIR) $(UNITDIR) $(SYSUSERSDIR) $(MANDIR)/man1 $(MANDIR)/man3 $(MANDIR)/man8 \
+		$(DOCDIR))
 	install -m 755 $(BUILD)/gsd $(BUILD)/gsctl $(DESTDIR)$(BINDIR)/
 	install -m 644 client/gsclient.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/gsd/module.h $(DESTDIR)$(INCLUDEDIR)/gsd/
@@ -257,13 +260,15 @@ install: all
 	for f in gsd.service gsd.socket; do \
 		$(REPREFIX) systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f && chmod 644 $(DESTDIR)$(UNITDIR)/$$f; done
 	install -m 644 systemd/gsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/gsd.conf
+	$(REPREFIX) etc/gsd.conf > $(DESTDIR)$(DOCDIR)/gsd.conf.example
 	for m in man8/gsd.8 man1/gsctl.1 man3/gsd-module.3; do \
 		$(REPREFIX) docs/man/$${m#*/} > $(DESTDIR)$(MANDIR)/$$m && chmod 644 $(DESTDIR)$(MANDIR)/$$m; done
 	@[ -n "$(DESTDIR)" ] || [ "$$(id -u)" -ne 0 ] || ldconfig
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(LIBDIR)/gsd $(DESTDIR)$(INCLUDEDIR)/gsd 2>/dev/null
+	-rmdir $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(LIBDIR)/gsd $(DESTDIR)$(INCLUDEDIR)/gsd \
+		$(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -40,7 +40,7 @@ for f in bin/gsd bin/gsctl include/gsclient.h include/gsd/module.h lib/libgsclie
     lib/libgsclient.so lib/libgsclient.so.1 lib/pkgconfig/gsd-module.pc lib/pkgconfig/gsclient.pc \
     lib/gsd/modules/counter.so lib/systemd/system/gsd.service lib/systemd/system/gsd.socket \
     lib/sysusers.d/gsd.conf share/man/man8/gsd.8 share/man/man1/gsctl.1 \
-    share/man/man3/gsd-module.3; do
+    share/man/man3/gsd-module.3 share/doc/gsd/gsd.conf.example; do
     [ -e "$dest$prefix/$f" ] || fail "$prefix/$f was not installed"
 done
 "$dest$prefix/bin/gsd" -h | grep -q "$prefix/lib/gsd/modules" ||

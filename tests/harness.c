@@ -269,6 +269,8 @@ struct gsd *gsd_start_with(const char *const *extra)
     argv[argc++] = d->sock;
     argv[argc++] = "-M";
     argv[argc++] = mods;
+    argv[argc++] = "-c"; /* not the machine's own configuration; a later -c wins */
+    argv[argc++] = "/dev/null";
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;

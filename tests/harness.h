@@ -42,8 +42,9 @@ struct gsd {
 const char *gsd_build(void);
 
 /* Starts $GSD_BUILD/gsd on a fresh socket with the module directories
- * BUILD/modules and BUILD/test-modules, plus the NULL-terminated extra
- * arguments (extra may be NULL), and waits up to 5 s until it accepts a
+ * BUILD/modules and BUILD/test-modules and an empty configuration
+ * (-c /dev/null), plus the NULL-terminated extra arguments (extra may be
+ * NULL; a later -M or -c wins), and waits up to 5 s until it accepts a
  * connection. Fails the test if it does not. Free with gsd_stop. */
 struct gsd *gsd_start_with(const char *const *extra);
 #define gsd_start() gsd_start_with(NULL)
