@@ -5,6 +5,7 @@
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suite with the daemon under valgrind
 #   make deps              installs the Debian build dependencies (as root)
+#   make bench             gsd vs Redis vs a raw echo server (docs/performance.md)
 
 CC ?= cc
 SANITIZE ?=
@@ -28,11 +29,13 @@ GSCTL_SRC = client/gsctl.c client/json.c
 MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
 TEST_MODULES = $(patsubst tests/modules/%.c,%,$(wildcard tests/modules/*.c))
 TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
+BENCH_MODULES = $(patsubst bench/modules/%.c,%,$(wildcard bench/modules/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
-	$(MODULES:%=$(BUILD)/modules/%.so)
+	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/gsbench $(BUILD)/echo \
+	$(BENCH_MODULES:%=$(BUILD)/bench-modules/%.so)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -63,6 +66,20 @@ $(BUILD)/modules/%.so: modules/%.c include/gsd/module.h
 $(BUILD)/test-modules/%.so: tests/modules/%.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+
+# ---- benchmarks -----------------------------------------------------------
+$(BUILD)/gsbench: $(call obj,bench/gsbench.c protocol/frame.c protocol/envelope.c protocol/names.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc
+
+$(BUILD)/echo: $(call obj,bench/echo.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^
+
+$(BUILD)/bench-modules/%.so: bench/modules/%.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+
+bench: all
+	sh bench/run.sh $(BUILD)
 
 # ---- tests --------------------------------------------------------------
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -95,6 +112,6 @@ deps:
 clean:
 	rm -rf build build-san
 
-.PHONY: all check check-valgrind deps clean
+.PHONY: all check check-valgrind deps clean bench
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
