@@ -53,6 +53,9 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
 int64_t now_ms(void);    /* monotonic milliseconds */
+/* The same clock as of the last tick (a few ms behind at most, never
+ * ahead), for a fraction of the cost: for deadlines and slow callbacks. */
+int64_t now_coarse_ms(void);
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* Values the daemon sends often, encoded once. */
 extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
@@ -226,11 +229,10 @@ struct waiter {
     uint64_t ref;          /* WAIT_SERVER: the ref gs_call returned */
     int64_t deadline;      /* now_ms() when the caller gives up; -1 never */
     bool call;             /* a call: the module may answer it with gs_reply_to */
-    struct event *timer;   /* fires at deadline, if any */
+    uint32_t heap_at;      /* its place in the deadline heap; UINT32_MAX if none */
     struct server *server; /* the server it waits on, if attached */
     LIST_ENTRY(waiter) conn_link;
     LIST_ENTRY(waiter) server_link;
-    UT_hash_handle hh;
 };
 
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
