@@ -63,7 +63,8 @@ extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_
  * response or a ["reply", ref, [code, detail], nil] wraps around them. */
 #define VALUE_DEPTH_MAX (GSP_MAX_DEPTH_HARD - 2)
 /* True if an encoded value, wrapped `wrapping` levels deep, is within what
- * a client and msgpack-c can read. */
+ * a client and msgpack-c can read. p must hold one well-formed value (one
+ * the daemon encoded, or a span of a framed message). */
 bool value_fits(const void *p, size_t len, unsigned wrapping);
 
 /* ---- limits.c ---------------------------------------------------------- */
