@@ -73,6 +73,20 @@ static bool is_str(const gs_value *v)
 /* A server reference: a uint id or a valid name. */
 static bool arg_server(struct req *r, gs_value *ref)
 {
+    struct gsp_cursor at = r->p; /* the usual forms, read in place */
+    const char *name;
+    uint32_t len;
+    uint64_t id;
+    if (gsp_get_str(&at, &name, &len) && gsp_name_valid(name, len)) {
+        r->p = at;
+        *ref = gs_strn(name, len);
+        return true;
+    }
+    if (gsp_get_uint(&at, &id)) {
+        r->p = at;
+        *ref = gs_uint(id);
+        return true;
+    }
     *ref = arg_value(r);
     if (ref->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return true;
@@ -96,6 +110,10 @@ static struct server *find(struct req *r, const gs_value *ref)
 /* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
 static bool arg_timeout(struct req *r, int64_t dflt, int64_t *ms)
 {
+    if (gsp_get_nil(&r->p)) { /* the usual form, read in place */
+        *ms = dflt;
+        return true;
+    }
     gs_value v = arg_value(r);
     if (v.type == MSGPACK_OBJECT_NIL)
         *ms = dflt;
