@@ -52,7 +52,7 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
-int64_t now_ms(void);    /* monotonic milliseconds */
+int64_t now_ms(void); /* monotonic milliseconds */
 /* The same clock as of the last tick (a few ms behind at most, never
  * ahead), for a fraction of the cost: for deadlines and slow callbacks. */
 int64_t now_coarse_ms(void);
@@ -118,6 +118,7 @@ struct mailbox {
 };
 
 struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_t len);
+void msg_free(struct msg *m); /* small ones are kept for the next msg_new */
 void mailbox_init(struct mailbox *mb);
 void mailbox_put(struct mailbox *mb, struct msg *m);
 struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty */

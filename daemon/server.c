@@ -394,7 +394,7 @@ void server_run_one(struct server *s)
         if (ran)
             server_result(s, m, r);
     }
-    free(m);
+    msg_free(m);
     scratch_reset();
     server_unref(s);
 }
