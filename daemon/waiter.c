@@ -207,8 +207,9 @@ static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_
     struct server *caller = registry_by_id(w->caller);
     if (caller == NULL)
         return;
-    struct gsp_buf b = {0};
+    static struct gsp_buf b; /* reused: packing allocates only to grow it */
     msgpack_packer pk;
+    b.len = 0;
     gsp_packer_init(&pk, &b);
     msgpack_pack_array(&pk, 4);
     gsp_pack_str(&pk, "reply");
@@ -223,7 +224,6 @@ static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_
         msgpack_pack_nil(&pk);
     }
     server_post(caller, MSG_INFO, 0, b.data, b.len);
-    gsp_buf_free(&b);
 }
 
 static void answer(struct waiter *w, enum gsp_code code, const void *v, size_t len)
@@ -258,12 +258,12 @@ void waiter_result(struct waiter *w, const void *value, size_t len)
 
 void waiter_result_uint(struct waiter *w, uint64_t v)
 {
-    struct gsp_buf b = {0};
+    static struct gsp_buf b; /* reused; answer() copies what it sends */
     msgpack_packer pk;
+    b.len = 0;
     gsp_packer_init(&pk, &b);
     msgpack_pack_uint64(&pk, v);
     answer(w, GSP_OK, b.data, b.len);
-    gsp_buf_free(&b);
 }
 
 void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len)
@@ -273,12 +273,12 @@ void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size
 
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail)
 {
-    struct gsp_buf b = {0};
+    static struct gsp_buf b; /* reused; answer() copies what it sends */
     msgpack_packer pk;
+    b.len = 0;
     gsp_packer_init(&pk, &b);
     gsp_pack_str(&pk, detail);
     answer(w, code, b.data, b.len);
-    gsp_buf_free(&b);
 }
 
 void waiter_exit_all(struct server *s, const void *reason, size_t len)
