@@ -3,6 +3,8 @@
 # load: perf (cpu-clock samples, which work on VMs without hardware
 # counters) while gsbench calls counter get; prints the top functions,
 # self and with children. Default load: 50 connections x 16 in flight.
+# For call chains through the daemon, build it with frame pointers:
+#   make BUILD=build-prof OPT="-O2 -g -fno-omit-frame-pointer"
 set -eu
 B=${1:-build}
 [ $# -gt 0 ] && shift
@@ -13,7 +15,7 @@ gsd=$!
 trap 'kill $gsd 2>/dev/null; wait $gsd 2>/dev/null; rm -rf "$dir"' EXIT
 while [ ! -S "$dir/gsd.sock" ]; do sleep 0.05; done
 "$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 >/dev/null
-perf record -e cpu-clock -F 4999 -g -p $gsd -o "$dir/perf.data" 2>/dev/null &
+perf record -e cpu-clock -F 4999 --call-graph fp -p $gsd -o "$dir/perf.data" 2>/dev/null &
 perf=$!
 sleep 0.3
 "$B/gsbench" -s "$dir/gsd.sock" -S counter -C 1 -t 3 -w 0.2 "$@" | head -1
