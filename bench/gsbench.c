@@ -13,6 +13,9 @@
  *
  * Prints a human line, then one TSV line starting with "tsv":
  *   tsv label mode conns inflight requests seconds req_per_s p50_us p99_us p999_us errors
+ *       answers
+ * (requests and the figures after it: measured, after the warm-up; answers:
+ * every answer, warm-up included, to divide a server's CPU time by).
  */
 #include "gsp.h"
 
@@ -63,7 +66,7 @@ static struct {
 } opt = {CALL, NULL, "counter", "counter", "", 1, 1, -1, 2.0, 0.5, -1, 0, {0}, 0, 0};
 
 static uint64_t hist[HIST_SIZE];
-static uint64_t done_reqs, errors, issued;
+static uint64_t done_reqs, errors, issued, answers; /* answers: warm-up included */
 static bool measuring, stopping;
 
 static uint64_t now_ns(void)
@@ -261,6 +264,7 @@ static bool start_more(void)
 static void answered(struct conn *c, uint64_t sent, uint64_t t, bool error)
 {
     c->inflight--;
+    answers++;
     if (measuring) {
         done_reqs++;
         hist[hist_index(t - sent)]++;
@@ -546,9 +550,10 @@ int main(int argc, char **argv)
            "p50 %.1f us, p99 %.1f us, p99.9 %.1f us, %llu errors\n",
            opt.label[0] ? opt.label : "gsbench", names[opt.mode], opt.conns, opt.inflight, rate,
            (unsigned long long)done_reqs, secs, p50, p99, p999, (unsigned long long)errors);
-    printf("tsv\t%s\t%s\t%d\t%d\t%llu\t%.6f\t%.0f\t%.1f\t%.1f\t%.1f\t%llu\n",
+    printf("tsv\t%s\t%s\t%d\t%d\t%llu\t%.6f\t%.0f\t%.1f\t%.1f\t%.1f\t%llu\t%llu\n",
            opt.label[0] ? opt.label : "-", names[opt.mode], opt.conns, opt.inflight,
-           (unsigned long long)done_reqs, secs, rate, p50, p99, p999, (unsigned long long)errors);
+           (unsigned long long)done_reqs, secs, rate, p50, p99, p999, (unsigned long long)errors,
+           (unsigned long long)answers);
     for (int i = 0; i < opt.conns; i++) {
         close(conns[i].fd);
         free(conns[i].in);

@@ -5,11 +5,14 @@
 #
 # Servers run on CPU 0, the client on CPU 1, except in the one-connection
 # shape where both share CPU 0 (waking the other CPU would dominate).
-# Environment: ROUNDS (3), SECS per run (1.5), WARM warm-up (0.3),
+# Besides requests/s (which other load on the machine moves), each run
+# records the server's CPU time per request (from /proc): the figure that
+# stays comparable on a shared machine.
+# Environment: ROUNDS (5), SECS per run (1.5), WARM warm-up (0.3),
 # SERVERS for the idle-memory figure (1000000), KEEP=1 keeps the raw TSV.
 set -eu
 B=${1:-build}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-1.5}
 WARM=${WARM:-0.3}
 SERVERS=${SERVERS:-1000000}
@@ -32,9 +35,11 @@ wait_sock() { # path: up to 5 s for a server to listen
 }
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime
 
 # ---- the three servers, on CPU 0 --------------------------------------------
-taskset -c 0 "$B/echo" "$dir/echo.sock" & pids="$pids $!"
+taskset -c 0 "$B/echo" "$dir/echo.sock" &
+echo_pid=$!; pids="$pids $echo_pid"
 taskset -c 0 "$B/gsd" -s "$dir/gsd.sock" -M "$B/modules:$B/bench-modules" 2>"$dir/gsd.log" &
 gsd_pid=$!; pids="$pids $gsd_pid"
 
@@ -47,7 +52,8 @@ fi
 targets="gsd echo"
 if command -v redis-server >/dev/null 2>&1; then
     taskset -c 0 redis-server --port 0 --unixsocket "$dir/redis.sock" --save '' --appendonly no \
-        --daemonize no --logfile "$dir/redis.log" --dir "$dir" & pids="$pids $!"
+        --daemonize no --logfile "$dir/redis.log" --dir "$dir" &
+    redis_pid=$!; pids="$pids $redis_pid"
     wait_sock "$dir/redis.sock"
     targets="gsd redis echo"
 else
@@ -57,15 +63,20 @@ wait_sock "$dir/echo.sock"
 wait_sock "$dir/gsd.sock"
 "$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 >/dev/null
 
-run() { # target conns inflight cpu
+TICK=$(getconf CLK_TCK)
+run() { # target conns inflight cpu: one TSV line, plus the server's CPU us per answer
     case $1 in
-    gsd) set -- "$@" -s "$dir/gsd.sock" -m call -S counter ;;
-    redis) set -- "$@" -s "$dir/redis.sock" -m raw -R "$PING" -L 7 ;;
-    echo) set -- "$@" -s "$dir/echo.sock" -m raw -R "$PING" -L 14 ;;
+    gsd) set -- "$@" -s "$dir/gsd.sock" -m call -S counter; pid=$gsd_pid ;;
+    redis) set -- "$@" -s "$dir/redis.sock" -m raw -R "$PING" -L 7; pid=$redis_pid ;;
+    echo) set -- "$@" -s "$dir/echo.sock" -m raw -R "$PING" -L 14; pid=$echo_pid ;;
     esac
     t=$1 c=$2 p=$3 cpu=$4
     shift 4
-    "$B/gsbench" "$@" -c "$c" -P "$p" -C "$cpu" -t "$SECS" -w "$WARM" -T "$t" | grep '^tsv' >>"$dir/results.tsv"
+    c0=$(cpu_ticks $pid)
+    line=$("$B/gsbench" "$@" -c "$c" -P "$p" -C "$cpu" -t "$SECS" -w "$WARM" -T "$t" | grep '^tsv')
+    c1=$(cpu_ticks $pid)
+    echo "$line" | awk -v t=$((c1 - c0)) -v hz="$TICK" -F'\t' -v OFS='\t' \
+        '{ print $0, ($13 > 0 ? t * 1e6 / hz / $13 : 0) }' >>"$dir/results.tsv"
 }
 
 shapes="1:1:0 50:1:1 50:16:1"
@@ -85,10 +96,12 @@ G="$B/gsctl -s $dir/gsd.sock -t 120000"
 $G start pingpong ping_a >/dev/null
 $G start pingpong ping_b >/dev/null
 pp=""
+pp_c0=$(cpu_ticks $gsd_pid)
 for i in 1 2 3; do
     pp="$pp $($G call ping_a '["serve", "ping_b", 1000000]' | tr -d '[]' |
         awk -F, '{printf "%.0f", $1 / ($2 / 1e9)}')"
 done
+pp_ns=$(( ($(cpu_ticks $gsd_pid) - pp_c0) * 1000000000 / TICK / 6000000 ))
 
 # Start rate and idle memory on a daemon of their own, so the figures
 # above are not taken next to a million servers.
@@ -106,14 +119,17 @@ rss1=$(rss_kb $mem_pid)
 kill $mem_pid; wait $mem_pid 2>/dev/null || true
 
 # ---- the table -----------------------------------------------------------------
-awk -v pp="$pp" -v rss0="$rss0" -v rss1="$rss1" -F'\t' '
+awk -v pp="$pp" -v pp_ns="$pp_ns" -v rss0="$rss0" -v rss1="$rss1" -F'\t' '
 function median(list,   a, k, i, j, t) {
     k = split(list, a, " ")
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return k ? a[int((k + 1) / 2)] : 0
 }
 function rate(x) { return x >= 1e6 ? sprintf("%.2f M/s", x / 1e6) : sprintf("%.1f k/s", x / 1e3) }
-$1 == "tsv" && $3 != "start" { key = $2 SUBSEP $4 "x" $5; r[key] = r[key] " " $8; p99[key] = p99[key] " " $10; err += $12 }
+$1 == "tsv" && $3 != "start" {
+    key = $2 SUBSEP $4 "x" $5
+    r[key] = r[key] " " $8; p99[key] = p99[key] " " $10; us[key] = us[key] " " $14; err += $12
+}
 $1 == "tsv" && $2 == "start100k" { start_s = $7 }
 $1 == "tsv" && $3 == "start" { n += $6 - $12 }
 END {
@@ -128,8 +144,17 @@ END {
             d ? sprintf("%.2fx", g / d) : "-", sprintf("%.2fx", g / e),
             median(p99["gsd", s]), d ? median(p99["redis", s]) : "-", median(p99["echo", s])
     }
+    printf "\nServer CPU time per request (utime + stime over answers, median):\n\n"
+    printf "| shape | gsd | Redis | raw echo | gsd / Redis |\n|---|---:|---:|---:|---:|\n"
+    for (i = 1; i <= 3; i++) {
+        s = shapes[i]
+        g = median(us["gsd", s]); d = median(us["redis", s]); e = median(us["echo", s])
+        printf "| %s | %.3f us | %s | %.3f us | %s |\n", names[i], g, d ? sprintf("%.3f us", d) : "-", e,
+            d ? sprintf("%.2fx", g / d) : "-"
+    }
     printf "\n| in-process | figure |\n|---|---:|\n"
     printf "| server-to-server casts (pingpong, median of 3 x 2M messages) | %s |\n", rate(median(pp))
+    printf "| gsd CPU time per server-to-server message | %d ns |\n", pp_ns
     printf "| 100,000 servers started over the socket (10 x 16 in flight) | %.3f s |\n", start_s
     printf "| RSS per idle counter server, %d servers running | %.0f bytes |\n", n, n ? (rss1 - rss0) * 1024 / n : 0
     if (err) printf "\nbench: %d requests answered with an error\n", err
