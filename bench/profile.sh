@@ -42,7 +42,7 @@ perf report -i "$dir/perf.data" --no-children --stdio --sort dso,symbol -g none 
     } END { for (a in t) printf "%6.1f%%  %s\n", t[a], a }' | sort -rn
 echo "== self"
 perf report -i "$dir/perf.data" --no-children --stdio --sort symbol -g none 2>/dev/null |
-    grep -v '^#' | grep -v '^$' | head -40
+    grep -v '^#' | grep -v '^$' | head -"${LINES:-40}"
 echo "== with children"
 perf report -i "$dir/perf.data" --children --stdio --sort symbol -g none 2>/dev/null |
-    grep -v '^#' | grep -v '^$' | head -40
+    grep -v '^#' | grep -v '^$' | head -"${LINES:-40}"
