@@ -70,7 +70,6 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         loop_arm(turn, 0);
         return;
     }
-    woken = 0;
     int budget = SCHED_PER_TURN;
     while (budget > 0 && !TAILQ_EMPTY(&runq)) {
         struct server *s = TAILQ_FIRST(&runq);
@@ -89,6 +88,7 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         } else
             server_unref(s);
     }
+    woken = 0;                     /* what it posted is served next turn anyway */
     pending = !TAILQ_EMPTY(&runq); /* wakes during the turn did not kick */
     if (pending)
         loop_arm(turn, 0);
