@@ -8,6 +8,7 @@
 #   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
 #   make deps              installs the Debian build dependencies (as root)
 #   make install           into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
+#   make bench             gsd vs Redis vs a raw echo server (docs/performance.md)
 
 CC ?= cc
 SANITIZE ?=
@@ -51,12 +52,14 @@ GSCTL_SRC = client/gsctl.c client/json.c
 MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
 TEST_MODULES = $(patsubst tests/modules/%.c,%,$(wildcard tests/modules/*.c))
 TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
+BENCH_MODULES = $(patsubst bench/modules/%.c,%,$(wildcard bench/modules/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
 	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/modules/upgrade/counter.so \
-	$(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc
+	$(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc $(BUILD)/gsbench $(BUILD)/echo \
+	$(BENCH_MODULES:%=$(BUILD)/bench-modules/%.so)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -121,6 +124,20 @@ $(BUILD)/test-modules/badabi/versioned.so: tests/modules/versioned.c include/gsd
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DBAD_ABI -shared -o $@ $<
 	chmod go-w $@
+
+# ---- benchmarks -----------------------------------------------------------
+$(BUILD)/gsbench: $(call obj,bench/gsbench.c protocol/frame.c protocol/envelope.c protocol/names.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc
+
+$(BUILD)/echo: $(call obj,bench/echo.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^
+
+$(BUILD)/bench-modules/%.so: bench/modules/%.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $<
+
+bench: all
+	sh bench/run.sh $(BUILD)
 
 # ---- tests --------------------------------------------------------------
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -273,6 +290,6 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all check check-valgrind fuzz fuzz-run soak deps install uninstall clean FORCE
+.PHONY: all check check-valgrind fuzz fuzz-run soak deps install uninstall clean bench FORCE
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

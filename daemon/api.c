@@ -7,18 +7,26 @@
 
 #define S(self) ((struct server *)(self))
 
-const uint8_t *api_encode(const gs_value *v, size_t *len)
+/* The value encoded, valid until the next encoding: for what is copied at
+ * once (a message posted). NULL if over the limits. */
+static const uint8_t *encode_now(const gs_value *v, size_t *len)
 {
     static struct gsp_buf b; /* reused: packing allocates only to grow it */
-    msgpack_packer pk;
     b.len = 0;
-    gsp_packer_init(&pk, &b);
-    msgpack_pack_object(&pk, *v);
+    gsp_buf_pack(&b, v);
     if (!value_fits(b.data, b.len, GSP_MAX_DEPTH_HARD - VALUE_DEPTH_MAX))
         return NULL;
-    uint8_t *p = scratch_alloc(b.len);
-    memcpy(p, b.data, b.len);
     *len = b.len;
+    return b.data;
+}
+
+const uint8_t *api_encode(const gs_value *v, size_t *len)
+{
+    const uint8_t *b = encode_now(v, len);
+    if (b == NULL)
+        return NULL;
+    uint8_t *p = scratch_alloc(*len);
+    memcpy(p, b, *len);
     return p;
 }
 
@@ -99,7 +107,7 @@ static int post(gs_value server, enum msg_kind kind, gs_value v)
     if (target == NULL)
         return -1;
     size_t len;
-    const uint8_t *p = api_encode(&v, &len);
+    const uint8_t *p = encode_now(&v, &len);
     return p && server_post(target, kind, 0, p, len) ? 0 : -1;
 }
 

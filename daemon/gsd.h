@@ -53,7 +53,10 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
-int64_t now_ms(void);    /* monotonic milliseconds */
+int64_t now_ms(void); /* monotonic milliseconds */
+/* The same clock as of the last tick (a few ms behind at most, never
+ * ahead), for a fraction of the cost: for deadlines and slow callbacks. */
+int64_t now_coarse_ms(void);
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* Values the daemon sends often, encoded once. */
 extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
@@ -61,7 +64,8 @@ extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_
  * response or a ["reply", ref, [code, detail], nil] wraps around them. */
 #define VALUE_DEPTH_MAX (GSP_MAX_DEPTH_HARD - 2)
 /* True if an encoded value, wrapped `wrapping` levels deep, is within what
- * a client and msgpack-c can read. */
+ * a client and msgpack-c can read. p must hold one well-formed value (one
+ * the daemon encoded, or a span of a framed message). */
 bool value_fits(const void *p, size_t len, unsigned wrapping);
 
 /* ---- limits.c ---------------------------------------------------------- */
@@ -124,6 +128,7 @@ struct mailbox {
 };
 
 struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_t len);
+void msg_free(struct msg *m); /* small ones are kept for the next msg_new */
 void mailbox_init(struct mailbox *mb); /* limit: limits.mailbox */
 void mailbox_put(struct mailbox *mb, struct msg *m);
 struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty; may unblock connections */
@@ -262,11 +267,10 @@ struct waiter {
     uint64_t ref;          /* WAIT_SERVER: the ref gs_call returned */
     int64_t deadline;      /* now_ms() when the caller gives up; -1 never */
     bool call;             /* a call: the module may answer it with gs_reply_to */
-    struct event *timer;   /* fires at deadline, if any */
+    uint32_t heap_at;      /* its place in the deadline heap; UINT32_MAX if none */
     struct server *server; /* the server it waits on, if attached */
     LIST_ENTRY(waiter) conn_link;
     LIST_ENTRY(waiter) server_link;
-    UT_hash_handle hh;
 };
 
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);

@@ -5,15 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Messages with up to SMALL bytes of data take a block of one size, and
+ * freed blocks are kept (up to SPARE_MAX) for the next ones. */
+#define SMALL (128 - sizeof(struct msg))
+#define SPARE_MAX 4096
+static struct msg *spare;
+static unsigned nspare;
+
 struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_t len)
 {
-    struct msg *m = xmalloc(sizeof *m + len);
+    struct msg *m;
+    if (len <= SMALL && spare) {
+        m = spare;
+        spare = STAILQ_NEXT(m, link);
+        nspare--;
+    } else
+        m = xmalloc(sizeof *m + (len <= SMALL ? SMALL : len));
     m->kind = kind;
     m->waiter = waiter;
     m->len = (uint32_t)len;
     if (len)
         memcpy(m->data, data, len);
     return m;
+}
+
+void msg_free(struct msg *m)
+{
+    if (m->len <= SMALL && nspare < SPARE_MAX) {
+        STAILQ_NEXT(m, link) = spare;
+        spare = m;
+        nspare++;
+    } else
+        free(m);
 }
 
 void mailbox_init(struct mailbox *mb)
@@ -73,6 +96,6 @@ void mailbox_clear(struct mailbox *mb)
 {
     struct msg *m;
     while ((m = mailbox_take(mb)) != NULL)
-        free(m);
+        msg_free(m);
     unblock_all(mb);
 }

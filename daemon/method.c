@@ -14,8 +14,9 @@ struct req {
     struct conn *c;
     uint32_t msgid;
     bool notify;
-    struct gsp_cursor p; /* the params still to read */
-    uint32_t n;          /* how many params there are */
+    struct gsp_cursor p;   /* the params still to read */
+    uint32_t n;            /* how many params there are */
+    struct server *server; /* found by arg_server's name, if it was */
 };
 
 /* The packer, after [1, msgid, nil, — pack the result next. */
@@ -73,6 +74,21 @@ static bool is_str(const gs_value *v)
 /* A server reference: a uint id or a valid name. */
 static bool arg_server(struct req *r, gs_value *ref)
 {
+    struct gsp_cursor at = r->p; /* the usual forms, read in place */
+    const char *name;
+    uint32_t len;
+    uint64_t id;
+    if (gsp_get_str(&at, &name, &len) &&
+        ((r->server = registry_by_name(name, len)) != NULL || gsp_name_valid(name, len))) {
+        r->p = at; /* a name in use was valid when it was given */
+        *ref = gs_strn(name, len);
+        return true;
+    }
+    if (gsp_get_uint(&at, &id)) {
+        r->p = at;
+        *ref = gs_uint(id);
+        return true;
+    }
     *ref = arg_value(r);
     if (ref->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return true;
@@ -84,7 +100,7 @@ static bool arg_server(struct req *r, gs_value *ref)
 
 static struct server *find(struct req *r, const gs_value *ref)
 {
-    struct server *s = server_lookup(ref);
+    struct server *s = r->server ? r->server : server_lookup(ref);
     if (s == NULL) {
         if (r->notify)
             dropped_notifications++;
@@ -96,6 +112,10 @@ static struct server *find(struct req *r, const gs_value *ref)
 /* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
 static bool arg_timeout(struct req *r, int64_t dflt, int64_t *ms)
 {
+    if (gsp_get_nil(&r->p)) { /* the usual form, read in place */
+        *ms = dflt;
+        return true;
+    }
     gs_value v = arg_value(r);
     if (v.type == MSGPACK_OBJECT_NIL)
         *ms = dflt;
@@ -556,7 +576,7 @@ static const struct method {
 
 void method_dispatch(struct conn *c, const struct gsp_envelope *env)
 {
-    struct req r = {c, env->msgid, env->type == GSP_NOTIFY, env->params, env->nparams};
+    struct req r = {c, env->msgid, env->type == GSP_NOTIFY, env->params, env->nparams, NULL};
     const struct method *m = NULL;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0] && !m; i++)
         if (gsp_method_is(env, methods[i].name))

@@ -3,12 +3,20 @@
 #include "gsd.h"
 
 static TAILQ_HEAD(, server) runq = TAILQ_HEAD_INITIALIZER(runq);
-static struct event *turn;
+static struct event *kick; /* made active: runs in this loop pass */
+static struct event *turn; /* a zero timer: runs after the next poll */
+static bool pending;       /* a turn is due (or running) */
+static unsigned woken;     /* messages posted since the last turn */
+
+/* Up to this many messages posted in one loop pass are served in that
+ * pass; more wait for one poll, which gathers more work per turn. */
+#define KICK_MAX 32
 
 static void sched_turn(evutil_socket_t fd, short what, void *arg);
 
 void sched_init(void)
 {
+    kick = event_new(loop_base, -1, 0, sched_turn, NULL);
     turn = evtimer_new(loop_base, sched_turn, NULL);
 }
 
@@ -16,19 +24,28 @@ void sched_free(void)
 {
     if (turn)
         event_free(turn);
-    turn = NULL;
+    if (kick)
+        event_free(kick);
+    turn = kick = NULL;
 }
 
-/* A zero timer, not event_active: timers run only after the loop has polled
- * its sockets, so a deep run queue cannot starve I/O. */
+/* The first turn after the run queue fills runs in the same loop pass, after
+ * the reads that filled it: a light load is answered with no extra poll. A
+ * heavy one (over KICK_MAX messages), or a turn that leaves work behind,
+ * goes through a zero timer instead: timers run only after the loop has
+ * polled its sockets, so more requests are gathered per turn and a deep run
+ * queue cannot starve I/O. */
 static void arm(void)
 {
-    if (!evtimer_pending(turn, NULL))
-        loop_arm(turn, 0);
+    if (pending)
+        return;
+    pending = true;
+    event_active(kick, EV_READ, 0);
 }
 
 void sched_wake(struct server *s)
 {
+    woken++;
     if (s->runnable || s->status == SERVER_ENDED)
         return;
     s->runnable = true;
@@ -48,7 +65,11 @@ void sched_forget(struct server *s)
 
 static void sched_turn(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd, (void)what, (void)arg;
+    (void)fd, (void)arg;
+    if (what == EV_READ && woken > KICK_MAX) { /* kicked under a heavy load */
+        loop_arm(turn, 0);
+        return;
+    }
     int budget = SCHED_PER_TURN;
     while (budget > 0 && !TAILQ_EMPTY(&runq)) {
         struct server *s = TAILQ_FIRST(&runq);
@@ -67,7 +88,9 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         } else
             server_unref(s);
     }
-    if (!TAILQ_EMPTY(&runq))
-        arm();
+    woken = 0;                     /* what it posted is served next turn anyway */
+    pending = !TAILQ_EMPTY(&runq); /* wakes during the turn did not kick */
+    if (pending)
+        loop_arm(turn, 0);
     conn_flush_all();
 }

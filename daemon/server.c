@@ -386,10 +386,10 @@ void server_run_one(struct server *s)
     if (has_value && !gsp_decode(m->data, m->len, scratch_zone(), &v)) {
         undecodable(s, m);
     } else {
-        int64_t t0 = now_ms();
+        int64_t t0 = now_coarse_ms();
         gs_result r;
         bool ran = dispatch(s, m, &v, &r);
-        int64_t took = now_ms() - t0;
+        int64_t took = now_coarse_ms() - t0;
         if (took >= slow_callback_ms && m->kind != MSG_STOP) {
             s->stats.slow++;
             log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
@@ -398,7 +398,7 @@ void server_run_one(struct server *s)
         if (ran)
             server_result(s, m, r);
     }
-    free(m);
+    msg_free(m);
     scratch_reset();
     server_unref(s);
 }

@@ -44,6 +44,13 @@ int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t now_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 uint64_t next_ref(void)
 {
     static uint64_t last;
@@ -59,6 +66,11 @@ ENC(enc_timeout, "\xa7timeout");
 
 bool value_fits(const void *p, size_t len, unsigned wrapping)
 {
+    /* Every container takes a byte: a value this short cannot nest too
+     * deep (the values checked here are well formed: encoded by the
+     * daemon or framed from the wire). */
+    if (len + wrapping <= limits.message.max_depth && len + 64 <= limits.message.max_size)
+        return true;
     struct gsp_framer f = {0};
     struct gsp_limits lim = {limits.message.max_size - 64, limits.message.max_depth - wrapping};
     size_t n;

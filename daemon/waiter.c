@@ -7,25 +7,143 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct waiter *all;
-static uint64_t last_id;
+/*
+ * Waiters are found by id in a table indexed by the id's low bits: an id
+ * is handed out only if its slot is free, so a lookup is one load and one
+ * compare, and ids still never repeat. The table doubles when half full
+ * (ids distinct modulo a size stay distinct modulo its double).
+ *
+ * Deadlines live in one binary min-heap with one libevent timer, armed for
+ * the earliest: creating and answering a call touches no libevent state,
+ * and a timer that fires early (its waiter answered) just re-arms.
+ */
+static struct waiter **table;
+static uint64_t mask; /* table size - 1; the size is a power of two */
+static uint64_t count, last_id;
 
-static void waiter_timeout(evutil_socket_t fd, short what, void *arg);
+static struct waiter **heap;
+static uint32_t heap_len, heap_cap;
+static struct event *expiry;
+static int64_t armed_for = INT64_MAX; /* the deadline expiry is armed for */
+
+static struct waiter *spare; /* freed waiters kept for reuse, linked by conn_link */
+static unsigned nspare;
+#define SPARE_MAX 1024
+
+static void waiter_expire(evutil_socket_t fd, short what, void *arg);
+
+static void table_grow(void)
+{
+    uint64_t size = table ? 2 * (mask + 1) : 1024;
+    struct waiter **t = xcalloc(size, sizeof *t);
+    for (uint64_t i = 0; table && i <= mask; i++)
+        if (table[i])
+            t[table[i]->id & (size - 1)] = table[i];
+    free(table);
+    table = t;
+    mask = size - 1;
+}
+
+static bool earlier(uint32_t a, uint32_t b)
+{
+    return heap[a]->deadline < heap[b]->deadline;
+}
+
+static void heap_set(uint32_t i, struct waiter *w)
+{
+    heap[i] = w;
+    w->heap_at = i;
+}
+
+static void heap_swap(uint32_t a, uint32_t b)
+{
+    struct waiter *w = heap[a];
+    heap_set(a, heap[b]);
+    heap_set(b, w);
+}
+
+static void heap_up(uint32_t i)
+{
+    while (i > 0 && earlier(i, (i - 1) / 2)) {
+        heap_swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < heap_len && earlier(l, m))
+            m = l;
+        if (r < heap_len && earlier(r, m))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(i, m);
+        i = m;
+    }
+}
+
+static void heap_remove(struct waiter *w)
+{
+    uint32_t i = w->heap_at;
+    if (i == UINT32_MAX)
+        return;
+    w->heap_at = UINT32_MAX;
+    if (--heap_len == i)
+        return;
+    heap_set(i, heap[heap_len]);
+    heap_up(i);
+    heap_down(heap[i]->heap_at);
+}
+
+/* Arms the one timer for the earliest deadline, unless it already fires
+ * no later than that. */
+static void arm(void)
+{
+    if (heap_len == 0 || heap[0]->deadline >= armed_for)
+        return;
+    if (expiry == NULL)
+        expiry = evtimer_new(loop_base, waiter_expire, NULL);
+    armed_for = heap[0]->deadline;
+    int64_t ms = armed_for - now_coarse_ms();
+    loop_arm(expiry, ms > 0 ? ms : 0);
+}
 
 static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
 {
-    struct waiter *w = xcalloc(1, sizeof *w);
-    w->id = ++last_id;
+    struct waiter *w = spare;
+    if (w) {
+        spare = LIST_NEXT(w, conn_link);
+        nspare--;
+        memset(w, 0, sizeof *w);
+    } else
+        w = xcalloc(1, sizeof *w);
+    if (2 * (count + 1) > mask + 1 || table == NULL)
+        table_grow();
+    do
+        w->id = ++last_id;
+    while (table[w->id & mask] != NULL);
+    table[w->id & mask] = w;
+    count++;
     w->kind = kind;
     w->deadline = -1;
+    w->heap_at = UINT32_MAX;
     if (timeout_ms > INT32_MAX)
         timeout_ms = INT32_MAX; /* about 24 days; keeps the deadline's sum in range */
     if (timeout_ms >= 0) {
-        w->deadline = now_ms() + timeout_ms;
-        w->timer = evtimer_new(loop_base, waiter_timeout, w);
-        loop_arm(w->timer, timeout_ms);
+        /* The coarse clock is never ahead of the fine one: a deadline is
+         * never later than asked, and the expiry check uses the fine one. */
+        w->deadline = now_coarse_ms() + timeout_ms;
+        if (heap_len == heap_cap) {
+            heap_cap = heap_cap ? 2 * heap_cap : 1024;
+            heap = xrealloc(heap, heap_cap * sizeof *heap);
+        }
+        heap_set(heap_len++, w);
+        heap_up(w->heap_at);
+        arm();
     }
-    HASH_ADD(hh, all, id, sizeof w->id, w);
     return w;
 }
 
@@ -49,10 +167,8 @@ struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_
 
 struct waiter *waiter_find(uint64_t id)
 {
-    struct waiter *w = NULL;
-    if (id)
-        HASH_FIND(hh, all, &id, sizeof id, w);
-    return w;
+    struct waiter *w = table && id ? table[id & mask] : NULL;
+    return w && w->id == id ? w : NULL;
 }
 
 void waiter_attach(struct waiter *w, struct server *s)
@@ -76,10 +192,15 @@ void waiter_drop(struct waiter *w)
         LIST_REMOVE(w, conn_link);
         w->conn->pending--;
     }
-    if (w->timer)
-        event_free(w->timer);
-    HASH_DEL(all, w);
-    free(w);
+    heap_remove(w);
+    table[w->id & mask] = NULL;
+    count--;
+    if (nspare < SPARE_MAX) {
+        w->conn_link.le_next = spare;
+        spare = w;
+        nspare++;
+    } else
+        free(w);
 }
 
 /* The answer to a server's gs_call arrives in its handle_info as
@@ -89,8 +210,9 @@ static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_
     struct server *caller = registry_by_id(w->caller);
     if (caller == NULL)
         return;
-    struct gsp_buf b = {0};
+    static struct gsp_buf b; /* reused: packing allocates only to grow it */
     msgpack_packer pk;
+    b.len = 0;
     gsp_packer_init(&pk, &b);
     msgpack_pack_array(&pk, 4);
     gsp_pack_str(&pk, "reply");
@@ -105,7 +227,6 @@ static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_
         msgpack_pack_nil(&pk);
     }
     server_post(caller, MSG_INFO, 0, b.data, b.len);
-    gsp_buf_free(&b);
 }
 
 static void answer(struct waiter *w, enum gsp_code code, const void *v, size_t len)
@@ -140,12 +261,12 @@ void waiter_result(struct waiter *w, const void *value, size_t len)
 
 void waiter_result_uint(struct waiter *w, uint64_t v)
 {
-    struct gsp_buf b = {0};
+    static struct gsp_buf b; /* reused; answer() copies what it sends */
     msgpack_packer pk;
+    b.len = 0;
     gsp_packer_init(&pk, &b);
     msgpack_pack_uint64(&pk, v);
     answer(w, GSP_OK, b.data, b.len);
-    gsp_buf_free(&b);
 }
 
 void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len)
@@ -155,12 +276,12 @@ void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size
 
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail)
 {
-    struct gsp_buf b = {0};
+    static struct gsp_buf b; /* reused; answer() copies what it sends */
     msgpack_packer pk;
+    b.len = 0;
     gsp_packer_init(&pk, &b);
     gsp_pack_str(&pk, detail);
     answer(w, code, b.data, b.len);
-    gsp_buf_free(&b);
 }
 
 void waiter_exit_all(struct server *s, const void *reason, size_t len)
@@ -170,9 +291,15 @@ void waiter_exit_all(struct server *s, const void *reason, size_t len)
         waiter_error(w, GSP_EXIT, reason, len);
 }
 
-static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
+/* Every waiter past its deadline hears timeout; then the timer is armed
+ * for the next one. */
+static void waiter_expire(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd, (void)what;
-    waiter_error_str(arg, GSP_TIMEOUT, "no reply in time");
+    (void)fd, (void)what, (void)arg;
+    armed_for = INT64_MAX;
+    int64_t now = now_ms();
+    while (heap_len > 0 && heap[0]->deadline <= now)
+        waiter_error_str(heap[0], GSP_TIMEOUT, "no reply in time");
+    arm();
     conn_flush_all();
 }

@@ -6,7 +6,7 @@
 
 static bool head(const struct gsp_cursor *c, struct gsp_head *h)
 {
-    return gsp_head_read(c->p, (size_t)(c->end - c->p), h) == 1 &&
+    return gsp_head(c->p, (size_t)(c->end - c->p), h) == 1 &&
            h->size + h->body <= (uint64_t)(c->end - c->p);
 }
 
@@ -134,6 +134,28 @@ bool gsp_method_is(const struct gsp_envelope *env, const char *name)
 
 bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_object *out)
 {
+    /* The usual lone scalars need no unpacker and no zone. */
+    uint8_t b = len ? ptr[0] : 0;
+    if (len == 1 && (b <= 0x7f || b >= 0xe0)) {
+        if (b <= 0x7f) {
+            out->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            out->via.u64 = b;
+        } else {
+            out->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+            out->via.i64 = (int8_t)b;
+        }
+        return true;
+    }
+    if (len == 1 && b == 0xc0) {
+        out->type = MSGPACK_OBJECT_NIL;
+        return true;
+    }
+    if (len >= 1 && b >= 0xa0 && b <= 0xbf && len == 1 + (size_t)(b & 0x1f)) {
+        out->type = MSGPACK_OBJECT_STR;
+        out->via.str.ptr = (const char *)ptr + 1;
+        out->via.str.size = b & 0x1f;
+        return true;
+    }
     size_t off = 0;
     return msgpack_unpack((const char *)ptr, len, &off, zone, out) == MSGPACK_UNPACK_SUCCESS &&
            off == len;

@@ -122,7 +122,7 @@ enum gsp_scan gsp_framer_feed(struct gsp_framer *f, const uint8_t *buf, size_t l
 {
     for (;;) {
         struct gsp_head h;
-        int r = gsp_head_read(buf + f->pos, len - f->pos, &h);
+        int r = gsp_head(buf + f->pos, len - f->pos, &h);
         if (r < 0)
             return GSP_SCAN_INVALID;
         if (r == 0)

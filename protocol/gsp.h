@@ -189,6 +189,10 @@ void gsp_pack_error_end(msgpack_packer *pk); /* closes with nil */
 void gsp_pack_error(msgpack_packer *pk, uint32_t msgid, enum gsp_code code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Appends v encoded: the bytes msgpack_pack_object writes, without a
+ * packer's callback per fragment. */
+void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v);
+
 /* Encodes obj into a fresh malloc'd buffer (*len bytes); the caller frees. */
 uint8_t *gsp_encode(const msgpack_object *obj, size_t *len);
 

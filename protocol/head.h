@@ -24,4 +24,28 @@ static inline uint64_t gsp_be(const uint8_t *p, int n)
 /* Reads the header at p[0..avail): 1 done, 0 needs more bytes, -1 not msgpack. */
 int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h);
 
+/* The same, with the one-byte forms that make up most messages (fixint,
+ * nil, bool, fixstr, fixarray) read inline. */
+static inline int gsp_head(const uint8_t *p, size_t avail, struct gsp_head *h)
+{
+    if (avail == 0)
+        return 0;
+    uint8_t b = p[0];
+    h->size = 1;
+    h->body = h->items = 0;
+    h->container = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return 1;
+    if (b >= 0xa0 && b <= 0xbf) {
+        h->body = b & 0x1f;
+        return 1;
+    }
+    if (b >= 0x90 && b <= 0x9f) {
+        h->container = 1;
+        h->items = b & 0x0f;
+        return 1;
+    }
+    return gsp_head_read(p, avail, h);
+}
+
 #endif

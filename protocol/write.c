@@ -55,6 +55,112 @@ void gsp_packer_init(msgpack_packer *pk, struct gsp_buf *b)
     msgpack_packer_init(pk, b, buf_write);
 }
 
+/* ---- direct encoding: the bytes msgpack-c's packer writes, without a
+ * callback per fragment --------------------------------------------------- */
+
+static size_t put_be(uint8_t *p, uint8_t tag, uint64_t v, int n)
+{
+    p[0] = tag;
+    for (int i = 0; i < n; i++)
+        p[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+    return 1 + (size_t)n;
+}
+
+static size_t put_uint(uint8_t *p, uint64_t v)
+{
+    if (v < 128) {
+        p[0] = (uint8_t)v;
+        return 1;
+    }
+    if (v < 256)
+        return put_be(p, 0xcc, v, 1);
+    if (v < 65536)
+        return put_be(p, 0xcd, v, 2);
+    if (v <= UINT32_MAX)
+        return put_be(p, 0xce, v, 4);
+    return put_be(p, 0xcf, v, 8);
+}
+
+static size_t put_int(uint8_t *p, int64_t v)
+{
+    if (v >= -32) {
+        if (v >= 0)
+            return put_uint(p, (uint64_t)v);
+        p[0] = (uint8_t)(int8_t)v;
+        return 1;
+    }
+    if (v >= -128)
+        return put_be(p, 0xd0, (uint64_t)v, 1);
+    if (v >= -32768)
+        return put_be(p, 0xd1, (uint64_t)v, 2);
+    if (v >= INT32_MIN)
+        return put_be(p, 0xd2, (uint64_t)v, 4);
+    return put_be(p, 0xd3, (uint64_t)v, 8);
+}
+
+/* A str, bin, array or map header: the fix form (if the type has one and n
+ * fits), else the 8-bit (str, bin), 16-bit or 32-bit length form. */
+static size_t put_head(uint8_t *p, uint8_t fix, uint32_t fix_max, uint8_t f8, uint8_t f16,
+                       uint32_t n)
+{
+    if (fix && n <= fix_max) {
+        p[0] = (uint8_t)(fix | n);
+        return 1;
+    }
+    if (f8 && n < 256)
+        return put_be(p, f8, n, 1);
+    if (n < 65536)
+        return put_be(p, f16, n, 2);
+    return put_be(p, (uint8_t)(f16 + 1), n, 4);
+}
+
+void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v)
+{
+    gsp_buf_reserve(b, 9);
+    uint8_t *p = b->data + b->len;
+    switch (v->type) {
+    case MSGPACK_OBJECT_NIL:
+        p[0] = 0xc0;
+        b->len++;
+        return;
+    case MSGPACK_OBJECT_BOOLEAN:
+        p[0] = v->via.boolean ? 0xc3 : 0xc2;
+        b->len++;
+        return;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        b->len += put_uint(p, v->via.u64);
+        return;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        b->len += put_int(p, v->via.i64);
+        return;
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN: {
+        bool str = v->type == MSGPACK_OBJECT_STR;
+        uint32_t n = v->via.str.size;
+        b->len += str ? put_head(p, 0xa0, 31, 0xd9, 0xda, n) : put_head(p, 0, 0, 0xc4, 0xc5, n);
+        gsp_buf_append(b, v->via.str.ptr, n);
+        return;
+    }
+    case MSGPACK_OBJECT_ARRAY:
+        b->len += put_head(p, 0x90, 15, 0, 0xdc, v->via.array.size);
+        for (uint32_t i = 0; i < v->via.array.size; i++)
+            gsp_buf_pack(b, &v->via.array.ptr[i]);
+        return;
+    case MSGPACK_OBJECT_MAP:
+        b->len += put_head(p, 0x80, 15, 0, 0xde, v->via.map.size);
+        for (uint32_t i = 0; i < v->via.map.size; i++) {
+            gsp_buf_pack(b, &v->via.map.ptr[i].key);
+            gsp_buf_pack(b, &v->via.map.ptr[i].val);
+        }
+        return;
+    default: { /* floats, exts: as msgpack-c packs them */
+        msgpack_packer pk;
+        gsp_packer_init(&pk, b);
+        msgpack_pack_object(&pk, *v);
+    }
+    }
+}
+
 void gsp_pack_raw(msgpack_packer *pk, const void *p, size_t n)
 {
     pk->callback(pk->data, p, n);
@@ -90,6 +196,17 @@ void gsp_pack_notify(msgpack_packer *pk, const char *method, uint32_t nparams)
 
 void gsp_pack_result(msgpack_packer *pk, uint32_t msgid)
 {
+    if (pk->callback == buf_write) { /* into a gsp_buf: the bytes at once */
+        struct gsp_buf *b = pk->data;
+        gsp_buf_reserve(b, 8);
+        uint8_t *p = b->data + b->len;
+        p[0] = 0x94;
+        p[1] = GSP_RESPONSE;
+        size_t n = put_uint(p + 2, msgid);
+        p[2 + n] = 0xc0;
+        b->len += 3 + n;
+        return;
+    }
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint8(pk, GSP_RESPONSE);
     msgpack_pack_uint32(pk, msgid);
@@ -125,9 +242,7 @@ void gsp_pack_error(msgpack_packer *pk, uint32_t msgid, enum gsp_code code, cons
 uint8_t *gsp_encode(const msgpack_object *obj, size_t *len)
 {
     struct gsp_buf b = {0};
-    msgpack_packer pk;
-    gsp_packer_init(&pk, &b);
-    msgpack_pack_object(&pk, *obj);
+    gsp_buf_pack(&b, obj);
     *len = b.len;
     return b.data;
 }

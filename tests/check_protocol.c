@@ -909,6 +909,73 @@ START_TEST(pack_encode_and_raw)
 }
 END_TEST
 
+/* gsp_buf_pack writes exactly the bytes msgpack-c's packer writes, at
+ * every boundary between the short and long forms. */
+static void same_bytes(const msgpack_object *v, const char *what, unsigned i)
+{
+    struct gsp_buf mine = {0}, theirs = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &theirs);
+    msgpack_pack_object(&pk, *v);
+    gsp_buf_pack(&mine, v);
+    ck_assert_msg(mine.len == theirs.len && memcmp(mine.data, theirs.data, mine.len) == 0,
+                  "%s %u: %zu bytes, msgpack-c %zu", what, i, mine.len, theirs.len);
+    gsp_buf_free(&mine);
+    gsp_buf_free(&theirs);
+}
+
+START_TEST(buf_pack_matches_msgpack_c)
+{
+    static char text[65536];
+    static msgpack_object items[65536];
+    static const uint32_t sizes[] = {0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536};
+    static const int64_t ints[] = {0,      1,      127,    128,           255,
+                                   256,    65535,  65536,  4294967295LL,  4294967296LL,
+                                   -1,     -32,    -33,    -128,          -129,
+                                   -32768, -32769, INT32_MIN, INT32_MIN - 1LL, INT64_MIN};
+    msgpack_object vals[40];
+    msgpack_object_kv pairs[16];
+    unsigned n = 0;
+    memset(text, 'x', sizeof text);
+    vals[n++] = (msgpack_object){.type = MSGPACK_OBJECT_NIL};
+    vals[n++] = (msgpack_object){.type = MSGPACK_OBJECT_BOOLEAN, .via.boolean = true};
+    vals[n++] = (msgpack_object){.type = MSGPACK_OBJECT_BOOLEAN, .via.boolean = false};
+    vals[n++] = (msgpack_object){.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = UINT64_MAX};
+    vals[n++] = (msgpack_object){.type = MSGPACK_OBJECT_FLOAT64, .via.f64 = 1.5};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        vals[n++] = ints[i] >= 0 ? (msgpack_object){.type = MSGPACK_OBJECT_POSITIVE_INTEGER,
+                                                    .via.u64 = (uint64_t)ints[i]}
+                                 : (msgpack_object){.type = MSGPACK_OBJECT_NEGATIVE_INTEGER,
+                                                    .via.i64 = ints[i]};
+    for (unsigned i = 0; i < n; i++)
+        same_bytes(&vals[i], "scalar", i);
+    for (uint32_t j = 0; j < 65536; j++)
+        items[j] = vals[j % n];
+    for (unsigned i = 0; i < 16; i++) {
+        pairs[i].key = vals[i % n];
+        pairs[i].val = vals[(i + 3) % n];
+    }
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        msgpack_object v = {.type = MSGPACK_OBJECT_STR};
+        v.via.str.ptr = text;
+        v.via.str.size = sizes[i];
+        same_bytes(&v, "str", sizes[i]);
+        v.type = MSGPACK_OBJECT_BIN;
+        same_bytes(&v, "bin", sizes[i]);
+        v = (msgpack_object){.type = MSGPACK_OBJECT_ARRAY};
+        v.via.array.ptr = items;
+        v.via.array.size = sizes[i];
+        same_bytes(&v, "array", sizes[i]);
+        if (sizes[i] <= 16) {
+            v = (msgpack_object){.type = MSGPACK_OBJECT_MAP};
+            v.via.map.ptr = pairs;
+            v.via.map.size = sizes[i];
+            same_bytes(&v, "map", sizes[i]);
+        }
+    }
+}
+END_TEST
+
 START_TEST(buf_append_consume)
 {
     struct gsp_buf b = {0};
@@ -1009,6 +1076,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, pack_error_long_detail_truncated_not_broken);
     tcase_add_test(tc, pack_encode_and_raw);
     tcase_add_test(tc, buf_append_consume);
+    tcase_add_test(tc, buf_pack_matches_msgpack_c);
     suite_add_tcase(s, tc);
     return s;
 }
