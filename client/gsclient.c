@@ -248,14 +248,14 @@ static void enter(gsc *c)
     c->depth++;
 }
 
-/* ... and ends: a close requested by a callback happens now. Returns true
- * if c is gone. */
-static bool leave(gsc *c)
+/* ... and ends, returning r, or GSC_CLOSED if a callback closed c meanwhile:
+ * then the outermost call frees c here, and no caller may touch it again. */
+static int leave(gsc *c, int r)
 {
-    if (--c->depth > 0 || !c->closing)
-        return false;
-    destroy(c);
-    return true;
+    bool closed = c->closing;
+    if (--c->depth == 0 && closed)
+        destroy(c);
+    return closed ? GSC_CLOSED : r;
 }
 
 void gsc_close(gsc **cp)
@@ -272,7 +272,7 @@ void gsc_close(gsc **cp)
         seterr(c, "connection closed");
         broken(c);
     }
-    leave(c);
+    leave(c, 0);
 }
 
 const char *gsc_errmsg(const gsc *c)
@@ -615,12 +615,15 @@ static void turn(gsc *c)
 
 int gsc_process(gsc *c)
 {
-    if (c == NULL || c->broken)
+    if (c == NULL)
+        return GSC_BROKEN;
+    if (c->closing)
+        return GSC_CLOSED;
+    if (c->broken)
         return GSC_BROKEN;
     enter(c);
     turn(c);
-    int r = c->broken || c->closing ? GSC_BROKEN : 0;
-    return leave(c) ? GSC_BROKEN : r;
+    return leave(c, c->broken ? GSC_BROKEN : 0);
 }
 
 /* Polls and turns until done(c, ctx), c breaks, or deadline (-1: none)
@@ -662,11 +665,11 @@ int gsc_run(gsc *c, int wait_ms)
 {
     if (c == NULL)
         return GSC_BROKEN;
+    if (c->closing)
+        return GSC_CLOSED;
     enter(c);
     int r = drive(c, nothing_inflight, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
-    if (c->closing || c->broken)
-        r = GSC_BROKEN;
-    return leave(c) ? GSC_BROKEN : r;
+    return leave(c, c->broken ? GSC_BROKEN : r);
 }
 
 /* ---- requests ---------------------------------------------------------------- */
@@ -675,6 +678,12 @@ int gsc_run(gsc *c, int wait_ms)
 static bool usable(const gsc *c)
 {
     return c != NULL && !c->broken && !c->closing;
+}
+
+/* What a call refused by !usable(c) returns. */
+static int refused(const gsc *c)
+{
+    return c && c->closing ? GSC_CLOSED : GSC_BROKEN;
 }
 
 /* Starts packing a request onto c->out; the caller packs its nparams
@@ -750,7 +759,7 @@ static int await(gsc *c, uint32_t msgid, int wait_ms, gsc_reply **out)
     *out = NULL;
     struct sync_wait w = {0};
     if (submit(c, msgid, wait_ms, sync_done, &w) == 0)
-        return GSC_BROKEN;
+        return refused(c);
     enter(c);
     drive(c, sync_finished, &w, -1); /* the request's deadline bounds it */
     int r = w.status;
@@ -759,8 +768,10 @@ static int await(gsc *c, uint32_t msgid, int wait_ms, gsc_reply **out)
         broken(c); /* the historical contract: a sync timeout ends c */
         r = GSC_BROKEN;
     }
+    r = leave(c, r);
+    if (r == GSC_CLOSED)
+        gsc_reply_destroy(&w.reply); /* the caller hears only that c is gone */
     *out = w.reply;
-    leave(c);
     return r;
 }
 
@@ -773,7 +784,7 @@ static bool written(const gsc *c, const void *ctx)
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
 {
     if (!usable(c))
-        return GSC_BROKEN;
+        return refused(c);
     if (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY)) {
         seterr(c, "gsc_notify: params must be an array");
         errno = EINVAL;
@@ -786,8 +797,8 @@ int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
     for (uint32_t i = 0; i < n; i++)
         msgpack_pack_object(&pk, params->via.array.ptr[i]);
     enter(c);
-    int r = drive(c, written, NULL, -1) == GSC_OK && !c->closing ? 0 : GSC_BROKEN;
-    return leave(c) ? GSC_BROKEN : r;
+    int r = drive(c, written, NULL, -1) == GSC_OK ? 0 : GSC_BROKEN;
+    return leave(c, r);
 }
 
 void gsc_pack_server(msgpack_packer *pk, const char *server)
@@ -1160,8 +1171,10 @@ static bool have_down(const gsc *c, const void *ctx)
 int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
 {
     *out = NULL;
-    if (c == NULL || c->closing)
+    if (c == NULL)
         return GSC_BROKEN;
+    if (c->closing)
+        return GSC_CLOSED;
     /* Downs that arrived before a break are still delivered. */
     if (!c->head) {
         if (c->broken)
@@ -1172,8 +1185,7 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
             seterr(c, "no down notification within %d ms", wait_ms);
             r = GSC_ERROR;
         }
-        if (leave(c))
-            return GSC_BROKEN;
+        r = leave(c, r);
         if (r != GSC_OK)
             return r;
     }
@@ -1193,7 +1205,7 @@ int gsc_request_raw(gsc *c, const char *method, const void *params, size_t len, 
 {
     *out = NULL;
     if (!usable(c))
-        return GSC_BROKEN;
+        return refused(c);
     struct gsp_framer f = {0};
     size_t frame_len = 0;
     msgpack_zone z;

@@ -264,17 +264,68 @@ START_TEST(a_callback_may_close_its_connection)
         ck_assert_uint_ne(
             gsc_call_async(c, "p", mp("['reply_after', 3000, 2]"), 0, record_done, NULL), 0);
     int64_t end = now_ms() + 5000;
-    while (c && now_ms() < end) {
+    int st = 0;
+    while (st == 0 && now_ms() < end) {
         struct pollfd pfd = {.fd = gsc_fd(c), .events = gsc_events(c)};
         poll(&pfd, 1, 100);
-        gsc_process(c); /* the close happens in here; c is NULL after */
+        st = gsc_process(c); /* the close happens in here; c is NULL after */
     }
+    ck_assert_int_eq(st, GSC_CLOSED);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(R.n, 6);
     ck_assert_int_eq(R.status[0], GSC_OK);
     for (int i = 1; i < 6; i++)
         ck_assert_int_eq(R.status[i], GSC_BROKEN);
     ck_assert_mp_eq(CALL(C, "p", mp("['echo', 'alive']")), "'alive'");
+}
+END_TEST
+
+/* Closes its connection from a down handler. */
+static void close_on_down(gsc *c, gsc_down *d, void *arg)
+{
+    (void)c;
+    gsc_down_destroy(&d);
+    gsc_close((gsc **)arg);
+}
+
+/* Another pointer to c (say, in a struct the callback owns) is closed by the
+ * callback; the call that ran it must say so, or its caller frees c twice. */
+START_TEST(a_call_whose_callback_closed_c_returns_closed)
+{
+    gsc *c = gsc_connect(D->sock), *alias = c;
+    gsc_reply *r = NULL;
+    ck_assert_uint_ne(gsc_ping_async(c, close_in_callback, &alias), 0);
+    ck_assert_int_eq(gsc_ping(c, &r), GSC_CLOSED);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_null(alias);
+
+    c = alias = gsc_connect(D->sock);
+    ck_assert_uint_ne(gsc_ping_async(c, close_in_callback, &alias), 0);
+    ck_assert_int_eq(gsc_run(c, 5000), GSC_CLOSED);
+    ck_assert_ptr_null(alias);
+
+    c = alias = gsc_connect(D->sock);
+    gsc_down *d = NULL;
+    ck_assert_uint_ne(gsc_ping_async(c, close_in_callback, &alias), 0);
+    ck_assert_int_eq(gsc_next_down(c, 5000, &d), GSC_CLOSED);
+    ck_assert_ptr_null(d);
+    ck_assert_ptr_null(alias);
+
+    c = alias = gsc_connect(D->sock);
+    gsc_on_down(c, close_on_down, &alias);
+    ck_assert_uint_ne(gsc_monitor_async(c, "ghost", NULL, NULL), 0); /* noproc: a down */
+    int st = 0;
+    int64_t end = now_ms() + 5000;
+    while (st == 0 && now_ms() < end) {
+        struct pollfd pfd = {.fd = gsc_fd(c), .events = gsc_events(c)};
+        poll(&pfd, 1, 100);
+        st = gsc_process(c);
+    }
+    ck_assert_int_eq(st, GSC_CLOSED);
+    ck_assert_ptr_null(alias);
+    ck_assert_int_eq(R.n, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(R.status[i], GSC_OK);
 }
 END_TEST
 
@@ -545,6 +596,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, daemon_killed_mid_request_completes_everything);
     tcase_add_test(tc, close_completes_what_is_in_flight);
     tcase_add_test(tc, a_callback_may_close_its_connection);
+    tcase_add_test(tc, a_call_whose_callback_closed_c_returns_closed);
     tcase_add_test(tc, downs_come_as_callbacks);
     tcase_add_test(tc, runs_inside_a_libevent_loop);
     tcase_add_test(tc, runs_inside_a_plain_poll_loop);
