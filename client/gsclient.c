@@ -783,6 +783,11 @@ static bool written(const gsc *c, const void *ctx)
 
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
 {
+    return gsc_notify_wait(c, method, params, GSC_WAIT_DEFAULT_MS);
+}
+
+int gsc_notify_wait(gsc *c, const char *method, const msgpack_object *params, int wait_ms)
+{
     if (!usable(c))
         return refused(c);
     if (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY)) {
@@ -797,8 +802,13 @@ int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
     for (uint32_t i = 0; i < n; i++)
         msgpack_pack_object(&pk, params->via.array.ptr[i]);
     enter(c);
-    int r = drive(c, written, NULL, -1) == GSC_OK ? 0 : GSC_BROKEN;
-    return leave(c, r);
+    int r = drive(c, written, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
+    if (r == GSC_TIMEOUT) {
+        /* Part of it may be on the wire: only closing keeps the stream sane. */
+        seterr(c, "could not send within %d ms: the daemon is not reading", wait_ms);
+        broken(c);
+    }
+    return leave(c, r == GSC_OK ? 0 : GSC_BROKEN);
 }
 
 void gsc_pack_server(msgpack_packer *pk, const char *server)

@@ -134,9 +134,14 @@ void gsc_down_destroy(gsc_down **d);
 int gsc_request(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
                 gsc_reply **out);
 
-/* Sends a notification (no response, ever) and waits until it is written.
- * Returns 0, GSC_BROKEN or GSC_CLOSED. */
+/* Sends a notification (no response, ever) and waits until it, and what
+ * was queued on c before it, is written: up to GSC_WAIT_DEFAULT_MS, or
+ * wait_ms (-1: forever) for gsc_notify_wait. Returns 0, GSC_BROKEN or
+ * GSC_CLOSED. A daemon that does not read it in time (it has stopped
+ * reading) breaks c: GSC_BROKEN, as part of the message may have been
+ * written and the stream cannot be resumed. */
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params);
+int gsc_notify_wait(gsc *c, const char *method, const msgpack_object *params, int wait_ms);
 
 /* How long the library waits beyond a call's own timeout for its answer. */
 #define GSC_GRACE_MS 2000

@@ -8,11 +8,15 @@
 #include "gsclient-event.h"
 #include "harness.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static struct gsd *D;
 static gsc *C;
@@ -329,6 +333,72 @@ START_TEST(a_call_whose_callback_closed_c_returns_closed)
 }
 END_TEST
 
+/* ---- a daemon played by the test ------------------------------------------------ */
+
+/* A socket listening at path that nobody accepts on by itself. */
+static int fake_listen(const char *path, int backlog)
+{
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(l, backlog), 0);
+    return l;
+}
+
+/* The test as the daemon: a gsc connected to us, and our end of it. */
+struct fake {
+    int listener;
+    int peer; /* reads and writes as the daemon would, when the test says so */
+    gsc *c;
+};
+
+static void fake_open(struct fake *f)
+{
+    const char *path = gsd_path(D, "fake.sock");
+    f->listener = fake_listen(path, 4);
+    f->c = gsc_connect(path);
+    ck_assert_ptr_nonnull(f->c);
+    f->peer = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(f->peer, 0);
+}
+
+static void fake_close(struct fake *f)
+{
+    gsc_close(&f->c);
+    close(f->peer);
+    close(f->listener);
+}
+
+/* A blob far larger than a socket buffer, as the params of one request. */
+static const msgpack_object *big_params(void)
+{
+    enum { BIG = 4 << 20 };
+    static msgpack_object blob, params;
+    static char *bytes;
+    if (bytes == NULL)
+        bytes = calloc(1, BIG);
+    ck_assert_ptr_nonnull(bytes);
+    blob = (msgpack_object){.type = MSGPACK_OBJECT_BIN, .via.bin = {BIG, bytes}};
+    params = (msgpack_object){.type = MSGPACK_OBJECT_ARRAY, .via.array = {1, &blob}};
+    return &params;
+}
+
+START_TEST(notify_gives_up_on_a_daemon_that_does_not_read)
+{
+    struct fake f;
+    fake_open(&f);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(gsc_notify_wait(f.c, "cast", big_params(), 200), GSC_BROKEN);
+    int64_t took = now_ms() - t0;
+    ck_assert_msg(took >= 150 && took < 10000, "took %lld ms", (long long)took);
+    ck_assert_msg(strstr(gsc_errmsg(f.c), "not reading"), "errmsg: %s", gsc_errmsg(f.c));
+    ck_assert_uint_eq(gsc_ping_async(f.c, record_done, NULL), 0); /* c is broken */
+    fake_close(&f);
+}
+END_TEST
+
 /* ---- downs as callbacks -------------------------------------------------------- */
 
 static gsc_down *Downs[8];
@@ -597,6 +667,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, close_completes_what_is_in_flight);
     tcase_add_test(tc, a_callback_may_close_its_connection);
     tcase_add_test(tc, a_call_whose_callback_closed_c_returns_closed);
+    tcase_add_test(tc, notify_gives_up_on_a_daemon_that_does_not_read);
     tcase_add_test(tc, downs_come_as_callbacks);
     tcase_add_test(tc, runs_inside_a_libevent_loop);
     tcase_add_test(tc, runs_inside_a_plain_poll_loop);
