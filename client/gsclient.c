@@ -16,6 +16,7 @@
 #include "gsp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -172,20 +173,23 @@ static void heap_remove(gsc *c, struct gsc_req *r)
 
 /* ---- life of a connection --------------------------------------------------- */
 
-gsc *gsc_connect(const char *path)
+/* Connects; without wait, a listen backlog that is full fails with EAGAIN
+ * where a blocking connect would wait for the daemon to accept. */
+static gsc *connect_to(const char *path, bool wait)
 {
     char where[sizeof(((struct sockaddr_un *)0)->sun_path)];
     if (gsp_socket_path(path, where, sizeof where) < 0) {
         errno = ENAMETOOLONG;
         return NULL;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0);
     if (fd < 0)
         return NULL;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, where, strlen(where) + 1);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        int e = errno;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
+        (!wait && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)) {
+        int e = errno == EINPROGRESS ? EAGAIN : errno; /* Unix sockets say EAGAIN */
         close(fd);
         errno = e;
         return NULL;
@@ -196,6 +200,16 @@ gsc *gsc_connect(const char *path)
     c->limits.max_size = GSP_MAX_SIZE_DEFAULT;
     c->limits.max_depth = GSP_MAX_DEPTH_DEFAULT;
     return c;
+}
+
+gsc *gsc_connect(const char *path)
+{
+    return connect_to(path, true);
+}
+
+gsc *gsc_connect_nowait(const char *path)
+{
+    return connect_to(path, false);
 }
 
 /* Completes a request: unregisters it, then runs its callback. */

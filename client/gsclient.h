@@ -102,8 +102,12 @@ typedef struct gsc_down {
 
 /* Connects to the socket at path, or (path NULL) to the one the usual
  * resolution finds (GSD_SOCKET, then the per-user default). Returns NULL
- * and sets errno on failure. */
+ * and sets errno on failure. gsc_connect may block: while the daemon's
+ * listen backlog is full (a daemon that is stopped or overwhelmed does not
+ * accept) it waits, with no bound, for room. gsc_connect_nowait never
+ * waits: it fails with EAGAIN then. Use it from an event loop. */
 gsc *gsc_connect(const char *path);
+gsc *gsc_connect_nowait(const char *path);
 
 /* Closes the connection and frees c; sets *c to NULL. NULL is ignored.
  * Every request still in flight completes first, with GSC_BROKEN. From a
@@ -294,7 +298,7 @@ typedef struct gsc_multi {
 
 /*
  * GenServer.multi_call: sends the same call to the server `server` on each
- * of the n daemons (connecting to each socket), concurrently, and waits
+ * of the n daemons (gsc_connect_nowait to each socket), concurrently, and waits
  * for every answer within one overall timeout_ms (0: the daemon default,
  * 5000; -1: forever), which is also the call timeout each daemon applies.
  * Daemons that cannot be reached, answer an error (say noproc) or do not

@@ -606,6 +606,46 @@ START_TEST(abcast_reaches_every_live_daemon)
 }
 END_TEST
 
+/* A daemon whose listen backlog is full (it stopped accepting) makes a
+ * blocking connect wait for ever: multi_call must not. */
+START_TEST(multi_call_does_not_wait_on_a_full_backlog)
+{
+    const char *path = gsd_path(D, "full.sock");
+    int l = fake_listen(path, 0), queued[64], n = 0;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+            ck_assert_int_eq(errno, EAGAIN);
+            close(fd);
+            break;
+        }
+        ck_assert_int_lt(n, 64);
+        queued[n++] = fd;
+    }
+    errno = 0;
+    ck_assert_ptr_null(gsc_connect_nowait(path));
+    ck_assert_int_eq(errno, EAGAIN);
+    START(C, "counter", "c", mp("3"));
+    const char *socks[] = {path, D->sock};
+    gsc_multi *m;
+    ck_assert_uint_eq(gsc_multi_call(socks, 2, "c", mp("'get'"), 1000, &m), 1);
+    ck_assert_int_eq(m->daemon[0].status, GSC_BROKEN);
+    ck_assert_msg(strstr(m->daemon[0].errmsg, "backlog"), "errmsg: %s", m->daemon[0].errmsg);
+    ck_assert_int_eq(m->daemon[1].status, GSC_OK);
+    ck_assert_mp_eq(&m->daemon[1].reply->result, "3");
+    gsc_multi_destroy(&m);
+    ck_assert_uint_eq(gsc_abcast(socks, 2, "c", mp("'increment'"), 1000, &m), 1);
+    ck_assert_int_eq(m->daemon[0].status, GSC_BROKEN);
+    gsc_multi_destroy(&m);
+    while (n > 0)
+        close(queued[--n]);
+    close(l);
+}
+END_TEST
+
 /* ---- the guide's example ------------------------------------------------------ */
 
 START_TEST(the_scripting_guide_example_runs)
@@ -676,6 +716,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, multi_call_one_timeout_for_a_hung_daemon);
     tcase_add_test(tc, multi_call_noproc_is_bad);
     tcase_add_test(tc, abcast_reaches_every_live_daemon);
+    tcase_add_test(tc, multi_call_does_not_wait_on_a_full_backlog);
     tcase_add_test(tc, the_scripting_guide_example_runs);
     tcase_add_test(tc, bench_pipelined_calls);
     suite_add_tcase(s, tc);
