@@ -2,7 +2,9 @@
  * gsclient.c — libgsclient: the gsd client, asynchronous at its core.
  *
  * Requests are packed into the output buffer and registered by msgid (a
- * hash for matching responses, a min-heap of deadlines for timeouts).
+ * hash for matching responses, a min-heap of deadlines for timeouts, and,
+ * until their first byte is written, a list in stream order, so that one
+ * whose deadline passes unsent can be cut out of the buffer).
  * gsc_process reads and frames what arrived, completes the matching
  * requests, writes what it can, and expires what is overdue; nothing in it
  * blocks. The synchronous calls queue a request with a collecting callback
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -41,6 +44,10 @@ struct gsc_req {
     size_t slot;        /* index in the deadline heap, or NO_SLOT */
     gsc_done_fn *done;  /* completion, or NULL */
     void *arg;
+    uint64_t pos; /* where its bytes start in the output stream */
+    size_t len;   /* how many there are */
+    bool unsent;  /* none written yet: it is in c->unsent */
+    TAILQ_ENTRY(gsc_req) unsent_link;
     UT_hash_handle hh;
 };
 
@@ -60,8 +67,12 @@ struct gsc {
     size_t inflight;       /* how many */
     struct gsc_req **heap; /* the ones with a deadline, earliest first */
     size_t nheap, heapcap;
-    struct gsp_buf out;         /* requests to send, from out_off on */
-    size_t out_off;             /* bytes of `out` already sent */
+    struct gsp_buf out; /* requests to send, from out_off on */
+    size_t out_off;     /* bytes of `out` already sent */
+    uint64_t out_base;  /* stream position of out.data[0] */
+    uint64_t packing;   /* stream position of the request being packed */
+    /* The requests none of whose bytes are sent yet, in stream order. */
+    TAILQ_HEAD(, gsc_req) unsent;
     struct gsp_buf in;          /* bytes received, from offset `in_off` on */
     size_t in_off;              /* start of the next unread message in `in` */
     struct gsp_framer framer;   /* scans the message at in_off */
@@ -197,6 +208,7 @@ static gsc *connect_to(const char *path, bool wait)
     gsc *c = xcalloc(1, sizeof *c);
     c->fd = fd;
     c->next_msgid = 1;
+    TAILQ_INIT(&c->unsent);
     c->limits.max_size = GSP_MAX_SIZE_DEFAULT;
     c->limits.max_depth = GSP_MAX_DEPTH_DEFAULT;
     return c;
@@ -217,6 +229,8 @@ static void complete(gsc *c, struct gsc_req *r, int status, gsc_reply *reply)
 {
     HASH_DEL(c->reqs, r);
     heap_remove(c, r);
+    if (r->unsent)
+        TAILQ_REMOVE(&c->unsent, r, unsent_link);
     c->inflight--;
     gsc_done_fn *done = r->done;
     void *arg = r->arg;
@@ -602,21 +616,60 @@ static int write_some(gsc *c, bool may_break)
         }
         c->out_off += (size_t)n;
     }
+    struct gsc_req *r;
+    while ((r = TAILQ_FIRST(&c->unsent)) != NULL && r->pos < c->out_base + c->out_off) {
+        TAILQ_REMOVE(&c->unsent, r, unsent_link); /* begun: it can no longer be taken back */
+        r->unsent = false;
+    }
     if (c->out_off == c->out.len) {
+        c->out_base += c->out.len;
         c->out.len = c->out_off = 0;
     } else if (c->out_off >= GSC_OUT_COMPACT) {
         gsp_buf_consume(&c->out, c->out_off);
+        c->out_base += c->out_off;
         c->out_off = 0;
     }
     return 0;
+}
+
+/* Takes every request that is due by now and none of whose bytes were sent
+ * out of the output, so that a request reported as timed out never reaches
+ * the daemon. One pass over the unsent requests: the bytes after each one
+ * taken out move down over it, and the positions of those kept follow. */
+static void take_back(gsc *c, long long now)
+{
+    size_t rd = c->out_off, wr = c->out_off; /* the bytes from rd on belong at wr */
+    struct gsc_req *r, *next;
+    for (r = TAILQ_FIRST(&c->unsent); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, unsent_link);
+        size_t at = (size_t)(r->pos - c->out_base);
+        if (r->slot == NO_SLOT || r->deadline > now) {
+            r->pos -= rd - wr;
+            continue;
+        }
+        if (rd != wr)
+            memmove(c->out.data + wr, c->out.data + rd, at - rd);
+        wr += at - rd;
+        rd = at + r->len;
+        TAILQ_REMOVE(&c->unsent, r, unsent_link);
+        r->unsent = false;
+    }
+    if (rd != wr) {
+        memmove(c->out.data + wr, c->out.data + rd, c->out.len - rd);
+        c->out.len -= rd - wr;
+    }
 }
 
 /* Completes the requests whose deadline has passed. */
 static void expire(gsc *c)
 {
     long long now = now_ms();
-    while (c->nheap > 0 && c->heap[0]->deadline <= now && !c->broken)
-        complete(c, c->heap[0], GSC_TIMEOUT, NULL);
+    while (c->nheap > 0 && c->heap[0]->deadline <= now && !c->broken) {
+        struct gsc_req *r = c->heap[0];
+        if (r->unsent)
+            take_back(c, now); /* r and every other one due and unsent */
+        complete(c, r, GSC_TIMEOUT, NULL);
+    }
 }
 
 /* One round of everything that can be done without blocking. */
@@ -715,6 +768,7 @@ static uint32_t begin(gsc *c, msgpack_packer *pk, const char *method, uint32_t n
             c->next_msgid = 1;
         HASH_FIND(hh, c->reqs, &id, sizeof id, in_use);
     } while (in_use);
+    c->packing = c->out_base + c->out.len;
     gsp_packer_init(pk, &c->out);
     gsp_pack_request(pk, id, method, nparams);
     return id;
@@ -731,6 +785,10 @@ static uint32_t submit(gsc *c, uint32_t msgid, int wait_ms, gsc_done_fn *done, v
     r->done = done;
     r->arg = arg;
     r->slot = NO_SLOT;
+    r->pos = c->packing;
+    r->len = (size_t)(c->out_base + c->out.len - r->pos);
+    r->unsent = true;
+    TAILQ_INSERT_TAIL(&c->unsent, r, unsent_link);
     HASH_ADD(hh, c->reqs, msgid, sizeof r->msgid, r);
     c->inflight++;
     if (wait_ms >= 0) {

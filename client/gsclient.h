@@ -39,6 +39,13 @@
  * request accepted (non-zero msgid) completes exactly once, even when the
  * daemon dies: no callback is left hanging.
  *
+ * What a timed-out request did. If none of its bytes had been written by
+ * its deadline (the daemon was not reading), it is taken out of the output
+ * and never reaches the daemon. Otherwise the daemon has it, or part of
+ * it, and may still carry it out: a cast may be delivered, a stop may
+ * still stop its server. A GSC_TIMEOUT therefore means "no answer", not
+ * "not done".
+ *
  * Closing from a callback. A callback (a request's done, a gsc_on_down
  * handler) may gsc_close(c). c is then freed when the library call that ran
  * the callback returns (gsc_process, gsc_run, gsc_next_down, gsc_notify or

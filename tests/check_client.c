@@ -399,6 +399,82 @@ START_TEST(notify_gives_up_on_a_daemon_that_does_not_read)
 }
 END_TEST
 
+/* Reads what f.c sends until it has nothing left to write, pumping f.c so
+ * that it writes the rest; returns the msgpack messages, checked to be
+ * whole, in *msgs (n at most, in z; their bytes stay until the next call)
+ * and their count. */
+static int fake_read_all(struct fake *f, msgpack_zone *z, msgpack_object *msgs, int n)
+{
+    static struct gsp_buf in;
+    in.len = 0;
+    int64_t end = now_ms() + 10000;
+    for (;;) {
+        ck_assert_int_lt(now_ms(), end);
+        ck_assert_int_eq(gsc_process(f->c), 0);
+        gsp_buf_reserve(&in, 65536);
+        ssize_t got = recv(f->peer, in.data + in.len, in.cap - in.len, MSG_DONTWAIT);
+        if (got > 0) {
+            in.len += (size_t)got;
+            continue;
+        }
+        ck_assert_msg(got < 0 && errno == EAGAIN, "recv: %zd", got);
+        if (!(gsc_events(f->c) & POLLOUT))
+            break;
+        struct pollfd pfd = {.fd = f->peer, .events = POLLIN};
+        poll(&pfd, 1, 100);
+    }
+    size_t off = 0;
+    int k = 0;
+    while (off < in.len) {
+        ck_assert_int_lt(k, n);
+        msgpack_unpack_return u = msgpack_unpack((const char *)in.data, in.len, &off, z, &msgs[k]);
+        ck_assert(u == MSGPACK_UNPACK_SUCCESS || u == MSGPACK_UNPACK_EXTRA_BYTES);
+        k++;
+    }
+    return k;
+}
+
+/* A request none of whose bytes are written by its deadline is taken back:
+ * the caller told "timeout" can rely on it not running later. */
+START_TEST(a_timed_out_request_never_sent_is_taken_back)
+{
+    struct fake f;
+    fake_open(&f);
+    /* The first fills the socket and part of it waits in c; the two after
+     * it wait whole. */
+    uint32_t big = gsc_request_async(f.c, "ping", big_params(), 100, record_done, NULL);
+    uint32_t cast =
+        gsc_request_async(f.c, "cast", mp("['c', 'increment']"), 100, record_done, NULL);
+    uint32_t ver = gsc_request_async(f.c, "version", NULL, -1, record_done, NULL);
+    ck_assert(big && cast && ver);
+    ck_assert_int_eq(gsc_run(f.c, 1000), GSC_TIMEOUT); /* version has no deadline */
+    ck_assert_int_eq(R.n, 2);
+    ck_assert_int_eq(R.status[done_index(big)], GSC_TIMEOUT);
+    ck_assert_int_eq(R.status[done_index(cast)], GSC_TIMEOUT);
+    /* The daemon reads again: it gets the begun one whole, then version. */
+    msgpack_object msgs[4];
+    msgpack_zone z;
+    msgpack_zone_init(&z, MSGPACK_ZONE_CHUNK_SIZE);
+    ck_assert_int_eq(fake_read_all(&f, &z, msgs, 4), 2);
+    ck_assert_mp_eq(mp_item(&msgs[0], 2), "'ping'");
+    ck_assert_uint_eq(mp_item(&msgs[0], 3)->via.array.ptr[0].via.bin.size, 4 << 20);
+    ck_assert_mp_eq(&msgs[1], "[0, %d, 'version', []]", (int)ver);
+    msgpack_zone_destroy(&z);
+    /* ... and its answer completes version: the stream is still in step. */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *mp("[1, %d, nil, 'v1']", (int)ver));
+    ck_assert_int_eq(write(f.peer, sb.data, sb.size), (ssize_t)sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    ck_assert_int_eq(gsc_run(f.c, 5000), GSC_OK);
+    ck_assert_int_eq(R.status[done_index(ver)], GSC_OK);
+    ck_assert_mp_eq(&R.reply[done_index(ver)]->result, "'v1'");
+    fake_close(&f);
+}
+END_TEST
+
 /* ---- downs as callbacks -------------------------------------------------------- */
 
 static gsc_down *Downs[8];
@@ -708,6 +784,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, a_callback_may_close_its_connection);
     tcase_add_test(tc, a_call_whose_callback_closed_c_returns_closed);
     tcase_add_test(tc, notify_gives_up_on_a_daemon_that_does_not_read);
+    tcase_add_test(tc, a_timed_out_request_never_sent_is_taken_back);
     tcase_add_test(tc, downs_come_as_callbacks);
     tcase_add_test(tc, runs_inside_a_libevent_loop);
     tcase_add_test(tc, runs_inside_a_plain_poll_loop);
