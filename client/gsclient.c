@@ -508,16 +508,22 @@ static void take_error_note(gsc *c, const struct gsp_envelope *env)
 static void dispatch(gsc *c, const uint8_t *frame, size_t len)
 {
     struct gsp_envelope env;
-    if (!gsp_envelope_read(frame, len, &env))
-        return; /* wrong shape: nothing we can answer or use */
-    if (env.type == GSP_RESPONSE) {
+    bool whole = gsp_envelope_read(frame, len, &env);
+    if (env.type == GSP_RESPONSE && env.has_msgid) {
         struct gsc_req *r;
         HASH_FIND(hh, c->reqs, &env.msgid, sizeof env.msgid, r);
         if (r == NULL)
             return; /* stale: its deadline passed, nobody waits for it */
-        gsc_reply *reply = take_response(&env);
-        if (reply)
-            complete(c, r, reply->code ? GSC_ERROR : GSC_OK, reply);
+        gsc_reply *reply = whole ? take_response(&env) : NULL;
+        if (reply == NULL) {
+            /* Ignored, r would never complete: the daemon broke the contract. */
+            seterr(c, "the daemon sent a malformed response to request %u", (unsigned)env.msgid);
+            broken(c);
+            return;
+        }
+        complete(c, r, reply->code ? GSC_ERROR : GSC_OK, reply);
+    } else if (!whole) {
+        return; /* wrong shape: nothing we can answer or use */
     } else if (env.type == GSP_NOTIFY) {
         if (gsp_method_is(&env, "down"))
             take_down(c, &env);

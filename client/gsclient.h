@@ -35,7 +35,8 @@
  * An asynchronous completion gets one of GSC_OK, GSC_ERROR (reply as
  * above, yours), GSC_TIMEOUT (no response by the request's deadline; the
  * connection stays usable and a late response is dropped) or GSC_BROKEN
- * (the connection broke or was closed; gsc_errmsg() says why). Every
+ * (the connection broke or was closed, or the daemon answered something
+ * that is not a response; gsc_errmsg() says why). Every
  * request accepted (non-zero msgid) completes exactly once, even when the
  * daemon dies: no callback is left hanging.
  *

@@ -475,6 +475,27 @@ START_TEST(a_timed_out_request_never_sent_is_taken_back)
 }
 END_TEST
 
+/* A response to a request in flight that cannot be read breaks the
+ * connection: ignored, its request would wait for ever. */
+START_TEST(a_malformed_response_breaks_the_connection)
+{
+    struct fake f;
+    fake_open(&f);
+    uint32_t a = gsc_request_async(f.c, "ping", NULL, -1, record_done, NULL);
+    uint32_t b = gsc_request_async(f.c, "ping", NULL, -1, record_done, NULL);
+    ck_assert(a && b);
+    /* [1, a, nil]: a response without its result. */
+    uint8_t bad[] = {0x93, 0x01, 0xce, a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff, 0xc0};
+    ck_assert_int_eq(write(f.peer, bad, sizeof bad), (ssize_t)sizeof bad);
+    ck_assert_int_eq(gsc_run(f.c, 5000), GSC_BROKEN);
+    ck_assert_int_eq(R.n, 2);
+    ck_assert_int_eq(R.status[done_index(a)], GSC_BROKEN);
+    ck_assert_int_eq(R.status[done_index(b)], GSC_BROKEN);
+    ck_assert_msg(strstr(gsc_errmsg(f.c), "malformed response"), "errmsg: %s", gsc_errmsg(f.c));
+    fake_close(&f);
+}
+END_TEST
+
 /* ---- downs as callbacks -------------------------------------------------------- */
 
 static gsc_down *Downs[8];
@@ -785,6 +806,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, a_call_whose_callback_closed_c_returns_closed);
     tcase_add_test(tc, notify_gives_up_on_a_daemon_that_does_not_read);
     tcase_add_test(tc, a_timed_out_request_never_sent_is_taken_back);
+    tcase_add_test(tc, a_malformed_response_breaks_the_connection);
     tcase_add_test(tc, downs_come_as_callbacks);
     tcase_add_test(tc, runs_inside_a_libevent_loop);
     tcase_add_test(tc, runs_inside_a_plain_poll_loop);
