@@ -3,7 +3,9 @@
  * pipelining, completion in any order, per-request deadlines, a daemon that
  * dies under pending requests, callbacks that close their connection, downs
  * as callbacks, the libevent adapter and a plain poll loop, and multi_call /
- * abcast over several daemons with one of them down or hung.
+ * abcast over several daemons with one of them down, hung or not accepting.
+ * Where a daemon must misbehave (stop reading, answer garbage) the test
+ * plays the daemon itself on a socket of its own.
  */
 #include "gsclient-event.h"
 #include "harness.h"
