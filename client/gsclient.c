@@ -2,7 +2,9 @@
  * gsclient.c — libgsclient: the gsd client, asynchronous at its core.
  *
  * Requests are packed into the output buffer and registered by msgid (a
- * hash for matching responses, a min-heap of deadlines for timeouts).
+ * hash for matching responses, a min-heap of deadlines for timeouts, and,
+ * until their first byte is written, a list in stream order, so that one
+ * whose deadline passes unsent can be cut out of the buffer).
  * gsc_process reads and frames what arrived, completes the matching
  * requests, writes what it can, and expires what is overdue; nothing in it
  * blocks. The synchronous calls queue a request with a collecting callback
@@ -16,12 +18,14 @@
 #include "gsp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -40,6 +44,10 @@ struct gsc_req {
     size_t slot;        /* index in the deadline heap, or NO_SLOT */
     gsc_done_fn *done;  /* completion, or NULL */
     void *arg;
+    uint64_t pos; /* where its bytes start in the output stream */
+    size_t len;   /* how many there are */
+    bool unsent;  /* none written yet: it is in c->unsent */
+    TAILQ_ENTRY(gsc_req) unsent_link;
     UT_hash_handle hh;
 };
 
@@ -59,8 +67,12 @@ struct gsc {
     size_t inflight;       /* how many */
     struct gsc_req **heap; /* the ones with a deadline, earliest first */
     size_t nheap, heapcap;
-    struct gsp_buf out;         /* requests to send, from out_off on */
-    size_t out_off;             /* bytes of `out` already sent */
+    struct gsp_buf out; /* requests to send, from out_off on */
+    size_t out_off;     /* bytes of `out` already sent */
+    uint64_t out_base;  /* stream position of out.data[0] */
+    uint64_t packing;   /* stream position of the request being packed */
+    /* The requests none of whose bytes are sent yet, in stream order. */
+    TAILQ_HEAD(, gsc_req) unsent;
     struct gsp_buf in;          /* bytes received, from offset `in_off` on */
     size_t in_off;              /* start of the next unread message in `in` */
     struct gsp_framer framer;   /* scans the message at in_off */
@@ -172,20 +184,23 @@ static void heap_remove(gsc *c, struct gsc_req *r)
 
 /* ---- life of a connection --------------------------------------------------- */
 
-gsc *gsc_connect(const char *path)
+/* Connects; without wait, a listen backlog that is full fails with EAGAIN
+ * where a blocking connect would wait for the daemon to accept. */
+static gsc *connect_to(const char *path, bool wait)
 {
     char where[sizeof(((struct sockaddr_un *)0)->sun_path)];
     if (gsp_socket_path(path, where, sizeof where) < 0) {
         errno = ENAMETOOLONG;
         return NULL;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0);
     if (fd < 0)
         return NULL;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, where, strlen(where) + 1);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        int e = errno;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
+        (!wait && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)) {
+        int e = errno == EINPROGRESS ? EAGAIN : errno; /* Unix sockets say EAGAIN */
         close(fd);
         errno = e;
         return NULL;
@@ -193,9 +208,20 @@ gsc *gsc_connect(const char *path)
     gsc *c = xcalloc(1, sizeof *c);
     c->fd = fd;
     c->next_msgid = 1;
+    TAILQ_INIT(&c->unsent);
     c->limits.max_size = GSP_MAX_SIZE_DEFAULT;
     c->limits.max_depth = GSP_MAX_DEPTH_DEFAULT;
     return c;
+}
+
+gsc *gsc_connect(const char *path)
+{
+    return connect_to(path, true);
+}
+
+gsc *gsc_connect_nowait(const char *path)
+{
+    return connect_to(path, false);
 }
 
 /* Completes a request: unregisters it, then runs its callback. */
@@ -203,6 +229,8 @@ static void complete(gsc *c, struct gsc_req *r, int status, gsc_reply *reply)
 {
     HASH_DEL(c->reqs, r);
     heap_remove(c, r);
+    if (r->unsent)
+        TAILQ_REMOVE(&c->unsent, r, unsent_link);
     c->inflight--;
     gsc_done_fn *done = r->done;
     void *arg = r->arg;
@@ -248,14 +276,14 @@ static void enter(gsc *c)
     c->depth++;
 }
 
-/* ... and ends: a close requested by a callback happens now. Returns true
- * if c is gone. */
-static bool leave(gsc *c)
+/* ... and ends, returning r, or GSC_CLOSED if a callback closed c meanwhile:
+ * then the outermost call frees c here, and no caller may touch it again. */
+static int leave(gsc *c, int r)
 {
-    if (--c->depth > 0 || !c->closing)
-        return false;
-    destroy(c);
-    return true;
+    bool closed = c->closing;
+    if (--c->depth == 0 && closed)
+        destroy(c);
+    return closed ? GSC_CLOSED : r;
 }
 
 void gsc_close(gsc **cp)
@@ -272,7 +300,7 @@ void gsc_close(gsc **cp)
         seterr(c, "connection closed");
         broken(c);
     }
-    leave(c);
+    leave(c, 0);
 }
 
 const char *gsc_errmsg(const gsc *c)
@@ -480,16 +508,22 @@ static void take_error_note(gsc *c, const struct gsp_envelope *env)
 static void dispatch(gsc *c, const uint8_t *frame, size_t len)
 {
     struct gsp_envelope env;
-    if (!gsp_envelope_read(frame, len, &env))
-        return; /* wrong shape: nothing we can answer or use */
-    if (env.type == GSP_RESPONSE) {
+    bool whole = gsp_envelope_read(frame, len, &env);
+    if (env.type == GSP_RESPONSE && env.has_msgid) {
         struct gsc_req *r;
         HASH_FIND(hh, c->reqs, &env.msgid, sizeof env.msgid, r);
         if (r == NULL)
             return; /* stale: its deadline passed, nobody waits for it */
-        gsc_reply *reply = take_response(&env);
-        if (reply)
-            complete(c, r, reply->code ? GSC_ERROR : GSC_OK, reply);
+        gsc_reply *reply = whole ? take_response(&env) : NULL;
+        if (reply == NULL) {
+            /* Ignored, r would never complete: the daemon broke the contract. */
+            seterr(c, "the daemon sent a malformed response to request %u", (unsigned)env.msgid);
+            broken(c);
+            return;
+        }
+        complete(c, r, reply->code ? GSC_ERROR : GSC_OK, reply);
+    } else if (!whole) {
+        return; /* wrong shape: nothing we can answer or use */
     } else if (env.type == GSP_NOTIFY) {
         if (gsp_method_is(&env, "down"))
             take_down(c, &env);
@@ -588,21 +622,60 @@ static int write_some(gsc *c, bool may_break)
         }
         c->out_off += (size_t)n;
     }
+    struct gsc_req *r;
+    while ((r = TAILQ_FIRST(&c->unsent)) != NULL && r->pos < c->out_base + c->out_off) {
+        TAILQ_REMOVE(&c->unsent, r, unsent_link); /* begun: it can no longer be taken back */
+        r->unsent = false;
+    }
     if (c->out_off == c->out.len) {
+        c->out_base += c->out.len;
         c->out.len = c->out_off = 0;
     } else if (c->out_off >= GSC_OUT_COMPACT) {
         gsp_buf_consume(&c->out, c->out_off);
+        c->out_base += c->out_off;
         c->out_off = 0;
     }
     return 0;
+}
+
+/* Takes every request that is due by now and none of whose bytes were sent
+ * out of the output, so that a request reported as timed out never reaches
+ * the daemon. One pass over the unsent requests: the bytes after each one
+ * taken out move down over it, and the positions of those kept follow. */
+static void take_back(gsc *c, long long now)
+{
+    size_t rd = c->out_off, wr = c->out_off; /* the bytes from rd on belong at wr */
+    struct gsc_req *r, *next;
+    for (r = TAILQ_FIRST(&c->unsent); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, unsent_link);
+        size_t at = (size_t)(r->pos - c->out_base);
+        if (r->slot == NO_SLOT || r->deadline > now) {
+            r->pos -= rd - wr;
+            continue;
+        }
+        if (rd != wr)
+            memmove(c->out.data + wr, c->out.data + rd, at - rd);
+        wr += at - rd;
+        rd = at + r->len;
+        TAILQ_REMOVE(&c->unsent, r, unsent_link);
+        r->unsent = false;
+    }
+    if (rd != wr) {
+        memmove(c->out.data + wr, c->out.data + rd, c->out.len - rd);
+        c->out.len -= rd - wr;
+    }
 }
 
 /* Completes the requests whose deadline has passed. */
 static void expire(gsc *c)
 {
     long long now = now_ms();
-    while (c->nheap > 0 && c->heap[0]->deadline <= now && !c->broken)
-        complete(c, c->heap[0], GSC_TIMEOUT, NULL);
+    while (c->nheap > 0 && c->heap[0]->deadline <= now && !c->broken) {
+        struct gsc_req *r = c->heap[0];
+        if (r->unsent)
+            take_back(c, now); /* r and every other one due and unsent */
+        complete(c, r, GSC_TIMEOUT, NULL);
+    }
 }
 
 /* One round of everything that can be done without blocking. */
@@ -615,12 +688,15 @@ static void turn(gsc *c)
 
 int gsc_process(gsc *c)
 {
-    if (c == NULL || c->broken)
+    if (c == NULL)
+        return GSC_BROKEN;
+    if (c->closing)
+        return GSC_CLOSED;
+    if (c->broken)
         return GSC_BROKEN;
     enter(c);
     turn(c);
-    int r = c->broken || c->closing ? GSC_BROKEN : 0;
-    return leave(c) ? GSC_BROKEN : r;
+    return leave(c, c->broken ? GSC_BROKEN : 0);
 }
 
 /* Polls and turns until done(c, ctx), c breaks, or deadline (-1: none)
@@ -662,11 +738,11 @@ int gsc_run(gsc *c, int wait_ms)
 {
     if (c == NULL)
         return GSC_BROKEN;
+    if (c->closing)
+        return GSC_CLOSED;
     enter(c);
     int r = drive(c, nothing_inflight, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
-    if (c->closing || c->broken)
-        r = GSC_BROKEN;
-    return leave(c) ? GSC_BROKEN : r;
+    return leave(c, c->broken ? GSC_BROKEN : r);
 }
 
 /* ---- requests ---------------------------------------------------------------- */
@@ -675,6 +751,12 @@ int gsc_run(gsc *c, int wait_ms)
 static bool usable(const gsc *c)
 {
     return c != NULL && !c->broken && !c->closing;
+}
+
+/* What a call refused by !usable(c) returns. */
+static int refused(const gsc *c)
+{
+    return c && c->closing ? GSC_CLOSED : GSC_BROKEN;
 }
 
 /* Starts packing a request onto c->out; the caller packs its nparams
@@ -692,6 +774,7 @@ static uint32_t begin(gsc *c, msgpack_packer *pk, const char *method, uint32_t n
             c->next_msgid = 1;
         HASH_FIND(hh, c->reqs, &id, sizeof id, in_use);
     } while (in_use);
+    c->packing = c->out_base + c->out.len;
     gsp_packer_init(pk, &c->out);
     gsp_pack_request(pk, id, method, nparams);
     return id;
@@ -708,6 +791,10 @@ static uint32_t submit(gsc *c, uint32_t msgid, int wait_ms, gsc_done_fn *done, v
     r->done = done;
     r->arg = arg;
     r->slot = NO_SLOT;
+    r->pos = c->packing;
+    r->len = (size_t)(c->out_base + c->out.len - r->pos);
+    r->unsent = true;
+    TAILQ_INSERT_TAIL(&c->unsent, r, unsent_link);
     HASH_ADD(hh, c->reqs, msgid, sizeof r->msgid, r);
     c->inflight++;
     if (wait_ms >= 0) {
@@ -750,7 +837,7 @@ static int await(gsc *c, uint32_t msgid, int wait_ms, gsc_reply **out)
     *out = NULL;
     struct sync_wait w = {0};
     if (submit(c, msgid, wait_ms, sync_done, &w) == 0)
-        return GSC_BROKEN;
+        return refused(c);
     enter(c);
     drive(c, sync_finished, &w, -1); /* the request's deadline bounds it */
     int r = w.status;
@@ -759,8 +846,10 @@ static int await(gsc *c, uint32_t msgid, int wait_ms, gsc_reply **out)
         broken(c); /* the historical contract: a sync timeout ends c */
         r = GSC_BROKEN;
     }
+    r = leave(c, r);
+    if (r == GSC_CLOSED)
+        gsc_reply_destroy(&w.reply); /* the caller hears only that c is gone */
     *out = w.reply;
-    leave(c);
     return r;
 }
 
@@ -772,8 +861,13 @@ static bool written(const gsc *c, const void *ctx)
 
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
 {
+    return gsc_notify_wait(c, method, params, GSC_WAIT_DEFAULT_MS);
+}
+
+int gsc_notify_wait(gsc *c, const char *method, const msgpack_object *params, int wait_ms)
+{
     if (!usable(c))
-        return GSC_BROKEN;
+        return refused(c);
     if (method == NULL || (params && params->type != MSGPACK_OBJECT_ARRAY)) {
         seterr(c, "gsc_notify: params must be an array");
         errno = EINVAL;
@@ -786,8 +880,13 @@ int gsc_notify(gsc *c, const char *method, const msgpack_object *params)
     for (uint32_t i = 0; i < n; i++)
         msgpack_pack_object(&pk, params->via.array.ptr[i]);
     enter(c);
-    int r = drive(c, written, NULL, -1) == GSC_OK && !c->closing ? 0 : GSC_BROKEN;
-    return leave(c) ? GSC_BROKEN : r;
+    int r = drive(c, written, NULL, wait_ms < 0 ? -1 : now_ms() + wait_ms);
+    if (r == GSC_TIMEOUT) {
+        /* Part of it may be on the wire: only closing keeps the stream sane. */
+        seterr(c, "could not send within %d ms: the daemon is not reading", wait_ms);
+        broken(c);
+    }
+    return leave(c, r == GSC_OK ? 0 : GSC_BROKEN);
 }
 
 void gsc_pack_server(msgpack_packer *pk, const char *server)
@@ -1160,8 +1259,10 @@ static bool have_down(const gsc *c, const void *ctx)
 int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
 {
     *out = NULL;
-    if (c == NULL || c->closing)
+    if (c == NULL)
         return GSC_BROKEN;
+    if (c->closing)
+        return GSC_CLOSED;
     /* Downs that arrived before a break are still delivered. */
     if (!c->head) {
         if (c->broken)
@@ -1172,8 +1273,7 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out)
             seterr(c, "no down notification within %d ms", wait_ms);
             r = GSC_ERROR;
         }
-        if (leave(c))
-            return GSC_BROKEN;
+        r = leave(c, r);
         if (r != GSC_OK)
             return r;
     }
@@ -1193,7 +1293,7 @@ int gsc_request_raw(gsc *c, const char *method, const void *params, size_t len, 
 {
     *out = NULL;
     if (!usable(c))
-        return GSC_BROKEN;
+        return refused(c);
     struct gsp_framer f = {0};
     size_t frame_len = 0;
     msgpack_zone z;

@@ -27,15 +27,33 @@
  *     GSC_ERROR   the daemon answered an error: (*out)->code, (*out)->detail
  *     GSC_BROKEN  no answer: cannot send, connection lost or no response
  *                 in time; gsc_errmsg() says why and the gsc is unusable
+ *                 (gsc_close it)
+ *     GSC_CLOSED  a callback closed c during the call: c is freed
  * On GSC_OK and GSC_ERROR *out is a reply you own: gsc_reply_destroy() it.
- * On GSC_BROKEN *out is NULL.
+ * Otherwise *out is NULL.
  *
  * An asynchronous completion gets one of GSC_OK, GSC_ERROR (reply as
  * above, yours), GSC_TIMEOUT (no response by the request's deadline; the
  * connection stays usable and a late response is dropped) or GSC_BROKEN
- * (the connection broke or was closed; gsc_errmsg() says why). Every
+ * (the connection broke or was closed, or the daemon answered something
+ * that is not a response; gsc_errmsg() says why). Every
  * request accepted (non-zero msgid) completes exactly once, even when the
  * daemon dies: no callback is left hanging.
+ *
+ * What a timed-out request did. If none of its bytes had been written by
+ * its deadline (the daemon was not reading), it is taken out of the output
+ * and never reaches the daemon. Otherwise the daemon has it, or part of
+ * it, and may still carry it out: a cast may be delivered, a stop may
+ * still stop its server. A GSC_TIMEOUT therefore means "no answer", not
+ * "not done".
+ *
+ * Closing from a callback. A callback (a request's done, a gsc_on_down
+ * handler) may gsc_close(c). c is then freed when the library call that ran
+ * the callback returns (gsc_process, gsc_run, gsc_next_down, gsc_notify or
+ * a synchronous request), and that call returns GSC_CLOSED: c is gone, so
+ * do not touch it again through any pointer, not even with gsc_errmsg or
+ * gsc_close. No other status means that; after any other status c is still
+ * yours to gsc_close.
  *
  * Running the asynchronous side, pick one:
  *   - your own poll loop: poll gsc_fd() for gsc_events(), with a timeout of
@@ -65,7 +83,13 @@ extern "C" {
 
 typedef struct gsc gsc;
 
-enum gsc_status { GSC_OK = 0, GSC_ERROR = 1, GSC_BROKEN = -1, GSC_TIMEOUT = -2 };
+enum gsc_status {
+    GSC_OK = 0,
+    GSC_ERROR = 1,
+    GSC_BROKEN = -1,
+    GSC_TIMEOUT = -2,
+    GSC_CLOSED = -3, /* c was closed by a callback during the call, and is freed */
+};
 
 /* A daemon's answer. Everything in it lives in its zone: freed together. */
 typedef struct gsc_reply {
@@ -86,12 +110,18 @@ typedef struct gsc_down {
 
 /* Connects to the socket at path, or (path NULL) to the one the usual
  * resolution finds (GSD_SOCKET, then the per-user default). Returns NULL
- * and sets errno on failure. */
+ * and sets errno on failure. gsc_connect may block: while the daemon's
+ * listen backlog is full (a daemon that is stopped or overwhelmed does not
+ * accept) it waits, with no bound, for room. gsc_connect_nowait never
+ * waits: it fails with EAGAIN then. Use it from an event loop. */
 gsc *gsc_connect(const char *path);
+gsc *gsc_connect_nowait(const char *path);
 
 /* Closes the connection and frees c; sets *c to NULL. NULL is ignored.
- * Every request still in flight completes first, with GSC_BROKEN. Safe to
- * call from a callback: the memory is freed once the callback returns. */
+ * Every request still in flight completes first, with GSC_BROKEN. From a
+ * callback c is freed later, when the library call that ran the callback
+ * returns GSC_CLOSED (see "Closing from a callback" above); other pointers
+ * to c must be forgotten by then. */
 void gsc_close(gsc **c);
 
 /* Why the last call failed, for humans. Valid until the next call on c. */
@@ -116,9 +146,14 @@ void gsc_down_destroy(gsc_down **d);
 int gsc_request(gsc *c, const char *method, const msgpack_object *params, int wait_ms,
                 gsc_reply **out);
 
-/* Sends a notification (no response, ever) and waits until it is written.
- * Returns 0 or GSC_BROKEN. */
+/* Sends a notification (no response, ever) and waits until it, and what
+ * was queued on c before it, is written: up to GSC_WAIT_DEFAULT_MS, or
+ * wait_ms (-1: forever) for gsc_notify_wait. Returns 0, GSC_BROKEN or
+ * GSC_CLOSED. A daemon that does not read it in time (it has stopped
+ * reading) breaks c: GSC_BROKEN, as part of the message may have been
+ * written and the stream cannot be resumed. */
 int gsc_notify(gsc *c, const char *method, const msgpack_object *params);
+int gsc_notify_wait(gsc *c, const char *method, const msgpack_object *params, int wait_ms);
 
 /* How long the library waits beyond a call's own timeout for its answer. */
 #define GSC_GRACE_MS 2000
@@ -154,8 +189,8 @@ int gsc_demonitor(gsc *c, uint64_t ref, gsc_reply **out);
 /*
  * Waits up to wait_ms (-1: forever) for the next down notification. Returns
  * GSC_OK with *out set (yours to destroy), GSC_ERROR with *out NULL when
- * none came in time, or GSC_BROKEN. Downs go to a gsc_on_down handler
- * instead, when one is set.
+ * none came in time, GSC_BROKEN or GSC_CLOSED. Downs go to a gsc_on_down
+ * handler instead, when one is set.
  */
 int gsc_next_down(gsc *c, int wait_ms, gsc_down **out);
 
@@ -168,8 +203,8 @@ void gsc_pack_server(msgpack_packer *pk, const char *server);
  * A request's completion. status: GSC_OK, GSC_ERROR, GSC_TIMEOUT or
  * GSC_BROKEN. reply is yours (gsc_reply_destroy it, or keep it) on GSC_OK
  * and GSC_ERROR, NULL otherwise. The callback may make new asynchronous
- * requests and may gsc_close(c); it should not make synchronous ones (they
- * work, but block your loop).
+ * requests and may gsc_close(c) (see "Closing from a callback"); it should
+ * not make synchronous ones (they work, but block your loop).
  */
 typedef void gsc_done_fn(gsc *c, uint32_t msgid, int status, gsc_reply *reply, void *arg);
 
@@ -211,10 +246,10 @@ size_t gsc_inflight(const gsc *c);
 /*
  * Reads what the socket has (a bounded amount per call), writes what is
  * queued and can be written, and completes the requests whose deadline has
- * passed, running their callbacks. Never blocks. Returns 0, or GSC_BROKEN
+ * passed, running their callbacks. Never blocks. Returns 0, GSC_BROKEN
  * once the connection is broken (every request in flight has then been
- * completed with GSC_BROKEN). If a callback closed c, returns GSC_BROKEN
- * and c is gone.
+ * completed with GSC_BROKEN), or GSC_CLOSED if a callback closed c (c is
+ * gone).
  */
 int gsc_process(gsc *c);
 
@@ -228,8 +263,9 @@ int gsc_next_timeout(const gsc *c);
 
 /* Drives c (polls, then gsc_process) until no request is in flight or
  * wait_ms (-1: forever) has passed. Returns GSC_OK, GSC_TIMEOUT (requests
- * still in flight) or GSC_BROKEN (c is broken: everything that was in
- * flight has completed). Do not call it from a callback. */
+ * still in flight), GSC_BROKEN (c is broken: everything that was in flight
+ * has completed) or GSC_CLOSED (a callback closed c). Do not call it from a
+ * callback. */
 int gsc_run(gsc *c, int wait_ms);
 
 /*
@@ -270,7 +306,7 @@ typedef struct gsc_multi {
 
 /*
  * GenServer.multi_call: sends the same call to the server `server` on each
- * of the n daemons (connecting to each socket), concurrently, and waits
+ * of the n daemons (gsc_connect_nowait to each socket), concurrently, and waits
  * for every answer within one overall timeout_ms (0: the daemon default,
  * 5000; -1: forever), which is also the call timeout each daemon applies.
  * Daemons that cannot be reached, answer an error (say noproc) or do not

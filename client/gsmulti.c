@@ -68,10 +68,12 @@ static size_t multi(bool call, const char *const *sockets, size_t n, const char 
         if (d->socket == NULL)
             abort(); /* out of memory ends the process */
         d->status = MULTI_PENDING;
-        conn[i] = gsc_connect(sockets[i]);
+        /* A blocking connect would wait on a full backlog, past our timeout. */
+        conn[i] = gsc_connect_nowait(sockets[i]);
         if (conn[i] == NULL) {
             d->status = GSC_BROKEN;
-            snprintf(d->errmsg, sizeof d->errmsg, "connect %s: %s", sockets[i], strerror(errno));
+            snprintf(d->errmsg, sizeof d->errmsg, "connect %s: %s", sockets[i],
+                     errno == EAGAIN ? "the daemon's listen backlog is full" : strerror(errno));
             continue;
         }
         uint32_t id;

@@ -3,16 +3,22 @@
  * pipelining, completion in any order, per-request deadlines, a daemon that
  * dies under pending requests, callbacks that close their connection, downs
  * as callbacks, the libevent adapter and a plain poll loop, and multi_call /
- * abcast over several daemons with one of them down or hung.
+ * abcast over several daemons with one of them down, hung or not accepting.
+ * Where a daemon must misbehave (stop reading, answer garbage) the test
+ * plays the daemon itself on a socket of its own.
  */
 #include "gsclient-event.h"
 #include "harness.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static struct gsd *D;
 static gsc *C;
@@ -264,17 +270,231 @@ START_TEST(a_callback_may_close_its_connection)
         ck_assert_uint_ne(
             gsc_call_async(c, "p", mp("['reply_after', 3000, 2]"), 0, record_done, NULL), 0);
     int64_t end = now_ms() + 5000;
-    while (c && now_ms() < end) {
+    int st = 0;
+    while (st == 0 && now_ms() < end) {
         struct pollfd pfd = {.fd = gsc_fd(c), .events = gsc_events(c)};
         poll(&pfd, 1, 100);
-        gsc_process(c); /* the close happens in here; c is NULL after */
+        st = gsc_process(c); /* the close happens in here; c is NULL after */
     }
+    ck_assert_int_eq(st, GSC_CLOSED);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(R.n, 6);
     ck_assert_int_eq(R.status[0], GSC_OK);
     for (int i = 1; i < 6; i++)
         ck_assert_int_eq(R.status[i], GSC_BROKEN);
     ck_assert_mp_eq(CALL(C, "p", mp("['echo', 'alive']")), "'alive'");
+}
+END_TEST
+
+/* Closes its connection from a down handler. */
+static void close_on_down(gsc *c, gsc_down *d, void *arg)
+{
+    (void)c;
+    gsc_down_destroy(&d);
+    gsc_close((gsc **)arg);
+}
+
+/* Another pointer to c (say, in a struct the callback owns) is closed by the
+ * callback; the call that ran it must say so, or its caller frees c twice. */
+START_TEST(a_call_whose_callback_closed_c_returns_closed)
+{
+    gsc *c = gsc_connect(D->sock), *alias = c;
+    gsc_reply *r = NULL;
+    ck_assert_uint_ne(gsc_ping_async(c, close_in_callback, &alias), 0);
+    ck_assert_int_eq(gsc_ping(c, &r), GSC_CLOSED);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_null(alias);
+
+    c = alias = gsc_connect(D->sock);
+    ck_assert_uint_ne(gsc_ping_async(c, close_in_callback, &alias), 0);
+    ck_assert_int_eq(gsc_run(c, 5000), GSC_CLOSED);
+    ck_assert_ptr_null(alias);
+
+    c = alias = gsc_connect(D->sock);
+    gsc_down *d = NULL;
+    ck_assert_uint_ne(gsc_ping_async(c, close_in_callback, &alias), 0);
+    ck_assert_int_eq(gsc_next_down(c, 5000, &d), GSC_CLOSED);
+    ck_assert_ptr_null(d);
+    ck_assert_ptr_null(alias);
+
+    c = alias = gsc_connect(D->sock);
+    gsc_on_down(c, close_on_down, &alias);
+    ck_assert_uint_ne(gsc_monitor_async(c, "ghost", NULL, NULL), 0); /* noproc: a down */
+    int st = 0;
+    int64_t end = now_ms() + 5000;
+    while (st == 0 && now_ms() < end) {
+        struct pollfd pfd = {.fd = gsc_fd(c), .events = gsc_events(c)};
+        poll(&pfd, 1, 100);
+        st = gsc_process(c);
+    }
+    ck_assert_int_eq(st, GSC_CLOSED);
+    ck_assert_ptr_null(alias);
+    ck_assert_int_eq(R.n, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(R.status[i], GSC_OK);
+}
+END_TEST
+
+/* ---- a daemon played by the test ------------------------------------------------ */
+
+/* A socket listening at path that nobody accepts on by itself. */
+static int fake_listen(const char *path, int backlog)
+{
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(l, backlog), 0);
+    return l;
+}
+
+/* The test as the daemon: a gsc connected to us, and our end of it. */
+struct fake {
+    int listener;
+    int peer; /* reads and writes as the daemon would, when the test says so */
+    gsc *c;
+};
+
+static void fake_open(struct fake *f)
+{
+    const char *path = gsd_path(D, "fake.sock");
+    f->listener = fake_listen(path, 4);
+    f->c = gsc_connect(path);
+    ck_assert_ptr_nonnull(f->c);
+    f->peer = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(f->peer, 0);
+}
+
+static void fake_close(struct fake *f)
+{
+    gsc_close(&f->c);
+    close(f->peer);
+    close(f->listener);
+}
+
+/* A blob far larger than a socket buffer, as the params of one request. */
+static const msgpack_object *big_params(void)
+{
+    enum { BIG = 4 << 20 };
+    static msgpack_object blob, params;
+    static char *bytes;
+    if (bytes == NULL)
+        bytes = calloc(1, BIG);
+    ck_assert_ptr_nonnull(bytes);
+    blob = (msgpack_object){.type = MSGPACK_OBJECT_BIN, .via.bin = {BIG, bytes}};
+    params = (msgpack_object){.type = MSGPACK_OBJECT_ARRAY, .via.array = {1, &blob}};
+    return &params;
+}
+
+START_TEST(notify_gives_up_on_a_daemon_that_does_not_read)
+{
+    struct fake f;
+    fake_open(&f);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(gsc_notify_wait(f.c, "cast", big_params(), 200), GSC_BROKEN);
+    int64_t took = now_ms() - t0;
+    ck_assert_msg(took >= 150 && took < 10000, "took %lld ms", (long long)took);
+    ck_assert_msg(strstr(gsc_errmsg(f.c), "not reading"), "errmsg: %s", gsc_errmsg(f.c));
+    ck_assert_uint_eq(gsc_ping_async(f.c, record_done, NULL), 0); /* c is broken */
+    fake_close(&f);
+}
+END_TEST
+
+/* Reads what f.c sends until it has nothing left to write, pumping f.c so
+ * that it writes the rest; returns the msgpack messages, checked to be
+ * whole, in *msgs (n at most, in z; their bytes stay until the next call)
+ * and their count. */
+static int fake_read_all(struct fake *f, msgpack_zone *z, msgpack_object *msgs, int n)
+{
+    static struct gsp_buf in;
+    in.len = 0;
+    int64_t end = now_ms() + 10000;
+    for (;;) {
+        ck_assert_int_lt(now_ms(), end);
+        ck_assert_int_eq(gsc_process(f->c), 0);
+        gsp_buf_reserve(&in, 65536);
+        ssize_t got = recv(f->peer, in.data + in.len, in.cap - in.len, MSG_DONTWAIT);
+        if (got > 0) {
+            in.len += (size_t)got;
+            continue;
+        }
+        ck_assert_msg(got < 0 && errno == EAGAIN, "recv: %zd", got);
+        if (!(gsc_events(f->c) & POLLOUT))
+            break;
+        struct pollfd pfd = {.fd = f->peer, .events = POLLIN};
+        poll(&pfd, 1, 100);
+    }
+    size_t off = 0;
+    int k = 0;
+    while (off < in.len) {
+        ck_assert_int_lt(k, n);
+        msgpack_unpack_return u = msgpack_unpack((const char *)in.data, in.len, &off, z, &msgs[k]);
+        ck_assert(u == MSGPACK_UNPACK_SUCCESS || u == MSGPACK_UNPACK_EXTRA_BYTES);
+        k++;
+    }
+    return k;
+}
+
+/* A request none of whose bytes are written by its deadline is taken back:
+ * the caller told "timeout" can rely on it not running later. */
+START_TEST(a_timed_out_request_never_sent_is_taken_back)
+{
+    struct fake f;
+    fake_open(&f);
+    /* The first fills the socket and part of it waits in c; the two after
+     * it wait whole. */
+    uint32_t big = gsc_request_async(f.c, "ping", big_params(), 100, record_done, NULL);
+    uint32_t cast =
+        gsc_request_async(f.c, "cast", mp("['c', 'increment']"), 100, record_done, NULL);
+    uint32_t ver = gsc_request_async(f.c, "version", NULL, -1, record_done, NULL);
+    ck_assert(big && cast && ver);
+    ck_assert_int_eq(gsc_run(f.c, 1000), GSC_TIMEOUT); /* version has no deadline */
+    ck_assert_int_eq(R.n, 2);
+    ck_assert_int_eq(R.status[done_index(big)], GSC_TIMEOUT);
+    ck_assert_int_eq(R.status[done_index(cast)], GSC_TIMEOUT);
+    /* The daemon reads again: it gets the begun one whole, then version. */
+    msgpack_object msgs[4];
+    msgpack_zone z;
+    msgpack_zone_init(&z, MSGPACK_ZONE_CHUNK_SIZE);
+    ck_assert_int_eq(fake_read_all(&f, &z, msgs, 4), 2);
+    ck_assert_mp_eq(mp_item(&msgs[0], 2), "'ping'");
+    ck_assert_uint_eq(mp_item(&msgs[0], 3)->via.array.ptr[0].via.bin.size, 4 << 20);
+    ck_assert_mp_eq(&msgs[1], "[0, %d, 'version', []]", (int)ver);
+    msgpack_zone_destroy(&z);
+    /* ... and its answer completes version: the stream is still in step. */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *mp("[1, %d, nil, 'v1']", (int)ver));
+    ck_assert_int_eq(write(f.peer, sb.data, sb.size), (ssize_t)sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    ck_assert_int_eq(gsc_run(f.c, 5000), GSC_OK);
+    ck_assert_int_eq(R.status[done_index(ver)], GSC_OK);
+    ck_assert_mp_eq(&R.reply[done_index(ver)]->result, "'v1'");
+    fake_close(&f);
+}
+END_TEST
+
+/* A response to a request in flight that cannot be read breaks the
+ * connection: ignored, its request would wait for ever. */
+START_TEST(a_malformed_response_breaks_the_connection)
+{
+    struct fake f;
+    fake_open(&f);
+    uint32_t a = gsc_request_async(f.c, "ping", NULL, -1, record_done, NULL);
+    uint32_t b = gsc_request_async(f.c, "ping", NULL, -1, record_done, NULL);
+    ck_assert(a && b);
+    /* [1, a, nil]: a response without its result. */
+    uint8_t bad[] = {0x93, 0x01, 0xce, a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff, 0xc0};
+    ck_assert_int_eq(write(f.peer, bad, sizeof bad), (ssize_t)sizeof bad);
+    ck_assert_int_eq(gsc_run(f.c, 5000), GSC_BROKEN);
+    ck_assert_int_eq(R.n, 2);
+    ck_assert_int_eq(R.status[done_index(a)], GSC_BROKEN);
+    ck_assert_int_eq(R.status[done_index(b)], GSC_BROKEN);
+    ck_assert_msg(strstr(gsc_errmsg(f.c), "malformed response"), "errmsg: %s", gsc_errmsg(f.c));
+    fake_close(&f);
 }
 END_TEST
 
@@ -485,6 +705,46 @@ START_TEST(abcast_reaches_every_live_daemon)
 }
 END_TEST
 
+/* A daemon whose listen backlog is full (it stopped accepting) makes a
+ * blocking connect wait for ever: multi_call must not. */
+START_TEST(multi_call_does_not_wait_on_a_full_backlog)
+{
+    const char *path = gsd_path(D, "full.sock");
+    int l = fake_listen(path, 0), queued[64], n = 0;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+            ck_assert_int_eq(errno, EAGAIN);
+            close(fd);
+            break;
+        }
+        ck_assert_int_lt(n, 64);
+        queued[n++] = fd;
+    }
+    errno = 0;
+    ck_assert_ptr_null(gsc_connect_nowait(path));
+    ck_assert_int_eq(errno, EAGAIN);
+    START(C, "counter", "c", mp("3"));
+    const char *socks[] = {path, D->sock};
+    gsc_multi *m;
+    ck_assert_uint_eq(gsc_multi_call(socks, 2, "c", mp("'get'"), 1000, &m), 1);
+    ck_assert_int_eq(m->daemon[0].status, GSC_BROKEN);
+    ck_assert_msg(strstr(m->daemon[0].errmsg, "backlog"), "errmsg: %s", m->daemon[0].errmsg);
+    ck_assert_int_eq(m->daemon[1].status, GSC_OK);
+    ck_assert_mp_eq(&m->daemon[1].reply->result, "3");
+    gsc_multi_destroy(&m);
+    ck_assert_uint_eq(gsc_abcast(socks, 2, "c", mp("'increment'"), 1000, &m), 1);
+    ck_assert_int_eq(m->daemon[0].status, GSC_BROKEN);
+    gsc_multi_destroy(&m);
+    while (n > 0)
+        close(queued[--n]);
+    close(l);
+}
+END_TEST
+
 /* ---- the guide's example ------------------------------------------------------ */
 
 START_TEST(the_scripting_guide_example_runs)
@@ -545,6 +805,10 @@ static Suite *client_suite(void)
     tcase_add_test(tc, daemon_killed_mid_request_completes_everything);
     tcase_add_test(tc, close_completes_what_is_in_flight);
     tcase_add_test(tc, a_callback_may_close_its_connection);
+    tcase_add_test(tc, a_call_whose_callback_closed_c_returns_closed);
+    tcase_add_test(tc, notify_gives_up_on_a_daemon_that_does_not_read);
+    tcase_add_test(tc, a_timed_out_request_never_sent_is_taken_back);
+    tcase_add_test(tc, a_malformed_response_breaks_the_connection);
     tcase_add_test(tc, downs_come_as_callbacks);
     tcase_add_test(tc, runs_inside_a_libevent_loop);
     tcase_add_test(tc, runs_inside_a_plain_poll_loop);
@@ -553,6 +817,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, multi_call_one_timeout_for_a_hung_daemon);
     tcase_add_test(tc, multi_call_noproc_is_bad);
     tcase_add_test(tc, abcast_reaches_every_live_daemon);
+    tcase_add_test(tc, multi_call_does_not_wait_on_a_full_backlog);
     tcase_add_test(tc, the_scripting_guide_example_runs);
     tcase_add_test(tc, bench_pipelined_calls);
     suite_add_tcase(s, tc);

@@ -181,6 +181,49 @@ class GsdTest(unittest.TestCase):
         self.assertEqual(next(ma).name, "a")  # b's down, read meanwhile, is kept for mb
         self.assertEqual(next(mb).name, "b")
 
+    def test_waits_are_checked(self):
+        self.c.start("probe", "p")
+        # (2**32 + 1) ms would wrap to 1 ms in a C int: it is "forever".
+        forever = (2**32 + 1) / 1000
+        self.assertEqual(self.c.request("call", ["p", ["reply_after", 200, "ok"], "infinity"],
+                                        wait=forever), "ok")
+        # The longest call timeout the daemon takes: with the grace added,
+        # the client's wait is past an int.
+        self.assertEqual(self.c.call("p", ["reply_after", 200, "ok"], timeout=(2**31 - 1) / 1000),
+                         "ok")
+        for bad in (0, -1, -0.5, None, float("nan")):
+            with self.assertRaises(ValueError):
+                self.c.request("ping", wait=bad)
+        with self.assertRaises(ValueError):
+            self.c.monitor("p", timeout=0)
+        self.assertEqual(self.c.request("ping", wait=gsd.INFINITY), "pong")
+        self.assertEqual(self.c.ping(), "pong")  # none of that cost the connection
+
+    def test_failed_monitor_leaves_no_monitor_behind(self):
+        import ctypes
+        self.c.start("counter", "a")
+        with self.assertRaises(TypeError):
+            self.c.monitor("a", object())  # the second cannot be sent
+        self.c.stop("a")
+        d = ctypes.c_void_p()
+        # No down comes: the monitor of "a" was removed.
+        self.assertEqual(gsd._lib.gsc_next_down(self.c._c, 300, ctypes.byref(d)), gsd._ERROR)
+
+    def test_downs_of_a_dropped_monitor_are_not_kept(self):
+        import gc
+        self.c.start("counter", "a")
+        self.c.start("counter", "b")
+        ma = self.c.monitor("a")
+        ref_a = list(ma.refs)[0]
+        del ma
+        gc.collect()
+        mb = self.c.monitor("b")
+        self.c.stop("a")
+        self.c.stop("b")
+        self.assertEqual(next(mb).name, "b")  # a's down was read on the way
+        self.assertNotIn(ref_a, self.c._downs)
+        self.assertEqual(self.c._downs, {})
+
     def test_connection_lost(self):
         self.c.start("probe", "p")
         self.d.kill()

@@ -28,6 +28,7 @@ thread.
 import ctypes
 import math
 import os
+import weakref
 
 import msgpack
 
@@ -136,6 +137,7 @@ for _name, _res, _args in [
         ("gsc_close", None, [_pp]),
         ("gsc_errmsg", ctypes.c_char_p, [_p]),
         ("gsc_fd", ctypes.c_int, [_p]),
+        ("gsc_pending", ctypes.c_bool, [_p]),
         ("gsc_request_raw", ctypes.c_int,
          [_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, _pp]),
         ("gsc_reply_value", _p, [_p, _size_p]),
@@ -177,11 +179,30 @@ def _ms(seconds):
     return max(1, int(round(seconds * 1000)))
 
 
+_INT_MAX = 2**31 - 1
+
+
+def _wait_arg(seconds):
+    """A wait of the client's own, as libgsclient's int ms (-1: forever).
+
+    Positive seconds, or INFINITY; a wait longer than an int holds is
+    forever in all but name, so it becomes -1 rather than wrapping.
+    """
+    if seconds == INFINITY:
+        return -1
+    try:
+        positive = seconds > 0
+    except TypeError:
+        positive = False
+    if not positive:  # 0 would give up at once, and end the connection
+        raise ValueError("gsd: a wait is positive seconds or gsd.INFINITY, not %r" % (seconds,))
+    ms = max(1, int(round(seconds * 1000)))
+    return -1 if ms > _INT_MAX else ms
+
+
 def _wait_ms(timeout, default):
     """How long the client waits for an answer, in ms (-1: forever)."""
-    if timeout == INFINITY:
-        return -1
-    return int(((default if timeout is None else timeout) + GRACE) * 1000)
+    return _wait_arg((default if timeout is None else timeout) + GRACE)
 
 
 class Down:
@@ -212,14 +233,19 @@ class Monitor:
     Made by :meth:`Connection.monitor`; ends once every watched server is
     down. ``refs`` maps each ref to the server it watches. With a
     ``timeout`` (seconds), waiting longer than that for the next event
-    raises :class:`Timeout`.
+    raises :class:`Timeout`. Once a Monitor is dropped, the downs of its
+    refs are dropped too as they arrive.
     """
 
     def __init__(self, conn, refs, timeout):
         self._conn = conn
         self.refs = refs
         self._left = set(refs)
+        self._wait_ms = -1 if timeout is None else _wait_arg(timeout)
         self._timeout = timeout
+        conn._watched.update(self._left)
+        # The set, not self: what is left when this Monitor goes.
+        weakref.finalize(self, conn._forget, self._left)
 
     def __iter__(self):
         return self
@@ -227,14 +253,16 @@ class Monitor:
     def __next__(self):
         if not self._left:
             raise StopIteration
-        down = self._conn._next_down(self._left, self._timeout)
+        down = self._conn._next_down(self._left, self._wait_ms, self._timeout)
         self._left.discard(down.ref)
+        self._conn._watched.discard(down.ref)
         return down
 
     def cancel(self):
         """Removes the monitors that have not fired yet (demonitor)."""
         for ref in list(self._left):
             self._conn.demonitor(ref)
+        self._conn._forget(self._left)
         self._left.clear()
 
 
@@ -252,6 +280,7 @@ class Connection:
             raise ConnectionLost("connection", "connect %s: %s" % (
                 path or "(default socket)", os.strerror(err)))
         self._downs = {}  # ref -> Down, read while waiting for another ref
+        self._watched = set()  # refs a live Monitor may still ask for
 
     # -- life ------------------------------------------------------------
 
@@ -289,11 +318,11 @@ class Connection:
     def request(self, method, params=(), wait=WAIT_DEFAULT):
         """Sends any protocol method with a list of params; returns the result.
 
-        ``wait`` bounds the wait for the answer, in seconds (INFINITY:
-        forever). Raises :class:`ServerError` or :class:`ConnectionLost`.
+        ``wait`` bounds the wait for the answer: positive seconds, or
+        :data:`INFINITY` to wait forever (anything else raises ValueError).
+        Raises :class:`ServerError` or :class:`ConnectionLost`.
         """
-        return self._request(method, list(params),
-                             -1 if wait == INFINITY else int(wait * 1000))
+        return self._request(method, list(params), _wait_arg(wait))
 
     def _request(self, method, params, wait_ms):
         if not self._c:
@@ -302,7 +331,7 @@ class Connection:
         reply = _p()
         status = _lib.gsc_request_raw(self._c, method.encode(), body, len(body),
                                       wait_ms, ctypes.byref(reply))
-        if status == _BROKEN:
+        if status not in (_OK, _ERROR):
             raise ConnectionLost("connection", _lib.gsc_errmsg(self._c).decode(
                 errors="replace"))
         try:
@@ -346,8 +375,7 @@ class Connection:
         if mailbox_limit is not None:
             options["mailbox_limit"] = mailbox_limit
         wait = max(WAIT_DEFAULT, (timeout or 0) + GRACE)
-        return self._request("start", [module, name, args, options or None],
-                             -1 if timeout == INFINITY else int(wait * 1000))
+        return self._request("start", [module, name, args, options or None], _wait_arg(wait))
 
     def call(self, server, request, timeout=None):
         """Calls ``server`` and returns its reply.
@@ -374,8 +402,9 @@ class Connection:
         """Stops ``server`` with ``reason`` (None: ``"normal"``) and returns
         once its ``terminate`` has run. ``timeout`` (seconds) gives up
         waiting; None waits as long as terminate takes."""
-        wait = -1 if timeout in (None, INFINITY) else int((timeout + GRACE) * 1000)
-        return self._request("stop", [server, reason, _ms(timeout)], wait)
+        ms = _ms(timeout)
+        wait = -1 if timeout is None else _wait_arg(timeout + GRACE)
+        return self._request("stop", [server, reason, ms], wait)
 
     def whereis(self, name):
         """The id registered under ``name``, or None."""
@@ -419,36 +448,79 @@ class Connection:
                 print(down.name, down.reason)
 
         A server that is not alive gives a down with reason ``"noproc"`` at
-        once. ``timeout`` (seconds) bounds each wait for the next event.
-        """
-        refs = {}
-        for server in servers:
-            refs[self._request("monitor", [server], int(WAIT_DEFAULT * 1000))] = server
-        return Monitor(self, refs, timeout)
+        once. ``timeout`` (seconds, or None/INFINITY for none) bounds each
+        wait for the next event. If one of the monitor requests fails, the
+        monitors already made are removed before the error is raised.
 
-    def _next_down(self, refs, timeout):
+        Downs are kept only for refs a live Monitor still waits for: those
+        of a Monitor that was dropped or cancelled, or of a monitor made
+        with :meth:`request`, are read and dropped.
+        """
+        if timeout is not None:
+            _wait_arg(timeout)  # a bad one fails before anything is made
+        wait = int(WAIT_DEFAULT * 1000)
+        refs = {}
+        try:
+            for server in servers:
+                refs[self._request("monitor", [server], wait)] = server
+            monitor = Monitor(self, refs, timeout)
+        except Exception:
+            for ref in refs:  # leave nothing behind on the daemon
+                try:
+                    self._request("demonitor", [ref], wait)
+                except GsdError:
+                    break  # the connection is gone, and its monitors with it
+            raise
+        self._drop_unwatched()
+        return monitor
+
+    def _forget(self, refs):
+        """No Monitor will ask for refs again: drop their downs, now and later."""
+        self._watched.difference_update(refs)
+        for ref in refs:
+            self._downs.pop(ref, None)
+
+    def _drop_unwatched(self):
+        """Reads the downs libgsclient has buffered; keeps the watched ones."""
+        while self._c and _lib.gsc_pending(self._c):
+            try:
+                down = self._read_down(0)
+            except ConnectionLost:
+                break  # the next request says so
+            if down is None:
+                break
+            if down.ref in self._watched:
+                self._downs[down.ref] = down
+
+    def _read_down(self, wait_ms):
+        """The next down within wait_ms (-1: forever), or None if none came."""
+        if not self._c:
+            raise ConnectionLost("connection", "closed")
+        d = _p()
+        status = _lib.gsc_next_down(self._c, wait_ms, ctypes.byref(d))
+        if status == _ERROR:
+            return None
+        if status != _OK:
+            raise ConnectionLost("connection", _lib.gsc_errmsg(self._c).decode(
+                errors="replace"))
+        try:
+            size = ctypes.c_size_t()
+            return Down(*_unpack(_lib.gsc_down_value(d, ctypes.byref(size)), size.value))
+        finally:
+            _lib.gsc_down_destroy(ctypes.byref(d))
+
+    def _next_down(self, refs, wait_ms, timeout):
         for ref in refs:
             if ref in self._downs:
                 return self._downs.pop(ref)
-        wait_ms = -1 if timeout in (None, INFINITY) else int(timeout * 1000)
         while True:
-            if not self._c:
-                raise ConnectionLost("connection", "closed")
-            d = _p()
-            status = _lib.gsc_next_down(self._c, wait_ms, ctypes.byref(d))
-            if status == _ERROR:
+            down = self._read_down(wait_ms)
+            if down is None:
                 raise Timeout("timeout", "no down event within %s s" % timeout)
-            if status != _OK:
-                raise ConnectionLost("connection", _lib.gsc_errmsg(self._c).decode(
-                    errors="replace"))
-            try:
-                size = ctypes.c_size_t()
-                down = Down(*_unpack(_lib.gsc_down_value(d, ctypes.byref(size)), size.value))
-            finally:
-                _lib.gsc_down_destroy(ctypes.byref(d))
             if down.ref in refs:
                 return down
-            self._downs[down.ref] = down  # another monitor's: keep it for that one
+            if down.ref in self._watched:
+                self._downs[down.ref] = down  # another monitor's: keep it for that one
 
 
 def connect(path=None):
