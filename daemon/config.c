@@ -222,10 +222,10 @@ static void read_ids(struct reader *rd, const config_setting_t *admins, const ch
 
 static void read_limits(struct reader *rd, const config_setting_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "message_size", "message_depth", "connections", "pending",      "timers",
-        "mailbox",      "mailbox_bytes", "partial_bytes", "partial_ms", "output_bytes",
-        "slow_callback_ms", NULL};
+    static const char *const keys[] = {"message_size",  "message_depth",    "connections",
+                                       "pending",       "timers",           "mailbox",
+                                       "mailbox_bytes", "partial_bytes",    "partial_ms",
+                                       "output_bytes",  "slow_callback_ms", NULL};
     const config_setting_t *g = get_group(rd, root, "limits", keys);
     struct limits *l = &cfg->limits;
     uint64_t v = l->message.max_size;

@@ -148,7 +148,8 @@ static int inherited(void)
     unsetenv("LISTEN_FDNAMES");
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    log_msg(LOG_INFO, "listening on %s, passed by systemd", sun.sun_path[0] ? sun.sun_path : "fd 3");
+    log_msg(LOG_INFO, "listening on %s, passed by systemd",
+            sun.sun_path[0] ? sun.sun_path : "fd 3");
     return fd;
 }
 

@@ -158,7 +158,7 @@ int main(int argc, char **argv)
                 flags.config,
                 must_exist || access(flags.config, F_OK) == 0 ? "" : " (absent: defaults)");
         supervise_on_ready(ready, NULL); /* READY=1 once every declared server runs */
-        apply(&cfg, NULL);                /* declared servers start in file order */
+        apply(&cfg, NULL);               /* declared servers start in file order */
         event_base_dispatch(loop_base);
         listen_close();
         conn_close_all();

@@ -35,7 +35,8 @@ uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len)
 {
     if (limits.timers && s->ntimers >= limits.timers) {
         if (!s->timers_logged)
-            log_msg(LOG_WARN, "server %llu (%s): %u timers pending, the limit; gs_timer_start fails",
+            log_msg(LOG_WARN,
+                    "server %llu (%s): %u timers pending, the limit; gs_timer_start fails",
                     (unsigned long long)s->id, s->name ? s->name : "-", s->ntimers);
         s->timers_logged = true;
         return 0;

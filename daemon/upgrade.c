@@ -56,8 +56,8 @@ struct server *server_upgrade(struct module *from, struct module *to, unsigned *
 {
     struct server *failed = NULL;
     size_t cap = from->servers;
-    struct moving mv = {from, xcalloc(cap + 1, sizeof *mv.s), xcalloc(cap + 1, sizeof *mv.state),
-                        0, cap};
+    struct moving mv = {from, xcalloc(cap + 1, sizeof *mv.s), xcalloc(cap + 1, sizeof *mv.state), 0,
+                        cap};
     *moved = 0;
     registry_foreach(false, collect, &mv);
     size_t done = 0;

@@ -129,8 +129,7 @@ static gs_result counter_cast(gs_server *self, const gs_value *request, void **s
 #if COUNTER_VSN >= 2
         c->changes++;
 #endif
-    }
-    else if (!counter_delta(request, &k))
+    } else if (!counter_delta(request, &k))
         gs_log(self, GS_LOG_WARNING, "unknown cast ignored");
     else if (!counter_add(c, k))
         gs_log(self, GS_LOG_WARNING, "add %lld would overflow: ignored", (long long)k);

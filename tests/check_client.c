@@ -164,8 +164,7 @@ START_TEST(every_method_has_an_async_form)
     for (int i = 0; i < N; i++) {
         int k = done_index(ids[i]);
         ck_assert_int_ge(k, 0);
-        ck_assert_msg(R.status[k] == GSC_OK,
-                      "request %d: status %d (%s)", i, R.status[k],
+        ck_assert_msg(R.status[k] == GSC_OK, "request %d: status %d (%s)", i, R.status[k],
                       R.reply[k] && R.reply[k]->code ? R.reply[k]->code : "");
         ck_assert_ptr_eq(R.arg[k], &arg);
     }

@@ -6,10 +6,10 @@
  */
 #include "harness.h"
 
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <libgen.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1144,8 +1144,8 @@ START_TEST(stop_reply_answers_once_and_before_the_down)
     const msgpack_object *ref = &RAW_RECV(a, 3000)->via.array.ptr[3];
     RAW_REQUEST(a, 2, "call", mp("['f', ['stop_reply_kept', 'bye', 'v'], nil]"));
     ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, nil, 'v']");
-    ck_assert_mp_eq(RAW_RECV(a, 3000), "[2, 'down', [%u, %u, 'f', 'bye']]",
-                    (unsigned)ref->via.u64, (unsigned)id);
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[2, 'down', [%u, %u, 'f', 'bye']]", (unsigned)ref->via.u64,
+                    (unsigned)id);
     ck_assert_ptr_null(raw_recv(a, 300));
     raw_close(&a);
 }
@@ -1184,8 +1184,7 @@ START_TEST(module_values_over_the_depth_limit_are_refused)
     ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_send', 'g', 40]"), 0, &r), &r), "-1");
     const msgpack_object *v = OK(gsc_call(C, "f", mp("['deep_reply', 30]"), 0, &r), &r);
     ck_assert_int_eq(v->type, MSGPACK_OBJECT_ARRAY);
-    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_reply', 31]"), 0, &r), &r),
-                    "'reply_too_large'");
+    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_reply', 31]"), 0, &r), &r), "'reply_too_large'");
     ck_assert_mp_eq(OK(gsc_call(C, "g", mp("'ping'"), 0, &r), &r), "['error', 'unknown_call']");
 }
 END_TEST

@@ -6,11 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -65,7 +65,13 @@ START_TEST(disconnect_mid_message)
     for (int i = 0; i < 20; i++) {
         struct raw *r = RAW_CONNECT(D);
         /* [0, 1, "call", ["c", "increment", nil]], cut after i bytes */
-        const char full[] = "\x94\x00\x01\xa4" "call" "\x93\xa1" "c" "\xa9" "increment" "\xc0";
+        const char full[] = "\x94\x00\x01\xa4"
+                            "call"
+                            "\x93\xa1"
+                            "c"
+                            "\xa9"
+                            "increment"
+                            "\xc0";
         RAW_WRITE(r, full, (size_t)i % (sizeof full - 2) + 1);
         raw_close(&r);
     }
@@ -115,9 +121,9 @@ END_TEST
 START_TEST(init_returning_nonsense_fails_the_start)
 {
     gsc_reply *r;
-    ck_assert_mp_eq(ERR(gsc_start(C, "rogue", "x", mp("{'init': 'nonsense'}"), NULL, &r), &r,
-                        "init_stop"),
-                    "'bad_return_value'");
+    ck_assert_mp_eq(
+        ERR(gsc_start(C, "rogue", "x", mp("{'init': 'nonsense'}"), NULL, &r), &r, "init_stop"),
+        "'bad_return_value'");
     START(C, "counter", "c", NULL);
     still_serving();
 }

@@ -152,8 +152,8 @@ static const msgpack_object *cli_recv(struct cli *c, int ms, bool *eof)
         *eof = false;
     for (int t = 0; t <= ms; t += 5) {
         size_t len;
-        if (c->in.len &&
-            gsp_framer_feed(&c->fr, c->in.data, c->in.len, &limits.message, &len) == GSP_SCAN_DONE) {
+        if (c->in.len && gsp_framer_feed(&c->fr, c->in.data, c->in.len, &limits.message, &len) ==
+                             GSP_SCAN_DONE) {
             msgpack_object *o = msgpack_zone_malloc(c->zone, sizeof *o);
             void *copy = msgpack_zone_malloc(c->zone, len);
             memcpy(copy, c->in.data, len);
@@ -277,7 +277,8 @@ static void send_unfinished(struct cli *c, uint32_t n, uint32_t have)
 {
     uint8_t *p = calloc(1, 5 + have);
     p[0] = 0xc6;
-    p[1] = (uint8_t)(n >> 24), p[2] = (uint8_t)(n >> 16), p[3] = (uint8_t)(n >> 8), p[4] = (uint8_t)n;
+    p[1] = (uint8_t)(n >> 24), p[2] = (uint8_t)(n >> 16), p[3] = (uint8_t)(n >> 8),
+    p[4] = (uint8_t)n;
     cli_write(c, p, 5 + have);
     free(p);
 }

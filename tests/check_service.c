@@ -23,10 +23,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct gsd *D; /* the test's daemon, if it started one */
-static gsc *C;        /* a client of it */
+static struct gsd *D;          /* the test's daemon, if it started one */
+static gsc *C;                 /* a client of it */
 static char dir[PATH_MAX / 2]; /* the test's own files: configurations, copies */
-static char conf[PATH_MAX]; /* DIR/gsd.conf */
+static char conf[PATH_MAX];    /* DIR/gsd.conf */
 
 static void setup(void)
 {
@@ -186,22 +186,22 @@ END_TEST
 
 START_TEST(every_bad_line_is_reported)
 {
-    write_conf("log_level = \"loud\";\n"                                  /* 1 */
-               "colour = 3;\n"                                            /* 2 */
-               "limits = { connections = -1; };\n"                        /* 3 */
-               "servers = (\n"                                            /* 4 */
-               "  { name = \"a\"; module = \"counter\"; },\n"             /* 5 */
-               "  { name = \"a\"; module = \"../evil\"; },\n"             /* 6 */
-               "  { name = \"b\"; module = \"probe\";\n"                  /* 7 */
-               "    restart = \"sometimes\"; }\n"                         /* 8 */
+    write_conf("log_level = \"loud\";\n"                      /* 1 */
+               "colour = 3;\n"                                /* 2 */
+               "limits = { connections = -1; };\n"            /* 3 */
+               "servers = (\n"                                /* 4 */
+               "  { name = \"a\"; module = \"counter\"; },\n" /* 5 */
+               "  { name = \"a\"; module = \"../evil\"; },\n" /* 6 */
+               "  { name = \"b\"; module = \"probe\";\n"      /* 7 */
+               "    restart = \"sometimes\"; }\n"             /* 8 */
                ");\n"
                "socket = { mode = \"0777x\"; group = \"no-such-group-here\"; };\n"); /* 10 */
     char *err;
     ck_assert_int_eq(run_gsd((const char *const[]){"-c", conf, NULL}, &err), 2);
-    const char *want[] = {":1: log_level: must be",       ":2: colour: unknown key",
-                          ":3: connections: must be",     ":6: name: \"a\" is declared twice",
-                          ":6: module: must be a name",   ":8: restart: must be \"permanent\"",
-                          ":10: mode: must be octal",     ":10: group: no group named"};
+    const char *want[] = {":1: log_level: must be",     ":2: colour: unknown key",
+                          ":3: connections: must be",   ":6: name: \"a\" is declared twice",
+                          ":6: module: must be a name", ":8: restart: must be \"permanent\"",
+                          ":10: mode: must be octal",   ":10: group: no group named"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(err, want[i]), "no \"%s\" in:\n%s", want[i], err);
 }
@@ -218,14 +218,15 @@ END_TEST
 
 START_TEST(declared_servers_start_in_file_order_and_stop_in_reverse)
 {
-    write_conf("servers = (\n"
-               "  { name = \"first\"; module = \"probe\"; args = { terminate_log = \"%1$s\"; }; },\n"
-               "  { name = \"second\"; module = \"counter\"; args = 7; },\n"
-               "  { name = \"third\"; module = \"probe\";\n"
-               "    args_json = \"{\\\"terminate_log\\\": \\\"%1$s\\\"}\"; },\n"
-               "  { name = \"fourth\"; module = \"stack\"; args = ( 1, \"two\", { k = true; } ); }\n"
-               ");\n",
-               in_dir("terminate.log"));
+    write_conf(
+        "servers = (\n"
+        "  { name = \"first\"; module = \"probe\"; args = { terminate_log = \"%1$s\"; }; },\n"
+        "  { name = \"second\"; module = \"counter\"; args = 7; },\n"
+        "  { name = \"third\"; module = \"probe\";\n"
+        "    args_json = \"{\\\"terminate_log\\\": \\\"%1$s\\\"}\"; },\n"
+        "  { name = \"fourth\"; module = \"stack\"; args = ( 1, \"two\", { k = true; } ); }\n"
+        ");\n",
+        in_dir("terminate.log"));
     start_conf();
     ck_assert(WAIT_UNTIL(5000, registered("fourth")));
     ck_assert_uint_lt(id_of("first"), id_of("second"));
@@ -417,9 +418,8 @@ START_TEST(start_option_restart_supervises)
     ck_assert(!registered("f"));
     /* gsctl's flag reaches the same option. */
     char *out;
-    ck_assert_int_eq(run_gsctl(D, &out, NULL, "start", "--restart", "permanent", "counter", "g",
-                               NULL),
-                     0);
+    ck_assert_int_eq(
+        run_gsctl(D, &out, NULL, "start", "--restart", "permanent", "counter", "g", NULL), 0);
     ck_assert_mp_eq(mp_get(info("g"), "restart"), "'permanent'");
 }
 END_TEST
@@ -514,8 +514,16 @@ static int gsctl_as_nobody(const char *gid, const char *groups, char **err, cons
     char regid[64], grp[64];
     snprintf(regid, sizeof regid, "--regid=%s", gid);
     snprintf(grp, sizeof grp, "--groups=%s", groups);
-    const char *argv[] = {"setpriv",    "--reuid=65534", regid,  *groups ? grp : "--clear-groups",
-                          gsd_path(D, "gsctl"), "-s", D->sock, cmd, arg, NULL};
+    const char *argv[] = {"setpriv",
+                          "--reuid=65534",
+                          regid,
+                          *groups ? grp : "--clear-groups",
+                          gsd_path(D, "gsctl"),
+                          "-s",
+                          D->sock,
+                          cmd,
+                          arg,
+                          NULL};
     struct proc *p = spawn(argv);
     return gsctl_wait(&p, 10000, NULL, err);
 }
@@ -559,7 +567,7 @@ START_TEST(configured_users_and_groups_are_admins)
     ck_assert(WAIT_UNTIL(5000, logged("applied")));
     ck_assert_int_eq(gsctl_as_nobody("65534", "", &err, "load", "stack"), 1);
     ck_assert_ptr_nonnull(strstr(err, "unauthorized"));
-    ck_assert_int_eq(gsctl_as_nobody("4242", "", &err, "load", "stack"), 0);      /* primary */
+    ck_assert_int_eq(gsctl_as_nobody("4242", "", &err, "load", "stack"), 0);          /* primary */
     ck_assert_int_eq(gsctl_as_nobody("65534", "100,4343", &err, "load", "stack"), 0); /* extra */
     ck_assert_int_eq(gsctl_as_nobody("65534", "100", &err, "load", "stack"), 1);
 }
@@ -582,9 +590,9 @@ static void load_as_nobody_twice(char answers[2], void (*between)(void))
         for (int i = 0; i < 2 && g; i++) {
             gsc_reply *r = NULL;
             int st = gsc_load(g, "stack", &r);
-            char a = st == GSC_OK                                           ? 'o'
+            char a = st == GSC_OK                                              ? 'o'
                      : st == GSC_ERROR && strcmp(r->code, "unauthorized") == 0 ? 'u'
-                                                                           : '?';
+                                                                               : '?';
             gsc_reply_destroy(&r);
             char c;
             if (write(res[1], &a, 1) != 1 || (i == 0 && read(go[0], &c, 1) != 1))

@@ -175,8 +175,9 @@ static void stage_units(const char *dir)
 /* Documentation= names man pages that are installed only by make install. */
 static char *verify(const char *dir, int *st)
 {
-    return run(st, "cd %s && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "
-                   "gsd.socket gsd.service",
+    return run(st,
+               "cd %s && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "
+               "gsd.socket gsd.service",
                dir);
 }
 
