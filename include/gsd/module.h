@@ -3,7 +3,7 @@
  *
  * A module is a shared object that exports one descriptor, built with
  *
- *     cc -shared -fPIC -I/path/to/gsd/include -o mymod.so mymod.c
+ *     cc -shared -fPIC $(pkg-config --cflags gsd-module) -o mymod.so mymod.c
  *
  * and nothing else: it links against nothing, the daemon hands it every
  * service it may use through a table (see struct gs_api).
