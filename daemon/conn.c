@@ -146,11 +146,30 @@ static void count_input(struct conn *c)
     c->counted = n;
 }
 
+/* Serves one whole message; true if it is done with (not held). */
+static bool conn_message(struct conn *c, const struct gsp_envelope *env, bool ok)
+{
+    if (ok && env->type != GSP_RESPONSE)
+        method_dispatch(c, env);
+    else
+        conn_badarg(c, env);
+    return !c->blocked; /* else it is read again when there is room */
+}
+
 static void conn_parse(struct conn *c)
 {
     size_t off = 0, len;
+    struct gsp_envelope env;
     while (!c->closing && !c->blocked && off < c->in.len) {
         const uint8_t *p = c->in.data + off;
+        /* The usual request is read in one pass. Anything else is framed
+         * first; a message that has not all arrived is framed on from
+         * where the framer stopped, never read again from its start. */
+        if (c->framer.pos == 0 && gsp_request_read(p, c->in.len - off, &limits.message, &env, &len)) {
+            if (conn_message(c, &env, true))
+                off += len;
+            continue;
+        }
         switch (gsp_framer_feed(&c->framer, p, c->in.len - off, &limits.message, &len)) {
         case GSP_SCAN_MORE:
             goto done;
@@ -163,16 +182,10 @@ static void conn_parse(struct conn *c)
         case GSP_SCAN_TOO_DEEP:
             conn_fatal(c, GSP_TOO_LARGE, "message nested too deep");
             goto done;
-        case GSP_SCAN_DONE: {
-            struct gsp_envelope env;
-            if (gsp_envelope_read(p, len, &env) && env.type != GSP_RESPONSE)
-                method_dispatch(c, &env);
-            else
-                conn_badarg(c, &env);
-            if (!c->blocked) /* else it is read again when there is room */
+        case GSP_SCAN_DONE:
+            if (conn_message(c, &env, gsp_envelope_read(p, len, &env)))
                 off += len;
             break;
-        }
         }
     }
 done:

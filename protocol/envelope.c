@@ -126,6 +126,67 @@ bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *en
     return true;
 }
 
+/* Steps over one complete value at p, with containers nested at most
+ * `depth` deep; NULL if it does not end before end, is not msgpack or
+ * nests deeper. Every child takes a byte at least, so a count larger than
+ * what is left fails at once. */
+static const uint8_t *skip(const uint8_t *p, const uint8_t *end, unsigned depth)
+{
+    struct gsp_head h;
+    if (gsp_head(p, (size_t)(end - p), &h) != 1)
+        return NULL;
+    p += h.size;
+    if (!h.container)
+        return h.body <= (uint64_t)(end - p) ? p + h.body : NULL;
+    if (depth == 0 || h.items > (uint64_t)(end - p))
+        return NULL;
+    for (uint64_t i = 0; i < h.items; i++)
+        if ((p = skip(p, end, depth - 1)) == NULL)
+            return NULL;
+    return p;
+}
+
+bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits *lim,
+                      struct gsp_envelope *env, size_t *frame_len)
+{
+    /* A message longer than max_size cannot end before end: the framer
+     * says too_large. The envelope and params take two levels. */
+    const uint8_t *p = buf, *end = buf + (avail < lim->max_size ? avail : lim->max_size);
+    unsigned depth = lim->max_depth < GSP_MAX_DEPTH_HARD ? lim->max_depth : GSP_MAX_DEPTH_HARD;
+    if (end - p < 4 || depth < 2)
+        return false;
+    env->msgid = 0;
+    if (p[0] == 0x94 && p[1] == GSP_REQUEST) {
+        uint8_t b = p[2];
+        int n = b <= 0x7f ? 0 : b == 0xcc ? 1 : b == 0xcd ? 2 : b == 0xce ? 4 : -1;
+        if (n < 0 || end - p < 4 + n)
+            return false;
+        env->msgid = n ? (uint32_t)gsp_be(p + 3, n) : b;
+        p += 3 + n;
+    } else if (p[0] == 0x93 && p[1] == GSP_NOTIFY)
+        p += 2;
+    else
+        return false;
+    if ((p[0] & 0xe0) != 0xa0 || end - p < 2 + (p[0] & 0x1f))
+        return false;
+    env->method = (const char *)p + 1;
+    env->method_len = p[0] & 0x1f;
+    p += 1 + env->method_len;
+    if ((p[0] & 0xf0) != 0x90)
+        return false;
+    env->nparams = *p++ & 0x0f;
+    const uint8_t *params = p;
+    for (uint32_t i = 0; i < env->nparams; i++)
+        if ((p = skip(p, end, depth - 2)) == NULL)
+            return false;
+    env->type = buf[1] == GSP_REQUEST ? GSP_REQUEST : GSP_NOTIFY;
+    env->has_msgid = env->type == GSP_REQUEST;
+    env->params = (struct gsp_cursor){params, p};
+    env->error = env->result = (struct gsp_span){NULL, 0};
+    *frame_len = (size_t)(p - buf);
+    return true;
+}
+
 bool gsp_method_is(const struct gsp_envelope *env, const char *name)
 {
     size_t n = strlen(name);
