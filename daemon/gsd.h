@@ -213,6 +213,12 @@ bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const vo
                  size_t len);
 /* Handles the next message in the mailbox; the scheduler calls it. */
 void server_run_one(struct server *s);
+/* A call handled at once, in the read that brought it, as if it had gone
+ * through the mailbox: if s is running and the scheduler lets it
+ * (sched_run_now), the messages queued before it are handled first, then
+ * the call, without a copy. False if it could not be: post it (some of
+ * the queue may have been handled). data is only read during the call. */
+bool server_call_now(struct server *s, uint64_t waiter, const void *data, size_t len);
 /* An answer due to one caller once terminate has run: to a stop, or a call
  * whose callback returned stop with a reply. */
 struct farewell {
@@ -253,6 +259,12 @@ void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), voi
 void sched_init(void);
 void sched_free(void);
 void sched_wake(struct server *s); /* s has mail: give it turns */
+/* Messages handled as the read that brought them is served, outside a
+ * turn (server_call_now): up to SCHED_PER_TURN per read, so a read's work
+ * stays bounded like a turn's. sched_read_begins starts a read's count;
+ * sched_run_now takes one, false when none is left (and outside a read). */
+void sched_read_begins(void);
+bool sched_run_now(void);
 void sched_forget(struct server *s);
 
 /* ---- waiter.c ---------------------------------------------------------- */
@@ -274,6 +286,10 @@ struct waiter {
 };
 
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
+/* The same, with its deadline not yet watched: for a call that is often
+ * answered at once. waiter_arm it if it is still there afterwards. */
+struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms);
+void waiter_arm(struct waiter *w);
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms);
 struct waiter *waiter_find(uint64_t id);
 void waiter_attach(struct waiter *w, struct server *s);

@@ -7,6 +7,7 @@ static struct event *kick; /* made active: runs in this loop pass */
 static struct event *turn; /* a zero timer: runs after the next poll */
 static bool pending;       /* a turn is due (or running) */
 static unsigned woken;     /* messages posted since the last turn */
+static unsigned now_left;  /* messages the current read may still handle at once */
 
 /* Up to this many messages posted in one loop pass are served in that
  * pass; more wait for one poll, which gathers more work per turn. */
@@ -52,6 +53,19 @@ void sched_wake(struct server *s)
     server_ref(s);
     TAILQ_INSERT_TAIL(&runq, s, run_link);
     arm();
+}
+
+void sched_read_begins(void)
+{
+    now_left = SCHED_PER_TURN;
+}
+
+bool sched_run_now(void)
+{
+    if (now_left == 0)
+        return false;
+    now_left--;
+    return true;
 }
 
 void sched_forget(struct server *s)

@@ -111,6 +111,20 @@ static void arm(void)
     loop_arm(expiry, ms > 0 ? ms : 0);
 }
 
+void waiter_arm(struct waiter *w)
+{
+    if (w->deadline < 0 || w->heap_at != UINT32_MAX)
+        return;
+    if (heap_len == heap_cap) {
+        heap_cap = heap_cap ? 2 * heap_cap : 1024;
+        heap = xrealloc(heap, heap_cap * sizeof *heap);
+    }
+    heap_set(heap_len++, w);
+    heap_up(w->heap_at);
+    arm();
+}
+
+/* A waiter; its deadline is watched once it is armed. */
 static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
 {
     struct waiter *w = spare;
@@ -132,22 +146,14 @@ static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
     w->heap_at = UINT32_MAX;
     if (timeout_ms > INT32_MAX)
         timeout_ms = INT32_MAX; /* about 24 days; keeps the deadline's sum in range */
-    if (timeout_ms >= 0) {
-        /* The coarse clock is never ahead of the fine one: a deadline is
-         * never later than asked, and the expiry check uses the fine one. */
+    /* The coarse clock is never ahead of the fine one: a deadline is never
+     * later than asked, and the expiry check uses the fine one. */
+    if (timeout_ms >= 0)
         w->deadline = now_coarse_ms() + timeout_ms;
-        if (heap_len == heap_cap) {
-            heap_cap = heap_cap ? 2 * heap_cap : 1024;
-            heap = xrealloc(heap, heap_cap * sizeof *heap);
-        }
-        heap_set(heap_len++, w);
-        heap_up(w->heap_at);
-        arm();
-    }
     return w;
 }
 
-struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms)
+struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms)
 {
     struct waiter *w = waiter_new(WAIT_CONN, timeout_ms);
     w->conn = c;
@@ -157,11 +163,19 @@ struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_m
     return w;
 }
 
+struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms)
+{
+    struct waiter *w = waiter_for_call(c, msgid, timeout_ms);
+    waiter_arm(w);
+    return w;
+}
+
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms)
 {
     struct waiter *w = waiter_new(WAIT_SERVER, timeout_ms);
     w->caller = caller;
     w->ref = ref;
+    waiter_arm(w);
     return w;
 }
 
