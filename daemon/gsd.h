@@ -297,6 +297,11 @@ void waiter_detach(struct waiter *w);
 /* Answers and frees the waiter. Result: an encoded value, or a uint. */
 void waiter_result(struct waiter *w, const void *value, size_t len);
 void waiter_result_uint(struct waiter *w, uint64_t v);
+/* The usual answer to a client's call, a reply within the limits, packed
+ * straight into its connection's output, and the waiter freed. False,
+ * having done nothing, for any other: encode it (api_encode) and use
+ * waiter_result, which say what is over the limits. */
+bool waiter_reply(struct waiter *w, const gs_value *v);
 void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len);
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail);
 /* Frees it unanswered (its caller has gone). */

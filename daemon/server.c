@@ -291,7 +291,7 @@ static void server_result(struct server *s, struct msg *m, gs_result r)
     }
     if (r.action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
-        if (w) {
+        if (w && !waiter_reply(w, &r.reply)) {
             struct gsp_span reply = encode(s, &r.reply, "reply_too_large");
             waiter_result(w, reply.ptr, reply.len);
         }

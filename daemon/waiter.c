@@ -273,6 +273,25 @@ void waiter_result(struct waiter *w, const void *value, size_t len)
     answer(w, GSP_OK, value, len);
 }
 
+bool waiter_reply(struct waiter *w, const gs_value *v)
+{
+    if (w->kind != WAIT_CONN || w->conn == NULL)
+        return false;
+    struct gsp_buf *out = &w->conn->out;
+    size_t mark = out->len;
+    gsp_pack_result(conn_packer(w->conn), w->msgid);
+    size_t at = out->len;
+    gsp_buf_pack(out, v);
+    /* What api_encode and answer() check, at once: the value nests within
+     * VALUE_DEPTH_MAX, so it also fits in the one level of a response. */
+    if (!value_fits(out->data + at, out->len - at, GSP_MAX_DEPTH_HARD - VALUE_DEPTH_MAX)) {
+        out->len = mark;
+        return false;
+    }
+    waiter_drop(w);
+    return true;
+}
+
 void waiter_result_uint(struct waiter *w, uint64_t v)
 {
     static struct gsp_buf b; /* reused; answer() copies what it sends */
