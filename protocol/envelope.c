@@ -57,6 +57,16 @@ bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v)
 
 bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len)
 {
+    const uint8_t *p = c->p;
+    if (p < c->end && (*p & 0xe0) == 0xa0) { /* a fixstr, the usual */
+        uint32_t n = *p & 0x1f;
+        if (n >= (size_t)(c->end - p))
+            return false;
+        *s = (const char *)p + 1;
+        *len = n;
+        c->p = p + 1 + n;
+        return true;
+    }
     struct gsp_head h;
     if (!head(c, &h))
         return false;
@@ -85,6 +95,12 @@ bool gsp_get_nil(struct gsp_cursor *c)
 bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out)
 {
     const uint8_t *p = c->p;
+    if (p < c->end && (*p & 0xe0) == 0xa0 && (size_t)(*p & 0x1f) < (size_t)(c->end - p)) {
+        out->ptr = p; /* a fixstr, the usual */
+        out->len = 1 + (*p & 0x1f);
+        c->p = p + out->len;
+        return true;
+    }
     uint64_t due = 1; /* values still to step over */
     while (due > 0) {
         struct gsp_cursor at = {p, c->end};
@@ -146,6 +162,17 @@ static const uint8_t *skip(const uint8_t *p, const uint8_t *end, unsigned depth)
     return p;
 }
 
+/* skip, with the one-byte forms most params take read inline. */
+static inline const uint8_t *skip_param(const uint8_t *p, const uint8_t *end, unsigned depth)
+{
+    uint8_t b = p < end ? *p : 0xc1;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return p + 1;
+    if ((b & 0xe0) == 0xa0) /* fixstr */
+        return (size_t)(b & 0x1f) < (size_t)(end - p) ? p + 1 + (b & 0x1f) : NULL;
+    return skip(p, end, depth);
+}
+
 bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits *lim,
                       struct gsp_envelope *env, size_t *frame_len)
 {
@@ -177,7 +204,7 @@ bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits 
     env->nparams = *p++ & 0x0f;
     const uint8_t *params = p;
     for (uint32_t i = 0; i < env->nparams; i++)
-        if ((p = skip(p, end, depth - 2)) == NULL)
+        if ((p = skip_param(p, end, depth - 2)) == NULL)
             return false;
     env->type = buf[1] == GSP_REQUEST ? GSP_REQUEST : GSP_NOTIFY;
     env->has_msgid = env->type == GSP_REQUEST;
