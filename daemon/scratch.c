@@ -38,7 +38,7 @@ void scratch_reset(void)
     }
     if (chunks)
         chunks->used = 0;
-    if (zone)
+    if (zone && !msgpack_zone_is_empty(zone)) /* most messages decode without it */
         msgpack_zone_clear(zone);
 }
 
