@@ -80,6 +80,7 @@ void sched_forget(struct server *s)
 static void sched_turn(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)arg;
+    conn_flush_all(); /* what is answered already goes before callbacks that may take long */
     if (what == EV_READ && woken > KICK_MAX) { /* kicked under a heavy load */
         loop_arm(turn, 0);
         return;
