@@ -12,7 +12,9 @@
  * available, frames it (protocol/), and hands each complete message to its
  * method. Messages for a server are copied, still encoded, into its mailbox;
  * the scheduler gives each runnable server a bounded number of messages per
- * loop turn and decodes each one just before its callback. Every way a
+ * loop turn and decodes each one just before its callback. A call to a
+ * running server skips the copy: it is handled in the read that brought it,
+ * after what the server has queued (server_call_now). Every way a
  * server ends goes through server_end(); every callback result is read by
  * one function in server.c. Callers waiting for an answer (a call, a start,
  * a stop) are waiters: they exist exactly as long as someone waits.
