@@ -12,7 +12,7 @@ B=${1:-build}
 dir=$(mktemp -d /tmp/gsprof.XXXXXX)
 taskset -c 0 "$B/gsd" -s "$dir/gsd.sock" -M "$B/modules:$B/bench-modules" 2>"$dir/gsd.log" &
 gsd=$!
-trap 'kill $gsd 2>/dev/null; wait $gsd 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $gsd 2>/dev/null || true; wait $gsd 2>/dev/null || true; rm -rf "$dir"' EXIT
 while [ ! -S "$dir/gsd.sock" ]; do sleep 0.05; done
 "$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 >/dev/null
 perf record -e cpu-clock -F 4999 --call-graph fp -p $gsd -o "$dir/perf.data" 2>/dev/null &
