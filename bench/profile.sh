@@ -12,7 +12,7 @@ B=${1:-build}
 dir=$(mktemp -d /tmp/gsprof.XXXXXX)
 taskset -c 0 "$B/gsd" -s "$dir/gsd.sock" -M "$B/modules:$B/bench-modules" 2>"$dir/gsd.log" &
 gsd=$!
-trap 'kill $gsd 2>/dev/null; wait $gsd 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $gsd 2>/dev/null || true; wait $gsd 2>/dev/null || true; rm -rf "$dir"' EXIT
 while [ ! -S "$dir/gsd.sock" ]; do sleep 0.05; done
 "$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 >/dev/null
 perf record -e cpu-clock -F 4999 --call-graph fp -p $gsd -o "$dir/perf.data" 2>/dev/null &
@@ -27,10 +27,10 @@ perf report -i "$dir/perf.data" --no-children --stdio --sort dso,symbol -g none 
         pct = $1 + 0; dso = $2; sym = $NF
         for (i = 3; i <= NF; i++) if ($i == "[k]" || $i == "[.]") { sym = $(i + 1); kern = ($i == "[k]") }
         if (kern) a = "kernel: socket read/write, epoll, wake-ups"
-        else if (sym ~ /^(gsp_framer_feed|gsp_head_read|head|gsp_get_|gsp_envelope_read|gsp_is_nil|gsp_decode)/) a = "protocol: framing, envelope, decoding"
+        else if (sym ~ /^(gsp_framer_feed|gsp_head_read|head|gsp_get_|gsp_envelope_read|gsp_request_read|skip|gsp_is_nil|gsp_decode)/) a = "protocol: framing, envelope, decoding"
         else if (sym ~ /^(method_dispatch|m_|arg_|find|ok|registry_|gsp_name_valid|gsp_method_is)/) a = "method: params, server lookup"
         else if (sym ~ /^(waiter_|heap_|answer|arm|table_grow)/) a = "waiter: a caller waiting"
-        else if (sym ~ /^(msg_|mailbox_|sched_|server_|after_callback|dispatch|encode|init_result)/) a = "mailbox, scheduler, server"
+        else if (sym ~ /^(msg_|mailbox_|sched_|server_|run$|may_run|after_callback|dispatch|encode|init_result)/) a = "mailbox, scheduler, server"
         else if (sym ~ /^(api_|gsp_buf_|gsp_pack_|value_fits|scratch_|buf_write|put_|now_)/) a = "encoding replies, scratch, clock"
         else if (sym ~ /^(conn_|listen_)/) a = "connections"
         else if (dso ~ /counter|pingpong|modules/) a = "the module (counter)"

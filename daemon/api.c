@@ -62,6 +62,8 @@ static int api_reply(gs_server *self, gs_from from, gs_value reply)
     struct waiter *w = caller(self, from);
     if (w == NULL)
         return -1;
+    if (waiter_reply(w, &reply))
+        return 0;
     size_t len;
     const uint8_t *p = api_encode(&reply, &len);
     if (p)

@@ -22,6 +22,8 @@
 #define HUP_CHECK_MS 1000   /* how often a half-closed peer is checked for a full close */
 
 static TAILQ_HEAD(, conn) flushq = TAILQ_HEAD_INITIALIZER(flushq);
+static struct event *flusher; /* made active: flushes once this pass's reads are done */
+static bool flush_due;        /* flusher is active */
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static uint64_t last_id;
 static unsigned nconns;
@@ -32,6 +34,7 @@ static void conn_write(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct conn *c);
 static void conn_resume(evutil_socket_t fd, short what, void *arg);
 static void conn_trickle(evutil_socket_t fd, short what, void *arg);
+static void conn_flush_pass(evutil_socket_t fd, short what, void *arg);
 
 unsigned conn_count(void)
 {
@@ -40,6 +43,8 @@ unsigned conn_count(void)
 
 void conn_new(int fd)
 {
+    if (flusher == NULL)
+        flusher = event_new(loop_base, -1, 0, conn_flush_pass, NULL);
     struct conn *c = xcalloc(1, sizeof *c);
     c->id = ++last_id;
     c->fd = fd;
@@ -146,11 +151,31 @@ static void count_input(struct conn *c)
     c->counted = n;
 }
 
+/* Serves one whole message; true if it is done with (not held). */
+static bool conn_message(struct conn *c, const struct gsp_envelope *env, bool ok)
+{
+    if (ok && env->type != GSP_RESPONSE)
+        method_dispatch(c, env);
+    else
+        conn_badarg(c, env);
+    return !c->blocked; /* else it is read again when there is room */
+}
+
 static void conn_parse(struct conn *c)
 {
     size_t off = 0, len;
+    struct gsp_envelope env;
+    sched_read_begins();
     while (!c->closing && !c->blocked && off < c->in.len) {
         const uint8_t *p = c->in.data + off;
+        /* The usual request is read in one pass. Anything else is framed
+         * first; a message that has not all arrived is framed on from
+         * where the framer stopped, never read again from its start. */
+        if (c->framer.pos == 0 && gsp_request_read(p, c->in.len - off, &limits.message, &env, &len)) {
+            if (conn_message(c, &env, true))
+                off += len;
+            continue;
+        }
         switch (gsp_framer_feed(&c->framer, p, c->in.len - off, &limits.message, &len)) {
         case GSP_SCAN_MORE:
             goto done;
@@ -163,16 +188,10 @@ static void conn_parse(struct conn *c)
         case GSP_SCAN_TOO_DEEP:
             conn_fatal(c, GSP_TOO_LARGE, "message nested too deep");
             goto done;
-        case GSP_SCAN_DONE: {
-            struct gsp_envelope env;
-            if (gsp_envelope_read(p, len, &env) && env.type != GSP_RESPONSE)
-                method_dispatch(c, &env);
-            else
-                conn_badarg(c, &env);
-            if (!c->blocked) /* else it is read again when there is room */
+        case GSP_SCAN_DONE:
+            if (conn_message(c, &env, gsp_envelope_read(p, len, &env)))
                 off += len;
             break;
-        }
         }
     }
 done:
@@ -266,6 +285,22 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
         }
     }
     conn_packer(c); /* flush, or close if nothing is left to answer */
+    /* Once every read of this loop pass is served (an event made active now
+     * runs after those already active): a client with several connections
+     * is woken once per pass with all its answers, rather than as each
+     * read is served. The last read of a pass flushes at once. */
+    if (event_base_get_num_events(loop_base, EVENT_BASE_COUNT_ACTIVE) == 0)
+        conn_flush_all();
+    else if (!flush_due) {
+        flush_due = true;
+        event_active(flusher, EV_READ, 0);
+    }
+}
+
+static void conn_flush_pass(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    flush_due = false;
     conn_flush_all();
 }
 
@@ -366,4 +401,8 @@ void conn_close_all(void)
     conn_flush_all();
     while (!TAILQ_EMPTY(&conns))
         conn_close(TAILQ_FIRST(&conns));
+    if (flusher)
+        event_free(flusher);
+    flusher = NULL;
+    flush_due = false;
 }

@@ -12,7 +12,9 @@
  * available, frames it (protocol/), and hands each complete message to its
  * method. Messages for a server are copied, still encoded, into its mailbox;
  * the scheduler gives each runnable server a bounded number of messages per
- * loop turn and decodes each one just before its callback. Every way a
+ * loop turn and decodes each one just before its callback. A call to a
+ * running server skips the copy: it is handled in the read that brought it,
+ * after what the server has queued (server_call_now). Every way a
  * server ends goes through server_end(); every callback result is read by
  * one function in server.c. Callers waiting for an answer (a call, a start,
  * a stop) are waiters: they exist exactly as long as someone waits.
@@ -213,6 +215,12 @@ bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const vo
                  size_t len);
 /* Handles the next message in the mailbox; the scheduler calls it. */
 void server_run_one(struct server *s);
+/* A call handled at once, in the read that brought it, as if it had gone
+ * through the mailbox: if s is running and the scheduler lets it
+ * (sched_run_now), the messages queued before it are handled first, then
+ * the call, without a copy. False if it could not be: post it (some of
+ * the queue may have been handled). data is only read during the call. */
+bool server_call_now(struct server *s, uint64_t waiter, const void *data, size_t len);
 /* An answer due to one caller once terminate has run: to a stop, or a call
  * whose callback returned stop with a reply. */
 struct farewell {
@@ -253,6 +261,12 @@ void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), voi
 void sched_init(void);
 void sched_free(void);
 void sched_wake(struct server *s); /* s has mail: give it turns */
+/* Messages handled as the read that brought them is served, outside a
+ * turn (server_call_now): up to SCHED_PER_TURN per read, so a read's work
+ * stays bounded like a turn's. sched_read_begins starts a read's count;
+ * sched_run_now takes one, false when none is left (and outside a read). */
+void sched_read_begins(void);
+bool sched_run_now(void);
 void sched_forget(struct server *s);
 
 /* ---- waiter.c ---------------------------------------------------------- */
@@ -274,6 +288,10 @@ struct waiter {
 };
 
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
+/* The same, with its deadline not yet watched: for a call that is often
+ * answered at once. waiter_arm it if it is still there afterwards. */
+struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms);
+void waiter_arm(struct waiter *w);
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms);
 struct waiter *waiter_find(uint64_t id);
 void waiter_attach(struct waiter *w, struct server *s);
@@ -281,6 +299,11 @@ void waiter_detach(struct waiter *w);
 /* Answers and frees the waiter. Result: an encoded value, or a uint. */
 void waiter_result(struct waiter *w, const void *value, size_t len);
 void waiter_result_uint(struct waiter *w, uint64_t v);
+/* The usual answer to a client's call, a reply within the limits, packed
+ * straight into its connection's output, and the waiter freed. False,
+ * having done nothing, for any other: encode it (api_encode) and use
+ * waiter_result, which say what is over the limits. */
+bool waiter_reply(struct waiter *w, const gs_value *v);
 void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len);
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail);
 /* Frees it unanswered (its caller has gone). */

@@ -293,10 +293,16 @@ static void m_call(struct req *r)
     struct server *s = find(r, &ref);
     if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
-    struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
+    /* A call its server can take now is answered before this returns, its
+     * waiter gone: the deadline is watched only for one still waiting. */
+    struct waiter *w = waiter_for_call(r->c, r->msgid, timeout);
+    uint64_t id = w->id;
     w->call = true;
     waiter_attach(w, s);
-    server_post(s, MSG_CALL, w->id, request.ptr, request.len);
+    if (!server_call_now(s, id, request.ptr, request.len))
+        server_post(s, MSG_CALL, id, request.ptr, request.len);
+    if ((w = waiter_find(id)) != NULL)
+        waiter_arm(w);
 }
 
 static void post(struct req *r, enum msg_kind kind)

@@ -2,10 +2,15 @@
 #include "gsd.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static struct server *by_id, *by_name;
 static TAILQ_HEAD(, server) in_order = TAILQ_HEAD_INITIALIZER(in_order); /* start order */
 static uint64_t last_id;
+/* The server last found by name: most calls name the one the call before
+ * named. Forgotten when it leaves the registry. */
+static struct server *last_found;
+static size_t last_found_len;
 
 uint64_t registry_next_id(void)
 {
@@ -22,6 +27,8 @@ void registry_add(struct server *s)
 
 void registry_remove(struct server *s)
 {
+    if (s == last_found)
+        last_found = NULL;
     HASH_DELETE(hh_id, by_id, s);
     TAILQ_REMOVE(&in_order, s, reg_link);
     if (s->name)
@@ -37,8 +44,14 @@ struct server *registry_by_id(uint64_t id)
 
 struct server *registry_by_name(const char *name, size_t len)
 {
-    struct server *s;
+    struct server *s = last_found;
+    if (s && len == last_found_len && memcmp(s->name, name, len) == 0)
+        return s;
     HASH_FIND(hh_name, by_name, name, len, s);
+    if (s) {
+        last_found = s;
+        last_found_len = len;
+    }
     return s;
 }
 

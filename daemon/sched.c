@@ -7,6 +7,7 @@ static struct event *kick; /* made active: runs in this loop pass */
 static struct event *turn; /* a zero timer: runs after the next poll */
 static bool pending;       /* a turn is due (or running) */
 static unsigned woken;     /* messages posted since the last turn */
+static unsigned now_left;  /* messages the current read may still handle at once */
 
 /* Up to this many messages posted in one loop pass are served in that
  * pass; more wait for one poll, which gathers more work per turn. */
@@ -54,6 +55,19 @@ void sched_wake(struct server *s)
     arm();
 }
 
+void sched_read_begins(void)
+{
+    now_left = SCHED_PER_TURN;
+}
+
+bool sched_run_now(void)
+{
+    if (now_left == 0)
+        return false;
+    now_left--;
+    return true;
+}
+
 void sched_forget(struct server *s)
 {
     if (!s->runnable)
@@ -66,6 +80,7 @@ void sched_forget(struct server *s)
 static void sched_turn(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)arg;
+    conn_flush_all(); /* what is answered already goes before callbacks that may take long */
     if (what == EV_READ && woken > KICK_MAX) { /* kicked under a heavy load */
         loop_arm(turn, 0);
         return;

@@ -12,9 +12,11 @@ struct chunk {
 
 static struct chunk *chunks; /* newest first; the first one is kept on reset */
 static msgpack_zone *zone;
+static bool lent; /* memory or the zone handed out since the last reset */
 
 void *scratch_alloc(size_t n)
 {
+    lent = true;
     n = (n + 15) & ~(size_t)15;
     if (chunks == NULL || chunks->size - chunks->used < n) {
         size_t size = n > 16384 ? n : 16384;
@@ -31,6 +33,9 @@ void *scratch_alloc(size_t n)
 
 void scratch_reset(void)
 {
+    if (!lent) /* nothing to give back: reset already */
+        return;
+    lent = false;
     while (chunks && chunks->next) {
         struct chunk *c = chunks;
         chunks = c->next;
@@ -38,7 +43,7 @@ void scratch_reset(void)
     }
     if (chunks)
         chunks->used = 0;
-    if (zone)
+    if (zone && !msgpack_zone_is_empty(zone)) /* most messages decode without it */
         msgpack_zone_clear(zone);
 }
 
@@ -46,6 +51,7 @@ msgpack_zone *scratch_zone(void)
 {
     if (zone == NULL)
         zone = msgpack_zone_new(8192);
+    lent = true;
     return zone;
 }
 

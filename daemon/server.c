@@ -291,7 +291,7 @@ static void server_result(struct server *s, struct msg *m, gs_result r)
     }
     if (r.action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
-        if (w) {
+        if (w && !waiter_reply(w, &r.reply)) {
             struct gsp_span reply = encode(s, &r.reply, "reply_too_large");
             waiter_result(w, reply.ptr, reply.len);
         }
@@ -331,8 +331,9 @@ static void undecodable(struct server *s, struct msg *m)
 }
 
 /* Runs the callback a message is for; false if it ran none that returns a
- * result (a stop or get_state, handled here). */
-static bool dispatch(struct server *s, struct msg *m, const gs_value *v, gs_result *r)
+ * result (a stop or get_state, handled here). data: the message's. */
+static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, const gs_value *v,
+                     gs_result *r)
 {
     const gs_module *d = s->mod->desc;
     switch (m->kind) {
@@ -363,7 +364,7 @@ static bool dispatch(struct server *s, struct msg *m, const gs_value *v, gs_resu
         return true;
     case MSG_STOP: {
         struct farewell bye = {m->waiter, enc_nil};
-        server_end(s, (struct gsp_span){m->data, m->len}, &bye);
+        server_end(s, data, &bye);
         return false;
     }
     case MSG_STATE:
@@ -373,22 +374,21 @@ static bool dispatch(struct server *s, struct msg *m, const gs_value *v, gs_resu
     return false;
 }
 
-void server_run_one(struct server *s)
+/* Handles one message: m says what it is and who waits, data is its
+ * payload (in m, or where the call arrived). */
+static void run(struct server *s, struct msg *m, struct gsp_span data)
 {
-    struct msg *m = mailbox_take(&s->mbox);
-    if (m == NULL)
-        return;
     if (s->status == SERVER_HIBERNATING)
         s->status = SERVER_RUNNING;
     server_ref(s);
     gs_value v = gs_nil();
     bool has_value = m->kind != MSG_STOP && m->kind != MSG_STATE;
-    if (has_value && !gsp_decode(m->data, m->len, scratch_zone(), &v)) {
+    if (has_value && !gsp_decode(data.ptr, data.len, scratch_zone(), &v)) {
         undecodable(s, m);
     } else {
         int64_t t0 = now_coarse_ms();
         gs_result r;
-        bool ran = dispatch(s, m, &v, &r);
+        bool ran = dispatch(s, m, data, &v, &r);
         int64_t took = now_coarse_ms() - t0;
         if (took >= slow_callback_ms && m->kind != MSG_STOP) {
             s->stats.slow++;
@@ -398,7 +398,36 @@ void server_run_one(struct server *s)
         if (ran)
             server_result(s, m, r);
     }
-    msg_free(m);
     scratch_reset();
     server_unref(s);
+}
+
+void server_run_one(struct server *s)
+{
+    struct msg *m = mailbox_take(&s->mbox);
+    if (m == NULL)
+        return;
+    run(s, m, (struct gsp_span){m->data, m->len});
+    msg_free(m);
+}
+
+static bool may_run(const struct server *s)
+{
+    return s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING;
+}
+
+bool server_call_now(struct server *s, uint64_t waiter, const void *data, size_t len)
+{
+    /* One message at a time and in order: what is queued goes first. A
+     * server that has fallen behind so catches up as calls arrive, rather
+     * than staying behind as long as they do. */
+    while (may_run(s) && !STAILQ_EMPTY(&s->mbox.q) && sched_run_now())
+        server_run_one(s);
+    if (!may_run(s) || !STAILQ_EMPTY(&s->mbox.q) || !sched_run_now())
+        return false;
+    if (s->timeout)
+        event_del(s->timeout); /* a message arrived: no timeout */
+    struct msg m = {.kind = MSG_CALL, .waiter = waiter};
+    run(s, &m, (struct gsp_span){data, len});
+    return true;
 }

@@ -111,6 +111,20 @@ static void arm(void)
     loop_arm(expiry, ms > 0 ? ms : 0);
 }
 
+void waiter_arm(struct waiter *w)
+{
+    if (w->deadline < 0 || w->heap_at != UINT32_MAX)
+        return;
+    if (heap_len == heap_cap) {
+        heap_cap = heap_cap ? 2 * heap_cap : 1024;
+        heap = xrealloc(heap, heap_cap * sizeof *heap);
+    }
+    heap_set(heap_len++, w);
+    heap_up(w->heap_at);
+    arm();
+}
+
+/* A waiter; its deadline is watched once it is armed. */
 static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
 {
     struct waiter *w = spare;
@@ -132,22 +146,14 @@ static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
     w->heap_at = UINT32_MAX;
     if (timeout_ms > INT32_MAX)
         timeout_ms = INT32_MAX; /* about 24 days; keeps the deadline's sum in range */
-    if (timeout_ms >= 0) {
-        /* The coarse clock is never ahead of the fine one: a deadline is
-         * never later than asked, and the expiry check uses the fine one. */
+    /* The coarse clock is never ahead of the fine one: a deadline is never
+     * later than asked, and the expiry check uses the fine one. */
+    if (timeout_ms >= 0)
         w->deadline = now_coarse_ms() + timeout_ms;
-        if (heap_len == heap_cap) {
-            heap_cap = heap_cap ? 2 * heap_cap : 1024;
-            heap = xrealloc(heap, heap_cap * sizeof *heap);
-        }
-        heap_set(heap_len++, w);
-        heap_up(w->heap_at);
-        arm();
-    }
     return w;
 }
 
-struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms)
+struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms)
 {
     struct waiter *w = waiter_new(WAIT_CONN, timeout_ms);
     w->conn = c;
@@ -157,11 +163,19 @@ struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_m
     return w;
 }
 
+struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms)
+{
+    struct waiter *w = waiter_for_call(c, msgid, timeout_ms);
+    waiter_arm(w);
+    return w;
+}
+
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms)
 {
     struct waiter *w = waiter_new(WAIT_SERVER, timeout_ms);
     w->caller = caller;
     w->ref = ref;
+    waiter_arm(w);
     return w;
 }
 
@@ -257,6 +271,25 @@ static void answer(struct waiter *w, enum gsp_code code, const void *v, size_t l
 void waiter_result(struct waiter *w, const void *value, size_t len)
 {
     answer(w, GSP_OK, value, len);
+}
+
+bool waiter_reply(struct waiter *w, const gs_value *v)
+{
+    if (w->kind != WAIT_CONN || w->conn == NULL)
+        return false;
+    struct gsp_buf *out = &w->conn->out;
+    size_t mark = out->len;
+    gsp_pack_result(conn_packer(w->conn), w->msgid);
+    size_t at = out->len;
+    gsp_buf_pack(out, v);
+    /* What api_encode and answer() check, at once: the value nests within
+     * VALUE_DEPTH_MAX, so it also fits in the one level of a response. */
+    if (!value_fits(out->data + at, out->len - at, GSP_MAX_DEPTH_HARD - VALUE_DEPTH_MAX)) {
+        out->len = mark;
+        return false;
+    }
+    waiter_drop(w);
+    return true;
 }
 
 void waiter_result_uint(struct waiter *w, uint64_t v)

@@ -1,7 +1,8 @@
 /*
  * fuzz_frame.c — libFuzzer target for the protocol decoder: the framer fed
  * in pieces as reads would bring them, then each complete frame's
- * envelope, its params and a full decode, as the daemon reads them.
+ * envelope, its params and a full decode, as the daemon reads them; and
+ * the one-pass reader, which must find the same frame and envelope.
  */
 #include <msgpack.h>
 #include <stdint.h>
@@ -9,6 +10,23 @@
 #include <string.h>
 
 #include "gsp.h"
+
+/* The one-pass reader must find what the framer and the envelope find. */
+static void check_one_pass(const uint8_t *p, size_t n, const struct gsp_limits *lim)
+{
+    struct gsp_envelope once, env;
+    size_t once_len, len;
+    struct gsp_framer f = {0};
+    if (!gsp_request_read(p, n, lim, &once, &once_len))
+        return;
+    if (gsp_framer_feed(&f, p, n, lim, &len) != GSP_SCAN_DONE || len != once_len ||
+        !gsp_envelope_read(p, len, &env) || env.type != once.type ||
+        env.has_msgid != once.has_msgid || env.msgid != once.msgid ||
+        env.method != once.method || env.method_len != once.method_len ||
+        env.nparams != once.nparams || env.params.p != once.params.p ||
+        env.params.end != once.params.end)
+        abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -22,6 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msgpack_zone *zone = msgpack_zone_new(4096);
     size_t start = 0, avail = 0, len;
     while (start < size) {
+        if (avail == 0)
+            check_one_pass(data + start, size - start, &lim);
         avail = avail + step > size - start ? size - start : avail + step;
         enum gsp_scan r = gsp_framer_feed(&f, data + start, avail, &lim, &len);
         if (r == GSP_SCAN_MORE) {

@@ -57,6 +57,16 @@ bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v)
 
 bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len)
 {
+    const uint8_t *p = c->p;
+    if (p < c->end && (*p & 0xe0) == 0xa0) { /* a fixstr, the usual */
+        uint32_t n = *p & 0x1f;
+        if (n >= (size_t)(c->end - p))
+            return false;
+        *s = (const char *)p + 1;
+        *len = n;
+        c->p = p + 1 + n;
+        return true;
+    }
     struct gsp_head h;
     if (!head(c, &h))
         return false;
@@ -85,6 +95,12 @@ bool gsp_get_nil(struct gsp_cursor *c)
 bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out)
 {
     const uint8_t *p = c->p;
+    if (p < c->end && (*p & 0xe0) == 0xa0 && (size_t)(*p & 0x1f) < (size_t)(c->end - p)) {
+        out->ptr = p; /* a fixstr, the usual */
+        out->len = 1 + (*p & 0x1f);
+        c->p = p + out->len;
+        return true;
+    }
     uint64_t due = 1; /* values still to step over */
     while (due > 0) {
         struct gsp_cursor at = {p, c->end};
@@ -123,6 +139,78 @@ bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *en
     if (!gsp_get_str(&c, &env->method, &env->method_len) || !gsp_get_array(&c, &env->nparams))
         return false;
     env->params = c;
+    return true;
+}
+
+/* Steps over one complete value at p, with containers nested at most
+ * `depth` deep; NULL if it does not end before end, is not msgpack or
+ * nests deeper. Every child takes a byte at least, so a count larger than
+ * what is left fails at once. */
+static const uint8_t *skip(const uint8_t *p, const uint8_t *end, unsigned depth)
+{
+    struct gsp_head h;
+    if (gsp_head(p, (size_t)(end - p), &h) != 1)
+        return NULL;
+    p += h.size;
+    if (!h.container)
+        return h.body <= (uint64_t)(end - p) ? p + h.body : NULL;
+    if (depth == 0 || h.items > (uint64_t)(end - p))
+        return NULL;
+    for (uint64_t i = 0; i < h.items; i++)
+        if ((p = skip(p, end, depth - 1)) == NULL)
+            return NULL;
+    return p;
+}
+
+/* skip, with the one-byte forms most params take read inline. */
+static inline const uint8_t *skip_param(const uint8_t *p, const uint8_t *end, unsigned depth)
+{
+    uint8_t b = p < end ? *p : 0xc1;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return p + 1;
+    if ((b & 0xe0) == 0xa0) /* fixstr */
+        return (size_t)(b & 0x1f) < (size_t)(end - p) ? p + 1 + (b & 0x1f) : NULL;
+    return skip(p, end, depth);
+}
+
+bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits *lim,
+                      struct gsp_envelope *env, size_t *frame_len)
+{
+    /* A message longer than max_size cannot end before end: the framer
+     * says too_large. The envelope and params take two levels. */
+    const uint8_t *p = buf, *end = buf + (avail < lim->max_size ? avail : lim->max_size);
+    unsigned depth = lim->max_depth < GSP_MAX_DEPTH_HARD ? lim->max_depth : GSP_MAX_DEPTH_HARD;
+    if (end - p < 4 || depth < 2)
+        return false;
+    env->msgid = 0;
+    if (p[0] == 0x94 && p[1] == GSP_REQUEST) {
+        uint8_t b = p[2];
+        int n = b <= 0x7f ? 0 : b == 0xcc ? 1 : b == 0xcd ? 2 : b == 0xce ? 4 : -1;
+        if (n < 0 || end - p < 4 + n)
+            return false;
+        env->msgid = n ? (uint32_t)gsp_be(p + 3, n) : b;
+        p += 3 + n;
+    } else if (p[0] == 0x93 && p[1] == GSP_NOTIFY)
+        p += 2;
+    else
+        return false;
+    if ((p[0] & 0xe0) != 0xa0 || end - p < 2 + (p[0] & 0x1f))
+        return false;
+    env->method = (const char *)p + 1;
+    env->method_len = p[0] & 0x1f;
+    p += 1 + env->method_len;
+    if ((p[0] & 0xf0) != 0x90)
+        return false;
+    env->nparams = *p++ & 0x0f;
+    const uint8_t *params = p;
+    for (uint32_t i = 0; i < env->nparams; i++)
+        if ((p = skip_param(p, end, depth - 2)) == NULL)
+            return false;
+    env->type = buf[1] == GSP_REQUEST ? GSP_REQUEST : GSP_NOTIFY;
+    env->has_msgid = env->type == GSP_REQUEST;
+    env->params = (struct gsp_cursor){params, p};
+    env->error = env->result = (struct gsp_span){NULL, 0};
+    *frame_len = (size_t)(p - buf);
     return true;
 }
 

@@ -143,6 +143,19 @@ struct gsp_envelope {
  */
 bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *env);
 
+/*
+ * Framing and gsp_envelope_read in one pass, for the messages clients send
+ * most: a complete request [0, msgid, method, params] or notification
+ * [2, method, params] at the start of buf[0..avail), with a uint32 msgid,
+ * a fixstr method and a fixarray of params, within lim. True with
+ * *frame_len and env just as gsp_framer_feed and gsp_envelope_read would
+ * give them; false for anything else (unfinished, another form, over a
+ * limit, not msgpack), which the caller frames the usual way. Allocates
+ * nothing, reads each byte once.
+ */
+bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits *lim,
+                      struct gsp_envelope *env, size_t *frame_len);
+
 /* True if the method named in env is `name`. */
 bool gsp_method_is(const struct gsp_envelope *env, const char *name);
 

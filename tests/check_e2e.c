@@ -1775,6 +1775,33 @@ START_TEST(sends_reach_handle_info_in_order)
 }
 END_TEST
 
+/* Calls in one read are handled as they arrive when their server is idle,
+ * after what it has queued otherwise: each sees exactly the casts before it. */
+START_TEST(calls_between_casts_in_one_write_see_the_casts_before_them)
+{
+    struct raw *a = RAW_CONNECT(D);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    enum { N = 600 };
+    START(C, "counter", "c", NULL);
+    gsp_packer_init(&pk, &b);
+    for (uint32_t i = 1; i <= N; i++) {
+        gsp_pack_notify(&pk, "cast", 2);
+        gsp_pack_str(&pk, "c");
+        gsp_pack_str(&pk, "increment");
+        gsp_pack_request(&pk, i, "call", 3);
+        gsp_pack_str(&pk, "c");
+        gsp_pack_str(&pk, "get");
+        msgpack_pack_nil(&pk);
+    }
+    RAW_WRITE(a, b.data, b.len);
+    gsp_buf_free(&b);
+    for (uint32_t i = 1; i <= N; i++)
+        ck_assert_mp_eq(RAW_RECV(a, 5000), "[1, %u, nil, %u]", (uint64_t)i, (uint64_t)i);
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(pipelined_requests_all_answered_by_msgid)
 {
     struct raw *a = RAW_CONNECT(D);
@@ -2335,6 +2362,7 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, casts_then_call_see_every_cast_in_order);
     tcase_add_test(tc, notification_casts_then_call_see_all);
     tcase_add_test(tc, sends_reach_handle_info_in_order);
+    tcase_add_test(tc, calls_between_casts_in_one_write_see_the_casts_before_them);
     tcase_add_test(tc, pipelined_requests_all_answered_by_msgid);
     tcase_add_test(tc, slow_call_does_not_hold_up_a_ping);
     tcase_add_test(tc, a_message_split_across_writes_is_framed);

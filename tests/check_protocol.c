@@ -310,6 +310,55 @@ START_TEST(envelope_request_max_msgid)
 }
 END_TEST
 
+/* The one-pass reader on the encoding of v followed by `extra` bytes of
+ * another message: false, or the framer's length and the envelope's fields. */
+static bool one_pass(const msgpack_object *v, size_t extra, const struct gsp_limits *lim)
+{
+    size_t len, once_len, flen;
+    const uint8_t *b = enc(v, &len);
+    uint8_t buf[512];
+    ck_assert_uint_le(len + extra, sizeof buf);
+    memcpy(buf, b, len);
+    memset(buf + len, 0x94, extra);
+    struct gsp_envelope once, env;
+    if (!gsp_request_read(buf, len + extra, lim, &once, &once_len))
+        return false;
+    ck_assert_int_eq(scan(buf, len + extra, lim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(once_len, flen);
+    ck_assert(gsp_envelope_read(buf, flen, &env));
+    ck_assert_int_eq(once.type, env.type);
+    ck_assert_int_eq(once.has_msgid, env.has_msgid);
+    ck_assert_uint_eq(once.msgid, env.msgid);
+    ck_assert(once.method == env.method && once.method_len == env.method_len);
+    ck_assert_uint_eq(once.nparams, env.nparams);
+    ck_assert(once.params.p == env.params.p && once.params.end == env.params.end);
+    return true;
+}
+
+START_TEST(request_read_in_one_pass)
+{
+    ck_assert(one_pass(mp("[0, 42, 'call', ['counter', 'get', nil]]"), 0, &deflim));
+    ck_assert(one_pass(mp("[0, 4294967295, 'call', ['c', {'a': [1, [2]]}, 5000]]"), 3, &deflim));
+    ck_assert(one_pass(mp("[0, 300, 'ping', []]"), 1, &deflim));
+    ck_assert(one_pass(mp("[2, 'cast', ['counter', 'increment']]"), 0, &deflim));
+    /* Not its forms: the framer and gsp_envelope_read read them. */
+    ck_assert(!one_pass(mp("[1, 9, nil, 'pong']"), 0, &deflim));
+    ck_assert(!one_pass(mp("[0, 42, 'call']"), 0, &deflim));
+    ck_assert(!one_pass(mp("[0, -1, 'ping', []]"), 0, &deflim));
+    ck_assert(!one_pass(mp("{'a': 1}"), 0, &deflim));
+    /* Unfinished, over the size or depth limit: the framer says so. */
+    size_t len;
+    const uint8_t *b = enc(mp("[0, 7, 'call', ['counter', ['add', 1], nil]]"), &len);
+    struct gsp_envelope env;
+    for (size_t i = 0; i < len; i++)
+        ck_assert(!gsp_request_read(b, i, &deflim, &env, &len));
+    struct gsp_limits small = {len - 1, GSP_MAX_DEPTH_DEFAULT}, shallow = {GSP_MAX_SIZE_DEFAULT, 3};
+    ck_assert(!gsp_request_read(b, len, &small, &env, &len));
+    ck_assert(one_pass(mp("[0, 7, 'call', ['counter', ['add', 1], nil]]"), 0, &shallow));
+    ck_assert(!one_pass(mp("[0, 7, 'call', ['counter', [['add'], 1], nil]]"), 0, &shallow));
+}
+END_TEST
+
 START_TEST(envelope_response_result)
 {
     struct gsp_envelope env;
@@ -1023,6 +1072,7 @@ static Suite *protocol_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, envelope_request);
     tcase_add_test(tc, envelope_request_max_msgid);
+    tcase_add_test(tc, request_read_in_one_pass);
     tcase_add_test(tc, envelope_response_result);
     tcase_add_test(tc, envelope_response_error);
     tcase_add_test(tc, envelope_notification);
