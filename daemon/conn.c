@@ -166,6 +166,7 @@ static void conn_parse(struct conn *c)
     size_t off = 0, len;
     struct gsp_envelope env;
     sched_read_begins();
+    now_coarse_ms(); /* coarse_last_ms, for the requests of this read */
     while (!c->closing && !c->blocked && off < c->in.len) {
         const uint8_t *p = c->in.data + off;
         /* The usual request is read in one pass. Anything else is framed

@@ -59,6 +59,11 @@ int64_t now_ms(void); /* monotonic milliseconds */
 /* The same clock as of the last tick (a few ms behind at most, never
  * ahead), for a fraction of the cost: for deadlines and slow callbacks. */
 int64_t now_coarse_ms(void);
+/* now_coarse_ms() as it was last read, for no cost: where the last reading
+ * is known to be recent. conn_parse reads the clock once per read, and each
+ * callback once as it ends; the requests of that read, and the calls they
+ * run at once, take their deadline and their callback's start from it. */
+extern int64_t coarse_last_ms;
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* Values the daemon sends often, encoded once. */
 extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
@@ -287,6 +292,7 @@ struct waiter {
     LIST_ENTRY(waiter) server_link;
 };
 
+/* A client's request, being read: its deadline counts from coarse_last_ms. */
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
 /* The same, with its deadline not yet watched: for a call that is often
  * answered at once. waiter_arm it if it is still there afterwards. */

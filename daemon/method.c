@@ -601,5 +601,7 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
         fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name, (int)c->uid);
     else
         m->fn(&r);
+    if (m && m->admin)
+        now_coarse_ms(); /* a load or reload may take a while: coarse_last_ms stays recent */
     scratch_reset();
 }

@@ -124,8 +124,8 @@ void waiter_arm(struct waiter *w)
     arm();
 }
 
-/* A waiter; its deadline is watched once it is armed. */
-static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
+/* A waiter; its deadline, timeout_ms from now, is watched once it is armed. */
+static struct waiter *waiter_new(enum waiter_kind kind, int64_t now, int64_t timeout_ms)
 {
     struct waiter *w = spare;
     if (w) {
@@ -149,13 +149,13 @@ static struct waiter *waiter_new(enum waiter_kind kind, int64_t timeout_ms)
     /* The coarse clock is never ahead of the fine one: a deadline is never
      * later than asked, and the expiry check uses the fine one. */
     if (timeout_ms >= 0)
-        w->deadline = now_coarse_ms() + timeout_ms;
+        w->deadline = now + timeout_ms;
     return w;
 }
 
 struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms)
 {
-    struct waiter *w = waiter_new(WAIT_CONN, timeout_ms);
+    struct waiter *w = waiter_new(WAIT_CONN, coarse_last_ms, timeout_ms); /* read by conn_parse */
     w->conn = c;
     w->msgid = msgid;
     LIST_INSERT_HEAD(&c->waiters, w, conn_link);
@@ -172,7 +172,7 @@ struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_m
 
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms)
 {
-    struct waiter *w = waiter_new(WAIT_SERVER, timeout_ms);
+    struct waiter *w = waiter_new(WAIT_SERVER, now_coarse_ms(), timeout_ms);
     w->caller = caller;
     w->ref = ref;
     waiter_arm(w);
