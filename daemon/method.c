@@ -72,15 +72,31 @@ static bool is_str(const gs_value *v)
 }
 
 /* A server reference: a uint id or a valid name. */
+static bool arg_server_other(struct req *r, gs_value *ref);
+
 static bool arg_server(struct req *r, gs_value *ref)
+{
+    struct gsp_cursor at = r->p; /* the usual form, read in place */
+    const char *name;
+    uint32_t len;
+    if (gsp_get_str(&at, &name, &len) && (r->server = registry_by_name(name, len)) != NULL) {
+        r->p = at; /* a name in use was valid when it was given */
+        *ref = gs_strn(name, len);
+        return true;
+    }
+    return arg_server_other(r, ref);
+}
+
+/* Any other form: a name not in use, an id, or not a server. Out of line,
+ * as arg_timeout_decoded. */
+static __attribute__((noinline)) bool arg_server_other(struct req *r, gs_value *ref)
 {
     struct gsp_cursor at = r->p; /* the usual forms, read in place */
     const char *name;
     uint32_t len;
     uint64_t id;
-    if (gsp_get_str(&at, &name, &len) &&
-        ((r->server = registry_by_name(name, len)) != NULL || gsp_name_valid(name, len))) {
-        r->p = at; /* a name in use was valid when it was given */
+    if (gsp_get_str(&at, &name, &len) && gsp_name_valid(name, len)) {
+        r->p = at;
         *ref = gs_strn(name, len);
         return true;
     }
@@ -110,12 +126,20 @@ static struct server *find(struct req *r, const gs_value *ref)
 }
 
 /* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
+static bool arg_timeout_decoded(struct req *r, int64_t dflt, int64_t *ms);
+
 static bool arg_timeout(struct req *r, int64_t dflt, int64_t *ms)
 {
     if (gsp_get_nil(&r->p)) { /* the usual form, read in place */
         *ms = dflt;
         return true;
     }
+    return arg_timeout_decoded(r, dflt, ms);
+}
+
+/* Any other form; out of line, so that the usual one needs no stack frame. */
+static __attribute__((noinline)) bool arg_timeout_decoded(struct req *r, int64_t dflt, int64_t *ms)
+{
     gs_value v = arg_value(r);
     if (v.type == MSGPACK_OBJECT_NIL)
         *ms = dflt;
@@ -570,6 +594,7 @@ static const struct method {
     bool admin;       /* changes what runs: admin peers only */
     bool notify;      /* may come as a notification */
 } methods[] = {
+    /* call first: method_dispatch knows it by its place */
     {"call", m_call, 3, false, false},          {"cast", m_cast, 2, false, true},
     {"send", m_send, 2, false, true},           {"ping", m_ping, 0, false, false},
     {"version", m_version, 0, false, false},    {"start", m_start, 4, true, false},
@@ -583,8 +608,10 @@ static const struct method {
 void method_dispatch(struct conn *c, const struct gsp_envelope *env)
 {
     struct req r = {c, env->msgid, env->type == GSP_NOTIFY, env->params, env->nparams, NULL};
-    const struct method *m = NULL;
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0] && !m; i++)
+    /* call, nearly every request, is known at once (methods[0]). */
+    const struct method *m =
+        env->method_len == 4 && memcmp(env->method, "call", 4) == 0 ? &methods[0] : NULL;
+    for (size_t i = 1; i < sizeof methods / sizeof methods[0] && !m; i++)
         if (gsp_method_is(env, methods[i].name))
             m = &methods[i];
     if (m == NULL || (r.notify && !m->notify)) {

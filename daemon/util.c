@@ -66,6 +66,17 @@ ENC(enc_shutdown, "\xa8shutdown");
 ENC(enc_noproc, "\xa6noproc");
 ENC(enc_timeout, "\xa7timeout");
 
+/* value_fits for a value that may be too long or too deep: framed. Out of
+ * line, so that the short value's path needs no stack frame. */
+static __attribute__((noinline)) bool value_fits_framed(const void *p, size_t len,
+                                                        unsigned wrapping)
+{
+    struct gsp_framer f = {0};
+    struct gsp_limits lim = {limits.message.max_size - 64, limits.message.max_depth - wrapping};
+    size_t n;
+    return gsp_framer_feed(&f, p, len, &lim, &n) == GSP_SCAN_DONE && n == len;
+}
+
 bool value_fits(const void *p, size_t len, unsigned wrapping)
 {
     /* Every container takes a byte: a value this short cannot nest too
@@ -73,8 +84,5 @@ bool value_fits(const void *p, size_t len, unsigned wrapping)
      * daemon or framed from the wire). */
     if (len + wrapping <= limits.message.max_depth && len + 64 <= limits.message.max_size)
         return true;
-    struct gsp_framer f = {0};
-    struct gsp_limits lim = {limits.message.max_size - 64, limits.message.max_depth - wrapping};
-    size_t n;
-    return gsp_framer_feed(&f, p, len, &lim, &n) == GSP_SCAN_DONE && n == len;
+    return value_fits_framed(p, len, wrapping);
 }

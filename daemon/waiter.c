@@ -32,7 +32,8 @@ static unsigned nspare;
 
 static void waiter_expire(evutil_socket_t fd, short what, void *arg);
 
-static void table_grow(void)
+/* Out of line: waiter_new's usual path then saves no registers. */
+static __attribute__((noinline)) void table_grow(void)
 {
     uint64_t size = table ? 2 * (mask + 1) : 1024;
     struct waiter **t = xcalloc(size, sizeof *t);
@@ -85,17 +86,22 @@ static void heap_down(uint32_t i)
     }
 }
 
-static void heap_remove(struct waiter *w)
+/* Out of line, as table_grow: most waiters are dropped before they are armed. */
+static __attribute__((noinline)) void heap_take(struct waiter *w)
 {
     uint32_t i = w->heap_at;
-    if (i == UINT32_MAX)
-        return;
     w->heap_at = UINT32_MAX;
     if (--heap_len == i)
         return;
     heap_set(i, heap[heap_len]);
     heap_up(i);
     heap_down(heap[i]->heap_at);
+}
+
+static void heap_remove(struct waiter *w)
+{
+    if (w->heap_at != UINT32_MAX)
+        heap_take(w);
 }
 
 /* Arms the one timer for the earliest deadline, unless it already fires
@@ -131,25 +137,24 @@ static struct waiter *waiter_new(enum waiter_kind kind, int64_t now, int64_t tim
     if (w) {
         spare = LIST_NEXT(w, conn_link);
         nspare--;
-        memset(w, 0, sizeof *w);
     } else
-        w = xcalloc(1, sizeof *w);
+        w = xmalloc(sizeof *w);
     if (2 * (count + 1) > mask + 1 || table == NULL)
         table_grow();
+    uint64_t id;
     do
-        w->id = ++last_id;
-    while (table[w->id & mask] != NULL);
-    table[w->id & mask] = w;
+        id = ++last_id;
+    while (table[id & mask] != NULL);
+    table[id & mask] = w;
     count++;
-    w->kind = kind;
-    w->deadline = -1;
-    w->heap_at = UINT32_MAX;
     if (timeout_ms > INT32_MAX)
         timeout_ms = INT32_MAX; /* about 24 days; keeps the deadline's sum in range */
     /* The coarse clock is never ahead of the fine one: a deadline is never
      * later than asked, and the expiry check uses the fine one. */
-    if (timeout_ms >= 0)
-        w->deadline = now + timeout_ms;
+    *w = (struct waiter){.id = id,
+                         .kind = kind,
+                         .deadline = timeout_ms >= 0 ? now + timeout_ms : -1,
+                         .heap_at = UINT32_MAX};
     return w;
 }
 

@@ -55,6 +55,23 @@ bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v)
     return true;
 }
 
+/* Any str or bin but a fixstr; kept out of line, so that the fixstr's
+ * path saves no registers. */
+static __attribute__((noinline)) bool get_str_any(struct gsp_cursor *c, const char **s,
+                                                  uint32_t *len)
+{
+    struct gsp_head h;
+    if (!head(c, &h))
+        return false;
+    uint8_t b = *c->p;
+    if (!((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6)))
+        return false;
+    *s = (const char *)c->p + h.size;
+    *len = (uint32_t)h.body;
+    c->p += h.size + h.body;
+    return true;
+}
+
 bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len)
 {
     const uint8_t *p = c->p;
@@ -67,16 +84,7 @@ bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len)
         c->p = p + 1 + n;
         return true;
     }
-    struct gsp_head h;
-    if (!head(c, &h))
-        return false;
-    uint8_t b = *c->p;
-    if (!((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6)))
-        return false;
-    *s = (const char *)c->p + h.size;
-    *len = (uint32_t)h.body;
-    c->p += h.size + h.body;
-    return true;
+    return get_str_any(c, s, len);
 }
 
 bool gsp_is_nil(const struct gsp_cursor *c)
@@ -92,15 +100,10 @@ bool gsp_get_nil(struct gsp_cursor *c)
     return true;
 }
 
-bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out)
+/* Any value but a fixstr; out of line, as get_str_any. */
+static __attribute__((noinline)) bool get_span_any(struct gsp_cursor *c, struct gsp_span *out)
 {
     const uint8_t *p = c->p;
-    if (p < c->end && (*p & 0xe0) == 0xa0 && (size_t)(*p & 0x1f) < (size_t)(c->end - p)) {
-        out->ptr = p; /* a fixstr, the usual */
-        out->len = 1 + (*p & 0x1f);
-        c->p = p + out->len;
-        return true;
-    }
     uint64_t due = 1; /* values still to step over */
     while (due > 0) {
         struct gsp_cursor at = {p, c->end};
@@ -114,6 +117,18 @@ bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out)
     out->len = (size_t)(p - c->p);
     c->p = p;
     return true;
+}
+
+bool gsp_get_span(struct gsp_cursor *c, struct gsp_span *out)
+{
+    const uint8_t *p = c->p;
+    if (p < c->end && (*p & 0xe0) == 0xa0 && (size_t)(*p & 0x1f) < (size_t)(c->end - p)) {
+        out->ptr = p; /* a fixstr, the usual */
+        out->len = 1 + (*p & 0x1f);
+        c->p = p + out->len;
+        return true;
+    }
+    return get_span_any(c, out);
 }
 
 bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *env)

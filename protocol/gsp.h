@@ -176,7 +176,13 @@ struct gsp_buf {
     size_t cap; /* bytes allocated */
 };
 
-void gsp_buf_reserve(struct gsp_buf *b, size_t more);
+/* Room for `more` bytes past len; gsp_buf_grow makes it when there is not. */
+void gsp_buf_grow(struct gsp_buf *b, size_t more);
+static inline void gsp_buf_reserve(struct gsp_buf *b, size_t more)
+{
+    if (b->cap - b->len < more)
+        gsp_buf_grow(b, more);
+}
 void gsp_buf_append(struct gsp_buf *b, const void *p, size_t n);
 void gsp_buf_consume(struct gsp_buf *b, size_t n); /* drops the first n bytes */
 void gsp_buf_free(struct gsp_buf *b);

@@ -15,6 +15,11 @@ struct gsp_head {
 /* The n-byte big-endian number at p. */
 static inline uint64_t gsp_be(const uint8_t *p, int n)
 {
+    /* The sizes a msgid or a length takes, each one load (and a byte swap). */
+    if (n == 4)
+        return (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
+    if (n == 2)
+        return (uint64_t)p[0] << 8 | p[1];
     uint64_t v = 0;
     for (int i = 0; i < n; i++)
         v = v << 8 | p[i];

@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void gsp_buf_reserve(struct gsp_buf *b, size_t more)
+void gsp_buf_grow(struct gsp_buf *b, size_t more)
 {
-    if (b->cap - b->len >= more)
-        return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < more)
         cap *= 2;
