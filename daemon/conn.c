@@ -124,6 +124,13 @@ static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
         conn_notify_error(c, GSP_BADARG, why);
 }
 
+static void trickle_stop(struct conn *c)
+{
+    if (c->trickling)
+        event_del(c->trickle);
+    c->trickling = false;
+}
+
 bool conn_hold(struct conn *c, struct server *s)
 {
     if (!mailbox_full(&s->mbox))
@@ -131,7 +138,7 @@ bool conn_hold(struct conn *c, struct server *s)
     c->blocked = &s->mbox;
     TAILQ_INSERT_TAIL(&s->mbox.blocked, c, blocked_link);
     event_del(c->rev);
-    event_del(c->trickle); /* the held bytes wait on the daemon, not on the client */
+    trickle_stop(c); /* the held bytes wait on the daemon, not on the client */
     return true;
 }
 
@@ -203,15 +210,18 @@ done:
     /* A message that is still unfinished gets partial_ms from when the
      * previous one was done (or from when it started, if it is the first). */
     if (c->in.len == 0 || c->blocked || c->closing)
-        event_del(c->trickle);
-    else if (limits.partial_ms && (off > 0 || !evtimer_pending(c->trickle, NULL)))
+        trickle_stop(c);
+    else if (limits.partial_ms && (off > 0 || !c->trickling)) {
         loop_arm(c->trickle, limits.partial_ms);
+        c->trickling = true;
+    }
 }
 
 static void conn_trickle(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct conn *c = arg;
+    c->trickling = false;
     char why[96];
     snprintf(why, sizeof why, "message unfinished after %u ms", limits.partial_ms);
     conn_fatal(c, GSP_TIMEOUT, why);
@@ -323,6 +333,7 @@ static void conn_flush(struct conn *c)
                 c->out_off = 0;
             }
             event_add(c->wev, NULL);
+            c->awaiting_write = true;
             return;
         } else {
             /* The peer has gone, or does not read what it asked for: give up. */
@@ -339,7 +350,9 @@ static void conn_flush(struct conn *c)
     c->out.len = c->out_off = 0;
     if (c->out.cap > BUF_KEEP)
         gsp_buf_free(&c->out);
-    event_del(c->wev);
+    if (c->awaiting_write)
+        event_del(c->wev);
+    c->awaiting_write = false;
     if (c->closing || (c->eof && LIST_EMPTY(&c->waiters)))
         conn_close(c);
 }

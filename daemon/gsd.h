@@ -376,6 +376,8 @@ struct conn {
     TAILQ_ENTRY(conn) blocked_link; /* in blocked->blocked */
     struct event *resume;           /* runs the held messages once there is room */
     struct event *trickle;          /* fires when a message stays unfinished too long */
+    bool trickling;                 /* trickle is armed (saves libevent a del per read) */
+    bool awaiting_write;            /* wev is added: a write was short */
     TAILQ_ENTRY(conn) flush_link;
     TAILQ_ENTRY(conn) all_link;
 };
