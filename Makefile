@@ -26,8 +26,9 @@ BUILD ?= build
 SANFLAGS =
 # The daemon is linked with link-time optimisation: a call's path crosses
 # files in small functions (method, waiter, server, the protocol). The
-# objects keep their ordinary code too (fat), for everything else.
-LTO ?= -flto=auto -ffat-lto-objects
+# objects keep their ordinary code too (fat), for everything else. gcc
+# only: clang's LTO needs a linker plugin Debian does not install with it.
+LTO ?= $(if $(findstring clang,$(CC)),,-flto=auto -ffat-lto-objects)
 endif
 
 # Where `make install` puts things. The daemon's default module directory
@@ -44,7 +45,8 @@ MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/gsd
 VERSION := $(shell sed -n 's/^\#define GSD_VERSION "\(.*\)"/\1/p' daemon/gsd.h)
 
-OPT ?= -O2 -g
+# DWARF 4: Debian's valgrind cannot read clang 14's default, DWARF 5.
+OPT ?= -O2 -g $(if $(findstring clang,$(CC)),-gdwarf-4)
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(LTO) $(SANFLAGS) \
 	-Iinclude -Iprotocol -Iclient -Idaemon -DGSD_MODULE_DIR='"$(MODULEDIR)"' $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
