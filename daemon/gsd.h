@@ -220,6 +220,10 @@ bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const vo
                  size_t len);
 /* Handles the next message in the mailbox; the scheduler calls it. */
 void server_run_one(struct server *s);
+/* Encodes a value a callback returned, in scratch memory, before anything
+ * can change it; one over the limits becomes the string `instead`, and is
+ * logged. */
+struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead);
 /* A call handled at once, in the read that brought it, as if it had gone
  * through the mailbox: if s is running and the scheduler lets it
  * (sched_run_now), the messages queued before it are handled first, then

@@ -196,9 +196,7 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     server_unref(s);
 }
 
-/* Encodes a value a callback returned, before anything can change it; one
- * over the limits becomes the string `instead`, and is logged. */
-static struct gsp_span encode(struct server *s, const gs_value *v, const char *instead)
+struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead)
 {
     size_t len;
     const uint8_t *p = api_encode(v, &len);
@@ -225,7 +223,7 @@ static void init_result(struct server *s, gs_result r)
             if (w)
                 waiter_error_str(w, GSP_TIMEOUT, "init took too long");
             gs_value why = gs_str("timeout");
-            server_end(s, encode(s, &why, "timeout"), NULL);
+            server_end(s, server_encode(s, &why, "timeout"), NULL);
             return;
         }
         if (w)
@@ -238,7 +236,7 @@ static void init_result(struct server *s, gs_result r)
      * terminate does not run, and the starter hears after the end. */
     gs_value normal = gs_str("normal");
     struct gsp_span reason =
-        encode(s, r.action == GS_IGNORE ? &normal : &r.reason, "reason_too_large");
+        server_encode(s, r.action == GS_IGNORE ? &normal : &r.reason, "reason_too_large");
     server_end(s, reason, NULL);
     if (w == NULL)
         return;
@@ -282,17 +280,17 @@ static void server_result(struct server *s, struct msg *m, gs_result r)
     if (r.action == GS_STOP) {
         /* Both are encoded before terminate can free what they point into;
          * the caller gets its reply after terminate. */
-        struct gsp_span reason = encode(s, &r.reason, "reason_too_large");
+        struct gsp_span reason = server_encode(s, &r.reason, "reason_too_large");
         struct farewell bye = {m->waiter, enc_nil};
         if (r.has_reply)
-            bye.reply = encode(s, &r.reply, "reply_too_large");
+            bye.reply = server_encode(s, &r.reply, "reply_too_large");
         server_end(s, reason, r.has_reply ? &bye : NULL);
         return;
     }
     if (r.action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
         if (w && !waiter_reply(w, &r.reply)) {
-            struct gsp_span reply = encode(s, &r.reply, "reply_too_large");
+            struct gsp_span reply = server_encode(s, &r.reply, "reply_too_large");
             waiter_result(w, reply.ptr, reply.len);
         }
     }
@@ -309,7 +307,7 @@ static void handle_state(struct server *s, struct msg *m)
         return;
     }
     gs_value v = s->mod->desc->format_state(SELF(s), s->state);
-    struct gsp_span shown = encode(s, &v, "state_too_large");
+    struct gsp_span shown = server_encode(s, &v, "state_too_large");
     struct waiter *w = waiter_find(m->waiter); /* after: format_state ran module code */
     if (w)
         waiter_result(w, shown.ptr, shown.len);
@@ -326,7 +324,7 @@ static void undecodable(struct server *s, struct msg *m)
         waiter_error_str(w, GSP_BADARG, "undecodable message");
     if (m->kind == MSG_INIT) {
         gs_value why = gs_str("badarg");
-        server_end(s, encode(s, &why, "badarg"), NULL);
+        server_end(s, server_encode(s, &why, "badarg"), NULL);
     }
 }
 

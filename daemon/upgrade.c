@@ -40,13 +40,10 @@ static bool convert(struct server *s, struct module *to, void **state, struct gs
     if (r.action == GS_OK)
         return true;
     gs_value why = r.action == GS_ERROR ? r.reason : gs_str("bad_return_value");
-    size_t len;
-    const uint8_t *p = api_encode(&why, &len);
-    if (p == NULL || !value_fits(p, len, 3)) { /* response, error, the detail map */
-        why = gs_str("reason_too_large");
-        p = api_encode(&why, &len);
-    }
-    *reason = (struct gsp_span){p, len};
+    gs_value instead = gs_str("reason_too_large");
+    *reason = server_encode(s, &why, "reason_too_large");
+    if (!value_fits(reason->ptr, reason->len, 3)) /* response, error, the detail map */
+        *reason = server_encode(s, &instead, "reason_too_large");
     *state = s->state; /* whatever it built, it freed; the old state stays */
     return false;
 }
