@@ -14,7 +14,7 @@
  * the scheduler gives each runnable server a bounded number of messages per
  * loop turn and decodes each one just before its callback. A call to a
  * running server skips the copy: it is handled in the read that brought it,
- * after what the server has queued (server_call_now). Every way a
+ * after what the server has queued (server_call). Every way a
  * server ends goes through server_end(); every callback result is read by
  * one function in server.c. Callers waiting for an answer (a call, a start,
  * a stop) are waiters: they exist exactly as long as someone waits.
@@ -224,12 +224,14 @@ void server_run_one(struct server *s);
  * can change it; one over the limits becomes the string `instead`, and is
  * logged. */
 struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead);
-/* A call handled at once, in the read that brought it, as if it had gone
- * through the mailbox: if s is running and the scheduler lets it
- * (sched_run_now), the messages queued before it are handled first, then
- * the call, without a copy. False if it could not be: post it (some of
- * the queue may have been handled). data is only read during the call. */
-bool server_call_now(struct server *s, uint64_t waiter, const void *data, size_t len);
+/* A call from a client: handled at once, in the read that brought it, as
+ * if it had gone through the mailbox, when s is running and the scheduler
+ * lets it (sched_run_now): the messages queued before it are handled
+ * first, then the call, without a copy. Otherwise it is posted. Handling
+ * the queue may end s, which the caller must not touch afterwards (it may
+ * be freed); the waiter is then answered as for any call to a server that
+ * ends. data is only read during the call. */
+void server_call(struct server *s, uint64_t waiter, const void *data, size_t len);
 /* An answer due to one caller once terminate has run: to a stop, or a call
  * whose callback returned stop with a reply. */
 struct farewell {
@@ -271,7 +273,7 @@ void sched_init(void);
 void sched_free(void);
 void sched_wake(struct server *s); /* s has mail: give it turns */
 /* Messages handled as the read that brought them is served, outside a
- * turn (server_call_now): up to SCHED_PER_TURN per read, so a read's work
+ * turn (server_call): up to SCHED_PER_TURN per read, so a read's work
  * stays bounded like a turn's. sched_read_begins starts a read's count;
  * sched_run_now takes one, false when none is left (and outside a read). */
 void sched_read_begins(void);

@@ -323,8 +323,7 @@ static void m_call(struct req *r)
     uint64_t id = w->id;
     w->call = true;
     waiter_attach(w, s);
-    if (!server_call_now(s, id, request.ptr, request.len))
-        server_post(s, MSG_CALL, id, request.ptr, request.len);
+    server_call(s, id, request.ptr, request.len); /* s may be gone after this */
     if ((w = waiter_find(id)) != NULL)
         waiter_arm(w);
 }

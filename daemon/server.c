@@ -416,18 +416,22 @@ static bool may_run(const struct server *s)
     return s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING;
 }
 
-bool server_call_now(struct server *s, uint64_t waiter, const void *data, size_t len)
+void server_call(struct server *s, uint64_t waiter, const void *data, size_t len)
 {
     /* One message at a time and in order: what is queued goes first. A
      * server that has fallen behind so catches up as calls arrive, rather
-     * than staying behind as long as they do. */
+     * than staying behind as long as they do. The reference: a queued stop
+     * may end it, and its last holder may let go meanwhile. */
+    server_ref(s);
     while (may_run(s) && !STAILQ_EMPTY(&s->mbox.q) && sched_run_now())
         server_run_one(s);
-    if (!may_run(s) || !STAILQ_EMPTY(&s->mbox.q) || !sched_run_now())
-        return false;
-    if (s->timeout)
-        event_del(s->timeout); /* a message arrived: no timeout */
-    struct msg m = {.kind = MSG_CALL, .waiter = waiter};
-    run(s, &m, (struct gsp_span){data, len}, true);
-    return true;
+    if (may_run(s) && STAILQ_EMPTY(&s->mbox.q) && sched_run_now()) {
+        if (s->timeout)
+            event_del(s->timeout); /* a message arrived: no timeout */
+        struct msg m = {.kind = MSG_CALL, .waiter = waiter};
+        run(s, &m, (struct gsp_span){data, len}, true);
+    } else {
+        server_post(s, MSG_CALL, waiter, data, len);
+    }
+    server_unref(s);
 }

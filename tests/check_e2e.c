@@ -1839,6 +1839,33 @@ START_TEST(pipelined_requests_all_answered_by_msgid)
 }
 END_TEST
 
+/* A call handled in the read that brought it first handles what is queued
+ * before it: here a stop that ends the server under the call. */
+START_TEST(call_behind_a_stop_in_the_same_read_gets_exit)
+{
+    struct raw *a = RAW_CONNECT(D);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    START(C, "counter", "c", NULL);
+    gsp_packer_init(&pk, &b);
+    gsp_pack_request(&pk, 1, "stop", 3);
+    gsp_pack_str(&pk, "c");
+    gsp_pack_str(&pk, "bye");
+    msgpack_pack_nil(&pk);
+    gsp_pack_request(&pk, 2, "call", 3);
+    gsp_pack_str(&pk, "c");
+    gsp_pack_str(&pk, "get");
+    msgpack_pack_nil(&pk);
+    RAW_WRITE(a, b.data, b.len); /* one write: one read */
+    gsp_buf_free(&b);
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, nil]");
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, ['exit', 'bye'], nil]");
+    ck_assert(!registered("c"));
+    raw_ping_ok(a, 3);
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(slow_call_does_not_hold_up_a_ping)
 {
     struct raw *a = RAW_CONNECT(D);
@@ -2364,6 +2391,7 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, sends_reach_handle_info_in_order);
     tcase_add_test(tc, calls_between_casts_in_one_write_see_the_casts_before_them);
     tcase_add_test(tc, pipelined_requests_all_answered_by_msgid);
+    tcase_add_test(tc, call_behind_a_stop_in_the_same_read_gets_exit);
     tcase_add_test(tc, slow_call_does_not_hold_up_a_ping);
     tcase_add_test(tc, a_message_split_across_writes_is_framed);
     suite_add_tcase(s, tc);
