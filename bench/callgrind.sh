@@ -13,7 +13,7 @@ dir=$(mktemp -d /tmp/gscg.XXXXXX)
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
     "$B/gsd" -s "$dir/gsd.sock" -M "$B/modules" 2>"$dir/gsd.log" &
 gsd=$!
-trap 'kill $gsd 2>/dev/null || true; wait $gsd 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $gsd 2>/dev/null || true; wait $gsd 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$dir/cg.out" "$KEEP"; rm -rf "$dir"' EXIT
 i=0
 while [ ! -S "$dir/gsd.sock" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 "$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 >/dev/null

@@ -300,10 +300,14 @@ struct waiter {
 
 /* A client's request, being read: its deadline counts from coarse_last_ms. */
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
-/* The same, with its deadline not yet watched: for a call that is often
- * answered at once. waiter_arm it if it is still there afterwards. */
-struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms);
-void waiter_arm(struct waiter *w);
+/* A client's call to s, about to be handled (server_call): a provisional
+ * waiter, found by id like any other, that costs nothing to answer; there
+ * is one at a time. Call waiter_keep once server_call has returned. */
+struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
+                               struct server *s);
+/* Makes the provisional waiter, if still unanswered, an ordinary one, its
+ * deadline watched. */
+void waiter_keep(void);
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms);
 struct waiter *waiter_find(uint64_t id);
 void waiter_attach(struct waiter *w, struct server *s);

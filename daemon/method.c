@@ -317,15 +317,11 @@ static void m_call(struct req *r)
     struct server *s = find(r, &ref);
     if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
-    /* A call its server can take now is answered before this returns, its
-     * waiter gone: the deadline is watched only for one still waiting. */
-    struct waiter *w = waiter_for_call(r->c, r->msgid, timeout);
-    uint64_t id = w->id;
-    w->call = true;
-    waiter_attach(w, s);
-    server_call(s, id, request.ptr, request.len); /* s may be gone after this */
-    if ((w = waiter_find(id)) != NULL)
-        waiter_arm(w);
+    /* A call its server can take now is answered before this returns: its
+     * waiter is made to last only if it still waits. */
+    struct waiter *w = waiter_for_call(r->c, r->msgid, timeout, s);
+    server_call(s, w->id, request.ptr, request.len); /* s may be gone after this */
+    waiter_keep();
 }
 
 static void post(struct req *r, enum msg_kind kind)

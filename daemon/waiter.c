@@ -16,6 +16,14 @@
  * Deadlines live in one binary min-heap with one libevent timer, armed for
  * the earliest: creating and answering a call touches no libevent state,
  * and a timer that fires early (its waiter answered) just re-arms.
+ *
+ * A client's call handled in the read that brought it is usually answered
+ * by its own callback. Its waiter is `at_once`: in the table, so its
+ * gs_from finds it, but in no list, its deadline unwatched and not counted
+ * as pending. Nothing else can reach it meanwhile: inside a read no
+ * connection closes, no timer fires and a server ends only through a
+ * callback's result, where waiter_exit_all looks for it. waiter_keep makes
+ * it an ordinary waiter if it outlives server_call.
  */
 static struct waiter **table;
 static uint64_t mask; /* table size - 1; the size is a power of two */
@@ -26,13 +34,15 @@ static uint32_t heap_len, heap_cap;
 static struct event *expiry;
 static int64_t armed_for = INT64_MAX; /* the deadline expiry is armed for */
 
+static struct waiter at_once; /* id 0 when there is none */
+
 static struct waiter *spare; /* freed waiters kept for reuse, linked by conn_link */
 static unsigned nspare;
 #define SPARE_MAX 1024
 
 static void waiter_expire(evutil_socket_t fd, short what, void *arg);
 
-/* Out of line: waiter_new's usual path then saves no registers. */
+/* Out of line: waiter_init's usual path then saves no registers. */
 static __attribute__((noinline)) void table_grow(void)
 {
     uint64_t size = table ? 2 * (mask + 1) : 1024;
@@ -117,7 +127,7 @@ static void arm(void)
     loop_arm(expiry, ms > 0 ? ms : 0);
 }
 
-void waiter_arm(struct waiter *w)
+static void waiter_arm(struct waiter *w)
 {
     if (w->deadline < 0 || w->heap_at != UINT32_MAX)
         return;
@@ -130,15 +140,9 @@ void waiter_arm(struct waiter *w)
     arm();
 }
 
-/* A waiter; its deadline, timeout_ms from now, is watched once it is armed. */
-static struct waiter *waiter_new(enum waiter_kind kind, int64_t now, int64_t timeout_ms)
+/* Gives w an id and its deadline, timeout_ms from now, watched once armed. */
+static void waiter_init(struct waiter *w, enum waiter_kind kind, int64_t now, int64_t timeout_ms)
 {
-    struct waiter *w = spare;
-    if (w) {
-        spare = LIST_NEXT(w, conn_link);
-        nspare--;
-    } else
-        w = xmalloc(sizeof *w);
     if (2 * (count + 1) > mask + 1 || table == NULL)
         table_grow();
     uint64_t id;
@@ -155,29 +159,65 @@ static struct waiter *waiter_new(enum waiter_kind kind, int64_t now, int64_t tim
                          .kind = kind,
                          .deadline = timeout_ms >= 0 ? now + timeout_ms : -1,
                          .heap_at = UINT32_MAX};
+}
+
+static struct waiter *waiter_alloc(void)
+{
+    struct waiter *w = spare;
+    if (w == NULL)
+        return xmalloc(sizeof *w);
+    spare = LIST_NEXT(w, conn_link);
+    nspare--;
     return w;
 }
 
-struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms)
+static void conn_link(struct waiter *w, struct conn *c)
 {
-    struct waiter *w = waiter_new(WAIT_CONN, coarse_last_ms, timeout_ms); /* read by conn_parse */
     w->conn = c;
-    w->msgid = msgid;
     LIST_INSERT_HEAD(&c->waiters, w, conn_link);
     c->pending++;
+}
+
+struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
+                               struct server *s)
+{
+    struct waiter *w = &at_once; /* free: the last one was kept or answered */
+    waiter_init(w, WAIT_CONN, coarse_last_ms, timeout_ms); /* read by conn_parse */
+    w->conn = c;
+    w->msgid = msgid;
+    w->call = true;
+    w->server = s;
     return w;
+}
+
+void waiter_keep(void)
+{
+    if (at_once.id == 0)
+        return;
+    struct waiter *w = waiter_alloc();
+    *w = at_once;
+    table[w->id & mask] = w;
+    at_once.id = 0;
+    conn_link(w, w->conn);
+    if (w->server)
+        LIST_INSERT_HEAD(&w->server->waiters, w, server_link);
+    waiter_arm(w);
 }
 
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms)
 {
-    struct waiter *w = waiter_for_call(c, msgid, timeout_ms);
+    struct waiter *w = waiter_alloc();
+    waiter_init(w, WAIT_CONN, coarse_last_ms, timeout_ms); /* read by conn_parse */
+    w->msgid = msgid;
+    conn_link(w, c);
     waiter_arm(w);
     return w;
 }
 
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms)
 {
-    struct waiter *w = waiter_new(WAIT_SERVER, now_coarse_ms(), timeout_ms);
+    struct waiter *w = waiter_alloc();
+    waiter_init(w, WAIT_SERVER, now_coarse_ms(), timeout_ms);
     w->caller = caller;
     w->ref = ref;
     waiter_arm(w);
@@ -199,21 +239,25 @@ void waiter_attach(struct waiter *w, struct server *s)
 
 void waiter_detach(struct waiter *w)
 {
-    if (w->server)
+    if (w->server && w != &at_once)
         LIST_REMOVE(w, server_link);
     w->server = NULL;
 }
 
 void waiter_drop(struct waiter *w)
 {
+    table[w->id & mask] = NULL;
+    count--;
+    if (w == &at_once) {
+        at_once.id = 0;
+        return;
+    }
     waiter_detach(w);
     if (w->kind == WAIT_CONN && w->conn) {
         LIST_REMOVE(w, conn_link);
         w->conn->pending--;
     }
     heap_remove(w);
-    table[w->id & mask] = NULL;
-    count--;
     if (nspare < SPARE_MAX) {
         w->conn_link.le_next = spare;
         spare = w;
@@ -325,6 +369,8 @@ void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail)
 void waiter_exit_all(struct server *s, const void *reason, size_t len)
 {
     struct waiter *w;
+    if (at_once.id && at_once.server == s)
+        waiter_error(&at_once, GSP_EXIT, reason, len);
     while ((w = LIST_FIRST(&s->waiters)) != NULL)
         waiter_error(w, GSP_EXIT, reason, len);
 }
