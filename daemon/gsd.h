@@ -105,6 +105,8 @@ void *scratch_alloc(size_t n); /* valid until scratch_reset() */
 void scratch_reset(void);
 void scratch_free(void);
 msgpack_zone *scratch_zone(void); /* for decoding one message; reset too */
+/* Decodes a framed value (gsp_decode), in the zone if it needs one. */
+bool scratch_decode(struct gsp_span v, msgpack_object *out);
 
 /* ---- mailbox.c --------------------------------------------------------- */
 enum msg_kind { MSG_INIT, MSG_CALL, MSG_CAST, MSG_INFO, MSG_STOP, MSG_STATE };

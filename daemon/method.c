@@ -62,7 +62,7 @@ static gs_value arg_value(struct req *r)
 {
     struct gsp_span s = arg_span(r);
     gs_value v = gs_nil();
-    gsp_decode(s.ptr, s.len, scratch_zone(), &v);
+    scratch_decode(s, &v);
     return v;
 }
 
@@ -526,7 +526,7 @@ static void m_reload(struct req *r)
     if (refused) {
         char text[256];
         gs_value why = gs_nil();
-        gsp_decode(reason.ptr, reason.len, scratch_zone(), &why);
+        scratch_decode(reason, &why);
         msgpack_object_print_buffer(text, sizeof text, why);
         log_msg(LOG_WARN, "reload %s refused: server %llu (%s) code_change: %s", name,
                 (unsigned long long)refused->id, refused->name ? refused->name : "-", text);

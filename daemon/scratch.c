@@ -55,6 +55,11 @@ msgpack_zone *scratch_zone(void)
     return zone;
 }
 
+bool scratch_decode(struct gsp_span v, msgpack_object *out)
+{
+    return gsp_decode(v.ptr, v.len, NULL, out) || gsp_decode(v.ptr, v.len, scratch_zone(), out);
+}
+
 void scratch_free(void)
 {
     scratch_reset();

@@ -155,7 +155,7 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
         return;
     bool init_ran = s->status != SERVER_STARTING;
     gs_value why = gs_nil();
-    gsp_decode(reason.ptr, reason.len, scratch_zone(), &why);
+    scratch_decode(reason, &why);
     server_ref(s);
     /* Ended before terminate runs: whatever terminate sends to itself is
      * refused, and no one can queue for it any more. The farewell's caller
@@ -210,13 +210,13 @@ struct gsp_span server_encode(struct server *s, const gs_value *v, const char *i
 }
 
 /* init's result: the starter learns the id, or why there is none. */
-static void init_result(struct server *s, gs_result r)
+static void init_result(struct server *s, const gs_result *r)
 {
     struct waiter *w = waiter_find(s->starter);
     s->starter = 0;
     if (w)
         waiter_detach(w);
-    if (r.action == GS_OK) {
+    if (r->action == GS_OK) {
         s->status = SERVER_RUNNING;
         int64_t took = now_ms() - s->start_ms;
         if (s->start_timeout >= 0 && took > s->start_timeout) {
@@ -229,18 +229,18 @@ static void init_result(struct server *s, gs_result r)
         if (w)
             waiter_result_uint(w, s->id);
         supervise_started(s);
-        after_callback(s, &r);
+        after_callback(s, r);
         return;
     }
     /* Ignore ends the server as normal; stop with its reason. Either way
      * terminate does not run, and the starter hears after the end. */
     gs_value normal = gs_str("normal");
     struct gsp_span reason =
-        server_encode(s, r.action == GS_IGNORE ? &normal : &r.reason, "reason_too_large");
+        server_encode(s, r->action == GS_IGNORE ? &normal : &r->reason, "reason_too_large");
     server_end(s, reason, NULL);
     if (w == NULL)
         return;
-    if (r.action == GS_IGNORE)
+    if (r->action == GS_IGNORE)
         waiter_error(w, GSP_IGNORE, enc_nil.ptr, enc_nil.len);
     else
         waiter_error(w, GSP_INIT_STOP, reason.ptr, reason.len);
@@ -248,10 +248,10 @@ static void init_result(struct server *s, gs_result r)
 
 /* The one place a callback's result is read. Anything a callback may not
  * return becomes a stop with reason "bad_return_value", as in OTP. */
-static void server_result(struct server *s, struct msg *m, gs_result r)
+static void server_result(struct server *s, struct msg *m, gs_result *r)
 {
     bool ok;
-    switch (r.action) {
+    switch (r->action) {
     case GS_OK:
     case GS_IGNORE:
         ok = m->kind == MSG_INIT;
@@ -263,38 +263,38 @@ static void server_result(struct server *s, struct msg *m, gs_result r)
         ok = m->kind != MSG_INIT;
         break;
     case GS_STOP:
-        ok = !r.has_reply || m->kind == MSG_CALL;
+        ok = !r->has_reply || m->kind == MSG_CALL;
         break;
     default:
         ok = false;
     }
     if (!ok) {
         log_msg(LOG_ERR, "server %llu (%s): %s returned a bad value (action %d)",
-                (unsigned long long)s->id, label(s), kind_names[m->kind], (int)r.action);
-        r = gs_stop(gs_str("bad_return_value"));
+                (unsigned long long)s->id, label(s), kind_names[m->kind], (int)r->action);
+        *r = gs_stop(gs_str("bad_return_value"));
     }
     if (m->kind == MSG_INIT) {
         init_result(s, r);
         return;
     }
-    if (r.action == GS_STOP) {
+    if (r->action == GS_STOP) {
         /* Both are encoded before terminate can free what they point into;
          * the caller gets its reply after terminate. */
-        struct gsp_span reason = server_encode(s, &r.reason, "reason_too_large");
+        struct gsp_span reason = server_encode(s, &r->reason, "reason_too_large");
         struct farewell bye = {m->waiter, enc_nil};
-        if (r.has_reply)
-            bye.reply = server_encode(s, &r.reply, "reply_too_large");
-        server_end(s, reason, r.has_reply ? &bye : NULL);
+        if (r->has_reply)
+            bye.reply = server_encode(s, &r->reply, "reply_too_large");
+        server_end(s, reason, r->has_reply ? &bye : NULL);
         return;
     }
-    if (r.action == GS_REPLY) {
+    if (r->action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
-        if (w && !waiter_reply(w, &r.reply)) {
-            struct gsp_span reply = server_encode(s, &r.reply, "reply_too_large");
+        if (w && !waiter_reply(w, &r->reply)) {
+            struct gsp_span reply = server_encode(s, &r->reply, "reply_too_large");
             waiter_result(w, reply.ptr, reply.len);
         }
     }
-    after_callback(s, &r);
+    after_callback(s, r);
 }
 
 /* get_state, in mailbox order (as sys:get_state): what format_state shows. */
@@ -383,7 +383,7 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
     server_ref(s);
     gs_value v = gs_nil();
     bool has_value = m->kind != MSG_STOP && m->kind != MSG_STATE;
-    if (has_value && !gsp_decode(data.ptr, data.len, scratch_zone(), &v)) {
+    if (has_value && !scratch_decode(data, &v)) {
         undecodable(s, m);
     } else {
         int64_t t0 = at_once ? coarse_last_ms : now_coarse_ms();
@@ -396,7 +396,7 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
                     label(s), s->mod->name, kind_names[m->kind], (long long)took);
         }
         if (ran)
-            server_result(s, m, r);
+            server_result(s, m, &r);
     }
     scratch_reset();
     server_unref(s);

@@ -28,13 +28,14 @@
 static struct waiter **table;
 static uint64_t mask; /* table size - 1; the size is a power of two */
 static uint64_t count, last_id;
+static uint64_t grow_at; /* the count at which the table doubles; 0 before there is one */
 
 static struct waiter **heap;
 static uint32_t heap_len, heap_cap;
 static struct event *expiry;
 static int64_t armed_for = INT64_MAX; /* the deadline expiry is armed for */
 
-static struct waiter at_once; /* id 0 when there is none */
+static struct waiter at_once = {.heap_at = UINT32_MAX}; /* id 0 when there is none */
 
 static struct waiter *spare; /* freed waiters kept for reuse, linked by conn_link */
 static unsigned nspare;
@@ -53,6 +54,7 @@ static __attribute__((noinline)) void table_grow(void)
     free(table);
     table = t;
     mask = size - 1;
+    grow_at = size / 2;
 }
 
 static bool earlier(uint32_t a, uint32_t b)
@@ -140,10 +142,10 @@ static void waiter_arm(struct waiter *w)
     arm();
 }
 
-/* Gives w an id and its deadline, timeout_ms from now, watched once armed. */
-static void waiter_init(struct waiter *w, enum waiter_kind kind, int64_t now, int64_t timeout_ms)
+/* A fresh id for w, its slot in the table taken. */
+static uint64_t waiter_enter(struct waiter *w)
 {
-    if (2 * (count + 1) > mask + 1 || table == NULL)
+    if (count >= grow_at)
         table_grow();
     uint64_t id;
     do
@@ -151,13 +153,25 @@ static void waiter_init(struct waiter *w, enum waiter_kind kind, int64_t now, in
     while (table[id & mask] != NULL);
     table[id & mask] = w;
     count++;
+    return id;
+}
+
+/* timeout_ms from now; -1 never. The coarse clock is never ahead of the
+ * fine one: a deadline is never later than asked, and the expiry check
+ * uses the fine one. */
+static int64_t deadline(int64_t now, int64_t timeout_ms)
+{
     if (timeout_ms > INT32_MAX)
-        timeout_ms = INT32_MAX; /* about 24 days; keeps the deadline's sum in range */
-    /* The coarse clock is never ahead of the fine one: a deadline is never
-     * later than asked, and the expiry check uses the fine one. */
-    *w = (struct waiter){.id = id,
+        timeout_ms = INT32_MAX; /* about 24 days; keeps the sum in range */
+    return timeout_ms >= 0 ? now + timeout_ms : -1;
+}
+
+/* Gives w an id and its deadline, watched once armed. */
+static void waiter_init(struct waiter *w, enum waiter_kind kind, int64_t now, int64_t timeout_ms)
+{
+    *w = (struct waiter){.id = waiter_enter(w),
                          .kind = kind,
-                         .deadline = timeout_ms >= 0 ? now + timeout_ms : -1,
+                         .deadline = deadline(now, timeout_ms),
                          .heap_at = UINT32_MAX};
 }
 
@@ -181,8 +195,12 @@ static void conn_link(struct waiter *w, struct conn *c)
 struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
                                struct server *s)
 {
-    struct waiter *w = &at_once; /* free: the last one was kept or answered */
-    waiter_init(w, WAIT_CONN, coarse_last_ms, timeout_ms); /* read by conn_parse */
+    /* Free: the last one was kept or answered. Only what an ordinary
+     * waiter of a call reads is set; its heap_at stays UINT32_MAX. */
+    struct waiter *w = &at_once;
+    w->id = waiter_enter(w);
+    w->kind = WAIT_CONN;
+    w->deadline = deadline(coarse_last_ms, timeout_ms); /* read by conn_parse */
     w->conn = c;
     w->msgid = msgid;
     w->call = true;

@@ -260,6 +260,6 @@ bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_obje
         return true;
     }
     size_t off = 0;
-    return msgpack_unpack((const char *)ptr, len, &off, zone, out) == MSGPACK_UNPACK_SUCCESS &&
+    return zone && msgpack_unpack((const char *)ptr, len, &off, zone, out) == MSGPACK_UNPACK_SUCCESS &&
            off == len;
 }

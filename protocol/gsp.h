@@ -164,6 +164,8 @@ bool gsp_method_is(const struct gsp_envelope *env, const char *name);
  * the caller owns and clears). The span must have passed the framer:
  * memory is then bounded by about 24 bytes per encoded byte. Strings, bins
  * and exts are not copied: they point into ptr, which must outlive them.
+ * A fixint, nil or fixstr needs no zone: with zone NULL, they are the only
+ * values that decode (anything else returns false).
  */
 bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_object *out);
 

@@ -617,6 +617,28 @@ END_TEST
 
 /* ---- values ---------------------------------------------------------------------- */
 
+START_TEST(decode_without_a_zone_only_lone_scalars)
+{
+    msgpack_object o;
+    const uint8_t str[] = {0xa3, 'g', 'e', 't'}, neg[] = {0xff}, nil[] = {0xc0};
+    ck_assert(gsp_decode(str, sizeof str, NULL, &o));
+    ck_assert_int_eq(o.type, MSGPACK_OBJECT_STR);
+    ck_assert_uint_eq(o.via.str.size, 3);
+    ck_assert(memcmp(o.via.str.ptr, "get", 3) == 0);
+    ck_assert(gsp_decode(neg, 1, NULL, &o));
+    ck_assert_int_eq(o.via.i64, -1);
+    ck_assert(gsp_decode(nil, 1, NULL, &o));
+    ck_assert_int_eq(o.type, MSGPACK_OBJECT_NIL);
+    size_t len;
+    const uint8_t *arr = enc(mp("['get', 1]"), &len);
+    ck_assert(!gsp_decode(arr, len, NULL, &o)); /* needs a zone */
+    ck_assert_mp_eq(dec(arr, len), "['get', 1]");
+    const uint8_t u16[] = {0xcd, 0x01, 0x00};
+    ck_assert(!gsp_decode(u16, sizeof u16, NULL, &o));
+    ck_assert_mp_eq(dec(u16, sizeof u16), "256");
+}
+END_TEST
+
 START_TEST(value_copy_is_deep_and_equal)
 {
     const msgpack_object *v =
@@ -1095,6 +1117,7 @@ static Suite *protocol_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("values");
+    tcase_add_test(tc, decode_without_a_zone_only_lone_scalars);
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, value_copy_is_deep_and_equal);
     tcase_add_test(tc, value_copy_ext_and_scalars);
