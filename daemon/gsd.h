@@ -65,6 +65,10 @@ int64_t now_coarse_ms(void);
  * run at once, take their deadline and their callback's start from it. */
 extern int64_t coarse_last_ms;
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
+/* v as text for a log line or an error, cut to fit buf; always terminated
+ * (msgpack_object_print_buffer alone leaves buf unterminated for some
+ * values). Returns buf. */
+const char *value_text(char *buf, size_t size, const msgpack_object *v);
 /* Values the daemon sends often, encoded once. */
 extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
 /* Values a module hands over may nest this deep: room for the two levels a

@@ -234,8 +234,7 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
             opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
         else {
             char text[128];
-            msgpack_object_print_buffer(text, sizeof text, *k);
-            fail(r, GSP_BADARG, "bad start option %s", text);
+            fail(r, GSP_BADARG, "bad start option %s", value_text(text, sizeof text, k));
             return false;
         }
     }
@@ -527,9 +526,9 @@ static void m_reload(struct req *r)
         char text[256];
         gs_value why = gs_nil();
         scratch_decode(reason, &why);
-        msgpack_object_print_buffer(text, sizeof text, why);
         log_msg(LOG_WARN, "reload %s refused: server %llu (%s) code_change: %s", name,
-                (unsigned long long)refused->id, refused->name ? refused->name : "-", text);
+                (unsigned long long)refused->id, refused->name ? refused->name : "-",
+                value_text(text, sizeof text, &why));
         if (!r->notify) {
             msgpack_packer *pk = conn_packer(r->c);
             gsp_pack_error_begin(pk, r->msgid, GSP_CODE_CHANGE);

@@ -188,9 +188,8 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     monitor_server_ended(s, reason.ptr, reason.len);
     s->mod->servers--;
     char text[256];
-    msgpack_object_print_buffer(text, sizeof text, why);
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
-            (unsigned long long)s->id, label(s), s->mod->name, text);
+            (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));
     supervise_ended(s, !clean_exit(&why)); /* last: a restart sees the name free */
     server_unref(s);                       /* the registry's */
     server_unref(s);
@@ -354,9 +353,8 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
             *r = d->handle_info(SELF(s), v, &s->state);
         else {
             char text[128];
-            msgpack_object_print_buffer(text, sizeof text, *v);
             log_msg(LOG_WARN, "server %llu (%s): unexpected message ignored: %s",
-                    (unsigned long long)s->id, label(s), text);
+                    (unsigned long long)s->id, label(s), value_text(text, sizeof text, v));
             *r = gs_noreply();
         }
         return true;

@@ -53,6 +53,14 @@ int64_t now_coarse_ms(void)
     return coarse_last_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+const char *value_text(char *buf, size_t size, const msgpack_object *v)
+{
+    buf[0] = '\0';
+    msgpack_object_print_buffer(buf, size, *v);
+    buf[size - 1] = '\0';
+    return buf;
+}
+
 uint64_t next_ref(void)
 {
     static uint64_t last;

@@ -266,6 +266,46 @@ START_TEST(start_bad_param_types_are_badarg)
 }
 END_TEST
 
+/* An unknown option is named in the error, however it prints: an ext of
+ * mixed bytes, which msgpack-c's printer leaves unterminated when cut. */
+START_TEST(start_unknown_option_is_badarg_naming_it)
+{
+    gsc_reply *r;
+    ERR(gsc_request(C, "start", mp("['counter', 'c', nil, {'linked': true}]"), 5000, &r), &r,
+        "badarg");
+    struct raw *a = RAW_CONNECT(D);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    static const char ext[] = /* found by fuzz_request */
+        "\x6e\x6b\xc3\xad\x6d\x61\x69\x6c\x62\x6f\x78\x5f\x6c\x69\x6d\x69"
+        "\x74\x03\x93\x02\xa4\x63\x61\x73\x74\x92\xa1\x73\x00\x72\x74\x94"
+        "\xa4\x69\x61\x73\x74\x92\xa1\x73\x00\xa4\x63\x61\x6c\x6c\x93\x69"
+        "\x6d\x69\x74\x03\x93\x02\xa4\x63\x61\x73\x74\x92\xa1\x73\x00\x92"
+        "\xa4\x70\x75\x73\x68\xa1\x78\x94\x00\x02\xa4\x63\x61\x6c\x6c\x93"
+        "\xa1\x73\xa3\x70\x6f\x73\x74\x61\x72\x74\x94\xa4\x69\x64\x6c\x65"
+        "\xa1\x69\x01\xc0\x94\x00\x02\xa4\x63\x61\x6c\x6c";
+    gsp_packer_init(&pk, &b);
+    gsp_pack_request(&pk, 1, "start", 4);
+    gsp_pack_str(&pk, "counter");
+    gsp_pack_str(&pk, "c");
+    msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_ext(&pk, sizeof ext - 1, 105);
+    msgpack_pack_ext_body(&pk, ext, sizeof ext - 1);
+    msgpack_pack_true(&pk);
+    RAW_WRITE(a, b.data, b.len);
+    gsp_buf_free(&b);
+    const msgpack_object *m = RAW_RECV(a, 3000);
+    CK_ERR_RESP(m, 1, "badarg");
+    const msgpack_object *why = mp_item(mp_item(m, 2), 1);
+    ck_assert_int_eq(why->type, MSGPACK_OBJECT_STR);
+    ck_assert(why->via.str.size > 0 && why->via.str.size < 200);
+    ck_assert(!registered("c"));
+    raw_ping_ok(a, 2);
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(start_init_stop_is_init_stop_with_reason)
 {
     gsc_reply *r;
@@ -2255,6 +2295,7 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, start_all_digit_name_is_badarg);
     tcase_add_test(tc, start_bad_names_are_badarg);
     tcase_add_test(tc, start_bad_param_types_are_badarg);
+    tcase_add_test(tc, start_unknown_option_is_badarg_naming_it);
     tcase_add_test(tc, params_of_the_wrong_length_are_badarg);
     tcase_add_test(tc, start_init_stop_is_init_stop_with_reason);
     tcase_add_test(tc, start_init_ignore_is_ignore);
