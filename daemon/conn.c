@@ -381,9 +381,7 @@ void conn_flush_all(void)
 static void conn_close(struct conn *c)
 {
     log_msg(LOG_DEBUG, "connection %llu closed", (unsigned long long)c->id);
-    struct waiter *w;
-    while ((w = LIST_FIRST(&c->waiters)) != NULL)
-        waiter_drop(w);
+    waiter_conn_closed(c);
     monitor_conn_closed(c);
     for (size_t i = 0; i < c->nlinks; i++) {
         struct server *s = registry_by_id(c->links[i]);

@@ -330,6 +330,8 @@ void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail);
 /* Frees it unanswered (its caller has gone). */
 void waiter_drop(struct waiter *w);
+/* Drops every waiter of c, unanswered (it has closed). */
+void waiter_conn_closed(struct conn *c);
 /* Answers every waiter of s with ["exit", reason]. */
 void waiter_exit_all(struct server *s, const void *reason, size_t len);
 

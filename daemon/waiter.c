@@ -195,8 +195,9 @@ static void conn_link(struct waiter *w, struct conn *c)
 struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
                                struct server *s)
 {
-    /* Free: the last one was kept or answered. Only what an ordinary
-     * waiter of a call reads is set; its heap_at stays UINT32_MAX. */
+    waiter_keep(); /* free already: the last one was kept or answered */
+    /* Only what an ordinary waiter of a call reads is set; its heap_at
+     * stays UINT32_MAX. */
     struct waiter *w = &at_once;
     w->id = waiter_enter(w);
     w->kind = WAIT_CONN;
@@ -268,6 +269,7 @@ void waiter_drop(struct waiter *w)
     count--;
     if (w == &at_once) {
         at_once.id = 0;
+        at_once.server = NULL;
         return;
     }
     waiter_detach(w);
@@ -382,6 +384,15 @@ void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail)
     gsp_packer_init(&pk, &b);
     gsp_pack_str(&pk, detail);
     answer(w, code, b.data, b.len);
+}
+
+void waiter_conn_closed(struct conn *c)
+{
+    struct waiter *w;
+    if (at_once.id && at_once.conn == c)
+        waiter_drop(&at_once);
+    while ((w = LIST_FIRST(&c->waiters)) != NULL)
+        waiter_drop(w);
 }
 
 void waiter_exit_all(struct server *s, const void *reason, size_t len)
