@@ -179,7 +179,7 @@ endif
 
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
 		$(TESTS:%=$(BUILD)/tests/%) $(BUILD)/examples/async-counter
-	@export GSD_BUILD=$(abspath $(BUILD)); rc=0; \
+	@export GSD_BUILD=$(abspath $(BUILD)) GSD_SOURCE=$(CURDIR); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; \
 	$(PYTHON_CHECK); \
 	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
@@ -205,7 +205,8 @@ VALGRIND_SUITES = check_e2e check_upgrade
 check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
 		$(VALGRIND_SUITES:%=$(BUILD)/tests/%)
 	for t in $(VALGRIND_SUITES); do \
-		GSD_BUILD=$(abspath $(BUILD)) GSD_TEST_WRAP="$(VALGRIND)" $(BUILD)/tests/$$t || exit 1; \
+		GSD_BUILD=$(abspath $(BUILD)) GSD_SOURCE=$(CURDIR) GSD_TEST_WRAP="$(VALGRIND)" \
+			$(BUILD)/tests/$$t || exit 1; \
 	done
 
 # ---- fuzzing ------------------------------------------------------------

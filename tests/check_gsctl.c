@@ -473,10 +473,10 @@ START_TEST(bash_completion_asks_the_daemon)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "PATH=%s:$PATH timeout 10 bash -c '"
-             "source %s/../client/gsctl.bash;"
+             "source %s/client/gsctl.bash;"
              "COMP_WORDS=(gsctl -s %s call \"\"); COMP_CWORD=4; _gsctl; echo \"${COMPREPLY[*]}\";"
              "COMP_WORDS=(gsctl sta); COMP_CWORD=1; _gsctl; echo \"${COMPREPLY[*]}\"' 2>&1",
-             gsd_build(), gsd_build(), D->sock);
+             gsd_build(), gsd_source(), D->sock);
     int status;
     const char *out = shell_output(cmd, &status);
     ck_assert_int_eq(status, 0);

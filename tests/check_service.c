@@ -255,7 +255,7 @@ END_TEST
 START_TEST(the_example_file_is_valid)
 {
     char example[PATH_MAX];
-    snprintf(example, sizeof example, "%s/../etc/gsd.conf", gsd_build());
+    snprintf(example, sizeof example, "%s/etc/gsd.conf", gsd_source());
     D = gsd_start_with((const char *const[]){"-c", example, NULL});
     C = CLIENT(D);
     ck_assert(WAIT_UNTIL(5000, registered("hits") && registered("sessions")));

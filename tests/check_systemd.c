@@ -26,14 +26,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* The source tree: the build directory's parent (build/, build-san/). */
-static const char *src_dir(void)
-{
-    static char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/..", gsd_build());
-    return dir;
-}
-
 static bool have(const char *tool)
 {
     char cmd[256];
@@ -167,7 +159,7 @@ static void stage_units(const char *dir)
     char *out = run(&st,
                     "set -e; cd %s; sed \"s|/usr/local/bin/|%s/|\" %s/systemd/gsd.service > "
                     "gsd.service; cp %s/systemd/gsd.socket .",
-                    dir, gsd_build(), src_dir(), src_dir());
+                    dir, gsd_build(), gsd_source(), gsd_source());
     ck_assert_msg(st == 0, "staging the units: %s", out);
     free(out);
 }

@@ -180,6 +180,16 @@ void sleep_ms(int ms)
 
 /* ---- the daemon -------------------------------------------------------------- */
 
+const char *gsd_source(void)
+{
+    static char dir[PATH_MAX];
+    const char *env = getenv("GSD_SOURCE");
+    if (env && *env)
+        return env;
+    snprintf(dir, sizeof dir, "%s/..", gsd_build());
+    return dir;
+}
+
 const char *gsd_build(void)
 {
     static char dir[PATH_MAX];

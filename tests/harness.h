@@ -40,6 +40,9 @@ struct gsd {
 /* The build directory: $GSD_BUILD, else the one this binary sits in
  * (BUILD/tests/check_x). Static string. */
 const char *gsd_build(void);
+/* The source tree: $GSD_SOURCE (make check sets it), else the build
+ * directory's parent (build/, build-san/). Static string. */
+const char *gsd_source(void);
 
 /* Starts $GSD_BUILD/gsd on a fresh socket with the module directories
  * BUILD/modules and BUILD/test-modules and an empty configuration
