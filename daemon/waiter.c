@@ -20,10 +20,11 @@
  * A client's call handled in the read that brought it is usually answered
  * by its own callback. Its waiter is `at_once`: in the table, so its
  * gs_from finds it, but in no list, its deadline unwatched and not counted
- * as pending. Nothing else can reach it meanwhile: inside a read no
- * connection closes, no timer fires and a server ends only through a
- * callback's result, where waiter_exit_all looks for it. waiter_keep makes
- * it an ordinary waiter if it outlives server_call.
+ * as pending. Nothing else should reach it meanwhile: inside a read no
+ * timer fires, no connection closes (waiter_conn_closed would drop it) and
+ * a server ends only through a callback's result, where waiter_exit_all
+ * looks for it. waiter_keep makes it an ordinary waiter if it outlives
+ * server_call.
  */
 static struct waiter **table;
 static uint64_t mask; /* table size - 1; the size is a power of two */
@@ -195,7 +196,7 @@ static void conn_link(struct waiter *w, struct conn *c)
 struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
                                struct server *s)
 {
-    waiter_keep(); /* free already: the last one was kept or answered */
+    waiter_keep(); /* a no-op: m_call keeps or answers each before the next */
     /* Only what an ordinary waiter of a call reads is set; its heap_at
      * stays UINT32_MAX. */
     struct waiter *w = &at_once;
