@@ -54,13 +54,27 @@ struct ctx {
     char err[512];                  /* a usage error, or "" */
 };
 
+/* What sets a command apart from "send one request, print its answer". */
+enum {
+    CMD_START_OPTS = 0x1, /* takes start's --options (start_flag) */
+    CMD_REF_ARG = 0x2,    /* its argument is a monitor ref: a usage error unless a u64 */
+    CMD_WAIT_DOWN = 0x4,  /* prints the down event its answer (a ref) names, not the answer */
+    CMD_LOCAL = 0x8,      /* exec may answer without the daemon: tried first with x->c NULL */
+};
+
+/* One entry of the command table. */
 struct command {
     const char *name;
     const char *synopsis; /* arguments, for usage */
     const char *help;     /* what it does */
     int min, max;         /* positional arguments */
-    /* Queues the request; 0 if c cannot send. */
+    /* Queues the request; 0 if c cannot send. NULL for a command that is
+     * not one request: exec runs it. */
     uint32_t (*run)(struct ctx *x, gsc_done_fn *done, void *arg);
+    /* Runs the whole command and returns the exit status (-1 from a
+     * CMD_LOCAL command that needs the connection after all). */
+    int (*exec)(struct ctx *x);
+    unsigned flags; /* CMD_* */
 };
 
 static const char *progname = "gsctl";
@@ -185,57 +199,168 @@ static uint32_t run_demonitor(struct ctx *x, gsc_done_fn *done, void *arg)
     return gsc_demonitor_async(x->c, ref, done, arg);
 }
 
-/* batch and complete are run by main, not as one request. */
-static uint32_t run_none(struct ctx *x, gsc_done_fn *done, void *arg)
-{
-    (void)x, (void)done, (void)arg;
-    return 0;
-}
-static uint32_t run_batch(struct ctx *x, gsc_done_fn *done, void *arg)
-{
-    return run_none(x, done, arg);
-}
-static uint32_t run_complete(struct ctx *x, gsc_done_fn *done, void *arg)
-{
-    return run_none(x, done, arg);
-}
+static int run_names(struct ctx *x);
+static int run_batch_file(struct ctx *x);
 
 static const struct command commands[] = {
-    {"ping", "", "checks that the daemon answers: prints \"pong\"", 0, 0, run_ping},
-    {"version", "", "the daemon's version and protocol", 0, 0, run_version},
-    {"call", "SERVER REQUEST", "calls a server and prints its reply (-t: timeout)", 2, 2, run_call},
-    {"cast", "SERVER REQUEST", "casts a request to a server (no reply)", 2, 2, run_cast},
-    {"send", "SERVER MSG", "sends a raw message, handled by handle_info", 2, 2, run_send},
-    {"start", "[OPTIONS] MODULE [NAME|-] [ARGS]",
-     "starts a server and prints its id; NAME - or omitted: anonymous\n"
-     "  --link                 stop it when this connection closes (i.e. when gsctl exits)\n"
-     "  --timeout MS           time allowed for init\n"
-     "  --restart permanent|transient|temporary\n"
-     "  --mailbox-limit N      mailbox length limit",
-     1, 3, run_start},
-    {"stop", "SERVER [REASON]", "stops a server (reason default \"normal\"; -t: timeout)", 1, 2,
-     run_stop},
-    {"whereis", "NAME", "the id registered under NAME, or null", 1, 1, run_whereis},
-    {"list", "", "every running server", 0, 0, run_list},
-    {"info", "SERVER", "a server's id, name, module, status and mailbox length", 1, 1, run_info},
-    {"state", "SERVER", "a server's state, as its module shows it", 1, 1, run_state},
-    {"modules", "", "the loaded modules", 0, 0, run_modules},
-    {"load", "MODULE", "loads a module from the module directories", 1, 1, run_load},
-    {"reload", "MODULE", "reloads a module, upgrading its running servers", 1, 1, run_reload},
-    {"monitor", "SERVER",
-     "monitors a server, waits for it to end and prints the down event\n"
-     "  as {\"ref\":..,\"id\":..,\"name\":..,\"reason\":..} (-t: give up after MS)",
-     1, 1, run_monitor},
-    {"demonitor", "REF", "removes a monitor (of this connection)", 1, 1, run_demonitor},
-    {"batch", "[FILE]",
-     "runs one command per line of FILE (default stdin), pipelined on one\n"
-     "  connection, and prints one result per line, in order:\n"
-     "  {\"ok\":RESULT} or {\"error\":CODE,\"detail\":DETAIL}. Words are split as\n"
-     "  a shell does ('...', \"...\", \\); blank lines and # comments are skipped.\n"
-     "  Exit 1 if any command failed, 3 if the connection broke",
-     0, 1, run_batch},
-    {"complete", "commands|servers|modules",
-     "prints names one per line, for shell completion (asks the daemon)", 1, 1, run_complete},
+    {
+        .name = "ping",
+        .synopsis = "",
+        .help = "checks that the daemon answers: prints \"pong\"",
+        .min = 0,
+        .max = 0,
+        .run = run_ping,
+    },
+    {
+        .name = "version",
+        .synopsis = "",
+        .help = "the daemon's version and protocol",
+        .min = 0,
+        .max = 0,
+        .run = run_version,
+    },
+    {
+        .name = "call",
+        .synopsis = "SERVER REQUEST",
+        .help = "calls a server and prints its reply (-t: timeout)",
+        .min = 2,
+        .max = 2,
+        .run = run_call,
+    },
+    {
+        .name = "cast",
+        .synopsis = "SERVER REQUEST",
+        .help = "casts a request to a server (no reply)",
+        .min = 2,
+        .max = 2,
+        .run = run_cast,
+    },
+    {
+        .name = "send",
+        .synopsis = "SERVER MSG",
+        .help = "sends a raw message, handled by handle_info",
+        .min = 2,
+        .max = 2,
+        .run = run_send,
+    },
+    {
+        .name = "start",
+        .synopsis = "[OPTIONS] MODULE [NAME|-] [ARGS]",
+        .help = "starts a server and prints its id; NAME - or omitted: anonymous\n"
+                "  --link                 stop it when this connection closes"
+                " (i.e. when gsctl exits)\n"
+                "  --timeout MS           time allowed for init\n"
+                "  --restart permanent|transient|temporary\n"
+                "  --mailbox-limit N      mailbox length limit",
+        .min = 1,
+        .max = 3,
+        .run = run_start,
+        .flags = CMD_START_OPTS,
+    },
+    {
+        .name = "stop",
+        .synopsis = "SERVER [REASON]",
+        .help = "stops a server (reason default \"normal\"; -t: timeout)",
+        .min = 1,
+        .max = 2,
+        .run = run_stop,
+    },
+    {
+        .name = "whereis",
+        .synopsis = "NAME",
+        .help = "the id registered under NAME, or null",
+        .min = 1,
+        .max = 1,
+        .run = run_whereis,
+    },
+    {
+        .name = "list",
+        .synopsis = "",
+        .help = "every running server",
+        .min = 0,
+        .max = 0,
+        .run = run_list,
+    },
+    {
+        .name = "info",
+        .synopsis = "SERVER",
+        .help = "a server's id, name, module, status and mailbox length",
+        .min = 1,
+        .max = 1,
+        .run = run_info,
+    },
+    {
+        .name = "state",
+        .synopsis = "SERVER",
+        .help = "a server's state, as its module shows it",
+        .min = 1,
+        .max = 1,
+        .run = run_state,
+    },
+    {
+        .name = "modules",
+        .synopsis = "",
+        .help = "the loaded modules",
+        .min = 0,
+        .max = 0,
+        .run = run_modules,
+    },
+    {
+        .name = "load",
+        .synopsis = "MODULE",
+        .help = "loads a module from the module directories",
+        .min = 1,
+        .max = 1,
+        .run = run_load,
+    },
+    {
+        .name = "reload",
+        .synopsis = "MODULE",
+        .help = "reloads a module, upgrading its running servers",
+        .min = 1,
+        .max = 1,
+        .run = run_reload,
+    },
+    {
+        .name = "monitor",
+        .synopsis = "SERVER",
+        .help = "monitors a server, waits for it to end and prints the down event\n"
+                "  as {\"ref\":..,\"id\":..,\"name\":..,\"reason\":..} (-t: give up after MS)",
+        .min = 1,
+        .max = 1,
+        .run = run_monitor,
+        .flags = CMD_WAIT_DOWN,
+    },
+    {
+        .name = "demonitor",
+        .synopsis = "REF",
+        .help = "removes a monitor (of this connection)",
+        .min = 1,
+        .max = 1,
+        .run = run_demonitor,
+        .flags = CMD_REF_ARG,
+    },
+    {
+        .name = "batch",
+        .synopsis = "[FILE]",
+        .help = "runs one command per line of FILE (default stdin), pipelined on one\n"
+                "  connection, and prints one result per line, in order:\n"
+                "  {\"ok\":RESULT} or {\"error\":CODE,\"detail\":DETAIL}. Words are split as\n"
+                "  a shell does ('...', \"...\", \\); blank lines and # comments are skipped.\n"
+                "  Exit 1 if any command failed, 3 if the connection broke",
+        .min = 0,
+        .max = 1,
+        .exec = run_batch_file,
+    },
+    {
+        .name = "complete",
+        .synopsis = "commands|servers|modules",
+        .help = "prints names one per line, for shell completion (asks the daemon)",
+        .min = 1,
+        .max = 1,
+        .exec = run_names,
+        .flags = CMD_LOCAL, /* complete commands lists this table */
+    },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -396,7 +521,7 @@ static bool parse_args(struct ctx *x, const struct command *cmd, int argc, char 
             exit(0);
         }
         if (opts && strncmp(a, "--", 2) == 0) {
-            if (cmd->run != run_start)
+            if (!(cmd->flags & CMD_START_OPTS))
                 return bad(x, "unknown option %s", a);
             int used = start_flag(x, argc, argv, i);
             if (used == 0)
@@ -411,7 +536,7 @@ static bool parse_args(struct ctx *x, const struct command *cmd, int argc, char 
     if (x->nargs < cmd->min)
         return bad(x, "missing arguments");
     uint64_t ref;
-    if (cmd->run == run_demonitor && !parse_u64(x->arg[0], &ref))
+    if ((cmd->flags & CMD_REF_ARG) && !parse_u64(x->arg[0], &ref))
         return bad(x, "REF is a number, not \"%s\"", x->arg[0]);
     /* A bad value is a usage error before anything is sent. */
     for (int i = 0; i < x->nargs; i++)
@@ -538,7 +663,7 @@ static int run_one(struct ctx *x, const struct command *cmd)
     if (cmd->run(x, outcome_done, &o) != 0)
         gsc_run(x->c, -1); /* the request's own deadline bounds the wait */
     int rc;
-    if (o.done && o.status == GSC_OK && cmd->run == run_monitor) {
+    if (o.done && o.status == GSC_OK && (cmd->flags & CMD_WAIT_DOWN)) {
         const msgpack_object *v = &o.reply->result;
         rc = wait_down(x, v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0);
     } else if (o.done && o.status == GSC_OK) {
@@ -567,6 +692,8 @@ static int run_names(struct ctx *x)
             printf("%s\n", commands[i].name);
         return flush_stdout();
     }
+    if (x->c == NULL)
+        return -1; /* connect first: a connection error comes before a bad WHAT */
     gsc_reply *r = NULL;
     int status;
     if (strcmp(what, "servers") == 0)
@@ -735,7 +862,7 @@ static bool batch_line(const struct ctx *base, char *line, struct outcome *o)
         bad(&x, "%s", why);
     else if (cmd == NULL)
         bad(&x, "unknown command \"%s\"", words[0]);
-    else if (cmd->run == run_batch || cmd->run == run_complete || cmd->run == run_monitor)
+    else if (cmd->run == NULL || (cmd->flags & CMD_WAIT_DOWN)) /* a line: one request, its answer */
         bad(&x, "%s cannot run in a batch", cmd->name);
     else if (parse_args(&x, cmd, n - 1, words + 1) && cmd->run(&x, outcome_done, o) == 0)
         o->done = true, o->status = GSC_BROKEN;
@@ -913,9 +1040,10 @@ int main(int argc, char **argv)
         abort();
     if (!parse_args(&x, cmd, argc - optind, argv + optind))
         usage_error(cmd, "%s", x.err);
-    if (cmd->run == run_complete && strcmp(x.arg[0], "commands") == 0) {
+    int rc;
+    if ((cmd->flags & CMD_LOCAL) && (rc = cmd->exec(&x)) >= 0) {
         msgpack_zone_destroy(&zone);
-        return run_names(&x);
+        return rc;
     }
 
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -931,13 +1059,7 @@ int main(int argc, char **argv)
         return EXIT_CONN;
     }
 
-    int rc;
-    if (cmd->run == run_batch)
-        rc = run_batch_file(&x);
-    else if (cmd->run == run_complete)
-        rc = run_names(&x);
-    else
-        rc = run_one(&x, cmd);
+    rc = cmd->exec ? cmd->exec(&x) : run_one(&x, cmd);
     gsc_close(&x.c);
     msgpack_zone_destroy(&zone);
     return rc;

@@ -467,6 +467,41 @@ START_TEST(complete_names_from_the_daemon)
 }
 END_TEST
 
+/* The rules the command table sets apart from "one request, one answer". */
+START_TEST(per_command_rules)
+{
+    char *out, *err;
+    /* complete commands reads the table: no daemon needed; the rest ask it,
+     * so without one they exit 3 before WHAT is even checked */
+    struct proc *p =
+        gsctl_spawn("/nonexistent/gsd.sock", (const char *[]){"complete", "commands", NULL});
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 0);
+    ck_assert(contains(out, "\nmonitor\n"));
+    p = gsctl_spawn("/nonexistent/gsd.sock", (const char *[]){"complete", "servers", NULL});
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 3);
+    p = gsctl_spawn("/nonexistent/gsd.sock", (const char *[]){"complete", "nonsense", NULL});
+    ck_assert_int_eq(gsctl_wait(&p, 10000, &out, &err), 3);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "complete", "nonsense", NULL), 2);
+    /* only demonitor's argument must be a number; only start takes --options */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "demonitor", "x", NULL), 2);
+    ck_assert_msg(contains(err, "REF is a number, not \"x\""), "stderr: '%s'", err);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "--link", "c", "get", NULL), 2);
+    ck_assert_msg(contains(err, "unknown option --link"), "stderr: '%s'", err);
+    /* batch runs one request a line: not batch, complete or monitor */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'batch\\ncomplete commands\\ndemonitor x\\n' | %s/gsctl -s %s batch; echo $?",
+             gsd_build(), D->sock);
+    int status;
+    ck_assert_str_eq(shell_output(cmd, &status),
+                     "{\"error\":\"usage\",\"detail\":\"batch cannot run in a batch\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"complete cannot run in a batch\"}\n"
+                     "{\"error\":\"usage\",\"detail\":\"REF is a number, not \\\"x\\\"\"}\n"
+                     "1\n");
+    ck_assert_int_eq(status, 0);
+}
+END_TEST
+
 START_TEST(bash_completion_asks_the_daemon)
 {
     GSCTL_OK("start", "counter", "alpha");
@@ -516,6 +551,7 @@ static Suite *gsctl_suite(void)
     tcase_add_test(tc, batch_pipelines_thousands);
     tcase_add_test(tc, output_modes);
     tcase_add_test(tc, complete_names_from_the_daemon);
+    tcase_add_test(tc, per_command_rules);
     tcase_add_test(tc, bash_completion_asks_the_daemon);
     suite_add_tcase(s, tc);
 
