@@ -48,13 +48,13 @@ VERSION := $(shell sed -n 's/^\#define GSD_VERSION "\(.*\)"/\1/p' daemon/gsd.h)
 # DWARF 4: Debian's valgrind cannot read clang 14's default, DWARF 5.
 OPT ?= -O2 -g $(if $(findstring clang,$(CC)),-gdwarf-4)
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(LTO) $(SANFLAGS) \
-	-Iinclude -Iprotocol -Iclient -Idaemon -DGSD_MODULE_DIR='"$(MODULEDIR)"' $(CFLAGS)
+	-Iinclude -Iprotocol -Icommon -Iclient -Idaemon -DGSD_MODULE_DIR='"$(MODULEDIR)"' $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 PROTOCOL_SRC = $(wildcard protocol/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
 CLIENT_SRC = client/gsclient.c client/gsmulti.c
-GSCTL_SRC = client/gsctl.c client/json.c
+GSCTL_SRC = client/gsctl.c common/json.c
 MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
 TEST_MODULES = $(patsubst tests/modules/%.c,%,$(wildcard tests/modules/*.c))
 TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
@@ -84,8 +84,9 @@ $(BUILD)/%.pc: pkgconfig/%.pc.in $(BUILD)/paths daemon/gsd.h
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@MODULEDIR@|$(MODULEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
-# The daemon reads JSON args in its configuration with gsctl's converter.
-$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC) client/json.c)
+# The daemon reads JSON args in its configuration with the converter it
+# shares with gsctl (common/json.c).
+$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC) common/json.c)
 	$(CC) $(LDFLAGS_ALL) $(OPT) $(LTO) -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson
 
 $(BUILD)/libgsclient.a: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
@@ -161,7 +162,7 @@ $(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(
 # These link the daemon's objects directly (all but main.c).
 IN_PROCESS_TESTS = check_units check_limits
 $(IN_PROCESS_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(call obj,tests/%.c) \
-		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC)) client/json.c) $(BUILD)/libgsclient.a
+		$(call obj,$(filter-out daemon/main.c,$(DAEMON_SRC)) common/json.c) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc -ldl -lconfig -ljansson
 
@@ -223,7 +224,7 @@ $(BUILD)/fuzz/fuzz_frame: $(call obj,fuzz/fuzz_frame.c $(PROTOCOL_SRC))
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -lmsgpackc
 
 $(BUILD)/fuzz/fuzz_request: $(call obj,fuzz/fuzz_request.c \
-		$(filter-out daemon/main.c,$(DAEMON_SRC)) $(PROTOCOL_SRC) client/json.c)
+		$(filter-out daemon/main.c,$(DAEMON_SRC)) $(PROTOCOL_SRC) common/json.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson
 

@@ -1,5 +1,6 @@
 /*
- * json.h — JSON for gsctl: command-line arguments in, results out.
+ * json.h — JSON text to msgpack objects and back: gsctl's arguments and
+ * results, the daemon's args_json. Below both (common/), linked by each.
  *
  * Input is parsed by jansson and turned into msgpack objects; output is
  * printed straight from msgpack objects by a small printer of our own, so
