@@ -3,7 +3,7 @@
 #   make                   daemon, client library, gsctl, reference modules
 #   make check             the whole test suite, then check-valgrind and fuzz
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
-#   make check-valgrind    the end-to-end suite with the daemon under valgrind
+#   make check-valgrind    the end-to-end suites with the daemon under valgrind
 #   make soak              mixed load for SOAK_SECONDS, then RSS and fds back to level
 #   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
 #   make deps              installs the Debian build dependencies (as root)
@@ -159,6 +159,13 @@ $(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc
 
+# The end-to-end suites share their fixture and helpers (tests/e2e.c).
+E2E_TESTS = $(filter check_e2e_%,$(TESTS))
+$(E2E_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(call obj,tests/%.c tests/e2e.c) $(TEST_SUPPORT) \
+		$(BUILD)/libgsclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lmsgpackc
+
 # These link the daemon's objects directly (all but main.c).
 IN_PROCESS_TESTS = check_units check_limits
 $(IN_PROCESS_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(call obj,tests/%.c) \
@@ -186,7 +193,7 @@ check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) 
 	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
 		timeout 300 sh tests/check_install.sh || rc=1; exit $$rc
 ifneq ($(SANITIZE),1)
-	@echo "== check_e2e and check_upgrade under valgrind"
+	@echo "== check_e2e_* and check_upgrade under valgrind"
 	$(MAKE) --no-print-directory check-valgrind
 	$(MAKE) --no-print-directory fuzz
 endif
@@ -198,11 +205,11 @@ $(BUILD)/examples/async-counter: docs/scripting.md $(BUILD)/libgsclient.a
 	sed -n '/^<!-- example: async-counter.c -->/,/^```$$/p' $< | sed '1,2d;$$d' > $@.c
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $@.c $(BUILD)/libgsclient.a -levent -lmsgpackc
 
-# The end-to-end suite with the daemon under valgrind: any error or leak
+# The end-to-end suites with the daemon under valgrind: any error or leak
 # makes its exit status, and so the test, fail.
 VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99
-VALGRIND_SUITES = check_e2e check_upgrade
+VALGRIND_SUITES = $(E2E_TESTS) check_upgrade
 check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
 		$(VALGRIND_SUITES:%=$(BUILD)/tests/%)
 	for t in $(VALGRIND_SUITES); do \

@@ -1,0 +1,322 @@
+/*
+ * check_e2e_admin.c — the daemon's own methods end to end: ping, version,
+ * whereis, which, info, get_state, unknown methods, modules and load, and
+ * who may use them (a peer that is not an admin).
+ *
+ * Each test starts its own daemon (e2e.h) and checks at the end that it
+ * still exits 0 on SIGTERM.
+ */
+#include "e2e.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ============================= introspection ============================== */
+
+START_TEST(ping_answers_pong)
+{
+    gsc_reply *r;
+    ck_assert_mp_eq(OK(gsc_ping(C, &r), &r), "'pong'");
+}
+END_TEST
+
+START_TEST(version_has_protocol_1_and_version_string)
+{
+    gsc_reply *r;
+    const msgpack_object *v = OK(gsc_version(C, &r), &r);
+    ck_assert_mp_eq(mp_get(v, "protocol"), "1");
+    ck_assert_ptr_nonnull(mp_get(v, "version"));
+    ck_assert_int_eq(mp_get(v, "version")->type, MSGPACK_OBJECT_STR);
+}
+END_TEST
+
+START_TEST(whereis_unknown_is_nil)
+{
+    ck_assert_mp_eq(whereis("ghost"), "nil");
+}
+END_TEST
+
+START_TEST(which_lists_every_server)
+{
+    gsc_reply *r;
+    uint64_t a = START(C, "counter", "a", NULL);
+    uint64_t b = START(C, "stack", NULL, NULL);
+    uint64_t p = probe("p", NULL);
+    const msgpack_object *list = OK(gsc_which(C, &r), &r);
+    ck_assert_int_eq(list->type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_uint_eq(list->via.array.size, 3);
+    int seen = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        const msgpack_object *e = mp_item(list, i);
+        uint64_t id = (uint64_t)MP_INT(mp_get(e, "id"));
+        if (id == a) {
+            ck_assert_mp_eq(mp_get(e, "name"), "'a'");
+            ck_assert_mp_eq(mp_get(e, "module"), "'counter'");
+        } else if (id == b) {
+            ck_assert_mp_eq(mp_get(e, "name"), "nil");
+            ck_assert_mp_eq(mp_get(e, "module"), "'stack'");
+        } else if (id == p) {
+            ck_assert_mp_eq(mp_get(e, "name"), "'p'");
+            ck_assert_mp_eq(mp_get(e, "module"), "'probe'");
+        }
+        seen |= (id == a) << 0 | (id == b) << 1 | (id == p) << 2;
+    }
+    ck_assert_int_eq(seen, 7);
+    stop("a", NULL);
+    ck_assert_uint_eq(OK(gsc_which(C, &r), &r)->via.array.size, 2);
+}
+END_TEST
+
+START_TEST(info_has_the_contract_fields)
+{
+    uint64_t id = forms("f", NULL);
+    const msgpack_object *i = info("f");
+    ck_assert_mp_eq(mp_get(i, "id"), "%u", id);
+    ck_assert_mp_eq(mp_get(i, "name"), "'f'");
+    ck_assert_mp_eq(mp_get(i, "module"), "'forms'");
+    ck_assert_mp_eq(mp_get(i, "vsn"), "3");
+    ck_assert_mp_eq(mp_get(i, "status"), "'running'");
+    ck_assert_mp_eq(mp_get(i, "mailbox"), "0");
+    ck_assert_mp_eq(mp_get(info(id_str(id)), "name"), "'f'");
+}
+END_TEST
+
+/* info's figures are counters kept as messages flow: a backlog shows in
+ * mailbox and its high-water mark, and one slow callback is counted and
+ * logged once. */
+START_TEST(info_counts_the_backlog_and_slow_callbacks)
+{
+    forms("f", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "call", mp("['f', ['busy', 300], nil]")); /* > the 100 ms threshold */
+    sleep_ms(100); /* the daemon is inside the slow callback now */
+    for (int i = 0; i < 5; i++)
+        RAW_NOTIFY(a, "cast", mp("['f', 'one']"));
+    RAW_NOTIFY(a, "send", mp("['f', 'x']"));
+    RAW_REQUEST(a, 2, "info", mp("['f']"));
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, 'done']");
+    const msgpack_object *resp = RAW_RECV(a, 3000); /* read with the backlog, before it ran */
+    ck_assert_mp_eq(mp_get(&resp->via.array.ptr[3], "mailbox"), "6");
+    raw_close(&a);
+    ck_assert(WAIT_UNTIL(3000, mp_eq(mp_get(info("f"), "mailbox"), "0")));
+    const msgpack_object *now = info("f");
+    ck_assert_mp_eq(mp_get(now, "mailbox_high"), "6");
+    ck_assert_mp_eq(mp_get(now, "handled"), "{'call': 1, 'cast': 5, 'info': 1}");
+    ck_assert_mp_eq(mp_get(now, "slow_callbacks"), "1");
+    const char *log = file_read(gsd_path(D, "gsd.log"));
+    const char *line = strstr(log, "handle_call took");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_ptr_null(strstr(line + 1, "handle_call took"));
+}
+END_TEST
+
+START_TEST(info_unknown_server_is_noproc)
+{
+    gsc_reply *r;
+    ERR(gsc_info(C, "ghost", &r), &r, "noproc");
+}
+END_TEST
+
+START_TEST(get_state_shows_format_state)
+{
+    gsc_reply *r;
+    START(C, "counter", "c", mp("7"));
+    ck_assert_mp_eq(OK(gsc_get_state(C, "c", &r), &r), "7");
+    forms("f", NULL);
+    cast("f", mp("'one'"));
+    const msgpack_object *s = OK(gsc_get_state(C, "f", &r), &r);
+    ck_assert_mp_eq(mp_get(s, "casts"), "1");
+}
+END_TEST
+
+START_TEST(get_state_without_format_state_is_unsupported)
+{
+    gsc_reply *r;
+    START(C, "minimal", "m", NULL);
+    ERR(gsc_get_state(C, "m", &r), &r, "unsupported");
+    ck_assert(registered("m"));
+}
+END_TEST
+
+START_TEST(get_state_unknown_server_is_noproc)
+{
+    gsc_reply *r;
+    ERR(gsc_get_state(C, "ghost", &r), &r, "noproc");
+}
+END_TEST
+
+START_TEST(unknown_method_is_unknown_method)
+{
+    gsc_reply *r;
+    ERR(gsc_request(C, "frobnicate", NULL, 5000, &r), &r, "unknown_method");
+    ck_assert_mp_eq(OK(gsc_ping(C, &r), &r), "'pong'");
+}
+END_TEST
+
+/* ============================ modules and load ============================ */
+
+/* The entry named `name` in a modules list, or NULL. */
+static const msgpack_object *module_entry(const msgpack_object *list, const char *name)
+{
+    for (uint32_t i = 0; list && i < list->via.array.size; i++)
+        if (mp_eq(mp_get(mp_item(list, i), "name"), "%s", name))
+            return mp_item(list, i);
+    return NULL;
+}
+
+START_TEST(modules_lists_loaded_modules)
+{
+    gsc_reply *r;
+    START(C, "counter", NULL, NULL);
+    const msgpack_object *list = OK(gsc_modules(C, &r), &r);
+    ck_assert_int_eq(list->type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_mp_eq(mp_get(module_entry(list, "counter"), "vsn"), "1");
+}
+END_TEST
+
+START_TEST(load_answers_name_and_vsn)
+{
+    gsc_reply *r;
+    const msgpack_object *m = OK(gsc_load(C, "forms", &r), &r);
+    ck_assert_mp_eq(mp_get(m, "name"), "'forms'");
+    ck_assert_mp_eq(mp_get(m, "vsn"), "3");
+    ck_assert_mp_eq(mp_get(module_entry(OK(gsc_modules(C, &r), &r), "forms"), "vsn"), "3");
+}
+END_TEST
+
+START_TEST(load_unknown_module_is_module_error)
+{
+    gsc_reply *r;
+    ERR(gsc_load(C, "no_such_module", &r), &r, "module");
+}
+END_TEST
+
+START_TEST(load_wrong_abi_is_module_error)
+{
+    gsc_reply *r;
+    ERR(gsc_load(C, "badabi", &r), &r, "module");
+    ck_assert_ptr_null(module_entry(OK(gsc_modules(C, &r), &r), "badabi"));
+    ERR(gsc_load(C, "noinit", &r), &r, "module");
+}
+END_TEST
+
+START_TEST(load_path_is_refused)
+{
+    const char *bad[] = {"../modules/counter", "/tmp/x", "counter.so", ""};
+    for (int i = 0; i < 4; i++) {
+        gsc_reply *r = NULL;
+        int st = gsc_load(C, bad[i], &r);
+        ck_assert_msg(st == GSC_ERROR &&
+                          (strcmp(r->code, "badarg") == 0 || strcmp(r->code, "module") == 0),
+                      "load '%s': status %d code %s", bad[i], st, r ? r->code : "-");
+        gsc_reply_destroy(&r);
+    }
+    gsc_reply *r;
+    ERR(gsc_request(C, "load", mp("[5]"), 5000, &r), &r, "badarg");
+}
+END_TEST
+
+/* ============================ who may do what ============================= */
+
+/* As uid nobody: what `code` the request answered, "ok" for a result. */
+static const char *as_nobody(gsc *c, int status, gsc_reply *r)
+{
+    const char *what = status == GSC_OK ? "ok" : status == GSC_ERROR ? r->code : "broken";
+    (void)c;
+    return what;
+}
+
+/* A peer that is neither root nor the daemon's uid may call, but not change
+ * what runs: start, stop, load and get_state answer unauthorized. */
+START_TEST(non_admin_peer_may_call_but_not_change_what_runs)
+{
+    START(C, "counter", "c", mp("1"));
+    char parent[sizeof D->dir];
+    snprintf(parent, sizeof parent, "%s", D->dir);
+    chmod(dirname(parent), 0711); /* let uid nobody reach the socket */
+    chmod(D->dir, 0711);
+    chmod(D->sock, 0666);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(100);
+        gsc *c = gsc_connect(D->sock);
+        if (c == NULL)
+            _exit(101);
+        gsc_reply *r = NULL;
+        int bad = 0, st;
+        st = gsc_call(c, "c", mp("'get'"), 0, &r);
+        bad |= strcmp(as_nobody(c, st, r), "ok") != 0;
+        gsc_reply_destroy(&r);
+        st = gsc_start(c, "counter", "d", NULL, NULL, &r);
+        bad |= (strcmp(as_nobody(c, st, r), "unauthorized") != 0) << 1;
+        gsc_reply_destroy(&r);
+        st = gsc_stop(c, "c", NULL, 0, &r);
+        bad |= (strcmp(as_nobody(c, st, r), "unauthorized") != 0) << 2;
+        gsc_reply_destroy(&r);
+        st = gsc_get_state(c, "c", &r);
+        bad |= (strcmp(as_nobody(c, st, r), "unauthorized") != 0) << 3;
+        gsc_reply_destroy(&r);
+        st = gsc_load(c, "stack", &r);
+        bad |= (strcmp(as_nobody(c, st, r), "unauthorized") != 0) << 4;
+        gsc_reply_destroy(&r);
+        gsc_close(&c);
+        _exit(bad);
+    }
+    int raw;
+    ck_assert_int_eq(waitpid(pid, &raw, 0), pid);
+    ck_assert_msg(WIFEXITED(raw) && WEXITSTATUS(raw) == 0, "as nobody: exit %d",
+                  WIFEXITED(raw) ? WEXITSTATUS(raw) : -1);
+    ck_assert(registered("c"));
+    ck_assert(!registered("d"));
+}
+END_TEST
+
+static Suite *admin_suite(void)
+{
+    Suite *s = suite_create("e2e_admin");
+    TCase *tc;
+
+    tc = tcase_create("introspection");
+    tcase_add_checked_fixture(tc, e2e_setup, e2e_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, ping_answers_pong);
+    tcase_add_test(tc, version_has_protocol_1_and_version_string);
+    tcase_add_test(tc, whereis_unknown_is_nil);
+    tcase_add_test(tc, which_lists_every_server);
+    tcase_add_test(tc, info_has_the_contract_fields);
+    tcase_add_test(tc, info_unknown_server_is_noproc);
+    tcase_add_test(tc, info_counts_the_backlog_and_slow_callbacks);
+    tcase_add_test(tc, get_state_shows_format_state);
+    tcase_add_test(tc, get_state_without_format_state_is_unsupported);
+    tcase_add_test(tc, get_state_unknown_server_is_noproc);
+    tcase_add_test(tc, unknown_method_is_unknown_method);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("modules");
+    tcase_add_checked_fixture(tc, e2e_setup, e2e_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, modules_lists_loaded_modules);
+    tcase_add_test(tc, load_answers_name_and_vsn);
+    tcase_add_test(tc, load_unknown_module_is_module_error);
+    tcase_add_test(tc, load_wrong_abi_is_module_error);
+    tcase_add_test(tc, load_path_is_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("auth");
+    tcase_add_checked_fixture(tc, e2e_setup, e2e_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, non_admin_peer_may_call_but_not_change_what_runs);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(admin_suite());
+}
