@@ -412,25 +412,21 @@ static gsc_reply *take_response(const struct gsp_envelope *env)
     zone_init(&r->zone);
     r->result.type = MSGPACK_OBJECT_NIL;
     r->detail.type = MSGPACK_OBJECT_NIL;
-    msgpack_object err;
-    if (!decode_into(&r->zone, &env->error, &err))
-        goto bad;
-    if (err.type == MSGPACK_OBJECT_NIL) {
+    const char *code;
+    uint32_t code_len;
+    struct gsp_span detail;
+    if (gsp_span_is_nil(env->error)) {
         if (!decode_into(&r->zone, &env->result, &r->result))
+            goto bad;
+    } else if (gsp_error_read(env->error, &code, &code_len, &detail)) {
+        r->code = zone_strndup(&r->zone, code, code_len);
+        if (!decode_into(&r->zone, &detail, &r->detail))
             goto bad;
     } else {
         /* The contract says [code, detail]; anything else still is an error. */
-        const msgpack_object *code = NULL;
-        if (err.type == MSGPACK_OBJECT_ARRAY && err.via.array.size >= 1)
-            code = &err.via.array.ptr[0];
-        if (code && (code->type == MSGPACK_OBJECT_STR || code->type == MSGPACK_OBJECT_BIN)) {
-            r->code = zone_strndup(&r->zone, code->via.str.ptr, code->via.str.size);
-            if (err.via.array.size >= 2)
-                r->detail = err.via.array.ptr[1];
-        } else {
-            r->code = "invalid_error";
-            r->detail = err;
-        }
+        r->code = "invalid_error";
+        if (!decode_into(&r->zone, &env->error, &r->detail))
+            goto bad;
     }
     return r;
 bad:
@@ -443,25 +439,17 @@ bad:
  * matches on. */
 static void take_down(gsc *c, const struct gsp_envelope *env)
 {
-    struct gsp_cursor p = env->params;
-    struct gsp_span name = {NULL, 0}, reason = {NULL, 0}, skip;
-    uint64_t ref, id = 0;
-    if (env->nparams < 1 || !gsp_get_uint(&p, &ref))
+    struct gsp_down in;
+    if (!gsp_down_read(env, &in))
         return; /* nobody could tell whose it is */
-    if (env->nparams >= 2 && !gsp_get_uint(&p, &id))
-        gsp_get_span(&p, &skip); /* not an id (nil?): id stays 0 */
-    if (env->nparams >= 3)
-        gsp_get_span(&p, &name);
-    if (env->nparams >= 4)
-        gsp_get_span(&p, &reason);
     gsc_down *d = xcalloc(1, sizeof *d);
     zone_init(&d->zone);
-    d->ref = ref;
-    d->id = id;
+    d->ref = in.ref;
+    d->id = in.id;
     d->name.type = MSGPACK_OBJECT_NIL;
     d->reason.type = MSGPACK_OBJECT_NIL;
-    if ((name.ptr && !decode_into(&d->zone, &name, &d->name)) ||
-        (reason.ptr && !decode_into(&d->zone, &reason, &d->reason))) {
+    if ((in.name.ptr && !decode_into(&d->zone, &in.name, &d->name)) ||
+        (in.reason.ptr && !decode_into(&d->zone, &in.reason, &d->reason))) {
         gsc_down_destroy(&d);
         return;
     }
@@ -481,27 +469,17 @@ static void take_down(gsc *c, const struct gsp_envelope *env)
 /* Remembers an error notification, [code, detail], to explain the close. */
 static void take_error_note(gsc *c, const struct gsp_envelope *env)
 {
-    struct gsp_cursor p = env->params;
-    struct gsp_span code = {NULL, 0}, detail = {NULL, 0};
-    if (env->nparams >= 1)
-        gsp_get_span(&p, &code);
-    if (env->nparams >= 2)
-        gsp_get_span(&p, &detail);
-    msgpack_zone z;
-    zone_init(&z);
-    msgpack_object o;
-    int n = 0;
-    if (code.ptr && decode_into(&z, &code, &o) && o.type == MSGPACK_OBJECT_STR)
-        n = snprintf(c->note, sizeof c->note, "%.*s", (int)o.via.str.size, o.via.str.ptr);
-    else
-        n = snprintf(c->note, sizeof c->note, "error");
+    const char *code = "error";
+    uint32_t code_len = 5;
+    struct gsp_span detail = {NULL, 0};
+    gsp_error_notify_read(env, &code, &code_len, &detail);
+    int n = snprintf(c->note, sizeof c->note, "%.*s", (int)code_len, code);
     /* A string detail is shown; other details are left to debugging tools. */
-    if (detail.ptr && decode_into(&z, &detail, &o) && o.type == MSGPACK_OBJECT_STR && n > 0 &&
-        (size_t)n < sizeof c->note) {
-        snprintf(c->note + n, sizeof c->note - (size_t)n, ": %.*s", (int)o.via.str.size,
-                 o.via.str.ptr);
-    }
-    msgpack_zone_destroy(&z);
+    struct gsp_cursor d = {detail.ptr, detail.ptr + detail.len};
+    const char *text;
+    uint32_t len;
+    if (detail.ptr && gsp_get_str(&d, &text, &len) && n > 0 && (size_t)n < sizeof c->note)
+        snprintf(c->note + n, sizeof c->note - (size_t)n, ": %.*s", (int)len, text);
 }
 
 /* Acts on one complete message. */

@@ -4,6 +4,12 @@
 
 #include <string.h>
 
+static struct gsp_span enc_nil_span(void)
+{
+    static const uint8_t nil = 0xc0;
+    return (struct gsp_span){&nil, 1};
+}
+
 static bool head(const struct gsp_cursor *c, struct gsp_head *h)
 {
     return gsp_head(c->p, (size_t)(c->end - c->p), h) == 1 &&
@@ -233,6 +239,49 @@ bool gsp_method_is(const struct gsp_envelope *env, const char *name)
 {
     size_t n = strlen(name);
     return env->method_len == n && memcmp(env->method, name, n) == 0;
+}
+
+/* [code, detail] from c, past its array header of n items. */
+static bool code_detail(struct gsp_cursor *c, uint32_t n, const char **code, uint32_t *code_len,
+                        struct gsp_span *detail)
+{
+    if (n < 1 || !gsp_get_str(c, code, code_len))
+        return false;
+    *detail = enc_nil_span();
+    if (n >= 2)
+        gsp_get_span(c, detail);
+    return true;
+}
+
+bool gsp_error_read(struct gsp_span error, const char **code, uint32_t *code_len,
+                    struct gsp_span *detail)
+{
+    struct gsp_cursor c = {error.ptr, error.ptr + error.len};
+    uint32_t n;
+    return gsp_get_array(&c, &n) && code_detail(&c, n, code, code_len, detail);
+}
+
+bool gsp_error_notify_read(const struct gsp_envelope *env, const char **code, uint32_t *code_len,
+                           struct gsp_span *detail)
+{
+    struct gsp_cursor c = env->params;
+    return code_detail(&c, env->nparams, code, code_len, detail);
+}
+
+bool gsp_down_read(const struct gsp_envelope *env, struct gsp_down *d)
+{
+    struct gsp_cursor p = env->params;
+    struct gsp_span skip;
+    memset(d, 0, sizeof *d);
+    if (env->nparams < 1 || !gsp_get_uint(&p, &d->ref))
+        return false;
+    if (env->nparams >= 2 && !gsp_get_uint(&p, &d->id))
+        gsp_get_span(&p, &skip); /* not an id (nil?): id stays 0 */
+    if (env->nparams >= 3)
+        gsp_get_span(&p, &d->name);
+    if (env->nparams >= 4)
+        gsp_get_span(&p, &d->reason);
+    return true;
 }
 
 bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_object *out)

@@ -15,7 +15,10 @@
  *      msgid, method, and the params (or error and result) as byte spans;
  *   3. gsp_decode turns a span into msgpack objects, only when needed.
  *
- * Output is packed with msgpack-c into a gsp_buf.
+ * Output is packed with msgpack-c into a gsp_buf: every envelope (request,
+ * response, notification, down, and the shapes a server is told a call's
+ * answer and a down in) by a gsp_pack_* function here, read back by the
+ * gsp_*_read functions, by the daemon and libgsclient alike.
  *
  * Don't forget to bump GSP_PROTOCOL_VERSION when the wire changes.
  */
@@ -108,6 +111,11 @@ struct gsp_span {
     size_t len;
 };
 
+static inline bool gsp_span_is_nil(struct gsp_span s)
+{
+    return s.len == 1 && s.ptr[0] == 0xc0;
+}
+
 /* A reader over a complete, framed message. Every get advances past what it
  * read, or returns false and leaves the cursor where it was. */
 struct gsp_cursor {
@@ -159,6 +167,26 @@ bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits 
 /* True if the method named in env is `name`. */
 bool gsp_method_is(const struct gsp_envelope *env, const char *name);
 
+/* A response's error, [code, detail], read in place: the code (a str,
+ * not NUL-terminated) and the detail's span (nil when absent). False if
+ * the error is not that shape (nil included: no error). */
+bool gsp_error_read(struct gsp_span error, const char **code, uint32_t *code_len,
+                    struct gsp_span *detail);
+
+/* An error notification's params, [code, detail], read in place as
+ * gsp_error_read reads a response's error. */
+bool gsp_error_notify_read(const struct gsp_envelope *env, const char **code, uint32_t *code_len,
+                           struct gsp_span *detail);
+
+/* A down notification's params, [ref, id, name, reason], read in place.
+ * Only the ref is required (it is what a watcher matches on): a missing or
+ * non-uint id reads as 0, a missing name or reason as an empty span. */
+struct gsp_down {
+    uint64_t ref, id;
+    struct gsp_span name, reason;
+};
+bool gsp_down_read(const struct gsp_envelope *env, struct gsp_down *d);
+
 /*
  * Decodes one framed value into msgpack objects allocated in zone (which
  * the caller owns and clears). The span must have passed the framer:
@@ -209,6 +237,36 @@ void gsp_pack_error_end(msgpack_packer *pk); /* closes with nil */
 /* A whole error response with a printf-formatted string detail. */
 void gsp_pack_error(msgpack_packer *pk, uint32_t msgid, enum gsp_code code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A whole response around an encoded value: the result when code is
+ * GSP_OK, else the error's detail. */
+void gsp_pack_response(msgpack_packer *pk, uint32_t msgid, enum gsp_code code, const void *v,
+                       size_t len);
+
+/* [2, "error", [code, detail]]: an error no request can carry (a bad
+ * stream, a refused connection); detail is a string. */
+void gsp_pack_error_notify(msgpack_packer *pk, enum gsp_code code, const char *detail);
+
+/* How deep a value sits in what carries it: a value that nests within
+ * max_depth - GSP_WRAP_* levels fits. */
+#define GSP_WRAP_RESULT 1    /* a response's result; a down's reason */
+#define GSP_WRAP_ERROR 2     /* an error's detail: [1, msgid, [code, detail], nil] */
+#define GSP_WRAP_ERROR_MAP 3 /* a value in an error's detail map */
+
+/*
+ * A down: a monitored server has ended.
+ *   to a connection:  [2, "down", [ref, id, name, reason]]  (name nil if none)
+ *   to a server:      ["down", ref, id, reason]             (its handle_info)
+ * reason is encoded. When no server had the name asked for, id is 0.
+ */
+void gsp_pack_down(msgpack_packer *pk, uint64_t ref, uint64_t id, const char *name,
+                   size_t name_len, const void *reason, size_t len);
+void gsp_pack_down_info(msgpack_packer *pk, uint64_t ref, uint64_t id, const void *reason,
+                        size_t len);
+/* The answer to a server's gs_call, as its handle_info gets it, in a
+ * response's shape: ["reply", ref, nil, result] when code is GSP_OK, else
+ * ["reply", ref, [code, detail], nil]. v is encoded. */
+void gsp_pack_call_reply(msgpack_packer *pk, uint64_t ref, enum gsp_code code, const void *v,
+                         size_t len);
 
 /* Appends v encoded: the bytes msgpack_pack_object writes, without a
  * packer's callback per fragment. */

@@ -237,6 +237,66 @@ void gsp_pack_error(msgpack_packer *pk, uint32_t msgid, enum gsp_code code, cons
     gsp_pack_error_end(pk);
 }
 
+void gsp_pack_response(msgpack_packer *pk, uint32_t msgid, enum gsp_code code, const void *v,
+                       size_t len)
+{
+    if (code == GSP_OK) {
+        gsp_pack_result(pk, msgid);
+        gsp_pack_raw(pk, v, len);
+        return;
+    }
+    gsp_pack_error_begin(pk, msgid, code);
+    gsp_pack_raw(pk, v, len);
+    gsp_pack_error_end(pk);
+}
+
+void gsp_pack_error_notify(msgpack_packer *pk, enum gsp_code code, const char *detail)
+{
+    gsp_pack_notify(pk, "error", 2);
+    gsp_pack_str(pk, gsp_code_name(code));
+    gsp_pack_str(pk, detail);
+}
+
+void gsp_pack_down(msgpack_packer *pk, uint64_t ref, uint64_t id, const char *name,
+                   size_t name_len, const void *reason, size_t len)
+{
+    gsp_pack_notify(pk, "down", 4);
+    msgpack_pack_uint64(pk, ref);
+    msgpack_pack_uint64(pk, id);
+    if (name)
+        gsp_pack_strn(pk, name, name_len);
+    else
+        msgpack_pack_nil(pk);
+    gsp_pack_raw(pk, reason, len);
+}
+
+void gsp_pack_down_info(msgpack_packer *pk, uint64_t ref, uint64_t id, const void *reason,
+                        size_t len)
+{
+    msgpack_pack_array(pk, 4);
+    gsp_pack_str(pk, "down");
+    msgpack_pack_uint64(pk, ref);
+    msgpack_pack_uint64(pk, id);
+    gsp_pack_raw(pk, reason, len);
+}
+
+void gsp_pack_call_reply(msgpack_packer *pk, uint64_t ref, enum gsp_code code, const void *v,
+                         size_t len)
+{
+    msgpack_pack_array(pk, 4);
+    gsp_pack_str(pk, "reply");
+    msgpack_pack_uint64(pk, ref);
+    if (code == GSP_OK) {
+        msgpack_pack_nil(pk);
+        gsp_pack_raw(pk, v, len);
+        return;
+    }
+    msgpack_pack_array(pk, 2);
+    gsp_pack_str(pk, gsp_code_name(code));
+    gsp_pack_raw(pk, v, len);
+    msgpack_pack_nil(pk);
+}
+
 uint8_t *gsp_encode(const msgpack_object *obj, size_t *len)
 {
     struct gsp_buf b = {0};

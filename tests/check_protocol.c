@@ -945,6 +945,93 @@ START_TEST(pack_result_and_errors)
 }
 END_TEST
 
+/* The envelopes the daemon sends and libgsclient reads, packed and read
+ * back by the same module. */
+START_TEST(pack_and_read_responses_downs_and_call_replies)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    struct gsp_envelope env;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_response(&pk, 9, GSP_OK, "\xa2ok", 3);
+    ck_assert_mp_eq(packed(&b), "[1, 9, nil, 'ok']");
+    b.len = 0;
+    gsp_pack_response(&pk, 9, GSP_EXIT, "\xa6normal", 7);
+    ck_assert_mp_eq(packed(&b), "[1, 9, ['exit', 'normal'], nil]");
+    ck_assert(gsp_envelope_read(b.data, b.len, &env));
+    const char *code;
+    uint32_t code_len;
+    struct gsp_span detail;
+    ck_assert(gsp_error_read(env.error, &code, &code_len, &detail));
+    ck_assert_int_eq((int)code_len, 4);
+    ck_assert(memcmp(code, "exit", 4) == 0);
+    ck_assert_mp_eq(dec(detail.ptr, detail.len), "'normal'");
+    ck_assert(!gsp_error_read(env.result, &code, &code_len, &detail)); /* nil */
+    ck_assert(gsp_span_is_nil(env.result));
+
+    b.len = 0;
+    gsp_pack_down(&pk, 5, 7, "c", 1, "\xa8shutdown", 9);
+    ck_assert_mp_eq(packed(&b), "[2, 'down', [5, 7, 'c', 'shutdown']]");
+    ck_assert(gsp_envelope_read(b.data, b.len, &env));
+    struct gsp_down d;
+    ck_assert(gsp_down_read(&env, &d));
+    ck_assert_uint_eq(d.ref, 5);
+    ck_assert_uint_eq(d.id, 7);
+    ck_assert_mp_eq(dec(d.name.ptr, d.name.len), "'c'");
+    ck_assert_mp_eq(dec(d.reason.ptr, d.reason.len), "'shutdown'");
+    b.len = 0;
+    gsp_pack_down(&pk, 6, 0, NULL, 0, "\xa6noproc", 7);
+    ck_assert_mp_eq(packed(&b), "[2, 'down', [6, 0, nil, 'noproc']]");
+    b.len = 0;
+    gsp_pack_down_info(&pk, 6, 7, "\xa6normal", 7);
+    ck_assert_mp_eq(packed(&b), "['down', 6, 7, 'normal']");
+
+    b.len = 0;
+    gsp_pack_error_notify(&pk, GSP_PROTOCOL, "not msgpack");
+    ck_assert_mp_eq(packed(&b), "[2, 'error', ['protocol', 'not msgpack']]");
+    ck_assert(gsp_envelope_read(b.data, b.len, &env));
+    ck_assert(gsp_error_notify_read(&env, &code, &code_len, &detail));
+    ck_assert_int_eq((int)code_len, 8);
+    ck_assert_mp_eq(dec(detail.ptr, detail.len), "'not msgpack'");
+
+    b.len = 0;
+    gsp_pack_call_reply(&pk, 3, GSP_OK, "\x2a", 1);
+    ck_assert_mp_eq(packed(&b), "['reply', 3, nil, 42]");
+    b.len = 0;
+    gsp_pack_call_reply(&pk, 3, GSP_NOPROC, "\xa2no", 3);
+    ck_assert_mp_eq(packed(&b), "['reply', 3, ['noproc', 'no'], nil]");
+    gsp_buf_free(&b);
+}
+END_TEST
+
+START_TEST(read_downs_with_only_a_ref)
+{
+    struct gsp_envelope env;
+    struct gsp_down d;
+    const msgpack_object *v = mp("[2, 'down', [5]]");
+    size_t len;
+    uint8_t *bytes = gsp_encode(v, &len);
+    ck_assert(gsp_envelope_read(bytes, len, &env));
+    ck_assert(gsp_down_read(&env, &d));
+    ck_assert_uint_eq(d.ref, 5);
+    ck_assert_uint_eq(d.id, 0);
+    ck_assert_ptr_null(d.name.ptr);
+    free(bytes);
+    v = mp("[2, 'down', ['x', 1]]");
+    bytes = gsp_encode(v, &len);
+    ck_assert(gsp_envelope_read(bytes, len, &env));
+    ck_assert(!gsp_down_read(&env, &d)); /* nobody could tell whose it is */
+    free(bytes);
+    v = mp("[5, nil, 1]");
+    bytes = gsp_encode(v, &len);
+    const char *code;
+    uint32_t code_len;
+    struct gsp_span detail;
+    ck_assert(!gsp_error_read((struct gsp_span){bytes, len}, &code, &code_len, &detail));
+    free(bytes);
+}
+END_TEST
+
 START_TEST(pack_error_long_detail_truncated_not_broken)
 {
     struct gsp_buf b = {0};
@@ -1146,6 +1233,8 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, pack_request_round_trip);
     tcase_add_test(tc, pack_notify_round_trip);
     tcase_add_test(tc, pack_result_and_errors);
+    tcase_add_test(tc, pack_and_read_responses_downs_and_call_replies);
+    tcase_add_test(tc, read_downs_with_only_a_ref);
     tcase_add_test(tc, pack_error_long_detail_truncated_not_broken);
     tcase_add_test(tc, pack_encode_and_raw);
     tcase_add_test(tc, buf_append_consume);
