@@ -7,14 +7,12 @@
 
 #define S(self) ((struct server *)(self))
 
-/* The value encoded, valid until the next encoding: for what is copied at
- * once (a message posted). NULL if over the limits. */
-static const uint8_t *encode_now(const gs_value *v, size_t *len)
+const uint8_t *value_encode(const gs_value *v, size_t *len)
 {
     static struct gsp_buf b; /* reused: packing allocates only to grow it */
     b.len = 0;
     gsp_buf_pack(&b, v);
-    if (!value_fits(b.data, b.len, GSP_MAX_DEPTH_HARD - VALUE_DEPTH_MAX))
+    if (!value_fits(b.data, b.len, GSP_WRAP_ERROR)) /* within VALUE_DEPTH_MAX */
         return NULL;
     *len = b.len;
     return b.data;
@@ -22,7 +20,7 @@ static const uint8_t *encode_now(const gs_value *v, size_t *len)
 
 const uint8_t *api_encode(const gs_value *v, size_t *len)
 {
-    const uint8_t *b = encode_now(v, len);
+    const uint8_t *b = value_encode(v, len);
     if (b == NULL)
         return NULL;
     uint8_t *p = scratch_alloc(*len);
@@ -62,14 +60,7 @@ static int api_reply(gs_server *self, gs_from from, gs_value reply)
     struct waiter *w = caller(self, from);
     if (w == NULL)
         return -1;
-    if (waiter_reply(w, &reply))
-        return 0;
-    size_t len;
-    const uint8_t *p = api_encode(&reply, &len);
-    if (p)
-        waiter_result(w, p, len);
-    else
-        waiter_error_str(w, GSP_TOO_LARGE, "reply over the message limits");
+    waiter_reply(w, &reply, S(self));
     return 0;
 }
 
@@ -109,7 +100,7 @@ static int post(gs_value server, enum msg_kind kind, gs_value v)
     if (target == NULL)
         return -1;
     size_t len;
-    const uint8_t *p = encode_now(&v, &len);
+    const uint8_t *p = value_encode(&v, &len);
     return p && server_post(target, kind, 0, p, len) ? 0 : -1;
 }
 

@@ -98,10 +98,7 @@ void conn_add_link(struct conn *c, uint64_t server_id)
 /* [2, "error", [code, why]]: an error no request can carry. */
 static void conn_notify_error(struct conn *c, enum gsp_code code, const char *why)
 {
-    msgpack_packer *pk = conn_packer(c);
-    gsp_pack_notify(pk, "error", 2);
-    gsp_pack_str(pk, gsp_code_name(code));
-    gsp_pack_str(pk, why);
+    gsp_pack_error_notify(conn_packer(c), code, why);
 }
 
 /* A bad stream: say why, stop reading, close once that is written. */
@@ -173,7 +170,7 @@ static void conn_parse(struct conn *c)
     size_t off = 0, len;
     struct gsp_envelope env;
     sched_read_begins();
-    now_coarse_ms(); /* coarse_last_ms, for the requests of this read */
+    loop_clock_tick(); /* the requests of this read take their deadlines from it */
     while (!c->closing && !c->blocked && off < c->in.len) {
         const uint8_t *p = c->in.data + off;
         /* The usual request is read in one pass. Anything else is framed

@@ -14,10 +14,14 @@
  * the scheduler gives each runnable server a bounded number of messages per
  * loop turn and decodes each one just before its callback. A call to a
  * running server skips the copy: it is handled in the read that brought it,
- * after what the server has queued (server_call). Every way a
- * server ends goes through server_end(); every callback result is read by
- * one function in server.c. Callers waiting for an answer (a call, a start,
- * a stop) are waiters: they exist exactly as long as someone waits.
+ * after what the server has queued (server_call), a branch of the one way
+ * a message reaches a server. Every way a server ends goes through
+ * server_end(), and an ended server is freed by a loop event of its own
+ * (sched_reap), never under a callback or caller that still holds it;
+ * every callback result is read by one function in server.c. Callers
+ * waiting for an answer (a call, a start, a stop) are waiters: they exist
+ * exactly as long as someone waits, and one function answers them all
+ * (waiter_answer). What goes on the wire is packed and read by protocol/.
  */
 #ifndef GSD_DAEMON_H
 #define GSD_DAEMON_H
@@ -56,14 +60,14 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
 int64_t now_ms(void); /* monotonic milliseconds */
-/* The same clock as of the last tick (a few ms behind at most, never
- * ahead), for a fraction of the cost: for deadlines and slow callbacks. */
-int64_t now_coarse_ms(void);
-/* now_coarse_ms() as it was last read, for no cost: where the last reading
- * is known to be recent. conn_parse reads the clock once per read, and each
- * callback once as it ends; the requests of that read, and the calls they
- * run at once, take their deadline and their callback's start from it. */
-extern int64_t coarse_last_ms;
+/* The loop's clock: the coarse monotonic clock (a few ms behind at most,
+ * never ahead) as loop_clock_tick() last read it, for no cost. The loop
+ * ticks it as each read begins (conn_parse) and as each callback ends
+ * (server.c), so it is never more than one callback old: the deadlines of
+ * a read's requests and the start of the callbacks it runs at once read
+ * it. */
+extern int64_t loop_clock_ms;
+int64_t loop_clock_tick(void); /* reads the clock into loop_clock_ms; returns it */
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* v as text for a log line or an error, cut to fit buf; always terminated
  * (msgpack_object_print_buffer alone leaves buf unterminated for some
@@ -73,9 +77,9 @@ const char *value_text(char *buf, size_t size, const msgpack_object *v);
 extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
 /* Values a module hands over may nest this deep: room for the two levels a
  * response or a ["reply", ref, [code, detail], nil] wraps around them. */
-#define VALUE_DEPTH_MAX (GSP_MAX_DEPTH_HARD - 2)
-/* True if an encoded value, wrapped `wrapping` levels deep, is within what
- * a client and msgpack-c can read. p must hold one well-formed value (one
+#define VALUE_DEPTH_MAX (GSP_MAX_DEPTH_HARD - GSP_WRAP_ERROR)
+/* True if an encoded value, wrapped `wrapping` (GSP_WRAP_*) levels deep, is
+ * within what a client and msgpack-c can read. p must hold one well-formed value (one
  * the daemon encoded, or a span of a framed message). */
 bool value_fits(const void *p, size_t len, unsigned wrapping);
 
@@ -144,6 +148,9 @@ struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_
 void msg_free(struct msg *m); /* small ones are kept for the next msg_new */
 void mailbox_init(struct mailbox *mb); /* limit: limits.mailbox */
 void mailbox_put(struct mailbox *mb, struct msg *m);
+/* m was handled as it arrived, never queued (server_call): counted in the
+ * high-water marks as a mailbox holding it alone. */
+void mailbox_pass(struct mailbox *mb, const struct msg *m);
 struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty; may unblock connections */
 void mailbox_clear(struct mailbox *mb);       /* unblocks every connection */
 bool mailbox_full(const struct mailbox *mb);
@@ -197,7 +204,6 @@ struct server {
     enum server_status status;
     struct mailbox mbox;
     struct server_stats stats;
-    int refs;      /* registry + anyone running it; freed at 0 */
     bool runnable; /* in the run queue */
     TAILQ_ENTRY(server) run_link;
     TAILQ_ENTRY(server) reg_link;  /* in the registry, in start order */
@@ -212,6 +218,7 @@ struct server {
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
     struct sup_child *sup;         /* its supervision (supervise.c), or NULL */
+    SLIST_ENTRY(server) reap_link; /* ended, to be freed (sched_reap) */
     UT_hash_handle hh_id, hh_name;
 };
 
@@ -230,16 +237,18 @@ void server_run_one(struct server *s);
  * can change it; one over the limits becomes the string `instead`, and is
  * logged. */
 struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead);
-/* A call from a client: handled at once, in the read that brought it, as
- * if it had gone through the mailbox, when s is running and the scheduler
- * lets it (sched_run_now): the messages queued before it are handled
- * first, then the call, without a copy. Otherwise it is posted. Handling
- * the queue may end s, which the caller must not touch afterwards (it may
- * be freed); the waiter is then answered as for any call to a server that
- * ends. data is only read during the call. */
+/* A call from a client, in the read that brought it: the messages queued
+ * before it are handled first, then the call itself, without a copy, when
+ * s is running and the read may still run callbacks (sched_run_now);
+ * otherwise it is queued like any message. Either way it goes the one way
+ * a message reaches a server (server_post's), with the same accounting.
+ * s may have ended when this returns (still allocated until the loop reaps
+ * it); the waiter is then answered as for any call to a server that ends.
+ * data is only read during the call. */
 void server_call(struct server *s, uint64_t waiter, const void *data, size_t len);
-/* An answer due to one caller once terminate has run: to a stop, or a call
- * whose callback returned stop with a reply. */
+/* An answer due to one caller once terminate has run: to a stop (ok, nil),
+ * or to a call whose callback returned stop with a reply (encoded by
+ * api_encode; ptr NULL if it was over the limits: see waiter_answer). */
 struct farewell {
     uint64_t waiter;
     struct gsp_span reply;
@@ -248,8 +257,8 @@ struct farewell {
  * NULL), ["exit", reason] to every other waiter, downs to monitors; the name
  * is free again. reason is encoded msgpack. */
 void server_end(struct server *s, struct gsp_span reason, const struct farewell *bye);
-void server_ref(struct server *s);
-void server_unref(struct server *s);
+/* Frees an ended server (sched.c's reaper, never anyone else). */
+void server_free(struct server *s);
 const char *server_status_name(const struct server *s);
 /* Resolves a server reference value (str name, uint id). */
 struct server *server_lookup(const gs_value *ref);
@@ -257,8 +266,8 @@ struct server *server_lookup(const gs_value *ref);
 /* ---- upgrade.c --------------------------------------------------------- */
 /* Moves every server running `from` to `to`, each state converted by to's
  * code_change; all or none. Returns NULL when all moved (*moved of them),
- * or the server that refused, with a reference the caller drops
- * (server_unref), and its reason, encoded in scratch memory. */
+ * or the server that refused (valid until the loop gets back control) and
+ * its reason, encoded in scratch memory. */
 struct server *server_upgrade(struct module *from, struct module *to, unsigned *moved,
                               struct gsp_span *reason);
 
@@ -285,6 +294,11 @@ void sched_wake(struct server *s); /* s has mail: give it turns */
 void sched_read_begins(void);
 bool sched_run_now(void);
 void sched_forget(struct server *s);
+/* s has ended: it is freed (server_free) by a loop event of its own, once
+ * whatever ran it has returned to the loop, so no callback, method or
+ * caller that still holds it ever sees it freed; until then it stays
+ * readable, SERVER_ENDED, and refuses mail. sched_free frees what is left. */
+void sched_reap(struct server *s);
 
 /* ---- waiter.c ---------------------------------------------------------- */
 enum waiter_kind { WAIT_CONN, WAIT_SERVER };
@@ -304,36 +318,57 @@ struct waiter {
     LIST_ENTRY(waiter) server_link;
 };
 
-/* A client's request, being read: its deadline counts from coarse_last_ms. */
+/* A client's request, answered later; its deadline counts from
+ * loop_clock_ms and is watched at once. */
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms);
-/* A client's call to s, about to be handled (server_call): a provisional
- * waiter, found by id like any other, that costs nothing to answer; there
- * is one at a time. Call waiter_keep once server_call has returned. */
+/* A client's call to s, attached to it, its deadline not yet watched: a
+ * call is usually answered by its callback before the read that brought
+ * it ends (server_call), and then never touches the deadline heap. The
+ * method calls waiter_watch(id) once server_call has returned. */
 struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
                                struct server *s);
-/* Makes the provisional waiter, if still unanswered, an ordinary one, its
- * deadline watched. */
-void waiter_keep(void);
+/* Watches the deadline of the waiter with that id, if it still waits. */
+void waiter_watch(uint64_t id);
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms);
 struct waiter *waiter_find(uint64_t id);
 void waiter_attach(struct waiter *w, struct server *s);
 void waiter_detach(struct waiter *w);
-/* Answers and frees the waiter. Result: an encoded value, or a uint. */
-void waiter_result(struct waiter *w, const void *value, size_t len);
+/*
+ * The one way a waiter is answered; it is freed. code GSP_OK answers with
+ * a result, any other with an error and its detail. The value is either a
+ * module's, v, packed straight into a client's output where it can be, or
+ * one already encoded, enc, when v is NULL (enc.ptr NULL: a module's value
+ * that api_encode found over the limits, as a stop's reply may be).
+ *
+ * The too-large policy, for a reply returned, sent with gs_reply_to or
+ * given with a stop alike (module.h's promise): a module's value over the
+ * message limits becomes the result "reply_too_large", logged as by's
+ * (the server that gave it; may be NULL). An encoded value a client can no
+ * longer read (a reload lowered the limits since) becomes a too_large
+ * error.
+ */
+void waiter_answer(struct waiter *w, enum gsp_code code, const gs_value *v, struct gsp_span enc,
+                   const struct server *by);
+static inline void waiter_reply(struct waiter *w, const gs_value *v, const struct server *by)
+{
+    waiter_answer(w, GSP_OK, v, (struct gsp_span){0}, by);
+}
+static inline void waiter_result(struct waiter *w, struct gsp_span v)
+{
+    waiter_answer(w, GSP_OK, NULL, v, NULL);
+}
+static inline void waiter_error(struct waiter *w, enum gsp_code code, struct gsp_span detail)
+{
+    waiter_answer(w, code, NULL, detail, NULL);
+}
 void waiter_result_uint(struct waiter *w, uint64_t v);
-/* The usual answer to a client's call, a reply within the limits, packed
- * straight into its connection's output, and the waiter freed. False,
- * having done nothing, for any other: encode it (api_encode) and use
- * waiter_result, which say what is over the limits. */
-bool waiter_reply(struct waiter *w, const gs_value *v);
-void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len);
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail);
 /* Frees it unanswered (its caller has gone). */
 void waiter_drop(struct waiter *w);
 /* Drops every waiter of c, unanswered (it has closed). */
 void waiter_conn_closed(struct conn *c);
 /* Answers every waiter of s with ["exit", reason]. */
-void waiter_exit_all(struct server *s, const void *reason, size_t len);
+void waiter_exit_all(struct server *s, struct gsp_span reason);
 
 /* ---- monitor.c --------------------------------------------------------- */
 struct monitor {
@@ -352,7 +387,7 @@ struct monitor {
 void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_value *target);
 bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher);
 /* s has ended: deliver every down, drop the monitors s held. */
-void monitor_server_ended(struct server *s, const void *reason, size_t len);
+void monitor_server_ended(struct server *s, struct gsp_span reason);
 void monitor_conn_closed(struct conn *c);
 
 /* ---- stimer.c: timers of gs_timer_start -------------------------------- */
@@ -365,6 +400,9 @@ extern const struct gs_api gsd_api;
 /* Encodes a value a module handed over, in scratch memory; NULL if it is
  * over the limits of VALUE_DEPTH_MAX and the message size. */
 const uint8_t *api_encode(const gs_value *v, size_t *len);
+/* The same, in a buffer valid until the next value_encode: for what is
+ * copied at once (a message posted, a response packed). */
+const uint8_t *value_encode(const gs_value *v, size_t *len);
 
 /* ---- conn.c ------------------------------------------------------------ */
 struct conn {

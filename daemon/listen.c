@@ -32,9 +32,7 @@ static void refuse(int cfd)
     struct gsp_buf b = {0};
     msgpack_packer pk;
     gsp_packer_init(&pk, &b);
-    gsp_pack_notify(&pk, "error", 2);
-    gsp_pack_str(&pk, gsp_code_name(GSP_TOO_LARGE));
-    gsp_pack_str(&pk, "too many connections");
+    gsp_pack_error_notify(&pk, GSP_TOO_LARGE, "too many connections");
     ssize_t n = write(cfd, b.data, b.len); /* it may have gone already */
     (void)n;
     gsp_buf_free(&b);

@@ -79,6 +79,14 @@ void mailbox_put(struct mailbox *mb, struct msg *m)
         mb->bytes_high = mb->bytes;
 }
 
+void mailbox_pass(struct mailbox *mb, const struct msg *m)
+{
+    if (mb->len_high == 0)
+        mb->len_high = 1;
+    if (m->len > mb->bytes_high)
+        mb->bytes_high = m->len;
+}
+
 struct msg *mailbox_take(struct mailbox *mb)
 {
     struct msg *m = STAILQ_FIRST(&mb->q);

@@ -316,11 +316,11 @@ static void m_call(struct req *r)
     struct server *s = find(r, &ref);
     if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
-    /* A call its server can take now is answered before this returns: its
-     * waiter is made to last only if it still waits. */
-    struct waiter *w = waiter_for_call(r->c, r->msgid, timeout, s);
-    server_call(s, w->id, request.ptr, request.len); /* s may be gone after this */
-    waiter_keep();
+    /* A call its server can take now is answered before server_call
+     * returns: its deadline is watched only if it still waits. */
+    uint64_t id = waiter_for_call(r->c, r->msgid, timeout, s)->id;
+    server_call(s, id, request.ptr, request.len);
+    waiter_watch(id);
 }
 
 static void post(struct req *r, enum msg_kind kind)
@@ -543,7 +543,6 @@ static void m_reload(struct req *r)
             gsp_pack_raw(pk, reason.ptr, reason.len);
             gsp_pack_error_end(pk);
         }
-        server_unref(refused);
         module_release(to);
         return;
     }
@@ -623,6 +622,6 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
     else
         m->fn(&r);
     if (m && m->admin)
-        now_coarse_ms(); /* a load or reload may take a while: coarse_last_ms stays recent */
+        loop_clock_tick(); /* a load or reload may take a while: the next request must not lag */
     scratch_reset();
 }

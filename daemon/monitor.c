@@ -7,35 +7,21 @@
 
 static struct monitor *all;
 
-/* Tells the watcher: [2, "down", [ref, id, name, reason]] to a connection,
- * ["down", ref, id, reason] to a server's handle_info. When no server had
- * the name asked for, id is 0 (no server's id) and name is that name. */
+/* Tells the watcher (gsp_pack_down, gsp_pack_down_info). When no server
+ * had the name asked for, id is 0 (no server's id) and name is that name. */
 static void deliver(const struct monitor *m, uint64_t id, const char *name, size_t name_len,
-                    const void *reason, size_t len)
+                    struct gsp_span reason)
 {
-    struct gsp_buf b = {0};
-    msgpack_packer local, *pk = &local;
     if (m->conn) {
-        pk = conn_packer(m->conn);
-        gsp_pack_notify(pk, "down", 4);
-    } else {
-        gsp_packer_init(pk, &b);
-        msgpack_pack_array(pk, 4);
-        gsp_pack_str(pk, "down");
+        gsp_pack_down(conn_packer(m->conn), m->ref, id, name, name_len, reason.ptr, reason.len);
+        return;
     }
-    msgpack_pack_uint64(pk, m->ref);
-    msgpack_pack_uint64(pk, id);
-    if (m->conn) {
-        if (name)
-            gsp_pack_strn(pk, name, name_len);
-        else
-            msgpack_pack_nil(pk);
-    }
-    gsp_pack_raw(pk, reason, len);
-    if (m->server) {
-        server_post(m->server, MSG_INFO, 0, b.data, b.len);
-        gsp_buf_free(&b);
-    }
+    static struct gsp_buf b; /* reused: packing allocates only to grow it */
+    msgpack_packer pk;
+    b.len = 0;
+    gsp_packer_init(&pk, &b);
+    gsp_pack_down_info(&pk, m->ref, id, reason.ptr, reason.len);
+    server_post(m->server, MSG_INFO, 0, b.data, b.len);
 }
 
 void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_value *target)
@@ -46,7 +32,7 @@ void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_
         bool named = target->type == MSGPACK_OBJECT_STR;
         uint64_t id = target->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? target->via.u64 : 0;
         deliver(&probe, id, named ? target->via.str.ptr : NULL, named ? target->via.str.size : 0,
-                enc_noproc.ptr, enc_noproc.len);
+                enc_noproc);
         return;
     }
     struct monitor *m = xmalloc(sizeof *m);
@@ -78,11 +64,11 @@ bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher)
     return true;
 }
 
-void monitor_server_ended(struct server *s, const void *reason, size_t len)
+void monitor_server_ended(struct server *s, struct gsp_span reason)
 {
     struct monitor *m;
     while ((m = LIST_FIRST(&s->watchers)) != NULL) {
-        deliver(m, s->id, s->name, s->name ? strlen(s->name) : 0, reason, len);
+        deliver(m, s->id, s->name, s->name ? strlen(s->name) : 0, reason);
         unlink_free(m);
     }
     while ((m = LIST_FIRST(&s->watching)) != NULL)

@@ -62,20 +62,16 @@ unsigned registry_count(void)
 
 void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), void *arg)
 {
-    /* A snapshot, so that fn may end servers. */
+    /* A snapshot, so that fn may end servers (they are freed only once the
+     * loop gets back control: sched_reap). */
     unsigned n = registry_count(), i = 0;
     struct server **all = xmalloc(n * sizeof *all), *s;
     TAILQ_FOREACH(s, &in_order, reg_link)
-    {
-        server_ref(s);
-        all[i++] = s;
-    }
+    all[i++] = s;
     for (i = 0; i < n; i++) {
         struct server *x = all[reverse ? n - 1 - i : i];
         if (x->status != SERVER_ENDED)
             fn(x, arg);
     }
-    for (i = 0; i < n; i++)
-        server_unref(all[i]);
     free(all);
 }

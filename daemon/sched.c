@@ -1,5 +1,6 @@
 /* sched.c — the run queue: every server with mail gets a bounded share of
- * each loop turn, and the loop polls its sockets between turns. */
+ * each loop turn, and the loop polls its sockets between turns. Servers
+ * that have ended are freed here too, by an event of their own. */
 #include "gsd.h"
 
 static TAILQ_HEAD(, server) runq = TAILQ_HEAD_INITIALIZER(runq);
@@ -8,21 +9,29 @@ static struct event *turn; /* a zero timer: runs after the next poll */
 static bool pending;       /* a turn is due (or running) */
 static unsigned woken;     /* messages posted since the last turn */
 static unsigned now_left;  /* messages the current read may still handle at once */
+static struct event *reaper; /* made active: frees the servers that have ended */
+static SLIST_HEAD(, server) ended = SLIST_HEAD_INITIALIZER(ended);
 
 /* Up to this many messages posted in one loop pass are served in that
  * pass; more wait for one poll, which gathers more work per turn. */
 #define KICK_MAX 32
 
 static void sched_turn(evutil_socket_t fd, short what, void *arg);
+static void reap(evutil_socket_t fd, short what, void *arg);
 
 void sched_init(void)
 {
     kick = event_new(loop_base, -1, 0, sched_turn, NULL);
     turn = evtimer_new(loop_base, sched_turn, NULL);
+    reaper = event_new(loop_base, -1, 0, reap, NULL);
 }
 
 void sched_free(void)
 {
+    reap(-1, 0, NULL);
+    if (reaper)
+        event_free(reaper);
+    reaper = NULL;
     if (turn)
         event_free(turn);
     if (kick)
@@ -50,7 +59,6 @@ void sched_wake(struct server *s)
     if (s->runnable || s->status == SERVER_ENDED)
         return;
     s->runnable = true;
-    server_ref(s);
     TAILQ_INSERT_TAIL(&runq, s, run_link);
     arm();
 }
@@ -74,7 +82,24 @@ void sched_forget(struct server *s)
         return;
     s->runnable = false;
     TAILQ_REMOVE(&runq, s, run_link);
-    server_unref(s);
+}
+
+/* An event of its own runs with nothing else on the stack: no callback,
+ * method or caller still holds a server it frees. */
+static void reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    struct server *s;
+    while ((s = SLIST_FIRST(&ended)) != NULL) {
+        SLIST_REMOVE_HEAD(&ended, reap_link);
+        server_free(s);
+    }
+}
+
+void sched_reap(struct server *s)
+{
+    SLIST_INSERT_HEAD(&ended, s, reap_link);
+    event_active(reaper, EV_READ, 0);
 }
 
 static void sched_turn(evutil_socket_t fd, short what, void *arg)
@@ -95,13 +120,11 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
              i++, budget--)
             server_run_one(s);
         /* Back of the queue if it still has mail: round robin. (A server
-         * that posted to itself was queued again already, with a ref of
-         * its own.) */
+         * that posted to itself was queued again already.) */
         if (!s->runnable && s->status != SERVER_ENDED && !STAILQ_EMPTY(&s->mbox.q)) {
             s->runnable = true;
             TAILQ_INSERT_TAIL(&runq, s, run_link);
-        } else
-            server_unref(s);
+        }
     }
     woken = 0;                     /* what it posted is served next turn anyway */
     pending = !TAILQ_EMPTY(&runq); /* wakes during the turn did not kick */

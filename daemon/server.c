@@ -33,16 +33,9 @@ static const char *label(const struct server *s)
     return s->name ? s->name : "-";
 }
 
-void server_ref(struct server *s)
+void server_free(struct server *s)
 {
-    s->refs++;
-}
-
-void server_unref(struct server *s)
-{
-    if (--s->refs > 0)
-        return;
-    struct module *mod = s->mod; /* its code stays mapped while anyone holds the server */
+    struct module *mod = s->mod; /* its code stays mapped until no server runs it */
     free(s->name);
     free(s);
     module_release(mod);
@@ -74,7 +67,6 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     s->name = name ? xstrndup(name, name_len) : NULL;
     s->mod = mod;
     s->status = SERVER_STARTING;
-    s->refs = 1; /* the registry's */
     s->start_timeout = init_timeout;
     s->start_ms = s->stats.started_ms = now_ms();
     mailbox_init(&s->mbox);
@@ -92,16 +84,34 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     return s;
 }
 
-bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
-                 size_t len)
+static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_once);
+
+/* The one way a message reaches s: queued, or handled at once (now), as
+ * if it had passed through the mailbox. Either way it cancels s's timeout.
+ * Inlined into its two callers: a call's path then has one frame less. */
+static inline __attribute__((always_inline)) bool deliver(struct server *s, enum msg_kind kind,
+                                                          uint64_t waiter, const void *data,
+                                                          size_t len, bool now)
 {
     if (s->status == SERVER_ENDED)
         return false;
-    mailbox_put(&s->mbox, msg_new(kind, waiter, data, len));
     if (s->timeout)
-        event_del(s->timeout); /* a message arrived: no timeout */
+        event_del(s->timeout);
+    if (now) {
+        struct msg m = {.kind = kind, .waiter = waiter, .len = (uint32_t)len};
+        mailbox_pass(&s->mbox, &m);
+        run(s, &m, (struct gsp_span){data, len}, true);
+        return true;
+    }
+    mailbox_put(&s->mbox, msg_new(kind, waiter, data, len));
     sched_wake(s);
     return true;
+}
+
+bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
+                 size_t len)
+{
+    return deliver(s, kind, waiter, data, len, false);
 }
 
 static void timeout_fire(evutil_socket_t fd, short what, void *arg)
@@ -146,7 +156,7 @@ static void answer_starter(struct server *s, struct gsp_span reason)
     if (shutting_down)
         waiter_error_str(w, GSP_SHUTTING_DOWN, "the daemon is shutting down");
     else
-        waiter_error(w, GSP_EXIT, reason.ptr, reason.len);
+        waiter_error(w, GSP_EXIT, reason);
 }
 
 void server_end(struct server *s, struct gsp_span reason, const struct farewell *bye)
@@ -156,7 +166,6 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     bool init_ran = s->status != SERVER_STARTING;
     gs_value why = gs_nil();
     scratch_decode(reason, &why);
-    server_ref(s);
     /* Ended before terminate runs: whatever terminate sends to itself is
      * refused, and no one can queue for it any more. The farewell's caller
      * is detached first, so terminate cannot answer it in its place. */
@@ -177,22 +186,21 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     }
     /* The caller told goodbye hears it before any monitor hears the down. */
     if (bye && (w = waiter_find(bye->waiter)) != NULL)
-        waiter_result(w, bye->reply.ptr, bye->reply.len);
+        waiter_answer(w, GSP_OK, NULL, bye->reply, s);
     registry_remove(s);
     if (s->timeout)
         event_free(s->timeout);
     s->timeout = NULL;
     stimer_clear(s);
-    waiter_exit_all(s, reason.ptr, reason.len);
+    waiter_exit_all(s, reason);
     mailbox_clear(&s->mbox);
-    monitor_server_ended(s, reason.ptr, reason.len);
+    monitor_server_ended(s, reason);
     s->mod->servers--;
     char text[256];
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));
-    supervise_ended(s, !clean_exit(&why)); /* last: a restart sees the name free */
-    server_unref(s);                       /* the registry's */
-    server_unref(s);
+    supervise_ended(s, !clean_exit(&why)); /* a restart sees the name free */
+    sched_reap(s); /* freed once whatever ran it has returned to the loop */
 }
 
 struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead)
@@ -240,9 +248,9 @@ static void init_result(struct server *s, const gs_result *r)
     if (w == NULL)
         return;
     if (r->action == GS_IGNORE)
-        waiter_error(w, GSP_IGNORE, enc_nil.ptr, enc_nil.len);
+        waiter_error(w, GSP_IGNORE, enc_nil);
     else
-        waiter_error(w, GSP_INIT_STOP, reason.ptr, reason.len);
+        waiter_error(w, GSP_INIT_STOP, reason);
 }
 
 /* The one place a callback's result is read. Anything a callback may not
@@ -278,20 +286,19 @@ static void server_result(struct server *s, struct msg *m, gs_result *r)
     }
     if (r->action == GS_STOP) {
         /* Both are encoded before terminate can free what they point into;
-         * the caller gets its reply after terminate. */
+         * the caller gets its reply after terminate (a reply over the
+         * limits, ptr NULL, as waiter_answer says). */
         struct gsp_span reason = server_encode(s, &r->reason, "reason_too_large");
-        struct farewell bye = {m->waiter, enc_nil};
+        struct farewell bye = {m->waiter, {NULL, 0}};
         if (r->has_reply)
-            bye.reply = server_encode(s, &r->reply, "reply_too_large");
+            bye.reply.ptr = api_encode(&r->reply, &bye.reply.len);
         server_end(s, reason, r->has_reply ? &bye : NULL);
         return;
     }
     if (r->action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
-        if (w && !waiter_reply(w, &r->reply)) {
-            struct gsp_span reply = server_encode(s, &r->reply, "reply_too_large");
-            waiter_result(w, reply.ptr, reply.len);
-        }
+        if (w)
+            waiter_reply(w, &r->reply, s);
     }
     after_callback(s, r);
 }
@@ -309,7 +316,7 @@ static void handle_state(struct server *s, struct msg *m)
     struct gsp_span shown = server_encode(s, &v, "state_too_large");
     struct waiter *w = waiter_find(m->waiter); /* after: format_state ran module code */
     if (w)
-        waiter_result(w, shown.ptr, shown.len);
+        waiter_result(w, shown);
 }
 
 /* A message that cannot be decoded (a module sent a value msgpack-c cannot
@@ -359,7 +366,7 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
         }
         return true;
     case MSG_STOP: {
-        struct farewell bye = {m->waiter, enc_nil};
+        struct farewell bye = {m->waiter, enc_nil}; /* a stop's answer: ok, nil */
         server_end(s, data, &bye);
         return false;
     }
@@ -372,22 +379,21 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
 
 /* Handles one message: m says what it is and who waits, data is its
  * payload (in m, or where the call arrived). A call run at once starts its
- * callback's clock from coarse_last_ms, which its request's read left
- * recent; the end of each callback reads the clock, so it stays so. */
+ * callback's clock from loop_clock_ms, which its read set; the end of each
+ * callback sets it again, so it stays recent. */
 static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_once)
 {
     if (s->status == SERVER_HIBERNATING)
         s->status = SERVER_RUNNING;
-    server_ref(s);
     gs_value v = gs_nil();
     bool has_value = m->kind != MSG_STOP && m->kind != MSG_STATE;
     if (has_value && !scratch_decode(data, &v)) {
         undecodable(s, m);
     } else {
-        int64_t t0 = at_once ? coarse_last_ms : now_coarse_ms();
+        int64_t t0 = at_once ? loop_clock_ms : loop_clock_tick();
         gs_result r;
         bool ran = dispatch(s, m, data, &v, &r);
-        int64_t took = now_coarse_ms() - t0;
+        int64_t took = loop_clock_tick() - t0;
         if (took >= slow_callback_ms && m->kind != MSG_STOP) {
             s->stats.slow++;
             log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
@@ -397,7 +403,6 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
             server_result(s, m, &r);
     }
     scratch_reset();
-    server_unref(s);
 }
 
 void server_run_one(struct server *s)
@@ -418,18 +423,10 @@ void server_call(struct server *s, uint64_t waiter, const void *data, size_t len
 {
     /* One message at a time and in order: what is queued goes first. A
      * server that has fallen behind so catches up as calls arrive, rather
-     * than staying behind as long as they do. The reference: a queued stop
-     * may end it, and its last holder may let go meanwhile. */
-    server_ref(s);
+     * than staying behind as long as they do. A queued stop may end s:
+     * it stays allocated until the loop reaps it, and deliver refuses. */
     while (may_run(s) && !STAILQ_EMPTY(&s->mbox.q) && sched_run_now())
         server_run_one(s);
-    if (may_run(s) && STAILQ_EMPTY(&s->mbox.q) && sched_run_now()) {
-        if (s->timeout)
-            event_del(s->timeout); /* a message arrived: no timeout */
-        struct msg m = {.kind = MSG_CALL, .waiter = waiter};
-        run(s, &m, (struct gsp_span){data, len}, true);
-    } else {
-        server_post(s, MSG_CALL, waiter, data, len);
-    }
-    server_unref(s);
+    bool now = may_run(s) && STAILQ_EMPTY(&s->mbox.q) && sched_run_now();
+    deliver(s, MSG_CALL, waiter, data, len, now);
 }

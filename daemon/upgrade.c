@@ -25,7 +25,6 @@ static void collect(struct server *s, void *arg)
     struct moving *mv = arg;
     if (s->mod != mv->from || s->status == SERVER_ENDED || mv->n == mv->cap)
         return;
-    server_ref(s);
     mv->s[mv->n] = s;
     mv->state[mv->n++] = s->state;
 }
@@ -42,7 +41,7 @@ static bool convert(struct server *s, struct module *to, void **state, struct gs
     gs_value why = r.action == GS_ERROR ? r.reason : gs_str("bad_return_value");
     gs_value instead = gs_str("reason_too_large");
     *reason = server_encode(s, &why, "reason_too_large");
-    if (!value_fits(reason->ptr, reason->len, 3)) /* response, error, the detail map */
+    if (!value_fits(reason->ptr, reason->len, GSP_WRAP_ERROR_MAP))
         *reason = server_encode(s, &instead, "reason_too_large");
     *state = s->state; /* whatever it built, it freed; the old state stays */
     return false;
@@ -61,8 +60,7 @@ struct server *server_upgrade(struct module *from, struct module *to, unsigned *
     while (done < mv.n && convert(mv.s[done], to, &mv.state[done], reason))
         done++;
     if (done < mv.n) {
-        failed = mv.s[done];
-        server_ref(failed); /* the caller names it */
+        failed = mv.s[done]; /* the caller names it: ending it is for another loop turn */
         for (size_t i = 0; i < done; i++)
             if (mv.state[i] != mv.s[i]->state)
                 to->desc->free_state(SELF(mv.s[i]), to->desc->vsn, mv.state[i]);
@@ -79,8 +77,6 @@ struct server *server_upgrade(struct module *from, struct module *to, unsigned *
         }
         *moved = (unsigned)mv.n;
     }
-    for (size_t i = 0; i < mv.n; i++)
-        server_unref(mv.s[i]);
     free(mv.s);
     free(mv.state);
     return failed;

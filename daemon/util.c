@@ -44,13 +44,13 @@ int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t coarse_last_ms;
+int64_t loop_clock_ms;
 
-int64_t now_coarse_ms(void)
+int64_t loop_clock_tick(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return coarse_last_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return loop_clock_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 const char *value_text(char *buf, size_t size, const msgpack_object *v)

@@ -17,14 +17,10 @@
  * the earliest: creating and answering a call touches no libevent state,
  * and a timer that fires early (its waiter answered) just re-arms.
  *
- * A client's call handled in the read that brought it is usually answered
- * by its own callback. Its waiter is `at_once`: in the table, so its
- * gs_from finds it, but in no list, its deadline unwatched and not counted
- * as pending. Nothing else should reach it meanwhile: inside a read no
- * timer fires, no connection closes (waiter_conn_closed would drop it) and
- * a server ends only through a callback's result, where waiter_exit_all
- * looks for it. waiter_keep makes it an ordinary waiter if it outlives
- * server_call.
+ * A client's call is usually answered by its callback in the read that
+ * brought it (server_call): its waiter is an ordinary one whose deadline
+ * is watched only if it outlives that read (waiter_watch), so a call
+ * answered at once never touches the heap.
  */
 static struct waiter **table;
 static uint64_t mask; /* table size - 1; the size is a power of two */
@@ -35,8 +31,6 @@ static struct waiter **heap;
 static uint32_t heap_len, heap_cap;
 static struct event *expiry;
 static int64_t armed_for = INT64_MAX; /* the deadline expiry is armed for */
-
-static struct waiter at_once = {.heap_at = UINT32_MAX}; /* id 0 when there is none */
 
 static struct waiter *spare; /* freed waiters kept for reuse, linked by conn_link */
 static unsigned nspare;
@@ -126,7 +120,7 @@ static void arm(void)
     if (expiry == NULL)
         expiry = evtimer_new(loop_base, waiter_expire, NULL);
     armed_for = heap[0]->deadline;
-    int64_t ms = armed_for - now_coarse_ms();
+    int64_t ms = armed_for - loop_clock_tick();
     loop_arm(expiry, ms > 0 ? ms : 0);
 }
 
@@ -144,7 +138,7 @@ static void waiter_arm(struct waiter *w)
 }
 
 /* A fresh id for w, its slot in the table taken. */
-static uint64_t waiter_enter(struct waiter *w)
+static inline uint64_t waiter_enter(struct waiter *w)
 {
     if (count >= grow_at)
         table_grow();
@@ -196,38 +190,32 @@ static void conn_link(struct waiter *w, struct conn *c)
 struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_ms,
                                struct server *s)
 {
-    waiter_keep(); /* a no-op: m_call keeps or answers each before the next */
-    /* Only what an ordinary waiter of a call reads is set; its heap_at
-     * stays UINT32_MAX. */
-    struct waiter *w = &at_once;
+    /* What waiter_init and waiter_attach do, field by field: a waiter of a
+     * client's call reads no other field (caller and ref are a server's). */
+    struct waiter *w = waiter_alloc();
     w->id = waiter_enter(w);
     w->kind = WAIT_CONN;
-    w->deadline = deadline(coarse_last_ms, timeout_ms); /* read by conn_parse */
-    w->conn = c;
     w->msgid = msgid;
+    w->deadline = deadline(loop_clock_ms, timeout_ms);
     w->call = true;
+    w->heap_at = UINT32_MAX;
+    conn_link(w, c);
     w->server = s;
+    LIST_INSERT_HEAD(&s->waiters, w, server_link);
     return w;
 }
 
-void waiter_keep(void)
+void waiter_watch(uint64_t id)
 {
-    if (at_once.id == 0)
-        return;
-    struct waiter *w = waiter_alloc();
-    *w = at_once;
-    table[w->id & mask] = w;
-    at_once.id = 0;
-    conn_link(w, w->conn);
-    if (w->server)
-        LIST_INSERT_HEAD(&w->server->waiters, w, server_link);
-    waiter_arm(w);
+    struct waiter *w = table[id & mask]; /* waiter_find, knowing there is a table */
+    if (w && w->id == id)
+        waiter_arm(w);
 }
 
 struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_ms)
 {
     struct waiter *w = waiter_alloc();
-    waiter_init(w, WAIT_CONN, coarse_last_ms, timeout_ms); /* read by conn_parse */
+    waiter_init(w, WAIT_CONN, loop_clock_ms, timeout_ms);
     w->msgid = msgid;
     conn_link(w, c);
     waiter_arm(w);
@@ -237,7 +225,7 @@ struct waiter *waiter_for_conn(struct conn *c, uint32_t msgid, int64_t timeout_m
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms)
 {
     struct waiter *w = waiter_alloc();
-    waiter_init(w, WAIT_SERVER, now_coarse_ms(), timeout_ms);
+    waiter_init(w, WAIT_SERVER, loop_clock_tick(), timeout_ms); /* from inside a callback */
     w->caller = caller;
     w->ref = ref;
     waiter_arm(w);
@@ -259,7 +247,7 @@ void waiter_attach(struct waiter *w, struct server *s)
 
 void waiter_detach(struct waiter *w)
 {
-    if (w->server && w != &at_once)
+    if (w->server)
         LIST_REMOVE(w, server_link);
     w->server = NULL;
 }
@@ -268,13 +256,9 @@ void waiter_drop(struct waiter *w)
 {
     table[w->id & mask] = NULL;
     count--;
-    if (w == &at_once) {
-        at_once.id = 0;
-        at_once.server = NULL;
-        return;
-    }
-    waiter_detach(w);
-    if (w->kind == WAIT_CONN && w->conn) {
+    if (w->server)
+        LIST_REMOVE(w, server_link);
+    if (w->conn) { /* WAIT_CONN */
         LIST_REMOVE(w, conn_link);
         w->conn->pending--;
     }
@@ -287,122 +271,92 @@ void waiter_drop(struct waiter *w)
         free(w);
 }
 
-/* The answer to a server's gs_call arrives in its handle_info as
- * ["reply", ref, error, result], the shape of a wire response. */
-static void to_server(struct waiter *w, enum gsp_code code, const void *v, size_t len)
+/* A client's result, a module's value packed in place; false, with nothing
+ * packed, if the value is over the limits. */
+static bool pack_result(struct waiter *w, const gs_value *v)
 {
-    struct server *caller = registry_by_id(w->caller);
-    if (caller == NULL)
-        return;
-    static struct gsp_buf b; /* reused: packing allocates only to grow it */
-    msgpack_packer pk;
-    b.len = 0;
-    gsp_packer_init(&pk, &b);
-    msgpack_pack_array(&pk, 4);
-    gsp_pack_str(&pk, "reply");
-    msgpack_pack_uint64(&pk, w->ref);
-    if (code == GSP_OK) {
-        msgpack_pack_nil(&pk);
-        gsp_pack_raw(&pk, v, len);
-    } else {
-        msgpack_pack_array(&pk, 2);
-        gsp_pack_str(&pk, gsp_code_name(code));
-        gsp_pack_raw(&pk, v, len);
-        msgpack_pack_nil(&pk);
-    }
-    server_post(caller, MSG_INFO, 0, b.data, b.len);
-}
-
-static void answer(struct waiter *w, enum gsp_code code, const void *v, size_t len)
-{
-    /* A reply a client could not read (too big, or too deep once wrapped in
-     * a response) becomes a too_large error instead. */
-    static const uint8_t too_large[] = "\xbdreply over the message limits";
-    if (w->kind == WAIT_CONN && !value_fits(v, len, code == GSP_OK ? 1 : 2)) {
-        code = GSP_TOO_LARGE;
-        v = too_large;
-        len = sizeof too_large - 1;
-    }
-    if (w->kind == WAIT_SERVER)
-        to_server(w, code, v, len);
-    else if (w->conn) {
-        msgpack_packer *pk = conn_packer(w->conn);
-        if (code == GSP_OK)
-            gsp_pack_result(pk, w->msgid);
-        else
-            gsp_pack_error_begin(pk, w->msgid, code);
-        gsp_pack_raw(pk, v, len);
-        if (code != GSP_OK)
-            gsp_pack_error_end(pk);
-    }
-    waiter_drop(w);
-}
-
-void waiter_result(struct waiter *w, const void *value, size_t len)
-{
-    answer(w, GSP_OK, value, len);
-}
-
-bool waiter_reply(struct waiter *w, const gs_value *v)
-{
-    if (w->kind != WAIT_CONN || w->conn == NULL)
-        return false;
     struct gsp_buf *out = &w->conn->out;
     size_t mark = out->len;
     gsp_pack_result(conn_packer(w->conn), w->msgid);
     size_t at = out->len;
     gsp_buf_pack(out, v);
-    /* What api_encode and answer() check, at once: the value nests within
-     * VALUE_DEPTH_MAX, so it also fits in the one level of a response. */
-    if (!value_fits(out->data + at, out->len - at, GSP_MAX_DEPTH_HARD - VALUE_DEPTH_MAX)) {
+    /* What api_encode checks: the value nests within VALUE_DEPTH_MAX. */
+    if (!value_fits(out->data + at, out->len - at, GSP_WRAP_ERROR)) {
         out->len = mark;
         return false;
     }
-    waiter_drop(w);
     return true;
+}
+
+/* waiter_answer's every other case: encoded values, a module's value for
+ * a server or over the limits. Out of line, so that the usual reply's path
+ * needs no stack frame. */
+static __attribute__((noinline)) void answer_encoded(struct waiter *w, enum gsp_code code,
+                                                     const gs_value *v, struct gsp_span enc,
+                                                     const struct server *by)
+{
+    static const uint8_t too_large[] = "\xbdreply over the message limits";
+    static const uint8_t reply_too_large[] = "\xafreply_too_large";
+    if (v)
+        enc.ptr = value_encode(v, &enc.len);
+    if (enc.ptr == NULL) {
+        log_msg(LOG_ERR,
+                "server %llu (%s): a reply over the message limits became \"reply_too_large\"",
+                by ? (unsigned long long)by->id : 0ULL, by && by->name ? by->name : "-");
+        enc = (struct gsp_span){reply_too_large, sizeof reply_too_large - 1};
+    } else if (w->kind == WAIT_CONN &&
+               !value_fits(enc.ptr, enc.len, code == GSP_OK ? GSP_WRAP_RESULT : GSP_WRAP_ERROR)) {
+        code = GSP_TOO_LARGE; /* encoded before a reload lowered the limits */
+        enc = (struct gsp_span){too_large, sizeof too_large - 1};
+    }
+    if (w->kind == WAIT_SERVER) {
+        struct server *caller = registry_by_id(w->caller);
+        if (caller) {
+            static struct gsp_buf b; /* reused: packing allocates only to grow it */
+            msgpack_packer pk;
+            b.len = 0;
+            gsp_packer_init(&pk, &b);
+            gsp_pack_call_reply(&pk, w->ref, code, enc.ptr, enc.len);
+            server_post(caller, MSG_INFO, 0, b.data, b.len);
+        }
+    } else
+        gsp_pack_response(conn_packer(w->conn), w->msgid, code, enc.ptr, enc.len);
+    waiter_drop(w);
+}
+
+void waiter_answer(struct waiter *w, enum gsp_code code, const gs_value *v, struct gsp_span enc,
+                   const struct server *by)
+{
+    if (v && code == GSP_OK && w->kind == WAIT_CONN && pack_result(w, v))
+        waiter_drop(w); /* the usual reply: packed in place, encoded once */
+    else
+        answer_encoded(w, code, v, enc, by);
 }
 
 void waiter_result_uint(struct waiter *w, uint64_t v)
 {
-    static struct gsp_buf b; /* reused; answer() copies what it sends */
-    msgpack_packer pk;
-    b.len = 0;
-    gsp_packer_init(&pk, &b);
-    msgpack_pack_uint64(&pk, v);
-    answer(w, GSP_OK, b.data, b.len);
-}
-
-void waiter_error(struct waiter *w, enum gsp_code code, const void *detail, size_t len)
-{
-    answer(w, code, detail, len);
+    gs_value u = gs_uint(v);
+    waiter_answer(w, GSP_OK, &u, (struct gsp_span){0}, NULL);
 }
 
 void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail)
 {
-    static struct gsp_buf b; /* reused; answer() copies what it sends */
-    msgpack_packer pk;
-    b.len = 0;
-    gsp_packer_init(&pk, &b);
-    gsp_pack_str(&pk, detail);
-    answer(w, code, b.data, b.len);
+    gs_value s = gs_str(detail);
+    waiter_answer(w, code, &s, (struct gsp_span){0}, NULL);
 }
 
 void waiter_conn_closed(struct conn *c)
 {
     struct waiter *w;
-    if (at_once.id && at_once.conn == c)
-        waiter_drop(&at_once);
     while ((w = LIST_FIRST(&c->waiters)) != NULL)
         waiter_drop(w);
 }
 
-void waiter_exit_all(struct server *s, const void *reason, size_t len)
+void waiter_exit_all(struct server *s, struct gsp_span reason)
 {
     struct waiter *w;
-    if (at_once.id && at_once.server == s)
-        waiter_error(&at_once, GSP_EXIT, reason, len);
     while ((w = LIST_FIRST(&s->waiters)) != NULL)
-        waiter_error(w, GSP_EXIT, reason, len);
+        waiter_error(w, GSP_EXIT, reason);
 }
 
 /* Every waiter past its deadline hears timeout; then the timer is armed

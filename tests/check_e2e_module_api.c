@@ -47,6 +47,27 @@ START_TEST(module_values_over_the_depth_limit_are_refused)
 }
 END_TEST
 
+/* A reply over the limits becomes "reply_too_large" whichever way it is
+ * given (module.h): returned, sent with gs_reply_to, given with a stop, or
+ * answering another server's gs_call. */
+START_TEST(replies_over_the_limits_are_reply_too_large_by_every_route)
+{
+    gsc_reply *r;
+    forms("f", NULL);
+    forms("g", NULL);
+    ck_assert_int_eq(OK(gsc_call(C, "f", mp("['deep_reply_to', 30]"), 0, &r), &r)->type,
+                     MSGPACK_OBJECT_ARRAY);
+    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_reply_to', 31]"), 0, &r), &r),
+                    "'reply_too_large'");
+    int64_t ref = MP_INT(CALL(C, "g", mp("['call_to', 'f', ['deep_reply', 31], 1000]")));
+    ck_assert(WAIT_UNTIL(2000, CALL(C, "g", mp("'infos'"))->via.array.size == 1));
+    ck_assert_mp_eq(CALL(C, "g", mp("'infos'")), "[['reply', %l, nil, 'reply_too_large']]", ref);
+    ck_assert_mp_eq(OK(gsc_call(C, "f", mp("['deep_stop_reply', 31]"), 0, &r), &r),
+                    "'reply_too_large'");
+    ck_assert(WAIT_UNTIL(2000, mp_eq(whereis("f"), "nil")));
+}
+END_TEST
+
 START_TEST(timer_delivers_to_handle_info)
 {
     forms("f", NULL);
@@ -183,6 +204,7 @@ static Suite *module_api_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, gs_reply_to_answers_only_calls_to_this_server);
     tcase_add_test(tc, module_values_over_the_depth_limit_are_refused);
+    tcase_add_test(tc, replies_over_the_limits_are_reply_too_large_by_every_route);
     tcase_add_test(tc, timer_delivers_to_handle_info);
     tcase_add_test(tc, timer_cancel_prevents_delivery);
     tcase_add_test(tc, timers_end_with_their_server);

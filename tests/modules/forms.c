@@ -44,6 +44,8 @@
  *                              gs_stop_reply(reason, v): terminate tries
  *                              to answer it "from_terminate" as well
  *   ["deep_reply", n]          -> n arrays nested in one another
+ *   ["deep_reply_to", n]       the same, sent with gs_reply_to; noreply
+ *   ["deep_stop_reply", n]     the same, with a stop ("normal")
  *   ["deep_send", srv, n]      -> gs_send result for n nested arrays
  *   ["reply_to_id", id, v]     -> gs_reply_to result for a from of that id
  * terminate answers a kept caller "from_terminate".
@@ -280,6 +282,12 @@ static gs_result forms_call(gs_server *self, const gs_value *req, gs_from from, 
     }
     if (gs_is_tuple(req, "deep_reply", 2))
         return gs_reply(deep(self, int_or(a1, 0)));
+    if (gs_is_tuple(req, "deep_reply_to", 2)) {
+        gs_reply_to(self, from, deep(self, int_or(a1, 0)));
+        return gs_noreply();
+    }
+    if (gs_is_tuple(req, "deep_stop_reply", 2))
+        return gs_stop_reply(gs_str("normal"), deep(self, int_or(a1, 0)));
     if (gs_is_tuple(req, "deep_send", 3))
         return gs_reply(gs_int(gs_send(self, *a1, deep(self, int_or(a2, 0)))));
     if (gs_is_tuple(req, "reply_to_id", 3))
