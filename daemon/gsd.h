@@ -165,7 +165,7 @@ struct module {
     void *dl;              /* dlopen handle of the private copy */
     int fd;                /* the private copy (a memory file), open while mapped */
     const gs_module *desc; /* the module's exported descriptor */
-    unsigned servers;      /* servers running this code */
+    unsigned servers;      /* servers on this code, ended ones until freed (sched_reap) */
     bool current;          /* in the table: what starts and loads get */
     UT_hash_handle hh;     /* in the table, by name */
 };
@@ -342,10 +342,10 @@ void waiter_detach(struct waiter *w);
  *
  * The too-large policy, for a reply returned, sent with gs_reply_to or
  * given with a stop alike (module.h's promise): a module's value over the
- * message limits becomes the result "reply_too_large", logged as by's
- * (the server that gave it; may be NULL). An encoded value a client can no
- * longer read (a reload lowered the limits since) becomes a too_large
- * error.
+ * message limits becomes the result "reply_too_large", logged as by's, the
+ * server that gave it (by is NULL for the daemon's own values). Any other
+ * value a client cannot read (the daemon's own, or one encoded before a
+ * reload lowered the limits) becomes a too_large error.
  */
 void waiter_answer(struct waiter *w, enum gsp_code code, const gs_value *v, struct gsp_span enc,
                    const struct server *by);

@@ -35,9 +35,10 @@ static const char *label(const struct server *s)
 
 void server_free(struct server *s)
 {
-    struct module *mod = s->mod; /* its code stays mapped until no server runs it */
+    struct module *mod = s->mod; /* counted until now: its code stays mapped meanwhile */
     free(s->name);
     free(s);
+    mod->servers--;
     module_release(mod);
 }
 
@@ -195,7 +196,6 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     waiter_exit_all(s, reason);
     mailbox_clear(&s->mbox);
     monitor_server_ended(s, reason);
-    s->mod->servers--;
     char text[256];
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));

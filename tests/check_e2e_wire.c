@@ -141,6 +141,41 @@ START_TEST(call_behind_a_stop_in_the_same_read_gets_exit)
 }
 END_TEST
 
+/* An ended server is freed only once the loop gets control back, and its
+ * code stays loaded until then: a reload in the same read as the stop
+ * that ended the last server of a module must not unload the code under
+ * it (the fuzzer found it). */
+START_TEST(reload_behind_a_stop_in_the_same_read_keeps_the_code_until_freed)
+{
+    struct raw *a = RAW_CONNECT(D);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    START(C, "counter", "c", NULL);
+    gsp_packer_init(&pk, &b);
+    gsp_pack_request(&pk, 1, "stop", 3);
+    gsp_pack_str(&pk, "c");
+    gsp_pack_str(&pk, "bye");
+    msgpack_pack_nil(&pk);
+    gsp_pack_request(&pk, 2, "call", 3);
+    gsp_pack_str(&pk, "c");
+    gsp_pack_str(&pk, "get");
+    msgpack_pack_nil(&pk);
+    gsp_pack_request(&pk, 3, "reload", 1);
+    gsp_pack_str(&pk, "counter");
+    RAW_WRITE(a, b.data, b.len); /* one write: one read */
+    gsp_buf_free(&b);
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, nil]");
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, ['exit', 'bye'], nil]");
+    const msgpack_object *m = RAW_RECV(a, 3000);
+    ck_assert_mp_eq(mp_item(m, 1), "3");
+    ck_assert_mp_eq(mp_item(m, 2), "nil");
+    raw_ping_ok(a, 4);
+    START(C, "counter", "c", mp("5"));
+    ck_assert_mp_eq(CALL(C, "c", mp("'get'")), "5");
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(slow_call_does_not_hold_up_a_ping)
 {
     struct raw *a = RAW_CONNECT(D);
@@ -469,6 +504,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, calls_between_casts_in_one_write_see_the_casts_before_them);
     tcase_add_test(tc, pipelined_requests_all_answered_by_msgid);
     tcase_add_test(tc, call_behind_a_stop_in_the_same_read_gets_exit);
+    tcase_add_test(tc, reload_behind_a_stop_in_the_same_read_keeps_the_code_until_freed);
     tcase_add_test(tc, slow_call_does_not_hold_up_a_ping);
     tcase_add_test(tc, a_message_split_across_writes_is_framed);
     suite_add_tcase(s, tc);

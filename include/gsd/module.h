@@ -446,8 +446,9 @@ static inline const char *gs_self_name(gs_server *self)
 
 /*
  * Answers a kept caller, from any later callback of the server that got
- * the call (terminate included). reply is encoded at once (borrowed).
- * Returns 0 if the caller was still waiting, -1 (a no-op) if it had gone,
+ * the call (terminate included). reply is encoded at once (borrowed); one
+ * over the message limits reaches the caller as "reply_too_large", as a
+ * returned reply does. Returns 0 if the caller was still waiting, -1 (a no-op) if it had gone,
  * was already answered, is being answered by the daemon (the call whose
  * callback returned gs_stop_reply), or is not a call to this server.
  */
