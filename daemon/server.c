@@ -200,7 +200,8 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));
     supervise_ended(s, !clean_exit(&why)); /* a restart sees the name free */
-    sched_reap(s); /* freed once whatever ran it has returned to the loop */
+    /* Freed once whatever ran it has returned to the loop. */
+    sched_reap(s);
 }
 
 struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead)

@@ -258,8 +258,8 @@ void gsp_pack_error_notify(msgpack_packer *pk, enum gsp_code code, const char *d
  *   to a server:      ["down", ref, id, reason]             (its handle_info)
  * reason is encoded. When no server had the name asked for, id is 0.
  */
-void gsp_pack_down(msgpack_packer *pk, uint64_t ref, uint64_t id, const char *name,
-                   size_t name_len, const void *reason, size_t len);
+void gsp_pack_down(msgpack_packer *pk, uint64_t ref, uint64_t id, const char *name, size_t name_len,
+                   const void *reason, size_t len);
 void gsp_pack_down_info(msgpack_packer *pk, uint64_t ref, uint64_t id, const void *reason,
                         size_t len);
 /* The answer to a server's gs_call, as its handle_info gets it, in a

@@ -257,8 +257,8 @@ void gsp_pack_error_notify(msgpack_packer *pk, enum gsp_code code, const char *d
     gsp_pack_str(pk, detail);
 }
 
-void gsp_pack_down(msgpack_packer *pk, uint64_t ref, uint64_t id, const char *name,
-                   size_t name_len, const void *reason, size_t len)
+void gsp_pack_down(msgpack_packer *pk, uint64_t ref, uint64_t id, const char *name, size_t name_len,
+                   const void *reason, size_t len)
 {
     gsp_pack_notify(pk, "down", 4);
     msgpack_pack_uint64(pk, ref);

@@ -116,21 +116,28 @@ END_TEST
 
 /* A call handled in the read that brought it first handles what is queued
  * before it: here a stop that ends the server under the call. */
+/* [0, 1, "stop", ["c", "bye", nil]], [0, 2, "call", ["c", "get", nil]]
+ * packed into b through pk, for one write. */
+static void pack_stop_then_call(msgpack_packer *pk, struct gsp_buf *b)
+{
+    gsp_packer_init(pk, b);
+    gsp_pack_request(pk, 1, "stop", 3);
+    gsp_pack_str(pk, "c");
+    gsp_pack_str(pk, "bye");
+    msgpack_pack_nil(pk);
+    gsp_pack_request(pk, 2, "call", 3);
+    gsp_pack_str(pk, "c");
+    gsp_pack_str(pk, "get");
+    msgpack_pack_nil(pk);
+}
+
 START_TEST(call_behind_a_stop_in_the_same_read_gets_exit)
 {
     struct raw *a = RAW_CONNECT(D);
     struct gsp_buf b = {0};
     msgpack_packer pk;
     START(C, "counter", "c", NULL);
-    gsp_packer_init(&pk, &b);
-    gsp_pack_request(&pk, 1, "stop", 3);
-    gsp_pack_str(&pk, "c");
-    gsp_pack_str(&pk, "bye");
-    msgpack_pack_nil(&pk);
-    gsp_pack_request(&pk, 2, "call", 3);
-    gsp_pack_str(&pk, "c");
-    gsp_pack_str(&pk, "get");
-    msgpack_pack_nil(&pk);
+    pack_stop_then_call(&pk, &b);
     RAW_WRITE(a, b.data, b.len); /* one write: one read */
     gsp_buf_free(&b);
     ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, nil]");
@@ -151,15 +158,7 @@ START_TEST(reload_behind_a_stop_in_the_same_read_keeps_the_code_until_freed)
     struct gsp_buf b = {0};
     msgpack_packer pk;
     START(C, "counter", "c", NULL);
-    gsp_packer_init(&pk, &b);
-    gsp_pack_request(&pk, 1, "stop", 3);
-    gsp_pack_str(&pk, "c");
-    gsp_pack_str(&pk, "bye");
-    msgpack_pack_nil(&pk);
-    gsp_pack_request(&pk, 2, "call", 3);
-    gsp_pack_str(&pk, "c");
-    gsp_pack_str(&pk, "get");
-    msgpack_pack_nil(&pk);
+    pack_stop_then_call(&pk, &b);
     gsp_pack_request(&pk, 3, "reload", 1);
     gsp_pack_str(&pk, "counter");
     RAW_WRITE(a, b.data, b.len); /* one write: one read */
