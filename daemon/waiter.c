@@ -234,7 +234,8 @@ struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_
 
 struct waiter *waiter_find(uint64_t id)
 {
-    struct waiter *w = table && id ? table[id & mask] : NULL;
+    /* No waiter has id 0: whatever sits in slot 0 does not match it. */
+    struct waiter *w = table ? table[id & mask] : NULL;
     return w && w->id == id ? w : NULL;
 }
 
