@@ -1,8 +1,10 @@
 /*
  * fuzz_frame.c — libFuzzer target for the protocol decoder: the framer fed
  * in pieces as reads would bring them, then each complete frame's
- * envelope, its params and a full decode, as the daemon reads them; and
- * the one-pass reader, which must find the same frame and envelope.
+ * envelope, its params and a full decode, as the daemon reads them; what
+ * libgsclient reads of a response's error, an error notification and a
+ * down; and the one-pass reader, which must find the same frame and
+ * envelope.
  */
 #include <msgpack.h>
 #include <stdint.h>
@@ -25,6 +27,25 @@ static void check_one_pass(const uint8_t *p, size_t n, const struct gsp_limits *
         env.method != once.method || env.method_len != once.method_len ||
         env.nparams != once.nparams || env.params.p != once.params.p ||
         env.params.end != once.params.end)
+        abort();
+}
+
+/* What libgsclient reads of a message, each span decoded as it would be. */
+static void read_as_client(const struct gsp_envelope *env, msgpack_zone *zone)
+{
+    const char *code;
+    uint32_t code_len;
+    struct gsp_span detail;
+    struct gsp_down d;
+    msgpack_object o;
+    bool ok = env->type == GSP_RESPONSE
+                  ? gsp_error_read(env->error, &code, &code_len, &detail)
+                  : gsp_error_notify_read(env, &code, &code_len, &detail);
+    if (ok && !gsp_decode(detail.ptr, detail.len, zone, &o))
+        abort(); /* a span read in place is a whole value */
+    if (env->type == GSP_NOTIFY && gsp_down_read(env, &d) &&
+        ((d.name.ptr && !gsp_decode(d.name.ptr, d.name.len, zone, &o)) ||
+         (d.reason.ptr && !gsp_decode(d.reason.ptr, d.reason.len, zone, &o))))
         abort();
 }
 
@@ -59,7 +80,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 msgpack_object o;
                 gsp_decode(s.ptr, s.len, zone, &o);
             }
-        }
+            read_as_client(&env, zone);
+        } else if (env.type == GSP_RESPONSE && env.has_msgid && env.error.ptr)
+            read_as_client(&env, zone);
         msgpack_object whole;
         if (!gsp_decode(data + start, len, zone, &whole))
             abort(); /* the framer passed it: msgpack-c must read it */
