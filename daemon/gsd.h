@@ -205,7 +205,7 @@ struct server {
     struct mailbox mbox;
     struct server_stats stats;
     bool runnable; /* in the run queue */
-    TAILQ_ENTRY(server) run_link;
+    TAILQ_ENTRY(server) run_link; /* in the run queue; once ended, in the reaper's */
     TAILQ_ENTRY(server) reg_link;  /* in the registry, in start order */
     struct event *timeout;         /* a callback's timeout, allocated on first use */
     int64_t start_timeout;         /* ms allowed for init, -1 for none */
@@ -218,7 +218,6 @@ struct server {
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
     struct sup_child *sup;         /* its supervision (supervise.c), or NULL */
-    SLIST_ENTRY(server) reap_link; /* ended, to be freed (sched_reap) */
     UT_hash_handle hh_id, hh_name;
 };
 

@@ -10,7 +10,9 @@ static bool pending;       /* a turn is due (or running) */
 static unsigned woken;     /* messages posted since the last turn */
 static unsigned now_left;  /* messages the current read may still handle at once */
 static struct event *reaper; /* made active: frees the servers that have ended */
-static SLIST_HEAD(, server) ended = SLIST_HEAD_INITIALIZER(ended);
+/* Ended servers, to be freed, linked by run_link: off the run queue for
+ * good (sched_forget, and sched_wake refuses them). */
+static TAILQ_HEAD(, server) ended = TAILQ_HEAD_INITIALIZER(ended);
 
 /* Up to this many messages posted in one loop pass are served in that
  * pass; more wait for one poll, which gathers more work per turn. */
@@ -90,15 +92,15 @@ static void reap(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     struct server *s;
-    while ((s = SLIST_FIRST(&ended)) != NULL) {
-        SLIST_REMOVE_HEAD(&ended, reap_link);
+    while ((s = TAILQ_FIRST(&ended)) != NULL) {
+        TAILQ_REMOVE(&ended, s, run_link);
         server_free(s);
     }
 }
 
 void sched_reap(struct server *s)
 {
-    SLIST_INSERT_HEAD(&ended, s, reap_link);
+    TAILQ_INSERT_TAIL(&ended, s, run_link);
     event_active(reaper, EV_READ, 0);
 }
 
