@@ -15,11 +15,20 @@
 
 #include "json.h"
 
+/* A declared server's name, hashed: a file of many servers is read in
+ * linear time (a scan of those before each one was quadratic). */
+struct seen {
+    const char *name; /* the spec's own copy, in cfg->servers */
+    UT_hash_handle hh;
+};
+
 struct reader {
     const char *file;
     int errors;
     char *err; /* the first error */
     size_t errlen;
+    struct seen *names; /* every name in cfg->servers so far */
+    struct seen *pool;  /* one entry per item of the servers list */
 };
 
 __attribute__((format(printf, 3, 4))) static void bad(struct reader *rd, const config_setting_t *st,
@@ -222,10 +231,19 @@ static void read_ids(struct reader *rd, const config_setting_t *admins, const ch
 
 static void read_limits(struct reader *rd, const config_setting_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {"message_size",  "message_depth",    "connections",
-                                       "pending",       "timers",           "mailbox",
-                                       "mailbox_bytes", "partial_bytes",    "partial_ms",
-                                       "output_bytes",  "slow_callback_ms", NULL};
+    static const char *const keys[] = {"message_size",
+                                       "message_depth",
+                                       "connections",
+                                       "pending",
+                                       "timers",
+                                       "mailbox",
+                                       "mailbox_bytes",
+                                       "partial_bytes",
+                                       "partial_ms",
+                                       "output_bytes",
+                                       "slow_callback_ms",
+                                       "shutdown_timeout_ms",
+                                       NULL};
     const config_setting_t *g = get_group(rd, root, "limits", keys);
     struct limits *l = &cfg->limits;
     uint64_t v = l->message.max_size;
@@ -242,6 +260,7 @@ static void read_limits(struct reader *rd, const config_setting_t *root, struct 
     get_uint(rd, g, "partial_bytes", 0, UINT64_MAX >> 1, &l->partial_bytes);
     get_u32(rd, g, "partial_ms", 0, &l->partial_ms);
     get_uint(rd, g, "output_bytes", 0, UINT64_MAX >> 1, &l->output_bytes);
+    get_u32(rd, g, "shutdown_timeout_ms", 0, &l->shutdown_ms);
     v = (uint64_t)cfg->slow_callback_ms;
     get_uint(rd, g, "slow_callback_ms", 1, INT32_MAX, &v);
     cfg->slow_callback_ms = (int64_t)v;
@@ -353,6 +372,7 @@ static void read_server(struct reader *rd, const config_setting_t *g, struct con
     only(rd, g, keys);
     struct child_spec sp = {
         .restart = RESTART_PERMANENT, .init_timeout = -1, .intensity = cfg->intensity};
+    struct seen *dup = NULL;
     const char *name = get_str(rd, g, "name"), *module = get_str(rd, g, "module");
     if (name == NULL)
         bad(rd, g, "a server needs a name = \"...\"");
@@ -360,9 +380,9 @@ static void read_server(struct reader *rd, const config_setting_t *g, struct con
         bad(rd, config_setting_get_member(g, "name"),
             "must be 1-255 bytes of UTF-8, not all digits");
     else {
-        for (size_t i = 0; i < cfg->nservers; i++)
-            if (strcmp(cfg->servers[i].name, name) == 0)
-                bad(rd, config_setting_get_member(g, "name"), "\"%s\" is declared twice", name);
+        HASH_FIND_STR(rd->names, name, dup);
+        if (dup)
+            bad(rd, config_setting_get_member(g, "name"), "\"%s\" is declared twice", name);
         sp.name = xstrndup(name, strlen(name));
     }
     if (module == NULL)
@@ -388,8 +408,12 @@ static void read_server(struct reader *rd, const config_setting_t *g, struct con
         spec_free(&sp);
         return;
     }
-    cfg->servers = xrealloc(cfg->servers, (cfg->nservers + 1) * sizeof *cfg->servers);
-    cfg->servers[cfg->nservers++] = sp;
+    if (!dup) { /* the first declaration is the one a later one is reported against */
+        struct seen *e = &rd->pool[cfg->nservers];
+        e->name = sp.name;
+        HASH_ADD_KEYPTR(hh, rd->names, e->name, strlen(e->name), e);
+    }
+    cfg->servers[cfg->nservers++] = sp; /* room for the whole list: config_load */
 }
 
 /* The compiled-in defaults, saved before any configuration changes them. */
@@ -418,7 +442,7 @@ static void defaults(struct config *cfg)
 
 int config_load(const char *path, bool must_exist, struct config *cfg, char *err, size_t errlen)
 {
-    struct reader rd = {path, 0, err, errlen};
+    struct reader rd = {.file = path, .err = err, .errlen = errlen};
     defaults(cfg);
     if (!must_exist && access(path, F_OK) < 0 && errno == ENOENT)
         return 0;
@@ -452,9 +476,16 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
     const config_setting_t *servers = config_setting_get_member(root, "servers");
     if (servers && !config_setting_is_list(servers))
         bad(&rd, servers, "must be a list ( { name = ...; module = ...; }, ... )");
-    else
-        for (int i = 0; servers && i < config_setting_length(servers); i++)
+    else if (servers && config_setting_length(servers) > 0) {
+        /* Sized once: growing by one per server copies the array each time. */
+        size_t n = (size_t)config_setting_length(servers);
+        cfg->servers = xcalloc(n, sizeof *cfg->servers);
+        rd.pool = xcalloc(n, sizeof *rd.pool);
+        for (size_t i = 0; i < n; i++)
             read_server(&rd, config_setting_get_elem(servers, (unsigned)i), cfg);
+        HASH_CLEAR(hh, rd.names);
+        free(rd.pool);
+    }
     config_destroy(&lc);
     if (rd.errors) {
         config_free(cfg);

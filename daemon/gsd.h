@@ -49,10 +49,29 @@ struct sup_child;
 struct waiter;
 
 /* ---- log.c ------------------------------------------------------------- */
+/* One line per event on stderr, safe whatever a client or a module puts in
+ * it. The formatted text is escaped (log_escape), so it can neither split
+ * nor forge a line. Lines are rate-limited per call site (the format
+ * pointer) and level: a burst of 10, then one per 500 ms; the next line of
+ * that key that passes ends with "(N similar lines suppressed)". A reader
+ * that stops reading never blocks the loop: stderr that is a pipe gets an
+ * O_NONBLOCK open file description of its own on the first line, a socket
+ * (the journal) is sent to with MSG_DONTWAIT; a line with no room is
+ * dropped, and the next that gets through is preceded by "N log lines
+ * dropped: the log reader is not reading". Files and terminals are written
+ * as before. Each line is one write, under PIPE_BUF. */
 enum { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
 extern int log_level; /* lines above it are dropped */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int level, const char *fmt, va_list ap);
+/* src[0..n) into dst, each control byte (< 0x20, 0x7f) as \n, \r, \t or
+ * \xNN and a backslash as \\; as many whole escapes as fit in size - 1
+ * bytes, then terminated. Returns the length written. */
+size_t log_escape(char *dst, size_t size, const char *src, size_t n);
+/* Logs, for every call site whose lines are being suppressed, how many
+ * were: where a flood may have ended for good (after reading the
+ * configuration, at exit). */
+void log_flush(void);
 
 /* ---- util.c ------------------------------------------------------------ */
 void *xmalloc(size_t n);
@@ -97,12 +116,14 @@ struct limits {
     uint64_t partial_bytes;    /* bytes of unfinished messages, all connections together */
     uint32_t partial_ms;       /* age of an unfinished message before its sender is cut off */
     uint64_t output_bytes;     /* bytes queued for a client that does not read them */
+    uint32_t shutdown_ms;      /* at SIGTERM, time the servers get to drain their mailboxes */
 };
 extern struct limits limits;
 
 /* ---- loop.c ------------------------------------------------------------ */
 extern struct event_base *loop_base;
 extern bool shutting_down; /* SIGTERM/SIGINT seen: servers are being stopped */
+extern uint64_t shutdown_dropped; /* messages still queued when a server ended meanwhile */
 void loop_init(void);
 void loop_free(void);
 /* Arms (or re-arms) a timer event for ms milliseconds. */

@@ -11,4 +11,5 @@ struct limits limits = {
     .partial_bytes = 256u << 20,
     .partial_ms = 30000,
     .output_bytes = 64u << 20,
+    .shutdown_ms = 5000,
 };

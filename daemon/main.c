@@ -20,7 +20,8 @@ static void usage(FILE *f)
                "  -h        this help\n"
                "Flags override the file. Runs in the foreground, logs to stderr. SIGHUP\n"
                "re-reads the file (one with errors is refused). SIGTERM or SIGINT stops\n"
-               "every server (terminate gets \"shutdown\"), removes the socket, exits 0.\n"
+               "every server once its mailbox is handled (terminate gets \"shutdown\"),\n"
+               "removes the socket, exits 0; a second one does not wait.\n"
                "Exit status: 1 cannot listen, 2 bad flags or a bad configuration file.\n");
 }
 
@@ -59,6 +60,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     char err[512];
     log_msg(LOG_INFO, "SIGHUP: reading %s", flags.config); /* it must exist now */
     if (config_load(flags.config, true, &next, err, sizeof err) < 0) {
+        log_flush(); /* every bad line counted, however many */
         log_msg(LOG_ERR, "%s has errors: refused, the running configuration stays", flags.config);
         return;
     }
@@ -76,6 +78,25 @@ static void ready(void *arg)
     notify_ready();
 }
 
+/*
+ * Shutdown, as OTP's: each server is sent a stop ordered after what its
+ * mailbox holds, so every message accepted before the signal is handled,
+ * then terminate runs with "shutdown". New work is refused meanwhile
+ * (method.c). Whatever has not ended after limits.shutdown_ms (0: no
+ * limit) is ended at once, and the messages it still held are counted in
+ * the log; so is a second signal, for an operator who will not wait.
+ */
+#define DRAIN_CHECK_MS 10 /* how often shutdown looks whether every server has ended */
+
+static struct event *draining;
+static int64_t drain_deadline;
+
+static void stop_one(struct server *s, void *arg)
+{
+    (void)arg;
+    server_post(s, MSG_STOP, 0, enc_shutdown.ptr, enc_shutdown.len);
+}
+
 static void end_one(struct server *s, void *arg)
 {
     (void)arg;
@@ -83,18 +104,52 @@ static void end_one(struct server *s, void *arg)
     scratch_reset();
 }
 
+/* Ends what is left, the last started first, and leaves the loop. */
+static void shutdown_finish(void)
+{
+    static bool finished;
+    if (finished)
+        return;
+    finished = true;
+    unsigned left = registry_count();
+    if (left)
+        log_msg(LOG_WARN, "shutdown: %u servers had not drained their mailboxes: ended now", left);
+    registry_foreach(true, end_one, NULL);
+    if (shutdown_dropped)
+        log_msg(LOG_WARN, "shutdown: %llu queued messages dropped",
+                (unsigned long long)shutdown_dropped);
+    log_flush(); /* the "ended" lines of many servers, say */
+    conn_flush_all();
+    event_base_loopbreak(loop_base);
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (registry_count() == 0 || (limits.shutdown_ms && now_ms() >= drain_deadline))
+        shutdown_finish();
+}
+
 /* The signal only schedules this; it runs on the loop like everything. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what, (void)arg;
-    if (shutting_down)
+    if (shutting_down) {
+        log_msg(LOG_INFO, "%s again: not waiting for the mailboxes", strsignal((int)sig));
+        shutdown_finish();
         return;
+    }
     shutting_down = true;
     notify_stopping();
-    log_msg(LOG_INFO, "%s: stopping %u servers", strsignal((int)sig), registry_count());
-    registry_foreach(true, end_one, NULL); /* the last started stops first */
+    log_msg(LOG_INFO, "%s: stopping %u servers, each once its mailbox is handled (%u ms at most)",
+            strsignal((int)sig), registry_count(), limits.shutdown_ms);
+    registry_foreach(true, stop_one, NULL); /* the last started stops first */
     conn_flush_all();
-    event_base_loopbreak(loop_base);
+    drain_deadline = now_ms() + limits.shutdown_ms;
+    struct timeval every = {0, DRAIN_CHECK_MS * 1000};
+    draining = event_new(loop_base, -1, EV_PERSIST, drain_check, NULL);
+    event_add(draining, &every);
+    drain_check(-1, 0, NULL);
 }
 
 int main(int argc, char **argv)
@@ -133,6 +188,7 @@ int main(int argc, char **argv)
         flags.config = GSD_CONFIG_FILE;
     char err[512], path[108];
     if (config_load(flags.config, must_exist, &cfg, err, sizeof err) < 0) {
+        log_flush(); /* every bad line counted, however many */
         fprintf(stderr, "gsd: %s: refusing to start on a bad configuration file\n", flags.config);
         return 2;
     }
@@ -165,6 +221,8 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         event_free(sigs[i]);
+    if (draining)
+        event_free(draining);
     notify_free();
     supervise_free();
     auth_free();

@@ -125,6 +125,19 @@ static struct server *find(struct req *r, const gs_value *ref)
     return s;
 }
 
+/* New work for a server is refused once shutdown has begun: every server
+ * is handling what its mailbox held, and what came after its stop would
+ * be dropped (main.c). */
+static bool accepting(struct req *r)
+{
+    if (!shutting_down)
+        return true;
+    if (r->notify)
+        dropped_notifications++;
+    fail(r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
+    return false;
+}
+
 /* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
 static bool arg_timeout_decoded(struct req *r, int64_t dflt, int64_t *ms);
 
@@ -267,10 +280,8 @@ static void m_start(struct req *r)
     }
     if (!start_options(r, &options, &opts))
         return;
-    if (shutting_down) {
-        fail(r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
+    if (!accepting(r))
         return;
-    }
     struct server *old = named ? registry_by_name(name.via.str.ptr, name.via.str.size) : NULL;
     if (old) {
         msgpack_packer *pk = conn_packer(r->c);
@@ -314,7 +325,7 @@ static void m_call(struct req *r)
     if (!arg_timeout(r, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
+    if (s == NULL || !accepting(r) || !may_wait(r) || conn_hold(r->c, s))
         return;
     /* A call its server can take now is answered before server_call
      * returns: its deadline is watched only if it still waits. */
@@ -333,7 +344,7 @@ static void post(struct req *r, enum msg_kind kind)
     }
     struct gsp_span v = arg_span(r);
     struct server *s = find(r, &ref);
-    if (s == NULL || conn_hold(r->c, s))
+    if (s == NULL || !accepting(r) || conn_hold(r->c, s))
         return;
     server_post(s, kind, 0, v.ptr, v.len);
     ok_nil(r);
@@ -361,7 +372,7 @@ static void m_stop(struct req *r)
     if (!arg_timeout(r, -1, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
+    if (s == NULL || !accepting(r) || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     waiter_attach(w, s);
@@ -468,7 +479,7 @@ static void m_get_state(struct req *r)
         fail(r, GSP_UNSUPPORTED, "module %s has no format_state", s->mod->name);
         return;
     }
-    if (!may_wait(r) || conn_hold(r->c, s))
+    if (!accepting(r) || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
     waiter_attach(w, s);

@@ -194,6 +194,11 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     s->timeout = NULL;
     stimer_clear(s);
     waiter_exit_all(s, reason);
+    if (shutting_down) { /* what came behind the shutdown's own stop, or was never reached */
+        struct msg *m;
+        STAILQ_FOREACH(m, &s->mbox.q, link)
+        shutdown_dropped += m->kind != MSG_STOP || m->waiter;
+    }
     mailbox_clear(&s->mbox);
     monitor_server_ended(s, reason);
     char text[256];

@@ -35,12 +35,17 @@ struct sup_child {
     int64_t *recent;   /* times of the restarts within period_ms, oldest first */
     uint32_t nrecent;
     struct event *delay; /* the pending restart, if any */
+    const struct child_spec *wanted; /* during supervise_configure: its new spec, if declared */
     TAILQ_ENTRY(sup_child) link;
+    UT_hash_handle hh; /* in `by_name` while declared */
 };
 
 struct intensity intensity_default = {3, 5000, 0, 30000};
 
 static TAILQ_HEAD(sup_child_list, sup_child) children = TAILQ_HEAD_INITIALIZER(children);
+/* The declared children by name: a reload finds each in constant time, so
+ * that configuring N servers is linear in N, not quadratic. */
+static struct sup_child *by_name;
 static unsigned booting; /* declared children whose first init is awaited */
 static bool configured;  /* supervise_configure has run once */
 static void (*ready_fn)(void *arg);
@@ -119,6 +124,8 @@ static void settle(struct sup_child *ch)
 static void child_free(struct sup_child *ch)
 {
     settle(ch);
+    if (ch->declared)
+        HASH_DELETE(hh, by_name, ch);
     TAILQ_REMOVE(&children, ch, link);
     if (ch->delay)
         event_free(ch->delay);
@@ -134,6 +141,8 @@ static struct sup_child *child_new(const struct child_spec *spec, bool declared)
     struct sup_child *ch = xcalloc(1, sizeof *ch);
     spec_copy(&ch->spec, spec);
     ch->declared = declared;
+    if (declared)
+        HASH_ADD_KEYPTR(hh, by_name, ch->spec.name, strlen(ch->spec.name), ch);
     TAILQ_INSERT_TAIL(&children, ch, link);
     return ch;
 }
@@ -298,24 +307,14 @@ enum restart supervise_policy(const struct server *s)
 static struct sup_child *declared(const char *name)
 {
     struct sup_child *ch;
-    TAILQ_FOREACH(ch, &children, link)
-    if (ch->declared && strcmp(ch->spec.name, name) == 0)
-        return ch;
-    return NULL;
-}
-
-static const struct child_spec *find_spec(const struct child_spec *specs, size_t n,
-                                          const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(specs[i].name, name) == 0)
-            return &specs[i];
-    return NULL;
+    HASH_FIND_STR(by_name, name, ch);
+    return ch;
 }
 
 /* Ends a declared child for good: its server is stopped with "shutdown". */
 static void child_remove(struct sup_child *ch)
 {
+    HASH_DELETE(hh, by_name, ch);
     ch->declared = false;
     ch->stopping = true;
     if (ch->delay)
@@ -334,14 +333,18 @@ void supervise_configure(const struct child_spec *specs, size_t n)
 {
     bool first = !configured;
     configured = true;
-    /* Undeclared or changed: stopped first, the last declared first. */
+    /* Each declared child meets its new spec by name, once: no scan of
+     * the specs per child. */
     struct sup_child *ch, *prev;
+    for (size_t i = 0; i < n; i++)
+        if ((ch = declared(specs[i].name)) != NULL)
+            ch->wanted = &specs[i];
+    /* Undeclared or changed: stopped first, the last declared first. */
     for (ch = TAILQ_LAST(&children, sup_child_list); ch; ch = prev) {
         prev = TAILQ_PREV(ch, sup_child_list, link);
-        if (!ch->declared)
-            continue;
-        const struct child_spec *sp = find_spec(specs, n, ch->spec.name);
-        if (sp == NULL || spec_differs(sp, &ch->spec))
+        const struct child_spec *sp = ch->wanted;
+        ch->wanted = NULL;
+        if (ch->declared && (sp == NULL || spec_differs(sp, &ch->spec)))
             child_remove(ch);
     }
     for (size_t i = 0; i < n; i++) {

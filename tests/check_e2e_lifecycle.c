@@ -11,6 +11,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -444,6 +445,73 @@ START_TEST(shutdown_sends_down_to_monitors)
 }
 END_TEST
 
+/* n casts of req to server, in one write on a: answered nil each. */
+static void casts_in_one_write(struct raw *a, const char *server, const char *req, int n,
+                               bool numbered)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    for (int i = 0; i < n; i++) {
+        gsp_pack_request(&pk, (uint32_t)i + 1, "cast", 2);
+        gsp_pack_str(&pk, server);
+        if (numbered) { /* [req, i] */
+            msgpack_pack_array(&pk, 2);
+            gsp_pack_str(&pk, req);
+            msgpack_pack_int(&pk, i);
+        } else {
+            size_t len;
+            uint8_t *v = gsp_encode(mp(req), &len);
+            gsp_pack_raw(&pk, v, len);
+            free(v);
+        }
+    }
+    RAW_WRITE(a, b.data, b.len);
+    gsp_buf_free(&b);
+    for (int i = 0; i < n; i++)
+        ck_assert_mp_eq(RAW_RECV(a, 5000), "[1, %d, nil, nil]", i + 1);
+}
+
+/* Every cast acknowledged before SIGTERM is handled before terminate: the
+ * shutdown's stop is ordered after the mailbox (it used to end the server
+ * at once, dropping what was queued). */
+START_TEST(sigterm_handles_every_acknowledged_cast_first)
+{
+    struct raw *a = RAW_CONNECT(D);
+    forms("f", "f.log");
+    casts_in_one_write(a, "f", "['busy', 300]", 1, false); /* the notes queue up behind it */
+    casts_in_one_write(a, "f", "note", 600, true);
+    ck_assert_int_eq(gsd_wait_exit(D, SIGTERM, 10000), 0);
+    char want[8192] = "";
+    size_t n = 0;
+    for (int i = 0; i < 600; i++)
+        n += (size_t)snprintf(want + n, sizeof want - n, "%d\n", i);
+    snprintf(want + n, sizeof want - n, "\"shutdown\"\n");
+    ck_assert_str_eq(tlog("f.log"), want);
+    raw_close(&a);
+}
+END_TEST
+
+/* While the servers drain their mailboxes, new work is refused. */
+START_TEST(requests_during_shutdown_are_refused_shutting_down)
+{
+    struct raw *a = RAW_CONNECT(D);
+    forms("f", "f.log");
+    casts_in_one_write(a, "f", "['busy', 2]", 1000, false); /* about 2 s of draining */
+    kill(D->pid, SIGTERM);
+    sleep_ms(100);
+    struct raw *b = RAW_CONNECT(D);
+    RAW_REQUEST(b, 1, "call", mp("['f', 'self', nil]"));
+    CK_ERR_RESP(RAW_RECV(b, 5000), 1, "shutting_down");
+    RAW_REQUEST(b, 2, "cast", mp("['f', ['note', 'late']]"));
+    CK_ERR_RESP(RAW_RECV(b, 5000), 2, "shutting_down");
+    ck_assert_int_eq(gsd_wait_exit(D, 0, 10000), 0);
+    ck_assert_str_eq(tlog("f.log"), "\"shutdown\"\n");
+    raw_close(&b);
+    raw_close(&a);
+}
+END_TEST
+
 static Suite *lifecycle_suite(void)
 {
     Suite *s = suite_create("e2e_lifecycle");
@@ -500,6 +568,8 @@ static Suite *lifecycle_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, sigterm_terminates_every_server_with_shutdown);
     tcase_add_test(tc, sigint_shuts_down_like_sigterm);
+    tcase_add_test(tc, sigterm_handles_every_acknowledged_cast_first);
+    tcase_add_test(tc, requests_during_shutdown_are_refused_shutting_down);
     tcase_add_test(tc, shutdown_answers_waiting_callers_exit_shutdown);
     tcase_add_test(tc, shutdown_sends_down_to_monitors);
     suite_add_tcase(s, tc);

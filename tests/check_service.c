@@ -332,6 +332,94 @@ START_TEST(sighup_changes_the_log_level)
 }
 END_TEST
 
+/* ---- many declared servers ------------------------------------------------------------ */
+
+/* Enough that a configuration quadratic in the servers it declares (as it
+ * was: a scan of the others per server) takes far longer than the tcase's
+ * timeout to be ready and then to reload; linear, it takes well under a
+ * second for each. */
+#define MANY 50000
+
+/* Declares MANY counters s0, s1, ..., server i on line i + 2, then extra. */
+static void write_many(const char *extra)
+{
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("servers = (\n", f);
+    for (int i = 0; i < MANY; i++)
+        fprintf(f, "  { name = \"s%d\"; module = \"counter\"; }%s\n", i,
+                i + 1 < MANY || *extra ? "," : "");
+    fprintf(f, "%s);\n", extra);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Checks that `which` lists MANY running servers s0, s1, ... in that
+ * (start) order; their ids (free them). One assertion for them all: each
+ * Check assertion that passes is a write to the test's log. */
+static uint64_t *which_many(void)
+{
+    gsc_reply *r;
+    const msgpack_object *all = OK(gsc_which(C, &r), &r);
+    ck_assert_msg(all->type == MSGPACK_OBJECT_ARRAY && all->via.array.size == MANY,
+                  "which: %u servers", all->type == MSGPACK_OBJECT_ARRAY ? all->via.array.size : 0);
+    uint64_t *ids = malloc(MANY * sizeof *ids);
+    uint32_t bad = MANY;
+    for (uint32_t i = 0; i < MANY && bad == MANY; i++) {
+        const msgpack_object *e = &all->via.array.ptr[i], *name = mp_get(e, "name"),
+                             *status = mp_get(e, "status"), *id = mp_get(e, "id");
+        char want[16];
+        int n = snprintf(want, sizeof want, "s%u", i);
+        if (name == NULL || name->type != MSGPACK_OBJECT_STR || name->via.str.size != (uint32_t)n ||
+            memcmp(name->via.str.ptr, want, (size_t)n) != 0 || status == NULL ||
+            status->type != MSGPACK_OBJECT_STR || status->via.str.size != 7 ||
+            memcmp(status->via.str.ptr, "running", 7) != 0 || id == NULL ||
+            id->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            bad = i;
+        else
+            ids[i] = id->via.u64;
+    }
+    ck_assert_msg(bad == MANY, "which[%u]: %s", bad, mp_str(&all->via.array.ptr[bad]));
+    return ids;
+}
+
+START_TEST(many_declared_servers_are_ready_and_reload_unchanged)
+{
+    write_many("");
+    start_conf();
+    ck_assert(WAIT_UNTIL(15000, logged("every declared server has started (50000 running)")));
+    uint64_t *before = which_many();
+    kill(D->pid, SIGHUP);
+    gsc_reply *r;
+    OK(gsc_ping(C, &r), &r); /* the loop serves again */
+    ck_assert(WAIT_UNTIL(5000, logged("applied: 50000 servers declared, 50000 running")));
+    uint64_t *after = which_many();
+    uint32_t i = 0;
+    while (i < MANY && before[i] == after[i])
+        i++;
+    ck_assert_msg(i == MANY, "s%u: id %llu became %llu", i, (unsigned long long)before[i],
+                  (unsigned long long)after[i]); /* none was started again */
+    free(before);
+    free(after);
+}
+END_TEST
+
+START_TEST(a_name_declared_again_among_many_is_reported_at_its_line)
+{
+    /* Each later declaration once, against the first (lines MANY + 2, + 3). */
+    write_many("  { name = \"s7\"; module = \"counter\"; },\n"
+               "  { name = \"s7\"; module = \"stack\"; }\n");
+    char *err;
+    ck_assert_int_eq(run_gsd((const char *const[]){"-c", conf, NULL}, &err), 2);
+    char want[2][64];
+    for (int i = 0; i < 2; i++) {
+        snprintf(want[i], sizeof want[i], ".conf:%d: name: \"s7\" is declared twice", MANY + 2 + i);
+        const char *at = strstr(err, want[i]);
+        ck_assert_msg(at, "no \"%s\" in:\n%s", want[i], err);
+        ck_assert_msg(strstr(at + 1, want[i]) == NULL, "\"%s\" twice in:\n%s", want[i], err);
+    }
+}
+END_TEST
+
 /* ---- supervision ------------------------------------------------------------------ */
 
 /* One declared probe "p" with this restart policy and extra keys. */
@@ -724,6 +812,36 @@ START_TEST(a_stale_socket_is_replaced)
 }
 END_TEST
 
+/* At SIGTERM a server gets limits.shutdown_timeout_ms to handle its
+ * mailbox; what it still holds then is dropped, and counted in the log. */
+START_TEST(shutdown_timeout_drops_what_is_left_and_logs_it)
+{
+    write_conf("limits = { shutdown_timeout_ms = 100; };\n");
+    start_conf();
+    START(C, "forms", "f", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    for (uint32_t i = 1; i <= 1000; i++) { /* about 2 s of work, in one write */
+        gsp_pack_request(&pk, i, "cast", 2);
+        gsp_pack_str(&pk, "f");
+        msgpack_pack_array(&pk, 2);
+        gsp_pack_str(&pk, "busy");
+        msgpack_pack_uint32(&pk, 2);
+    }
+    RAW_WRITE(a, b.data, b.len);
+    gsp_buf_free(&b);
+    for (uint32_t i = 1; i <= 1000; i++)
+        ck_assert_mp_eq(RAW_RECV(a, 5000), "[1, %u, nil, nil]", (uint64_t)i);
+    ck_assert_int_eq(gsd_wait_exit(D, SIGTERM, 10000), 0);
+    ck_assert_msg(logged("shutdown: 1 servers had not drained their mailboxes: ended now") &&
+                      logged("queued messages dropped"),
+                  "no drop counted in:\n%s", file_read(D->log));
+    raw_close(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("service");
@@ -740,6 +858,14 @@ int main(void)
     tcase_add_test(tc, sighup_starts_the_new_and_stops_the_undeclared);
     tcase_add_test(tc, sighup_with_a_bad_file_keeps_the_running_configuration);
     tcase_add_test(tc, sighup_changes_the_log_level);
+    tcase_add_test(tc, shutdown_timeout_drops_what_is_left_and_logs_it);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("scale");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, many_declared_servers_are_ready_and_reload_unchanged);
+    tcase_add_test(tc, a_name_declared_again_among_many_is_reported_at_its_line);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("supervision");

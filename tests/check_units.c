@@ -1,8 +1,11 @@
 /* check_units.c — the daemon's registry, mailbox and scheduler, driven
  * directly (linked with the daemon's objects, without its socket). */
 #include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gsd.h"
 
@@ -201,6 +204,183 @@ START_TEST(server_casting_to_itself_keeps_one_queue_slot)
 }
 END_TEST
 
+/* ---- log ----------------------------------------------------------------- */
+
+/* Reverses log_escape; -1 on text it cannot have written. */
+static long unescape(const char *s, char *out)
+{
+    long n = 0;
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return -1;
+        if (*s != '\\') {
+            out[n++] = *s;
+            continue;
+        }
+        s++;
+        if (*s == 'n' || *s == 'r' || *s == 't' || *s == '\\')
+            out[n++] = *s == 'n' ? '\n' : *s == 'r' ? '\r' : *s == 't' ? '\t' : '\\';
+        else if (*s == 'x' && s[1] && s[2])
+            out[n++] = (char)strtol((char[]){s[1], s[2], 0}, NULL, 16), s += 2;
+        else
+            return -1;
+    }
+    return n;
+}
+
+START_TEST(log_escape_is_reversible)
+{
+    char all[256], esc[1100], back[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (char)i;
+    size_t n = log_escape(esc, sizeof esc, all, sizeof all);
+    ck_assert_uint_eq(n, strlen(esc));
+    ck_assert_ptr_null(strchr(esc, '\n'));
+    ck_assert_int_eq(unescape(esc, back), 256);
+    ck_assert_mem_eq(back, all, 256);
+    log_escape(esc, sizeof esc, "a\nb\r\tc\\d\x01\x7f\xc3\xa9", 12);
+    ck_assert_str_eq(esc, "a\\nb\\r\\tc\\\\d\\x01\\x7f\xc3\xa9");
+}
+END_TEST
+
+START_TEST(log_escape_never_cuts_an_escape)
+{
+    char esc[8];
+    /* Room for 4 bytes and the terminator: "ab" and no half of "\x01". */
+    ck_assert_uint_eq(log_escape(esc, 5, "ab\x01", 3), 2);
+    ck_assert_str_eq(esc, "ab");
+    ck_assert_uint_eq(log_escape(esc, 6, "ab\x01", 3), 2);
+    ck_assert_uint_eq(log_escape(esc, 7, "ab\x01", 3), 6);
+    ck_assert_str_eq(esc, "ab\\x01");
+    ck_assert_uint_eq(log_escape(esc, 3, "a\n", 2), 1);
+    ck_assert_str_eq(esc, "a");
+    ck_assert_uint_eq(log_escape(esc, 4, "a\\", 2), 3);
+    ck_assert_str_eq(esc, "a\\\\");
+    ck_assert_uint_eq(log_escape(esc, 1, "a", 1), 0);
+    ck_assert_str_eq(esc, "");
+}
+END_TEST
+
+/* Each log test runs in its own process (Check forks), with stderr on a
+ * file or a pipe of its own before its first line. */
+static void log_to_file(void)
+{
+    char path[] = "/tmp/gsd-units-log-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* What stderr, a file, holds now. */
+static char *log_text(void)
+{
+    static char text[1 << 16];
+    ssize_t n = pread(2, text, sizeof text - 1, 0);
+    text[n > 0 ? n : 0] = '\0';
+    return text;
+}
+
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (; (s = strstr(s, what)); s++)
+        n++;
+    return n;
+}
+
+START_TEST(a_line_cannot_be_split)
+{
+    log_to_file();
+    log_msg(LOG_WARN, "got %s", "x\n17:00:00.000 gsd error: FORGED\r\\");
+    const char *text = log_text();
+    ck_assert_int_eq(count(text, "\n"), 1);
+    ck_assert_ptr_nonnull(
+        strstr(text, " gsd warning: got x\\n17:00:00.000 gsd error: FORGED\\r\\\\\n"));
+}
+END_TEST
+
+START_TEST(a_long_line_is_cut_between_escapes)
+{
+    char big[3000];
+    memset(big, '\x01', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    log_to_file();
+    log_msg(LOG_WARN, "%s", big);
+    const char *text = log_text(), *body = strstr(text, " gsd warning: ") + 14;
+    ck_assert_int_eq(count(text, "\n"), 1);
+    size_t n = (size_t)(strchr(text, '\n') - body);
+    ck_assert_uint_gt(n, 900);
+    ck_assert_uint_lt(n, 1100);
+    ck_assert_uint_eq(n % 4, 0);
+    ck_assert_int_eq(count(body, "\\x01"), (int)n / 4);
+}
+END_TEST
+
+/* One call site: the rate limit's key. */
+static void again(int i)
+{
+    log_msg(LOG_WARN, "again %d", i);
+}
+
+START_TEST(repeated_lines_are_rate_limited_and_counted)
+{
+    log_to_file();
+    int64_t t0 = now_ms();
+    for (int i = 0; i < 1000; i++)
+        again(i);
+    int64_t elapsed_s = (now_ms() - t0) / 1000;
+    int shown = count(log_text(), "again");
+    ck_assert_int_le(shown, 11 + 2 * elapsed_s); /* 10, then 2 a second */
+    log_msg(LOG_WARN, "another call site");      /* not limited by the first */
+    ck_assert_int_eq(count(log_text(), "another call site"), 1);
+    /* The next that passes carries the count. */
+    int more = 0;
+    while (!strstr(log_text(), "similar lines suppressed)") && more < 100) {
+        usleep(50 * 1000);
+        again(1000 + more++);
+    }
+    const char *text = log_text(), *at = strstr(text, " similar lines suppressed)\n");
+    ck_assert_ptr_nonnull(at);
+    while (at[-1] >= '0' && at[-1] <= '9')
+        at--;
+    ck_assert_int_eq(count(text, "again") + atoi(at), 1000 + more);
+}
+END_TEST
+
+/* stderr is a pipe that nobody reads, and full: lines are dropped, never
+ * waited for, and counted once the reader reads again. */
+START_TEST(an_unread_pipe_drops_lines_and_says_so)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    dup2(p[1], 2);
+    char proc[64], junk[4096] = {0}, got[1 << 16];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", p[1]);
+    int fill = open(proc, O_WRONLY | O_NONBLOCK);
+    ck_assert_int_ge(fill, 0);
+    for (size_t k = sizeof junk; k > 0; k /= 2)
+        while (write(fill, junk, k) > 0)
+            ;
+    close(fill);
+    for (int i = 0; i < 5; i++)
+        log_msg(LOG_WARN, "line %d", i); /* blocks, without the fix: the test times out */
+    ck_assert_int_eq(fcntl(p[1], F_GETFL) & O_NONBLOCK, 0); /* what a parent shares */
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    while (read(p[0], got, sizeof got) > 0)
+        ;
+    log_msg(LOG_INFO, "reading again");
+    ssize_t n = read(p[0], got, sizeof got - 1);
+    ck_assert_int_gt(n, 0);
+    got[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(got, " gsd warning: 5 log lines dropped: the log reader is not "
+                                      "reading\n"));
+    ck_assert_ptr_nonnull(strstr(got, " gsd info: reading again\n"));
+    ck_assert_int_eq(count(got, "\n"), 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("units");
@@ -214,6 +394,15 @@ int main(void)
     tcase_add_test(tc, turn_work_is_bounded);
     tcase_add_test(tc, ended_server_refuses_mail);
     tcase_add_test(tc, server_casting_to_itself_keeps_one_queue_slot);
+    tcase_set_timeout(tc, 10);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("log");
+    tcase_add_test(tc, log_escape_is_reversible);
+    tcase_add_test(tc, log_escape_never_cuts_an_escape);
+    tcase_add_test(tc, a_line_cannot_be_split);
+    tcase_add_test(tc, a_long_line_is_cut_between_escapes);
+    tcase_add_test(tc, repeated_lines_are_rate_limited_and_counted);
+    tcase_add_test(tc, an_unread_pipe_drops_lines_and_says_so);
     tcase_set_timeout(tc, 10);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);

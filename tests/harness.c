@@ -247,6 +247,11 @@ static void child_guard(pid_t parent)
 
 struct gsd *gsd_start_with(const char *const *extra)
 {
+    return gsd_start_stderr(extra, -1);
+}
+
+struct gsd *gsd_start_stderr(const char *const *extra, int err_fd)
+{
     const char *build = gsd_build();
     char bin[PATH_MAX], mods[2 * PATH_MAX + 32];
     const char *argv[64];
@@ -297,7 +302,7 @@ struct gsd *gsd_start_with(const char *const *extra)
             _exit(127);
         dup2(null, 0);
         dup2(log, 1);
-        dup2(log, 2);
+        dup2(err_fd >= 0 ? err_fd : log, 2);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
     }

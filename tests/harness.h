@@ -51,6 +51,9 @@ const char *gsd_source(void);
  * connection. Fails the test if it does not. Free with gsd_stop. */
 struct gsd *gsd_start_with(const char *const *extra);
 #define gsd_start() gsd_start_with(NULL)
+/* The same with the daemon's stderr on err_fd (a pipe, say) instead of its
+ * log file; -1: the log file. */
+struct gsd *gsd_start_stderr(const char *const *extra, int err_fd);
 
 /* SIGTERM, up to 5 s, then SIGKILL. Returns the exit status as a shell
  * shows it (128 + signal if killed), removes the directory, frees *d and
