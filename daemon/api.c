@@ -33,8 +33,10 @@ static void api_log(gs_server *self, int level, const char *fmt, va_list ap)
     char line[900];
     vsnprintf(line, sizeof line, fmt, ap);
     struct server *s = S(self);
-    log_msg(level, "server %llu (%s, %s): %s", (unsigned long long)s->id, s->name ? s->name : "-",
-            s->mod->name, line);
+    level = level < LOG_ERR ? LOG_ERR : level > LOG_DEBUG ? LOG_DEBUG : level;
+    /* Each module rate-limited on its own: a noisy one hides no other's. */
+    log_keyed(level, s->mod->desc, "server %llu (%s, %s): %s", (unsigned long long)s->id,
+              s->name ? s->name : "-", s->mod->name, line);
 }
 
 static uint64_t api_self_id(gs_server *self)

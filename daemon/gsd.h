@@ -64,6 +64,10 @@ enum { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
 extern int log_level; /* lines above it are dropped */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int level, const char *fmt, va_list ap);
+/* log_msg, rate-limited under key instead of fmt: for a call site that
+ * logs for many (a module's gs_log, one key per module). */
+void log_keyed(int level, const void *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* src[0..n) into dst, each control byte (< 0x20, 0x7f) as \n, \r, \t or
  * \xNN and a backslash as \\; as many whole escapes as fit in size - 1
  * bytes, then terminated. Returns the length written. */
@@ -123,7 +127,6 @@ extern struct limits limits;
 /* ---- loop.c ------------------------------------------------------------ */
 extern struct event_base *loop_base;
 extern bool shutting_down; /* SIGTERM/SIGINT seen: servers are being stopped */
-extern uint64_t shutdown_dropped; /* messages still queued when a server ended meanwhile */
 void loop_init(void);
 void loop_free(void);
 /* Arms (or re-arms) a timer event for ms milliseconds. */
@@ -498,6 +501,18 @@ void notify_ready(void);
 /* STOPPING=1: shutdown has begun. */
 void notify_stopping(void);
 void notify_free(void);
+
+/* ---- shutdown.c --------------------------------------------------------- */
+/* SIGTERM: sets shutting_down and stops the servers one at a time, the
+ * last started first, each after its mailbox; leaves the loop once none
+ * is left, or after limits.shutdown_ms (then ends the rest at once, the
+ * messages they held counted in the log). */
+void shutdown_begin(void);
+/* A second signal: ends every server now, and leaves the loop. */
+void shutdown_now(void);
+/* server_end's hook: during shutdown, the next server is stopped. */
+void shutdown_server_ended(void);
+void shutdown_free(void);
 
 /* ---- method.c ---------------------------------------------------------- */
 /* Serves one framed message from c (request or notification). */

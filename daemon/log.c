@@ -108,9 +108,9 @@ static bool emit(const char *p, size_t n)
 
 /* The key's slot if a line of it passes now, else NULL (the line is
  * counted there). */
-static struct slot *rate_pass(const char *fmt, int level)
+static struct slot *rate_pass(const void *site, const char *fmt, int level)
 {
-    uint64_t key = (uint64_t)(uintptr_t)fmt ^ (uint64_t)level;
+    uint64_t key = (uint64_t)(uintptr_t)site ^ (uint64_t)level;
     struct slot *s = &slots[((key * 0x9e3779b97f4a7c15u) >> 40) % SLOTS];
     int64_t now = now_ms();
     if (s->tat < now)
@@ -169,17 +169,14 @@ static size_t prefix(char *out, size_t size, int level)
                             tm.tm_sec, ts.tv_nsec / 1000000, names[level & 7]);
 }
 
-void log_vmsg(int level, const char *fmt, va_list ap)
+/* One line out: the dropped-lines notice first if one is due, then the
+ * escaped text, then how many lines like it were suppressed (cleared once
+ * the line is out). */
+static void put_line(int level, const char *text, size_t tn, uint64_t *suppressed)
 {
-    struct slot *slot;
-    if (level > log_level || !(slot = rate_pass(fmt, level)))
-        return;
-    uint64_t suppressed = slot->suppressed;
     if (sink == SINK_UNSET)
         log_setup();
-    char text[TEXT_MAX], out[OUT_MAX];
-    int len = vsnprintf(text, sizeof text, fmt, ap);
-    size_t tn = len < 0 ? 0 : (size_t)len < sizeof text ? (size_t)len : sizeof text - 1;
+    char out[OUT_MAX];
     size_t n = 0;
     if (dropped > 0) {
         n += prefix(out, sizeof out, LOG_WARN);
@@ -189,16 +186,47 @@ void log_vmsg(int level, const char *fmt, va_list ap)
     }
     n += prefix(out + n, sizeof out - n, level);
     n += log_escape(out + n, ESC_MAX, text, tn);
-    if (suppressed > 0)
+    if (*suppressed > 0)
         n += (size_t)snprintf(out + n, sizeof out - n, " (%llu similar lines suppressed)",
-                              (unsigned long long)suppressed);
+                              (unsigned long long)*suppressed);
     out[n++] = '\n';
     if (emit(out, n)) {
         dropped = 0;
-        slot->suppressed = 0;
+        *suppressed = 0;
     } else {
         dropped++; /* and the suppressed count waits for the next line */
     }
+}
+
+void log_keyed(int level, const void *key, const char *fmt, ...)
+{
+    struct slot *slot;
+    if (level > log_level || !(slot = rate_pass(key, fmt, level)))
+        return;
+    char text[TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    put_line(level, text,
+             len < 0                     ? 0
+             : (size_t)len < sizeof text ? (size_t)len
+                                         : sizeof text - 1,
+             &slot->suppressed);
+}
+
+void log_vmsg(int level, const char *fmt, va_list ap)
+{
+    struct slot *slot;
+    if (level > log_level || !(slot = rate_pass(fmt, fmt, level)))
+        return;
+    char text[TEXT_MAX];
+    int len = vsnprintf(text, sizeof text, fmt, ap);
+    put_line(level, text,
+             len < 0                     ? 0
+             : (size_t)len < sizeof text ? (size_t)len
+                                         : sizeof text - 1,
+             &slot->suppressed);
 }
 
 void log_msg(int level, const char *fmt, ...)
@@ -211,13 +239,21 @@ void log_msg(int level, const char *fmt, ...)
 
 void log_flush(void)
 {
+    /* Past the rate limit: these lines are the limit's own account. */
     for (size_t i = 0; i < SLOTS; i++) {
         struct slot *s = &slots[i];
         if (s->suppressed == 0)
             continue;
-        uint64_t n = s->suppressed;
-        s->suppressed = 0;
-        s->tat = 0; /* this line passes */
-        log_msg(s->level, "%llu lines like \"%s\" suppressed", (unsigned long long)n, s->fmt);
+        char text[TEXT_MAX];
+        int len = snprintf(text, sizeof text, "%llu lines like \"%s\" suppressed",
+                           (unsigned long long)s->suppressed, s->fmt);
+        uint64_t none = 0;
+        put_line(s->level, text,
+                 len < 0                     ? 0
+                 : (size_t)len < sizeof text ? (size_t)len
+                                             : sizeof text - 1,
+                 &none);
+        if (dropped == 0)
+            s->suppressed = 0; /* out; else it waits for the next flush or line */
     }
 }

@@ -3,7 +3,6 @@
 
 struct event_base *loop_base;
 bool shutting_down;
-uint64_t shutdown_dropped;
 
 void loop_init(void)
 {

@@ -78,78 +78,25 @@ static void ready(void *arg)
     notify_ready();
 }
 
-/*
- * Shutdown, as OTP's: each server is sent a stop ordered after what its
- * mailbox holds, so every message accepted before the signal is handled,
- * then terminate runs with "shutdown". New work is refused meanwhile
- * (method.c). Whatever has not ended after limits.shutdown_ms (0: no
- * limit) is ended at once, and the messages it still held are counted in
- * the log; so is a second signal, for an operator who will not wait.
- */
-#define DRAIN_CHECK_MS 10 /* how often shutdown looks whether every server has ended */
-
-static struct event *draining;
-static int64_t drain_deadline;
-
-static void stop_one(struct server *s, void *arg)
-{
-    (void)arg;
-    server_post(s, MSG_STOP, 0, enc_shutdown.ptr, enc_shutdown.len);
-}
-
-static void end_one(struct server *s, void *arg)
-{
-    (void)arg;
-    server_end(s, enc_shutdown, NULL);
-    scratch_reset();
-}
-
-/* Ends what is left, the last started first, and leaves the loop. */
-static void shutdown_finish(void)
-{
-    static bool finished;
-    if (finished)
-        return;
-    finished = true;
-    unsigned left = registry_count();
-    if (left)
-        log_msg(LOG_WARN, "shutdown: %u servers had not drained their mailboxes: ended now", left);
-    registry_foreach(true, end_one, NULL);
-    if (shutdown_dropped)
-        log_msg(LOG_WARN, "shutdown: %llu queued messages dropped",
-                (unsigned long long)shutdown_dropped);
-    log_flush(); /* the "ended" lines of many servers, say */
-    conn_flush_all();
-    event_base_loopbreak(loop_base);
-}
-
-static void drain_check(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what, (void)arg;
-    if (registry_count() == 0 || (limits.shutdown_ms && now_ms() >= drain_deadline))
-        shutdown_finish();
-}
-
 /* The signal only schedules this; it runs on the loop like everything. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what, (void)arg;
     if (shutting_down) {
         log_msg(LOG_INFO, "%s again: not waiting for the mailboxes", strsignal((int)sig));
-        shutdown_finish();
+        shutdown_now();
         return;
     }
-    shutting_down = true;
     notify_stopping();
-    log_msg(LOG_INFO, "%s: stopping %u servers, each once its mailbox is handled (%u ms at most)",
-            strsignal((int)sig), registry_count(), limits.shutdown_ms);
-    registry_foreach(true, stop_one, NULL); /* the last started stops first */
+    if (limits.shutdown_ms)
+        log_msg(LOG_INFO,
+                "%s: stopping %u servers, each once its mailbox is handled (%u ms in all)",
+                strsignal((int)sig), registry_count(), limits.shutdown_ms);
+    else
+        log_msg(LOG_INFO, "%s: stopping %u servers, each once its mailbox is handled",
+                strsignal((int)sig), registry_count());
+    shutdown_begin();
     conn_flush_all();
-    drain_deadline = now_ms() + limits.shutdown_ms;
-    struct timeval every = {0, DRAIN_CHECK_MS * 1000};
-    draining = event_new(loop_base, -1, EV_PERSIST, drain_check, NULL);
-    event_add(draining, &every);
-    drain_check(-1, 0, NULL);
 }
 
 int main(int argc, char **argv)
@@ -221,8 +168,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         event_free(sigs[i]);
-    if (draining)
-        event_free(draining);
+    shutdown_free();
     notify_free();
     supervise_free();
     auth_free();

@@ -194,17 +194,13 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     s->timeout = NULL;
     stimer_clear(s);
     waiter_exit_all(s, reason);
-    if (shutting_down) { /* what came behind the shutdown's own stop, or was never reached */
-        struct msg *m;
-        STAILQ_FOREACH(m, &s->mbox.q, link)
-        shutdown_dropped += m->kind != MSG_STOP || m->waiter;
-    }
     mailbox_clear(&s->mbox);
     monitor_server_ended(s, reason);
     char text[256];
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));
     supervise_ended(s, !clean_exit(&why)); /* a restart sees the name free */
+    shutdown_server_ended();
     /* Freed once whatever ran it has returned to the loop. */
     sched_reap(s);
 }

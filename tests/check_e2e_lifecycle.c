@@ -492,6 +492,43 @@ START_TEST(sigterm_handles_every_acknowledged_cast_first)
 }
 END_TEST
 
+/* Servers stop one at a time, the last started first: one still draining
+ * can hand work on to one started before it, which is stopped only once
+ * the first has ended. */
+START_TEST(sigterm_stops_servers_one_at_a_time_last_started_first)
+{
+    struct raw *a = RAW_CONNECT(D);
+    forms("b", "b.log");
+    forms("f", NULL);
+    casts_in_one_write(a, "f", "['busy', 300]", 1, false);
+    struct gsp_buf buf = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &buf);
+    for (int i = 0; i < 200; i++) { /* ["cast_to", "b", ["note", i]] */
+        gsp_pack_request(&pk, (uint32_t)i + 1, "cast", 2);
+        gsp_pack_str(&pk, "f");
+        msgpack_pack_array(&pk, 3);
+        gsp_pack_str(&pk, "cast_to");
+        gsp_pack_str(&pk, "b");
+        msgpack_pack_array(&pk, 2);
+        gsp_pack_str(&pk, "note");
+        msgpack_pack_int(&pk, i);
+    }
+    RAW_WRITE(a, buf.data, buf.len);
+    gsp_buf_free(&buf);
+    for (int i = 0; i < 200; i++)
+        ck_assert_mp_eq(RAW_RECV(a, 5000), "[1, %d, nil, nil]", i + 1);
+    ck_assert_int_eq(gsd_wait_exit(D, SIGTERM, 10000), 0);
+    char want[4096] = "";
+    size_t n = 0;
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(want + n, sizeof want - n, "%d\n", i);
+    snprintf(want + n, sizeof want - n, "\"shutdown\"\n");
+    ck_assert_str_eq(tlog("b.log"), want);
+    raw_close(&a);
+}
+END_TEST
+
 /* While the servers drain their mailboxes, new work is refused. */
 START_TEST(requests_during_shutdown_are_refused_shutting_down)
 {
@@ -569,6 +606,7 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, sigterm_terminates_every_server_with_shutdown);
     tcase_add_test(tc, sigint_shuts_down_like_sigterm);
     tcase_add_test(tc, sigterm_handles_every_acknowledged_cast_first);
+    tcase_add_test(tc, sigterm_stops_servers_one_at_a_time_last_started_first);
     tcase_add_test(tc, requests_during_shutdown_are_refused_shutting_down);
     tcase_add_test(tc, shutdown_answers_waiting_callers_exit_shutdown);
     tcase_add_test(tc, shutdown_sends_down_to_monitors);

@@ -49,7 +49,8 @@
  *   ["deep_send", srv, n]      -> gs_send result for n nested arrays
  *   ["reply_to_id", id, v]     -> gs_reply_to result for a from of that id
  * terminate answers a kept caller "from_terminate".
- * handle_cast: ["note", v] appends v to the log; ["release", v];
+ * handle_cast: ["note", v] appends v to the log; ["cast_to", srv, req]
+ *   casts req on; ["release", v];
  *   ["noreply_timeout", ms]; "noreply_hibernate"; ["stop", reason]; "bad";
  *   ["busy", ms]; anything else is kept in "casts".
  * handle_info: "timeout" is counted; ["release", v]; ["noreply_timeout",
@@ -403,6 +404,10 @@ static gs_result forms_cast(gs_server *self, const gs_value *req, void **state)
 
     if (gs_is_tuple(req, "note", 2)) {
         log_line(f->log, gs_at(req, 1));
+        return gs_noreply();
+    }
+    if (gs_is_tuple(req, "cast_to", 3)) {
+        gs_cast(self, *gs_at(req, 1), *gs_at(req, 2));
         return gs_noreply();
     }
     if (common(self, f, req, &r))
