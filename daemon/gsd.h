@@ -260,6 +260,9 @@ void server_run_one(struct server *s);
  * can change it; one over the limits becomes the string `instead`, and is
  * logged. */
 struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead);
+/* What stands for a value of s's over the limits: the string `instead`,
+ * encoded in scratch memory; logged. */
+struct gsp_span server_instead(const struct server *s, const char *instead);
 /* A call from a client, in the read that brought it: the messages queued
  * before it are handled first, then the call itself, without a copy, when
  * s is running and the read may still run callbacks (sched_run_now);

@@ -170,12 +170,14 @@ static size_t prefix(char *out, size_t size, int level)
 }
 
 /* One line out: the dropped-lines notice first if one is due, then the
- * escaped text, then how many lines like it were suppressed (cleared once
- * the line is out). */
-static void put_line(int level, const char *text, size_t tn, uint64_t *suppressed)
+ * escaped text (TEXT_MAX bytes, len as snprintf returned it, so perhaps
+ * cut), then how many lines like it were suppressed (cleared once the line
+ * is out). */
+static void put_line(int level, const char *text, int len, uint64_t *suppressed)
 {
     if (sink == SINK_UNSET)
         log_setup();
+    size_t tn = len < 0 ? 0 : len < TEXT_MAX ? (size_t)len : TEXT_MAX - 1;
     char out[OUT_MAX];
     size_t n = 0;
     if (dropped > 0) {
@@ -198,35 +200,27 @@ static void put_line(int level, const char *text, size_t tn, uint64_t *suppresse
     }
 }
 
-void log_keyed(int level, const void *key, const char *fmt, ...)
+/* A line rate-limited under key (its call site). */
+static void vlog(int level, const void *key, const char *fmt, va_list ap)
 {
     struct slot *slot;
     if (level > log_level || !(slot = rate_pass(key, fmt, level)))
         return;
     char text[TEXT_MAX];
+    put_line(level, text, vsnprintf(text, sizeof text, fmt, ap), &slot->suppressed);
+}
+
+void log_keyed(int level, const void *key, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(text, sizeof text, fmt, ap);
+    vlog(level, key, fmt, ap);
     va_end(ap);
-    put_line(level, text,
-             len < 0                     ? 0
-             : (size_t)len < sizeof text ? (size_t)len
-                                         : sizeof text - 1,
-             &slot->suppressed);
 }
 
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
-    struct slot *slot;
-    if (level > log_level || !(slot = rate_pass(fmt, fmt, level)))
-        return;
-    char text[TEXT_MAX];
-    int len = vsnprintf(text, sizeof text, fmt, ap);
-    put_line(level, text,
-             len < 0                     ? 0
-             : (size_t)len < sizeof text ? (size_t)len
-                                         : sizeof text - 1,
-             &slot->suppressed);
+    vlog(level, fmt, fmt, ap);
 }
 
 void log_msg(int level, const char *fmt, ...)
@@ -245,13 +239,10 @@ void log_flush(void)
         if (s->suppressed == 0)
             continue;
         char text[TEXT_MAX];
-        int len = snprintf(text, sizeof text, "%llu lines like \"%s\" suppressed",
-                           (unsigned long long)s->suppressed, s->fmt);
         uint64_t none = 0;
         put_line(s->level, text,
-                 len < 0                     ? 0
-                 : (size_t)len < sizeof text ? (size_t)len
-                                             : sizeof text - 1,
+                 snprintf(text, sizeof text, "%llu lines like \"%s\" suppressed",
+                          (unsigned long long)s->suppressed, s->fmt),
                  &none);
         if (dropped == 0)
             s->suppressed = 0; /* out; else it waits for the next flush or line */

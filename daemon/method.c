@@ -125,19 +125,6 @@ static struct server *find(struct req *r, const gs_value *ref)
     return s;
 }
 
-/* New work for a server is refused once shutdown has begun: every server
- * is handling what its mailbox held, and what came after its stop would
- * be dropped (main.c). */
-static bool accepting(struct req *r)
-{
-    if (!shutting_down)
-        return true;
-    if (r->notify)
-        dropped_notifications++;
-    fail(r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
-    return false;
-}
-
 /* A timeout: nil (default), "infinity" (-1) or a uint of ms. */
 static bool arg_timeout_decoded(struct req *r, int64_t dflt, int64_t *ms);
 
@@ -280,8 +267,6 @@ static void m_start(struct req *r)
     }
     if (!start_options(r, &options, &opts))
         return;
-    if (!accepting(r))
-        return;
     struct server *old = named ? registry_by_name(name.via.str.ptr, name.via.str.size) : NULL;
     if (old) {
         msgpack_packer *pk = conn_packer(r->c);
@@ -325,7 +310,7 @@ static void m_call(struct req *r)
     if (!arg_timeout(r, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL || !accepting(r) || !may_wait(r) || conn_hold(r->c, s))
+    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
     /* A call its server can take now is answered before server_call
      * returns: its deadline is watched only if it still waits. */
@@ -344,7 +329,7 @@ static void post(struct req *r, enum msg_kind kind)
     }
     struct gsp_span v = arg_span(r);
     struct server *s = find(r, &ref);
-    if (s == NULL || !accepting(r) || conn_hold(r->c, s))
+    if (s == NULL || conn_hold(r->c, s))
         return;
     server_post(s, kind, 0, v.ptr, v.len);
     ok_nil(r);
@@ -372,7 +357,7 @@ static void m_stop(struct req *r)
     if (!arg_timeout(r, -1, &timeout))
         return;
     struct server *s = find(r, &ref);
-    if (s == NULL || !accepting(r) || !may_wait(r) || conn_hold(r->c, s))
+    if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, timeout);
     waiter_attach(w, s);
@@ -479,7 +464,7 @@ static void m_get_state(struct req *r)
         fail(r, GSP_UNSUPPORTED, "module %s has no format_state", s->mod->name);
         return;
     }
-    if (!accepting(r) || !may_wait(r) || conn_hold(r->c, s))
+    if (!may_wait(r) || conn_hold(r->c, s))
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, GSP_CALL_TIMEOUT_DEFAULT);
     waiter_attach(w, s);
@@ -597,16 +582,25 @@ static const struct method {
     uint32_t nparams; /* exactly this many params */
     bool admin;       /* changes what runs: admin peers only */
     bool notify;      /* may come as a notification */
+    bool work;        /* gives a server work: refused once shutdown has begun */
 } methods[] = {
     /* call first: method_dispatch knows it by its place */
-    {"call", m_call, 3, false, false},          {"cast", m_cast, 2, false, true},
-    {"send", m_send, 2, false, true},           {"ping", m_ping, 0, false, false},
-    {"version", m_version, 0, false, false},    {"start", m_start, 4, true, false},
-    {"stop", m_stop, 3, true, false},           {"whereis", m_whereis, 1, false, false},
-    {"which", m_which, 0, false, false},        {"info", m_info, 1, false, false},
-    {"get_state", m_get_state, 1, true, false}, {"modules", m_modules, 0, false, false},
-    {"load", m_load, 1, true, false},           {"reload", m_reload, 1, true, false},
-    {"monitor", m_monitor, 1, false, false},    {"demonitor", m_demonitor, 1, false, false},
+    {"call", m_call, 3, false, false, true},
+    {"cast", m_cast, 2, false, true, true},
+    {"send", m_send, 2, false, true, true},
+    {"ping", m_ping, 0, false, false, false},
+    {"version", m_version, 0, false, false, false},
+    {"start", m_start, 4, true, false, true},
+    {"stop", m_stop, 3, true, false, true},
+    {"whereis", m_whereis, 1, false, false, false},
+    {"which", m_which, 0, false, false, false},
+    {"info", m_info, 1, false, false, false},
+    {"get_state", m_get_state, 1, true, false, true},
+    {"modules", m_modules, 0, false, false, false},
+    {"load", m_load, 1, true, false, false},
+    {"reload", m_reload, 1, true, false, false},
+    {"monitor", m_monitor, 1, false, false, false},
+    {"demonitor", m_demonitor, 1, false, false, false},
 };
 
 void method_dispatch(struct conn *c, const struct gsp_envelope *env)
@@ -630,7 +624,13 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
         fail(&r, GSP_BADARG, "%s takes %u params, not %u", m->name, m->nparams, r.n);
     } else if (m->admin && !auth_admin(c->fd, c->uid, c->gid)) /* as configured now */
         fail(&r, GSP_UNAUTHORIZED, "%s needs an admin peer (uid %d is not)", m->name, (int)c->uid);
-    else
+    else if (m->work && shutting_down) {
+        /* Every server is handling what its mailbox held; what came after
+         * its stop would be dropped (shutdown.c). */
+        if (r.notify)
+            dropped_notifications++;
+        fail(&r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
+    } else
         m->fn(&r);
     if (m && m->admin)
         loop_clock_tick(); /* a load or reload may take a while: the next request must not lag */

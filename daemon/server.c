@@ -205,17 +205,21 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     sched_reap(s);
 }
 
+struct gsp_span server_instead(const struct server *s, const char *instead)
+{
+    log_msg(LOG_ERR, "server %llu (%s): a value over the message limits became \"%s\"",
+            (unsigned long long)s->id, label(s), instead);
+    gs_value alt = gs_str(instead);
+    struct gsp_span v;
+    v.ptr = api_encode(&alt, &v.len);
+    return v;
+}
+
 struct gsp_span server_encode(struct server *s, const gs_value *v, const char *instead)
 {
-    size_t len;
-    const uint8_t *p = api_encode(v, &len);
-    if (p == NULL) {
-        log_msg(LOG_ERR, "server %llu (%s): a value over the message limits became \"%s\"",
-                (unsigned long long)s->id, label(s), instead);
-        gs_value alt = gs_str(instead);
-        p = api_encode(&alt, &len);
-    }
-    return (struct gsp_span){p, len};
+    struct gsp_span e;
+    e.ptr = api_encode(v, &e.len);
+    return e.ptr ? e : server_instead(s, instead);
 }
 
 /* init's result: the starter learns the id, or why there is none. */

@@ -297,17 +297,13 @@ static __attribute__((noinline)) void answer_encoded(struct waiter *w, enum gsp_
                                                      const struct server *by)
 {
     static const uint8_t too_large[] = "\xbdreply over the message limits";
-    static const uint8_t reply_too_large[] = "\xafreply_too_large";
     if (v)
         enc.ptr = value_encode(v, &enc.len);
-    if (enc.ptr == NULL && by) {
-        log_msg(LOG_ERR,
-                "server %llu (%s): a reply over the message limits became \"reply_too_large\"",
-                (unsigned long long)by->id, by->name ? by->name : "-");
-        enc = (struct gsp_span){reply_too_large, sizeof reply_too_large - 1};
-    } else if (enc.ptr == NULL ||
-               (w->kind == WAIT_CONN &&
-                !value_fits(enc.ptr, enc.len, code == GSP_OK ? GSP_WRAP_RESULT : GSP_WRAP_ERROR))) {
+    if (enc.ptr == NULL && by)
+        enc = server_instead(by, "reply_too_large");
+    else if (enc.ptr == NULL ||
+             (w->kind == WAIT_CONN &&
+              !value_fits(enc.ptr, enc.len, code == GSP_OK ? GSP_WRAP_RESULT : GSP_WRAP_ERROR))) {
         code = GSP_TOO_LARGE;
         enc = (struct gsp_span){too_large, sizeof too_large - 1};
     }

@@ -11,7 +11,6 @@
 
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -445,25 +444,15 @@ START_TEST(shutdown_sends_down_to_monitors)
 }
 END_TEST
 
-/* n casts to server in one write on a, the i-th (from 0) made of req_fmt
- * with i for its %d if it has one: answered nil each. */
-static void casts_in_one_write(struct raw *a, const char *server, const char *req_fmt, int n)
+/* The forms log of notes 0 to n - 1, then terminate's "shutdown". */
+static const char *notes_then_shutdown(int n)
 {
-    struct gsp_buf b = {0};
-    msgpack_packer pk;
-    gsp_packer_init(&pk, &b);
-    for (int i = 0; i < n; i++) {
-        size_t len;
-        uint8_t *v = gsp_encode(mp(req_fmt, i), &len);
-        gsp_pack_request(&pk, (uint32_t)i + 1, "cast", 2);
-        gsp_pack_str(&pk, server);
-        gsp_pack_raw(&pk, v, len);
-        free(v);
-    }
-    RAW_WRITE(a, b.data, b.len);
-    gsp_buf_free(&b);
+    static char want[8192];
+    size_t k = 0;
     for (int i = 0; i < n; i++)
-        ck_assert_mp_eq(RAW_RECV(a, 5000), "[1, %d, nil, nil]", i + 1);
+        k += (size_t)snprintf(want + k, sizeof want - k, "%d\n", i);
+    snprintf(want + k, sizeof want - k, "\"shutdown\"\n");
+    return want;
 }
 
 /* Every cast acknowledged before SIGTERM is handled before terminate: the
@@ -473,15 +462,10 @@ START_TEST(sigterm_handles_every_acknowledged_cast_first)
 {
     struct raw *a = RAW_CONNECT(D);
     forms("f", "f.log");
-    casts_in_one_write(a, "f", "['busy', 300]", 1); /* the notes queue up behind it */
-    casts_in_one_write(a, "f", "['note', %d]", 600);
+    RAW_CASTS(a, "f", "['busy', 300]", 1); /* the notes queue up behind it */
+    RAW_CASTS(a, "f", "['note', %d]", 600);
     ck_assert_int_eq(gsd_wait_exit(D, SIGTERM, 10000), 0);
-    char want[8192] = "";
-    size_t n = 0;
-    for (int i = 0; i < 600; i++)
-        n += (size_t)snprintf(want + n, sizeof want - n, "%d\n", i);
-    snprintf(want + n, sizeof want - n, "\"shutdown\"\n");
-    ck_assert_str_eq(tlog("f.log"), want);
+    ck_assert_str_eq(tlog("f.log"), notes_then_shutdown(600));
     raw_close(&a);
 }
 END_TEST
@@ -494,15 +478,10 @@ START_TEST(sigterm_stops_servers_one_at_a_time_last_started_first)
     struct raw *a = RAW_CONNECT(D);
     forms("b", "b.log");
     forms("f", NULL);
-    casts_in_one_write(a, "f", "['busy', 300]", 1);
-    casts_in_one_write(a, "f", "['cast_to', 'b', ['note', %d]]", 200);
+    RAW_CASTS(a, "f", "['busy', 300]", 1);
+    RAW_CASTS(a, "f", "['cast_to', 'b', ['note', %d]]", 200);
     ck_assert_int_eq(gsd_wait_exit(D, SIGTERM, 10000), 0);
-    char want[4096] = "";
-    size_t n = 0;
-    for (int i = 0; i < 200; i++)
-        n += (size_t)snprintf(want + n, sizeof want - n, "%d\n", i);
-    snprintf(want + n, sizeof want - n, "\"shutdown\"\n");
-    ck_assert_str_eq(tlog("b.log"), want);
+    ck_assert_str_eq(tlog("b.log"), notes_then_shutdown(200));
     raw_close(&a);
 }
 END_TEST
@@ -512,7 +491,7 @@ START_TEST(requests_during_shutdown_are_refused_shutting_down)
 {
     struct raw *a = RAW_CONNECT(D);
     forms("f", "f.log");
-    casts_in_one_write(a, "f", "['busy', 2]", 1000); /* about 2 s of draining */
+    RAW_CASTS(a, "f", "['busy', 2]", 1000); /* about 2 s of draining */
     kill(D->pid, SIGTERM);
     sleep_ms(100);
     struct raw *b = RAW_CONNECT(D);

@@ -560,6 +560,29 @@ void raw_close(struct raw **rp)
     *rp = NULL;
 }
 
+void raw_casts_at(const char *file, int line, struct raw *r, const char *server,
+                  const char *req_fmt, int n)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    gsp_packer_init(&pk, &b);
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        uint8_t *v = gsp_encode(mp_at(file, line, req_fmt, i), &len);
+        gsp_pack_request(&pk, (uint32_t)i + 1, "cast", 2);
+        gsp_pack_str(&pk, server);
+        gsp_pack_raw(&pk, v, len);
+        free(v);
+    }
+    raw_write_at(file, line, r, b.data, b.len);
+    gsp_buf_free(&b);
+    for (int i = 0; i < n; i++) {
+        const msgpack_object *m = raw_recv_at(file, line, r, 5000);
+        if (!mp_eq(m, "[1, %d, nil, nil]", i + 1))
+            fail_at(file, line, "cast %d of %d answered %s", i + 1, n, mp_str(m));
+    }
+}
+
 void raw_write_at(const char *file, int line, struct raw *r, const void *p, size_t n)
 {
     const uint8_t *b = p;

@@ -132,6 +132,14 @@ const msgpack_object *raw_recv(struct raw *r, int wait_ms);
 #define RAW_RECV(r, wait_ms) raw_recv_at(__FILE__, __LINE__, (r), (wait_ms))
 const msgpack_object *raw_recv_at(const char *file, int line, struct raw *r, int wait_ms);
 
+/* n casts to server in one write, msgids 1 to n, the i-th (from 0) made of
+ * req_fmt with i for its %d if it has one (as mp reads it); then waits for
+ * each to be answered nil (failing the test otherwise). */
+#define RAW_CASTS(r, server, req_fmt, n)                                                           \
+    raw_casts_at(__FILE__, __LINE__, (r), (server), (req_fmt), (n))
+void raw_casts_at(const char *file, int line, struct raw *r, const char *server,
+                  const char *req_fmt, int n);
+
 /* True if the peer closes within wait_ms with nothing more to read. */
 bool raw_eof(struct raw *r, int wait_ms);
 
