@@ -5,6 +5,7 @@
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan, in build-san/
 #   make check-valgrind    the end-to-end suites with the daemon under valgrind
 #   make soak              mixed load for SOAK_SECONDS, then RSS and fds back to level
+#   make stress            each attack on a fresh daemon: one table of RSS, ping, watchdog, losses
 #   make fuzz              each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/
 #   make deps              installs the Debian build dependencies (as root)
 #   make install           into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
@@ -262,6 +263,11 @@ fuzz:
 soak: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/soak
 	GSD_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/soak
 
+# Each attack of docs/limits.md's "make stress" against a fresh daemon, one
+# table (STRESS_SCALE, STRESS_ONLY, STRESS_NO_BUDGET). Not part of check.
+stress: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(BUILD)/tests/stress
+	GSD_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/stress
+
 deps:
 	sh scripts/deps.sh
 
@@ -305,6 +311,6 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all check check-valgrind fuzz fuzz-run soak deps install uninstall clean bench FORCE
+.PHONY: all check check-valgrind fuzz fuzz-run soak stress deps install uninstall clean bench FORCE
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

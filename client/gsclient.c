@@ -1040,6 +1040,19 @@ static uint32_t pack_stop(gsc *c, const char *server, const msgpack_object *reas
     return id;
 }
 
+/* [after_id, count] */
+static uint32_t pack_which_page(gsc *c, uint64_t after_id, uint32_t count, int *wait_ms)
+{
+    msgpack_packer pk;
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    uint32_t id = begin(c, &pk, "which", 2);
+    if (id) {
+        msgpack_pack_uint64(&pk, after_id);
+        msgpack_pack_uint32(&pk, count);
+    }
+    return id;
+}
+
 static uint32_t pack_demonitor(gsc *c, uint64_t ref, int *wait_ms)
 {
     msgpack_packer pk;
@@ -1161,6 +1174,16 @@ int gsc_which(gsc *c, gsc_reply **out)
 uint32_t gsc_which_async(gsc *c, gsc_done_fn *done, void *arg)
 {
     ASYNC(pack_simple(c, "which", &wait_ms));
+}
+
+int gsc_which_page(gsc *c, uint64_t after_id, uint32_t count, gsc_reply **out)
+{
+    SYNC(pack_which_page(c, after_id, count, &wait_ms));
+}
+uint32_t gsc_which_page_async(gsc *c, uint64_t after_id, uint32_t count, gsc_done_fn *done,
+                              void *arg)
+{
+    ASYNC(pack_which_page(c, after_id, count, &wait_ms));
 }
 
 int gsc_info(gsc *c, const char *server, gsc_reply **out)

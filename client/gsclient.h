@@ -176,7 +176,21 @@ int gsc_send(gsc *c, const char *server, const msgpack_object *msg, gsc_reply **
 int gsc_stop(gsc *c, const char *server, const msgpack_object *reason, int timeout_ms,
              gsc_reply **out);
 int gsc_whereis(gsc *c, const char *name, gsc_reply **out);
+/* Result: every running server, as an array of maps {id, name, module,
+ * status} in id (= start) order, in one response however many there are
+ * (100,000 servers make about 5 MB): gsc_which_page where there may be
+ * many. */
 int gsc_which(gsc *c, gsc_reply **out);
+/*
+ * One page of the same list: at most count servers whose id is greater
+ * than after_id (0: from the first), in id order. The next page is asked
+ * with the last id of this one; a page shorter than count is the last.
+ * Each page is read when it is asked for: a server started meanwhile is
+ * seen if its id comes after the page being read (ids only grow), one
+ * that ended is not; none is listed twice. Returns as every request does;
+ * on GSC_OK (*out)->result is the array, *out yours to destroy.
+ */
+int gsc_which_page(gsc *c, uint64_t after_id, uint32_t count, gsc_reply **out);
 int gsc_info(gsc *c, const char *server, gsc_reply **out);
 int gsc_get_state(gsc *c, const char *server, gsc_reply **out);
 int gsc_modules(gsc *c, gsc_reply **out);
@@ -232,6 +246,8 @@ uint32_t gsc_stop_async(gsc *c, const char *server, const msgpack_object *reason
                         gsc_done_fn *done, void *arg);
 uint32_t gsc_whereis_async(gsc *c, const char *name, gsc_done_fn *done, void *arg);
 uint32_t gsc_which_async(gsc *c, gsc_done_fn *done, void *arg);
+uint32_t gsc_which_page_async(gsc *c, uint64_t after_id, uint32_t count, gsc_done_fn *done,
+                              void *arg);
 uint32_t gsc_info_async(gsc *c, const char *server, gsc_done_fn *done, void *arg);
 uint32_t gsc_get_state_async(gsc *c, const char *server, gsc_done_fn *done, void *arg);
 uint32_t gsc_modules_async(gsc *c, gsc_done_fn *done, void *arg);

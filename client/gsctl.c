@@ -36,6 +36,7 @@ enum { EXIT_DAEMON = 1, EXIT_USAGE = 2, EXIT_CONN = 3 };
 #define MAX_WORDS 64      /* words on one batch line */
 #define BATCH_WINDOW 1024 /* batch requests in flight at once */
 #define BATCH_READ 65536  /* bytes of input read at a time */
+#define LIST_PAGE 1000    /* servers asked for at a time by list and complete servers */
 
 enum output { OUT_JSON, OUT_PRETTY, OUT_MSGPACK, OUT_QUIET };
 
@@ -147,6 +148,8 @@ static uint32_t run_list(struct ctx *x, gsc_done_fn *done, void *arg)
 {
     return gsc_which_async(x->c, done, arg);
 }
+
+static int run_list_pages(struct ctx *x);
 
 static uint32_t run_info(struct ctx *x, gsc_done_fn *done, void *arg)
 {
@@ -276,10 +279,11 @@ static const struct command commands[] = {
     {
         .name = "list",
         .synopsis = "",
-        .help = "every running server",
+        .help = "every running server: {id, name, module, status}, in id order",
         .min = 0,
         .max = 0,
-        .run = run_list,
+        .run = run_list, /* in a batch: one request, which [] */
+        .exec = run_list_pages,
     },
     {
         .name = "info",
@@ -683,6 +687,158 @@ static int run_one(struct ctx *x, const struct command *cmd)
     return rc;
 }
 
+/* ---- list: every server, a page at a time ------------------------------------ */
+
+/* The id in an entry of which, or 0. */
+static uint64_t entry_id(const msgpack_object *e)
+{
+    for (uint32_t k = 0; e->type == MSGPACK_OBJECT_MAP && k < e->via.map.size; k++) {
+        const msgpack_object_kv *kv = &e->via.map.ptr[k];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 2 &&
+            memcmp(kv->key.via.str.ptr, "id", 2) == 0 &&
+            kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return kv->val.via.u64;
+    }
+    return 0;
+}
+
+/* Hands each page of the servers (an array), LIST_PAGE of them at a time,
+ * to fn (last: no page follows), asking for the next only once fn is done
+ * with it: memory stays that of one page however many servers there are.
+ * A daemon that does not page (which [] only) answers in one page.
+ * Returns 0, or the exit status of a failure, explained on stderr. */
+static int each_page(struct ctx *x,
+                     void (*fn)(struct ctx *x, const msgpack_object *page, bool last, void *arg),
+                     void *arg)
+{
+    uint64_t after = 0;
+    for (bool first = true;; first = false) {
+        gsc_reply *r = NULL;
+        int status = gsc_which_page(x->c, after, LIST_PAGE, &r);
+        bool paged = true;
+        if (first && status == GSC_ERROR && strcmp(r->code, "badarg") == 0) {
+            gsc_reply_destroy(&r); /* a daemon older than paging */
+            status = gsc_which(x->c, &r);
+            paged = false;
+        }
+        if (status != GSC_OK) {
+            if (status == GSC_ERROR)
+                print_error(x, r);
+            else
+                fprintf(stderr, "%s: %s\n", progname, gsc_errmsg(x->c));
+            gsc_reply_destroy(&r);
+            return status == GSC_ERROR ? EXIT_DAEMON : EXIT_CONN;
+        }
+        const msgpack_object *page = &r->result;
+        uint32_t n = page->type == MSGPACK_OBJECT_ARRAY ? page->via.array.size : 0;
+        bool last = !paged || n < LIST_PAGE;
+        uint64_t id = n ? entry_id(&page->via.array.ptr[n - 1]) : 0;
+        if (page->type != MSGPACK_OBJECT_ARRAY || (!last && id <= after)) {
+            /* not a page; or one that would be asked for again and again */
+            fprintf(stderr, "%s: which answered something other than a page of servers\n",
+                    progname);
+            gsc_reply_destroy(&r);
+            return EXIT_CONN;
+        }
+        fn(x, page, last, arg);
+        after = id;
+        gsc_reply_destroy(&r);
+        if (last)
+            return 0;
+    }
+}
+
+/* How far list has printed its one array. */
+struct list_out {
+    uint32_t entries; /* printed so far */
+    FILE *spool;      /* --msgpack: the entries, until their count is known */
+    struct gsp_buf buf;
+};
+
+/* Prints a page's entries as part of the one array list prints, exactly
+ * as print_value would print the whole array. */
+static void list_page(struct ctx *x, const msgpack_object *page, bool last, void *arg)
+{
+    struct list_out *o = arg;
+    uint32_t n = page->via.array.size;
+    if (o->entries == 0 && o->spool == NULL && last) { /* one page: the array as it came */
+        print_value(x, page);
+        return;
+    }
+    if (x->output == OUT_MSGPACK) { /* its header comes first: count first */
+        if (o->spool == NULL && (o->spool = tmpfile()) == NULL) {
+            fprintf(stderr, "%s: a temporary file for the list: %s\n", progname, strerror(errno));
+            exit(EXIT_FAILURE);
+        }
+        o->buf.len = 0;
+        for (uint32_t i = 0; i < n; i++)
+            gsp_buf_pack(&o->buf, &page->via.array.ptr[i]);
+        fwrite(o->buf.data, 1, o->buf.len, o->spool);
+    } else if (x->output != OUT_QUIET && n > 0) {
+        /* The page's array as JSON, less its brackets (and, indented, the
+         * newline before the closing one): [a,b] + [c] = [a,b,c]. */
+        bool pretty = x->output == OUT_PRETTY;
+        char *text = json_mp_dump(page, pretty ? JSON_MP_PRETTY : 0);
+        fputs(o->entries == 0 ? "[" : ",", stdout);
+        fwrite(text + 1, 1, strlen(text) - (pretty ? 3 : 2), stdout);
+        free(text);
+    }
+    o->entries += n;
+}
+
+/* The end of list's array. */
+static void list_end(struct ctx *x, struct list_out *o)
+{
+    if (o->spool) {
+        msgpack_sbuffer head;
+        msgpack_sbuffer_init(&head);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &head, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, o->entries);
+        fwrite(head.data, 1, head.size, stdout);
+        msgpack_sbuffer_destroy(&head);
+        rewind(o->spool);
+        char chunk[65536];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, o->spool)) > 0)
+            fwrite(chunk, 1, got, stdout);
+        fclose(o->spool);
+    } else if (x->output != OUT_QUIET && o->entries > 0) {
+        fputs(x->output == OUT_PRETTY ? "\n]\n" : "]\n", stdout);
+    }
+}
+
+/* list: the servers as one array, printed a page at a time (a batch's
+ * list is one request, which []). */
+static int run_list_pages(struct ctx *x)
+{
+    struct list_out o = {0};
+    int rc = each_page(x, list_page, &o);
+    if (rc == 0)
+        list_end(x, &o);
+    else if (o.spool)
+        fclose(o.spool);
+    gsp_buf_free(&o.buf);
+    int f = flush_stdout();
+    return rc ? rc : f;
+}
+
+/* complete: the names in a list of maps (a page of servers, the
+ * modules), one per line. */
+static void print_names(struct ctx *x, const msgpack_object *list, bool last, void *arg)
+{
+    (void)x, (void)last, (void)arg;
+    for (uint32_t i = 0; list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
+        const msgpack_object *m = &list->via.array.ptr[i];
+        for (uint32_t k = 0; m->type == MSGPACK_OBJECT_MAP && k < m->via.map.size; k++) {
+            const msgpack_object *key = &m->via.map.ptr[k].key, *val = &m->via.map.ptr[k].val;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4 &&
+                memcmp(key->via.str.ptr, "name", 4) == 0 && val->type == MSGPACK_OBJECT_STR)
+                printf("%.*s\n", (int)val->via.str.size, val->via.str.ptr);
+        }
+    }
+}
+
 /* complete WHAT: names one per line, for shell completion. */
 static int run_names(struct ctx *x)
 {
@@ -694,28 +850,20 @@ static int run_names(struct ctx *x)
     }
     if (x->c == NULL)
         return -1; /* connect first: a connection error comes before a bad WHAT */
-    gsc_reply *r = NULL;
-    int status;
-    if (strcmp(what, "servers") == 0)
-        status = gsc_which(x->c, &r);
-    else if (strcmp(what, "modules") == 0)
-        status = gsc_modules(x->c, &r);
-    else
+    if (strcmp(what, "servers") == 0) {
+        int rc = each_page(x, print_names, NULL);
+        int f = flush_stdout();
+        return rc ? rc : f;
+    }
+    if (strcmp(what, "modules") != 0)
         usage_error(NULL, "complete wants commands, servers or modules, not \"%s\"", what);
+    gsc_reply *r = NULL;
+    int status = gsc_modules(x->c, &r);
     if (status != GSC_OK) {
         gsc_reply_destroy(&r);
         return status == GSC_ERROR ? EXIT_DAEMON : EXIT_CONN;
     }
-    const msgpack_object *list = &r->result;
-    for (uint32_t i = 0; list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
-        const msgpack_object *m = &list->via.array.ptr[i];
-        for (uint32_t k = 0; m->type == MSGPACK_OBJECT_MAP && k < m->via.map.size; k++) {
-            const msgpack_object *key = &m->via.map.ptr[k].key, *val = &m->via.map.ptr[k].val;
-            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4 &&
-                memcmp(key->via.str.ptr, "name", 4) == 0 && val->type == MSGPACK_OBJECT_STR)
-                printf("%.*s\n", (int)val->via.str.size, val->via.str.ptr);
-        }
-    }
+    print_names(x, &r->result, true, NULL);
     gsc_reply_destroy(&r);
     return flush_stdout();
 }

@@ -14,7 +14,7 @@ static void *zalloc(msgpack_zone *z, size_t n, bool align)
     void *p =
         align ? msgpack_zone_malloc(z, n ? n : 1) : msgpack_zone_malloc_no_align(z, n ? n : 1);
     if (p == NULL)
-        abort(); /* out of memory ends the process */
+        gsp_oom(n); /* out of memory ends the process */
     return p;
 }
 

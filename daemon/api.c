@@ -7,22 +7,29 @@
 
 #define S(self) ((struct server *)(self))
 
+static struct gsp_buf enc; /* reused: packing allocates only to grow it */
+
 const uint8_t *value_encode(const gs_value *v, size_t *len)
 {
-    static struct gsp_buf b; /* reused: packing allocates only to grow it */
-    b.len = 0;
-    gsp_buf_pack(&b, v);
-    if (!value_fits(b.data, b.len, GSP_WRAP_ERROR)) /* within VALUE_DEPTH_MAX */
-        return NULL;
-    *len = b.len;
-    return b.data;
+    /* Packing stops once past the size limit: a huge value costs no more. */
+    enc.len = 0;
+    bool fits = gsp_buf_pack_max(&enc, v, limits.message.max_size) &&
+                value_fits(enc.data, enc.len, GSP_WRAP_ERROR); /* within VALUE_DEPTH_MAX */
+    *len = enc.len;
+    if (enc.cap <= (1u << 20))
+        return fits ? enc.data : NULL;
+    /* A large buffer is not kept: its value moves to scratch memory, given
+     * back when the callback ends. */
+    uint8_t *p = fits ? memcpy(scratch_alloc(enc.len), enc.data, enc.len) : NULL;
+    gsp_buf_free(&enc);
+    return p;
 }
 
 const uint8_t *api_encode(const gs_value *v, size_t *len)
 {
     const uint8_t *b = value_encode(v, len);
-    if (b == NULL)
-        return NULL;
+    if (b == NULL || b != enc.data) /* over the limits, or in scratch memory already */
+        return b;
     uint8_t *p = scratch_alloc(*len);
     memcpy(p, b, *len);
     return p;

@@ -231,19 +231,10 @@ static void read_ids(struct reader *rd, const config_setting_t *admins, const ch
 
 static void read_limits(struct reader *rd, const config_setting_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {"message_size",
-                                       "message_depth",
-                                       "connections",
-                                       "pending",
-                                       "timers",
-                                       "mailbox",
-                                       "mailbox_bytes",
-                                       "partial_bytes",
-                                       "partial_ms",
-                                       "output_bytes",
-                                       "slow_callback_ms",
-                                       "shutdown_timeout_ms",
-                                       NULL};
+    static const char *const keys[] = {
+        "message_size",     "message_depth",       "connections",   "pending",    "timers",
+        "mailbox",          "mailbox_bytes",       "partial_bytes", "partial_ms", "output_bytes",
+        "slow_callback_ms", "shutdown_timeout_ms", "memory",        "monitors",   NULL};
     const config_setting_t *g = get_group(rd, root, "limits", keys);
     struct limits *l = &cfg->limits;
     uint64_t v = l->message.max_size;
@@ -261,6 +252,8 @@ static void read_limits(struct reader *rd, const config_setting_t *root, struct 
     get_u32(rd, g, "partial_ms", 0, &l->partial_ms);
     get_uint(rd, g, "output_bytes", 0, UINT64_MAX >> 1, &l->output_bytes);
     get_u32(rd, g, "shutdown_timeout_ms", 0, &l->shutdown_ms);
+    get_uint(rd, g, "memory", 0, UINT64_MAX >> 1, &l->memory);
+    get_u32(rd, g, "monitors", 0, &l->monitors);
     v = (uint64_t)cfg->slow_callback_ms;
     get_uint(rd, g, "slow_callback_ms", 1, INT32_MAX, &v);
     cfg->slow_callback_ms = (int64_t)v;

@@ -1,5 +1,15 @@
 /* conn.c — client connections: read what is there, frame it, dispatch
- * every complete message, write the answers once per loop turn.
+ * its complete messages in rounds, write the answers once per loop turn.
+ *
+ * Fairness: a connection is served in rounds of at most CONN_ROUND messages
+ * and LOOP_SLICE_MS of work. Its first round after it waited for input is
+ * new work (LOOP_PRIO_CLIENT); one that has more to do after a round stops
+ * reading (its input stays bounded) and queues its next round as leftover
+ * work (LOOP_PRIO_BACKLOG), behind the other leftover work already
+ * waiting: round robin. So a flood on some connections delays another's
+ * request by a pass, not by the flood. While any connection has rounds
+ * queued the loop is busy, and each round writes its answers at once
+ * instead of waiting for the end of the pass.
  *
  * The limits a connection meets (limits.c): a message that stays
  * unfinished longer than partial_ms, or unfinished bytes of all
@@ -17,9 +27,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define READ_CHUNK 65536    /* bytes read in one go: bounds the work of one read event */
+#define READ_CHUNK 65536    /* bytes read in one go, at most */
+#define READ_SMALL 4096     /* what a connection's buffer has room for until a read fills it */
 #define BUF_KEEP (1u << 20) /* an idle buffer larger than this is given back */
 #define HUP_CHECK_MS 1000   /* how often a half-closed peer is checked for a full close */
+#define CONN_ROUND SCHED_PER_TURN /* messages served in one round of a connection */
+#define SHED_MIN 65536 /* over the budget, a client with less unread output is not cut off */
 
 static TAILQ_HEAD(, conn) flushq = TAILQ_HEAD_INITIALIZER(flushq);
 static struct event *flusher; /* made active: flushes once this pass's reads are done */
@@ -28,6 +41,7 @@ static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static uint64_t last_id;
 static unsigned nconns;
 static uint64_t buffered; /* bytes of unfinished messages, all connections */
+static unsigned nbacklog; /* connections with a round queued: the loop is busy */
 
 static void conn_read(evutil_socket_t fd, short what, void *arg);
 static void conn_write(evutil_socket_t fd, short what, void *arg);
@@ -39,6 +53,14 @@ static void conn_flush_pass(evutil_socket_t fd, short what, void *arg);
 unsigned conn_count(void)
 {
     return nconns;
+}
+
+/* The budget's charge for c follows its buffers' sizes. */
+static void charge(struct conn *c)
+{
+    size_t now = sizeof *c + c->in.cap + c->out.cap;
+    budget_used = budget_used - c->charged + now;
+    c->charged = now;
 }
 
 void conn_new(int fd)
@@ -61,8 +83,9 @@ void conn_new(int fd)
     gsp_packer_init(&c->pk, &c->out);
     c->rev = event_new(loop_base, fd, EV_READ | EV_PERSIST, conn_read, c);
     c->wev = event_new(loop_base, fd, EV_WRITE | EV_PERSIST, conn_write, c);
-    c->resume = evtimer_new(loop_base, conn_resume, c);
-    c->trickle = evtimer_new(loop_base, conn_trickle, c);
+    c->resume = loop_event(LOOP_PRIO_BACKLOG, -1, 0, conn_resume, c);
+    c->trickle = loop_event(LOOP_PRIO_OWN, -1, 0, conn_trickle, c);
+    charge(c);
     event_add(c->rev, NULL);
     TAILQ_INSERT_TAIL(&conns, c, all_link);
     nconns++;
@@ -111,6 +134,31 @@ static void conn_fatal(struct conn *c, enum gsp_code code, const char *why)
     event_del(c->rev);
 }
 
+/* A client that does not read what it is sent: nothing more is queued
+ * for it, and it is closed at the next flush (its calls dropped, its
+ * linked servers stopped), whatever is still queued for it dropped. */
+static void conn_cut(struct conn *c, const char *why, uint64_t limit)
+{
+    log_msg(LOG_WARN,
+            "connection %llu (pid %d) does not read its responses: %zu bytes queued, %s of "
+            "%llu; closing",
+            (unsigned long long)c->id, (int)c->pid, c->out.len - c->out_off, why,
+            (unsigned long long)limit);
+    c->closing = c->eof = true;
+    event_del(c->rev);
+}
+
+bool conn_room(struct conn *c, size_t n)
+{
+    if (c->closing)
+        return false;
+    if (!limits.output_bytes || c->out.len - c->out_off + n <= limits.output_bytes)
+        return true;
+    conn_cut(c, "over the limit", limits.output_bytes);
+    conn_packer(c); /* closed at the next flush */
+    return false;
+}
+
 /* Valid msgpack of the wrong shape: answer, keep the connection. */
 static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
 {
@@ -146,11 +194,12 @@ void conn_unblock(struct conn *c)
     loop_arm(c->resume, 0); /* not from here: a server's callback may be running */
 }
 
-/* The daemon's count of unfinished input follows c's. A held connection's
- * bytes are the daemon's to dispatch, not the client's to finish. */
+/* The daemon's count of unfinished input follows c's. A held or
+ * backlogged connection's bytes are the daemon's to dispatch, not the
+ * client's to finish. */
 static void count_input(struct conn *c)
 {
-    size_t n = c->blocked ? 0 : c->in.len;
+    size_t n = c->blocked || c->backlog ? 0 : c->in.len;
     buffered = buffered - c->counted + n;
     c->counted = n;
 }
@@ -165,13 +214,37 @@ static bool conn_message(struct conn *c, const struct gsp_envelope *env, bool ok
     return !c->blocked; /* else it is read again when there is room */
 }
 
+/* c has more to do after its round: it stops reading until its next
+ * round, queued behind the client work already waiting. */
+static void backlog_set(struct conn *c, bool more)
+{
+    if (more == c->backlog)
+        return;
+    c->backlog = more;
+    if (more) {
+        nbacklog++;
+        event_del(c->rev);
+        event_active(c->resume, EV_TIMEOUT, 1);
+    } else
+        nbacklog--;
+}
+
+/* One round: the messages buffered, up to CONN_ROUND of them or the first
+ * that ends past LOOP_SLICE_MS (the clock moves after each callback and
+ * each costly method). */
 static void conn_parse(struct conn *c)
 {
     size_t off = 0, len;
     struct gsp_envelope env;
     sched_read_begins();
-    loop_clock_tick(); /* the requests of this read take their deadlines from it */
+    int64_t start = loop_clock_tick(); /* the requests of this read take their deadlines from it */
+    unsigned served = 0;
+    backlog_set(c, false);
     while (!c->closing && !c->blocked && off < c->in.len) {
+        if (served++ == CONN_ROUND || loop_clock_ms - start >= LOOP_SLICE_MS) {
+            backlog_set(c, true);
+            break;
+        }
         const uint8_t *p = c->in.data + off;
         /* The usual request is read in one pass. Anything else is framed
          * first; a message that has not all arrived is framed on from
@@ -204,9 +277,10 @@ done:
     if (c->in.len == 0 && c->in.cap > BUF_KEEP)
         gsp_buf_free(&c->in); /* after one big message */
     count_input(c);
+    charge(c);
     /* A message that is still unfinished gets partial_ms from when the
      * previous one was done (or from when it started, if it is the first). */
-    if (c->in.len == 0 || c->blocked || c->closing)
+    if (c->in.len == 0 || c->blocked || c->backlog || c->closing)
         trickle_stop(c);
     else if (limits.partial_ms && (off > 0 || !c->trickling)) {
         loop_arm(c->trickle, limits.partial_ms);
@@ -225,8 +299,8 @@ static void conn_trickle(evutil_socket_t fd, short what, void *arg)
     conn_flush_all();
 }
 
-/* The mailbox that held c up has room: dispatch what is buffered, then
- * read again unless another full mailbox holds it. */
+/* c's next round, or the mailbox that held c up has room: dispatch what
+ * is buffered, then read again unless it is held or has more to do. */
 static void conn_resume(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -234,7 +308,7 @@ static void conn_resume(evutil_socket_t fd, short what, void *arg)
     if (c->blocked || c->closing)
         return;
     conn_parse(c);
-    if (!c->blocked && !c->closing && !c->eof)
+    if (!c->blocked && !c->backlog && !c->closing && !c->eof)
         event_add(c->rev, NULL);
     conn_packer(c);
     conn_flush_all();
@@ -264,8 +338,11 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct conn *c = arg;
-    gsp_buf_reserve(&c->in, READ_CHUNK);
-    ssize_t n = read(fd, c->in.data + c->in.len, READ_CHUNK);
+    /* An idle or light client keeps a small buffer (charged to the budget
+     * as allocated); one whose reads fill it gets READ_CHUNK. */
+    gsp_buf_reserve(&c->in, c->read_full ? READ_CHUNK : READ_SMALL);
+    size_t room = c->in.cap - c->in.len < READ_CHUNK ? c->in.cap - c->in.len : READ_CHUNK;
+    ssize_t n = read(fd, c->in.data + c->in.len, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -281,10 +358,11 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
             event_add(c->hup, &every);
         }
     } else {
+        c->read_full = (size_t)n == room;
         c->in.len += (size_t)n;
         conn_parse(c);
         if (limits.partial_bytes && buffered > limits.partial_bytes && c->in.len && !c->blocked &&
-            !c->closing) {
+            !c->backlog && !c->closing) {
             char why[128];
             snprintf(why, sizeof why,
                      "unfinished messages of all clients over the daemon's limit of %llu bytes",
@@ -296,8 +374,9 @@ static void conn_read(evutil_socket_t fd, short what, void *arg)
     /* Once every read of this loop pass is served (an event made active now
      * runs after those already active): a client with several connections
      * is woken once per pass with all its answers, rather than as each
-     * read is served. The last read of a pass flushes at once. */
-    if (event_base_get_num_events(loop_base, EVENT_BASE_COUNT_ACTIVE) == 0)
+     * read is served. The last read of a pass flushes at once, and so does
+     * every read while the loop is busy: the pass may not end for a while. */
+    if (nbacklog || event_base_get_num_events(loop_base, EVENT_BASE_COUNT_ACTIVE) == 0)
         conn_flush_all();
     else if (!flush_due) {
         flush_due = true;
@@ -323,23 +402,21 @@ static void conn_flush(struct conn *c)
             continue;
         } else if (n < 0 && errno == EAGAIN && !c->closing &&
                    (!limits.output_bytes || c->out.len - c->out_off <= limits.output_bytes)) {
-            /* Drop what is written once it is most of the buffer, so a
-             * client that always lags keeps the buffer at its backlog. */
-            if (c->out_off >= READ_CHUNK || c->out_off * 2 >= c->out.len) {
+            /* Drop what is written once it is half the buffer: a client
+             * that always lags keeps the buffer within twice its backlog,
+             * and a large answer is not moved at every short write. */
+            if (c->out_off * 2 >= c->out.len) {
                 gsp_buf_consume(&c->out, c->out_off);
                 c->out_off = 0;
             }
+            charge(c);
             event_add(c->wev, NULL);
             c->awaiting_write = true;
             return;
         } else {
             /* The peer has gone, or does not read what it asked for: give up. */
             if (n < 0 && errno == EAGAIN && !c->closing)
-                log_msg(LOG_WARN,
-                        "connection %llu (pid %d) does not read its responses: %zu bytes queued, "
-                        "over the limit of %llu; closing",
-                        (unsigned long long)c->id, (int)c->pid, c->out.len - c->out_off,
-                        (unsigned long long)limits.output_bytes);
+                conn_cut(c, "over the limit", limits.output_bytes);
             c->eof = c->closing = true;
             break;
         }
@@ -347,6 +424,7 @@ static void conn_flush(struct conn *c)
     c->out.len = c->out_off = 0;
     if (c->out.cap > BUF_KEEP)
         gsp_buf_free(&c->out);
+    charge(c);
     if (c->awaiting_write)
         event_del(c->wev);
     c->awaiting_write = false;
@@ -365,6 +443,29 @@ static void conn_write(evutil_socket_t fd, short what, void *arg)
     conn_flush(c);
 }
 
+static size_t unread(const struct conn *c)
+{
+    return c->out.len - c->out_off;
+}
+
+/* Over the memory budget: the clients holding the most unread output are
+ * cut off, the most first, until the daemon is under it again or no
+ * client holds much. What is left over it is answered overloaded
+ * (method.c). */
+static void shed(void)
+{
+    while (budget_over()) {
+        struct conn *c, *worst = NULL;
+        TAILQ_FOREACH(c, &conns, all_link)
+        if (!c->closing && (worst == NULL || unread(c) > unread(worst)))
+            worst = c;
+        if (worst == NULL || unread(worst) < SHED_MIN)
+            return;
+        conn_cut(worst, "the daemon over its memory budget", limits.memory);
+        conn_close(worst);
+    }
+}
+
 void conn_flush_all(void)
 {
     struct conn *c;
@@ -373,6 +474,8 @@ void conn_flush_all(void)
         c->dirty = false;
         conn_flush(c);
     }
+    if (budget_check())
+        shed();
 }
 
 static void conn_close(struct conn *c)
@@ -389,6 +492,7 @@ static void conn_close(struct conn *c)
         TAILQ_REMOVE(&flushq, c, flush_link);
     if (c->blocked)
         TAILQ_REMOVE(&c->blocked->blocked, c, blocked_link);
+    backlog_set(c, false);
     TAILQ_REMOVE(&conns, c, all_link);
     nconns--;
     event_free(c->rev);
@@ -401,6 +505,7 @@ static void conn_close(struct conn *c)
     gsp_buf_free(&c->in);
     count_input(c);
     gsp_buf_free(&c->out);
+    budget_release(c->charged);
     free(c->links);
     free(c);
 }

@@ -83,12 +83,13 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
 int64_t now_ms(void); /* monotonic milliseconds */
-/* The loop's clock: the coarse monotonic clock (a few ms behind at most,
- * never ahead) as loop_clock_tick() last read it, for no cost. The loop
- * ticks it as each read begins (conn_parse) and as each callback ends
+/* The loop's clock: the monotonic clock as loop_clock_tick() last read it,
+ * for no cost. The loop ticks it as each round of a connection begins
+ * (conn_parse), after each method but call and as each callback ends
  * (server.c), so it is never more than one callback old: the deadlines of
- * a read's requests and the start of the callbacks it runs at once read
- * it. */
+ * a round's requests, the start of the callbacks it runs at once and the
+ * round's time slice read it. (The fine clock, not the coarse one: a
+ * slice of LOOP_SLICE_MS needs better than the coarse clock's 4 ms.) */
 extern int64_t loop_clock_ms;
 int64_t loop_clock_tick(void); /* reads the clock into loop_clock_ms; returns it */
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
@@ -121,16 +122,62 @@ struct limits {
     uint32_t partial_ms;       /* age of an unfinished message before its sender is cut off */
     uint64_t output_bytes;     /* bytes queued for a client that does not read them */
     uint32_t shutdown_ms;      /* at SIGTERM, time the servers get to drain their mailboxes */
+    uint64_t memory;           /* bytes held for clients, all together (budget.c) */
+    uint32_t monitors;         /* monitors per connection */
 };
 extern struct limits limits;
+/* Sets the defaults that depend on the machine (memory); before the
+ * configuration is read. */
+void limits_init(void);
+
+/* ---- budget.c ---------------------------------------------------------- */
+/* The memory the daemon holds because clients asked: connections' input
+ * and output buffers, messages in mailboxes, waiters, monitors. Each holder
+ * charges what it allocates and releases what it frees. Over limits.memory,
+ * new requests are answered overloaded and the connections holding the
+ * most unread output are cut off (conn_flush_all); a message's decoded
+ * form is bounded on its own, per message (the framer). */
+#define BUDGET_MIN (256ull << 20) /* the least default budget */
+extern uint64_t budget_used;
+extern uint64_t overloaded_answers; /* requests answered overloaded */
+static inline void budget_charge(size_t n)
+{
+    budget_used += n;
+}
+static inline void budget_release(size_t n)
+{
+    budget_used -= n;
+}
+static inline bool budget_over(void)
+{
+    return limits.memory && budget_used > limits.memory;
+}
+/* A quarter of the machine's memory, at least BUDGET_MIN. */
+uint64_t budget_default(void);
+/* budget_over(), and a log line each time that changes. */
+bool budget_check(void);
 
 /* ---- loop.c ------------------------------------------------------------ */
+/* The loop's priorities. The daemon's own timers run first in every pass.
+ * Then client work, a pass of it bounded in time, so that none can starve
+ * a timer: first what is new (a connection's first round after it was
+ * waiting for input: the default for event_new), then what is left over
+ * (a connection's further rounds, scheduler turns), round robin. So a
+ * client that sends a request now and then is served within a pass,
+ * however many others keep the loop busy. */
+enum { LOOP_PRIO_OWN = 0, LOOP_PRIO_CLIENT = 1, LOOP_PRIO_BACKLOG = 2, LOOP_PRIOS };
+/* A bound on the time a piece of client work takes before it yields (a
+ * connection's round, a scheduler turn): it stops at the first message
+ * that ends past it. */
+#define LOOP_SLICE_MS 1
 extern struct event_base *loop_base;
 extern bool shutting_down; /* SIGTERM/SIGINT seen: servers are being stopped */
 void loop_init(void);
 void loop_free(void);
 /* Arms (or re-arms) a timer event for ms milliseconds. */
 void loop_arm(struct event *ev, int64_t ms);
+/* event_new at priority prio (LOOP_PRIO_*); never NULL. */
+struct event *loop_event(int prio, evutil_socket_t fd, short what, event_callback_fn fn, void *arg);
 
 /* ---- scratch.c --------------------------------------------------------- */
 void *scratch_alloc(size_t n); /* valid until scratch_reset() */
@@ -306,6 +353,23 @@ struct server *registry_by_name(const char *name, size_t len);
 unsigned registry_count(void);
 /* Every live server, in start order (ids ascending) or reverse. */
 void registry_foreach(bool reverse, void (*fn)(struct server *s, void *arg), void *arg);
+/* Something `which` shows of a server changed (its status); registry_add
+ * and registry_remove count as changes themselves. One increment: call it
+ * wherever s->status is set. */
+void registry_changed(void);
+/* The `which []` result, encoded: an array of {id, name, module, status},
+ * one per live server, in start (= id) order. Built on the first ask after
+ * a change and reused until the next, so that asking again costs nothing
+ * however many servers there are; one result is held, freed when the
+ * registry empties (so at exit). Valid until the registry next changes. */
+struct gsp_span registry_which(void);
+/* Appends the `which [after, count]` result to out: the same entries, for
+ * at most count live servers whose id is greater than after, in id order.
+ * Where to start is found in O(1) when after is 0 or the id of a server
+ * still registered (the last of the page before, as a rule); any other
+ * after costs a walk to it from the end of the registry its id is nearer
+ * to. Then O(count). */
+void registry_which_page(struct gsp_buf *out, uint64_t after, uint64_t count);
 
 /* ---- sched.c ----------------------------------------------------------- */
 #define SCHED_PER_SERVER 8 /* messages one server handles before the next gets a go */
@@ -453,13 +517,17 @@ struct conn {
     uint64_t *links;               /* servers to stop when it closes */
     size_t nlinks, links_cap;
     uint32_t pending;               /* waiters: limits.pending */
+    uint32_t nmonitors;             /* monitors: limits.monitors */
+    size_t charged;                 /* bytes charged to the budget: itself and its buffers */
     size_t counted;                 /* bytes of in counted in the daemon's partial bytes */
     struct mailbox *blocked;        /* full, holding up this connection's next message */
     TAILQ_ENTRY(conn) blocked_link; /* in blocked->blocked */
     struct event *resume;           /* runs the held messages once there is room */
     struct event *trickle;          /* fires when a message stays unfinished too long */
     bool trickling;                 /* trickle is armed (saves libevent a del per read) */
+    bool backlog;                   /* has messages left after its round: resume is queued */
     bool awaiting_write;            /* wev is added: a write was short */
+    bool read_full;                 /* its last read filled the room it had */
     TAILQ_ENTRY(conn) flush_link;
     TAILQ_ENTRY(conn) all_link;
 };
@@ -475,6 +543,11 @@ bool conn_hold(struct conn *c, struct server *s);
 void conn_unblock(struct conn *c);
 /* The connection's packer, marking it for the next flush. */
 msgpack_packer *conn_packer(struct conn *c);
+/* Before queuing n more bytes of output that c did not just ask for (a
+ * down, a reply): true if they fit within limits.output_bytes of unread
+ * output. Otherwise c does not read what it is sent: it is cut off, and
+ * nothing more is queued for it. */
+bool conn_room(struct conn *c, size_t n);
 void conn_flush_all(void);
 void conn_close_all(void);
 void conn_add_link(struct conn *c, uint64_t server_id);
@@ -501,6 +574,10 @@ void notify_init(void);
  * then. From then on STATUS= follows the server count, looked at once a
  * second. A second call does nothing. */
 void notify_ready(void);
+/* WATCHDOG=1 now, under a watchdog: before and after the one long piece
+ * of work the loop does at once (reading and applying a configuration of
+ * many servers at SIGHUP), so that its length alone is the gap. */
+void notify_watchdog(void);
 /* STOPPING=1: shutdown has begun. */
 void notify_stopping(void);
 void notify_free(void);

@@ -12,4 +12,10 @@ struct limits limits = {
     .partial_ms = 30000,
     .output_bytes = 64u << 20,
     .shutdown_ms = 5000,
+    .monitors = 65536,
 };
+
+void limits_init(void)
+{
+    limits.memory = budget_default();
+}

@@ -21,6 +21,7 @@ struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_
         nspare--;
     } else
         m = xmalloc(sizeof *m + (len <= SMALL ? SMALL : len));
+    budget_charge(sizeof *m + len);
     m->kind = kind;
     m->waiter = waiter;
     m->len = (uint32_t)len;
@@ -31,6 +32,7 @@ struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_
 
 void msg_free(struct msg *m)
 {
+    budget_release(sizeof *m + m->len);
     if (m->len <= SMALL && nspare < SPARE_MAX) {
         STAILQ_NEXT(m, link) = spare;
         spare = m;

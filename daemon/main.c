@@ -2,6 +2,7 @@
  * and an orderly shutdown. */
 #include "gsd.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     struct config next;
     char err[512];
     log_msg(LOG_INFO, "SIGHUP: reading %s", flags.config); /* it must exist now */
+    notify_watchdog();
     if (config_load(flags.config, true, &next, err, sizeof err) < 0) {
         log_flush(); /* every bad line counted, however many */
         log_msg(LOG_ERR, "%s has errors: refused, the running configuration stays", flags.config);
@@ -69,6 +71,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     cfg = next;
     log_msg(LOG_INFO, "%s applied: %zu servers declared, %u running", flags.config, cfg.nservers,
             registry_count());
+    notify_watchdog();
     conn_flush_all();
 }
 
@@ -101,6 +104,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
+    limits_init();
+    /* Buffers of a MiB and more (a large message, a slow reader's output)
+     * are mapped on their own, so that freeing one gives it back to the
+     * system at once: glibc's adaptive threshold would keep them in the
+     * heap after the first, and the memory budget would not bound RSS. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     int opt;
     while ((opt = getopt(argc, argv, "s:M:c:vh")) != -1) {
         switch (opt) {
@@ -148,9 +157,10 @@ int main(int argc, char **argv)
     loop_init();
     sched_init();
     /* Caught before the socket accepts: whoever sees it answer may signal. */
-    struct event *sigs[] = {evsignal_new(loop_base, SIGTERM, on_signal, NULL),
-                            evsignal_new(loop_base, SIGINT, on_signal, NULL),
-                            evsignal_new(loop_base, SIGHUP, on_hup, NULL)};
+    struct event *sigs[] = {
+        loop_event(LOOP_PRIO_OWN, SIGTERM, EV_SIGNAL | EV_PERSIST, on_signal, NULL),
+        loop_event(LOOP_PRIO_OWN, SIGINT, EV_SIGNAL | EV_PERSIST, on_signal, NULL),
+        loop_event(LOOP_PRIO_OWN, SIGHUP, EV_SIGNAL | EV_PERSIST, on_hup, NULL)};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         event_add(sigs[i], NULL);
     notify_init();

@@ -388,27 +388,42 @@ static void pack_name(msgpack_packer *pk, const char *name)
         msgpack_pack_nil(pk);
 }
 
-static void which_one(struct server *s, void *arg)
+/* which: [] every server, its result kept by the registry between
+ * changes; [after_id, count] one page. */
+/* An answer of n bytes (or more) that would take the daemon over its
+ * memory budget is refused before it is built: overloaded, as a request
+ * made over the budget is, rather than a reader cut off for it later. What
+ * it costs is what the connection's output buffer grows by (its capacity
+ * is what the budget is charged). */
+static bool room_for(struct req *r, uint64_t n)
 {
-    msgpack_packer *pk = arg;
-    msgpack_pack_map(pk, 5);
-    gsp_pack_str(pk, "id");
-    msgpack_pack_uint64(pk, s->id);
-    gsp_pack_str(pk, "name");
-    pack_name(pk, s->name);
-    gsp_pack_str(pk, "module");
-    gsp_pack_str(pk, s->mod->name);
-    gsp_pack_str(pk, "status");
-    gsp_pack_str(pk, server_status_name(s));
-    gsp_pack_str(pk, "mailbox");
-    msgpack_pack_uint32(pk, s->mbox.len);
+    const struct gsp_buf *out = &r->c->out;
+    if (!limits.memory || budget_used + gsp_buf_cap_for(out, n) - out->cap <= limits.memory)
+        return true;
+    overloaded_answers++;
+    fail(r, GSP_OVERLOADED, "an answer of %llu bytes would take the daemon over its memory budget",
+         (unsigned long long)n);
+    return false;
 }
 
 static void m_which(struct req *r)
 {
-    msgpack_packer *pk = ok(r);
-    msgpack_pack_array(pk, registry_count());
-    registry_foreach(false, which_one, pk);
+    if (r->n == 0) {
+        struct gsp_span all = registry_which();
+        if (room_for(r, all.len))
+            gsp_pack_response(conn_packer(r->c), r->msgid, GSP_OK, all.ptr, all.len);
+        return;
+    }
+    uint64_t after, count;
+    if (r->n != 2 || !gsp_get_uint(&r->p, &after) || !gsp_get_uint(&r->p, &count)) {
+        fail(r, GSP_BADARG, "which takes [] or [after_id, count], both uints");
+        return;
+    }
+    /* 32 bytes: less than any entry takes (its four keys alone). */
+    if (!room_for(r, 32 * (count < registry_count() ? count : registry_count())))
+        return;
+    ok(r);
+    registry_which_page(&r->c->out, after, count); /* where ok's packer packs */
 }
 
 static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
@@ -560,6 +575,10 @@ static void m_monitor(struct req *r)
     gs_value ref;
     if (!arg_server(r, &ref))
         return;
+    if (limits.monitors && r->c->nmonitors >= limits.monitors) {
+        fail(r, GSP_TOO_LARGE, "this connection has %u monitors, the limit", limits.monitors);
+        return;
+    }
     uint64_t mref = next_ref();
     msgpack_pack_uint64(ok(r), mref);
     monitor_add(mref, r->c, NULL, &ref); /* after the response: a down may follow at once */
@@ -576,10 +595,14 @@ static void m_demonitor(struct req *r)
     ok_nil(r);
 }
 
+/* The nparams of a method that takes more than one form and checks the
+ * count itself (which: [] or [after_id, count]). */
+#define PARAMS_ANY UINT32_MAX
+
 static const struct method {
     const char *name;
     void (*fn)(struct req *r);
-    uint32_t nparams; /* exactly this many params */
+    uint32_t nparams; /* exactly this many params, or PARAMS_ANY */
     bool admin;       /* changes what runs: admin peers only */
     bool notify;      /* may come as a notification */
     bool work;        /* gives a server work: refused once shutdown has begun */
@@ -593,7 +616,7 @@ static const struct method {
     {"start", m_start, 4, true, false, true},
     {"stop", m_stop, 3, true, false, true},
     {"whereis", m_whereis, 1, false, false, false},
-    {"which", m_which, 0, false, false, false},
+    {"which", m_which, PARAMS_ANY, false, false, false},
     {"info", m_info, 1, false, false, false},
     {"get_state", m_get_state, 1, true, false, true},
     {"modules", m_modules, 0, false, false, false},
@@ -602,6 +625,14 @@ static const struct method {
     {"monitor", m_monitor, 1, false, false, false},
     {"demonitor", m_demonitor, 1, false, false, false},
 };
+
+/* For a count that is not m->nparams: whether m checks the count itself.
+ * Out of line, as arg_server_other: the compiler would test it first,
+ * and a request with its method's count would pay for it. */
+static __attribute__((noinline)) bool params_any(const struct method *m)
+{
+    return m->nparams == PARAMS_ANY;
+}
 
 void method_dispatch(struct conn *c, const struct gsp_envelope *env)
 {
@@ -612,13 +643,22 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
     for (size_t i = 1; i < sizeof methods / sizeof methods[0] && !m; i++)
         if (gsp_method_is(env, methods[i].name))
             m = &methods[i];
-    if (m == NULL || (r.notify && !m->notify)) {
+    if (budget_over()) {
+        /* Nothing new until the clients holding memory have let go of it
+         * (conn.c cuts off the largest readers behind). */
+        if (r.notify)
+            dropped_notifications++;
+        else
+            overloaded_answers++;
+        fail(&r, GSP_OVERLOADED, "the daemon is over its memory budget of %llu bytes",
+             (unsigned long long)limits.memory);
+    } else if (m == NULL || (r.notify && !m->notify)) {
         if (r.notify)
             dropped_notifications++;
         else
             fail(&r, GSP_UNKNOWN_METHOD, "unknown method %.*s",
                  (int)env->method_len > 64 ? 64 : (int)env->method_len, env->method);
-    } else if (r.n != m->nparams) {
+    } else if (r.n != m->nparams && !params_any(m)) {
         if (r.notify)
             dropped_notifications++;
         fail(&r, GSP_BADARG, "%s takes %u params, not %u", m->name, m->nparams, r.n);
@@ -632,7 +672,8 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
         fail(&r, GSP_SHUTTING_DOWN, "the daemon is shutting down");
     } else
         m->fn(&r);
-    if (m && m->admin)
-        loop_clock_tick(); /* a load or reload may take a while: the next request must not lag */
+    if (m != &methods[0])
+        loop_clock_tick(); /* for the round's slice, and the next request's deadline (a call's
+                              callback ticks it) */
     scratch_reset();
 }

@@ -13,7 +13,10 @@ static void deliver(const struct monitor *m, uint64_t id, const char *name, size
                     struct gsp_span reason)
 {
     if (m->conn) {
-        gsp_pack_down(conn_packer(m->conn), m->ref, id, name, name_len, reason.ptr, reason.len);
+        /* [2, "down", [ref, id, name, reason]]: the name and reason and
+         * at most 32 bytes around them. */
+        if (conn_room(m->conn, name_len + reason.len + 32))
+            gsp_pack_down(conn_packer(m->conn), m->ref, id, name, name_len, reason.ptr, reason.len);
         return;
     }
     static struct gsp_buf b; /* reused: packing allocates only to grow it */
@@ -36,12 +39,14 @@ void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_
         return;
     }
     struct monitor *m = xmalloc(sizeof *m);
+    budget_charge(sizeof *m);
     *m = probe;
     m->target = s->id;
     LIST_INSERT_HEAD(&s->watchers, m, target_link);
-    if (c)
+    if (c) {
         LIST_INSERT_HEAD(&c->monitors, m, watcher_link);
-    else
+        c->nmonitors++;
+    } else
         LIST_INSERT_HEAD(&watcher->watching, m, watcher_link);
     HASH_ADD(hh, all, ref, sizeof m->ref, m);
 }
@@ -50,7 +55,10 @@ static void unlink_free(struct monitor *m)
 {
     LIST_REMOVE(m, target_link);
     LIST_REMOVE(m, watcher_link);
+    if (m->conn)
+        m->conn->nmonitors--;
     HASH_DEL(all, m);
+    budget_release(sizeof *m);
     free(m);
 }
 

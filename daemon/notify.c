@@ -64,6 +64,14 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     send_state("WATCHDOG=1");
 }
 
+void notify_watchdog(void)
+{
+    if (watchdog_ev == NULL)
+        return;
+    on_watchdog(-1, 0, NULL);
+    loop_arm(watchdog_ev, watchdog_ms); /* the next one a full period from now */
+}
+
 /* The manager's address: a path, or "@name" in the abstract namespace. */
 static int notify_open(const char *path)
 {
@@ -96,7 +104,7 @@ void notify_init(void)
         unsigned long long us = strtoull(usec, &end, 10);
         if (*end == '\0' && us > 0) {
             watchdog_ms = (int64_t)(us / 2000) ?: 1; /* twice per interval */
-            watchdog_ev = event_new(loop_base, -1, EV_PERSIST, on_watchdog, NULL);
+            watchdog_ev = loop_event(LOOP_PRIO_OWN, -1, EV_PERSIST, on_watchdog, NULL);
             loop_arm(watchdog_ev, watchdog_ms);
             log_msg(LOG_INFO, "watchdog: a heartbeat every %lld ms", (long long)watchdog_ms);
         } else
@@ -114,7 +122,7 @@ void notify_ready(void)
     if (nfd < 0 || status_ev)
         return;
     send_status("READY=1\n");
-    status_ev = event_new(loop_base, -1, EV_PERSIST, on_status, NULL);
+    status_ev = loop_event(LOOP_PRIO_OWN, -1, EV_PERSIST, on_status, NULL);
     loop_arm(status_ev, STATUS_EVERY_MS);
 }
 

@@ -1,5 +1,7 @@
 /* sched.c — the run queue: every server with mail gets a bounded share of
- * each loop turn, and the loop polls its sockets between turns. Servers
+ * each loop turn (SCHED_PER_SERVER messages), a turn is bounded in
+ * messages and in time (LOOP_SLICE_MS), and the loop polls its sockets
+ * between turns. Servers
  * that have ended are freed here too, by an event of their own. */
 #include "gsd.h"
 
@@ -23,8 +25,9 @@ static void reap(evutil_socket_t fd, short what, void *arg);
 
 void sched_init(void)
 {
-    kick = event_new(loop_base, -1, 0, sched_turn, NULL);
-    turn = evtimer_new(loop_base, sched_turn, NULL);
+    /* Leftover work, as a connection's further rounds: new requests first. */
+    kick = loop_event(LOOP_PRIO_BACKLOG, -1, 0, sched_turn, NULL);
+    turn = loop_event(LOOP_PRIO_BACKLOG, -1, 0, sched_turn, NULL);
     reaper = event_new(loop_base, -1, 0, reap, NULL);
 }
 
@@ -113,12 +116,13 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int budget = SCHED_PER_TURN;
-    while (budget > 0 && !TAILQ_EMPTY(&runq)) {
+    int64_t start = loop_clock_tick();
+    while (budget > 0 && !TAILQ_EMPTY(&runq) && loop_clock_ms - start < LOOP_SLICE_MS) {
         struct server *s = TAILQ_FIRST(&runq);
         TAILQ_REMOVE(&runq, s, run_link);
         s->runnable = false;
         for (int i = 0; i < SCHED_PER_SERVER && budget > 0 && s->status != SERVER_ENDED &&
-                        !STAILQ_EMPTY(&s->mbox.q);
+                        !STAILQ_EMPTY(&s->mbox.q) && loop_clock_ms - start < LOOP_SLICE_MS;
              i++, budget--)
             server_run_one(s);
         /* Back of the queue if it still has mail: round robin. (A server

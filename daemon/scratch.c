@@ -10,7 +10,11 @@ struct chunk {
     _Alignas(16) unsigned char data[];
 };
 
-static struct chunk *chunks; /* newest first; the first one is kept on reset */
+/* A chunk larger than this is not kept between callbacks: one large reply
+ * must not keep its memory for good. */
+#define KEEP_MAX (1u << 20)
+
+static struct chunk *chunks; /* newest first; the oldest is kept on reset */
 static msgpack_zone *zone;
 static bool lent; /* memory or the zone handed out since the last reset */
 
@@ -41,6 +45,10 @@ void scratch_reset(void)
         chunks = c->next;
         free(c);
     }
+    if (chunks && chunks->size > KEEP_MAX) {
+        free(chunks);
+        chunks = NULL;
+    }
     if (chunks)
         chunks->used = 0;
     if (zone && !msgpack_zone_is_empty(zone)) /* most messages decode without it */
@@ -49,8 +57,8 @@ void scratch_reset(void)
 
 msgpack_zone *scratch_zone(void)
 {
-    if (zone == NULL)
-        zone = msgpack_zone_new(8192);
+    if (zone == NULL && (zone = msgpack_zone_new(8192)) == NULL)
+        gsp_oom(sizeof(msgpack_zone) + 8192);
     lent = true;
     return zone;
 }

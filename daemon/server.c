@@ -131,11 +131,12 @@ static void after_callback(struct server *s, const gs_result *r)
             event_free(s->timeout);
         s->timeout = NULL;
         s->status = SERVER_HIBERNATING;
+        registry_changed(); /* which shows the status */
         if (s->mod->desc->hibernate)
             s->mod->desc->hibernate(SELF(s), &s->state);
     } else if (r->timeout_ms >= 0 && STAILQ_EMPTY(&s->mbox.q)) {
         if (s->timeout == NULL)
-            s->timeout = evtimer_new(loop_base, timeout_fire, s);
+            s->timeout = loop_event(LOOP_PRIO_OWN, -1, 0, timeout_fire, s);
         loop_arm(s->timeout, r->timeout_ms);
     }
 }
@@ -171,6 +172,7 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
      * refused, and no one can queue for it any more. The farewell's caller
      * is detached first, so terminate cannot answer it in its place. */
     s->status = SERVER_ENDED;
+    registry_changed();
     sched_forget(s);
     struct waiter *w = bye ? waiter_find(bye->waiter) : NULL;
     if (w)
@@ -231,6 +233,7 @@ static void init_result(struct server *s, const gs_result *r)
         waiter_detach(w);
     if (r->action == GS_OK) {
         s->status = SERVER_RUNNING;
+        registry_changed();
         int64_t took = now_ms() - s->start_ms;
         if (s->start_timeout >= 0 && took > s->start_timeout) {
             if (w)
@@ -389,8 +392,10 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
  * callback sets it again, so it stays recent. */
 static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_once)
 {
-    if (s->status == SERVER_HIBERNATING)
+    if (s->status == SERVER_HIBERNATING) {
         s->status = SERVER_RUNNING;
+        registry_changed();
+    }
     gs_value v = gs_nil();
     bool has_value = m->kind != MSG_STOP && m->kind != MSG_STATE;
     if (has_value && !scratch_decode(data, &v)) {

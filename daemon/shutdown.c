@@ -85,7 +85,7 @@ void shutdown_begin(void)
     registry_foreach(true, collect, NULL);
     deadline = now_ms() + limits.shutdown_ms;
     struct timeval every = {0, DRAIN_CHECK_MS * 1000};
-    check = event_new(loop_base, -1, EV_PERSIST, check_fire, NULL);
+    check = loop_event(LOOP_PRIO_OWN, -1, EV_PERSIST, check_fire, NULL);
     event_add(check, &every);
     advance();
     check_fire(-1, 0, NULL);

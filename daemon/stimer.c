@@ -47,7 +47,7 @@ uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len)
     t->server = s;
     t->len = len;
     memcpy(t->msg, msg, len);
-    t->ev = evtimer_new(loop_base, stimer_fire, t);
+    t->ev = loop_event(LOOP_PRIO_OWN, -1, 0, stimer_fire, t);
     LIST_INSERT_HEAD(&s->timers, t, link);
     loop_arm(t->ev, ms < 0 ? 0 : ms);
     return t->ref;

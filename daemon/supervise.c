@@ -242,7 +242,7 @@ static void restart_later(struct sup_child *ch, int64_t uptime_ms)
     }
     ch->streak++;
     if (ch->delay == NULL)
-        ch->delay = evtimer_new(loop_base, on_delay, ch);
+        ch->delay = loop_event(LOOP_PRIO_OWN, -1, 0, on_delay, ch);
     if (delay)
         log_msg(LOG_INFO, "server %s (%s): restart in %lld ms", label(ch), ch->spec.module,
                 (long long)delay);

@@ -5,28 +5,45 @@
 #include <string.h>
 #include <time.h>
 
-static void *check(void *p)
+/* Out of memory, anywhere: one line, then gsp_oom aborts. log_msg formats
+ * into stack buffers and allocates nothing (localtime_r read the time zone
+ * for the first line, at the start). */
+static void oom_log(size_t n)
 {
-    if (p == NULL) {
-        log_msg(LOG_ERR, "out of memory");
-        abort();
-    }
-    return p;
+    log_msg(LOG_ERR, "out of memory allocating %zu bytes", n);
 }
 
 void *xmalloc(size_t n)
 {
-    return check(malloc(n ? n : 1));
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        gsp_oom(n);
+    return p;
 }
 
 void *xcalloc(size_t n, size_t size)
 {
-    return check(calloc(n ? n : 1, size ? size : 1));
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        gsp_oom(n * size);
+    return p;
 }
 
 void *xrealloc(void *p, size_t n)
 {
-    return check(realloc(p, n ? n : 1));
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        gsp_oom(n);
+    return q;
+}
+
+/* Set before main, so before any allocation: protocol/'s failures log as
+ * the daemon's do, and so do libevent's (the daemon does not check
+ * event_new for NULL). */
+__attribute__((constructor)) static void oom_setup(void)
+{
+    gsp_oom_hook = oom_log;
+    event_set_mem_functions(xmalloc, xrealloc, free);
 }
 
 char *xstrndup(const char *s, size_t n)
@@ -49,7 +66,7 @@ int64_t loop_clock_ms;
 int64_t loop_clock_tick(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return loop_clock_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 

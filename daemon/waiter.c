@@ -118,7 +118,7 @@ static void arm(void)
     if (heap_len == 0 || heap[0]->deadline >= armed_for)
         return;
     if (expiry == NULL)
-        expiry = evtimer_new(loop_base, waiter_expire, NULL);
+        expiry = loop_event(LOOP_PRIO_OWN, -1, 0, waiter_expire, NULL);
     armed_for = heap[0]->deadline;
     int64_t ms = armed_for - loop_clock_tick();
     loop_arm(expiry, ms > 0 ? ms : 0);
@@ -151,9 +151,8 @@ static inline uint64_t waiter_enter(struct waiter *w)
     return id;
 }
 
-/* timeout_ms from now; -1 never. The coarse clock is never ahead of the
- * fine one: a deadline is never later than asked, and the expiry check
- * uses the fine one. */
+/* timeout_ms from now (the loop's clock, never ahead of now_ms()); -1
+ * never. */
 static int64_t deadline(int64_t now, int64_t timeout_ms)
 {
     if (timeout_ms > INT32_MAX)
@@ -172,6 +171,7 @@ static void waiter_init(struct waiter *w, enum waiter_kind kind, int64_t now, in
 
 static struct waiter *waiter_alloc(void)
 {
+    budget_charge(sizeof(struct waiter));
     struct waiter *w = spare;
     if (w == NULL)
         return xmalloc(sizeof *w);
@@ -264,6 +264,7 @@ void waiter_drop(struct waiter *w)
         w->conn->pending--;
     }
     heap_remove(w);
+    budget_release(sizeof *w);
     if (nspare < SPARE_MAX) {
         w->conn_link.le_next = spare;
         spare = w;
@@ -273,18 +274,24 @@ void waiter_drop(struct waiter *w)
 }
 
 /* A client's result, a module's value packed in place; false, with nothing
- * packed, if the value is over the limits. */
+ * packed, if the value is over the limits. A reply its client has no room
+ * for is taken back: the client is cut off (conn_room). */
 static bool pack_result(struct waiter *w, const gs_value *v)
 {
     struct gsp_buf *out = &w->conn->out;
     size_t mark = out->len;
     gsp_pack_result(conn_packer(w->conn), w->msgid);
     size_t at = out->len;
-    gsp_buf_pack(out, v);
-    /* What api_encode checks: the value nests within VALUE_DEPTH_MAX. */
-    if (!value_fits(out->data + at, out->len - at, GSP_WRAP_ERROR)) {
+    /* What api_encode checks: the value is within the message limits. */
+    if (!gsp_buf_pack_max(out, v, limits.message.max_size) ||
+        !value_fits(out->data + at, out->len - at, GSP_WRAP_ERROR)) {
         out->len = mark;
         return false;
+    }
+    if (limits.output_bytes && out->len - w->conn->out_off > limits.output_bytes) {
+        size_t n = out->len - mark;
+        out->len = mark;
+        conn_room(w->conn, n); /* no room: cuts it off */
     }
     return true;
 }
@@ -317,7 +324,7 @@ static __attribute__((noinline)) void answer_encoded(struct waiter *w, enum gsp_
             gsp_pack_call_reply(&pk, w->ref, code, enc.ptr, enc.len);
             server_post(caller, MSG_INFO, 0, b.data, b.len);
         }
-    } else
+    } else if (conn_room(w->conn, enc.len + 16)) /* [1, msgid, error, result] around it */
         gsp_pack_response(conn_packer(w->conn), w->msgid, code, enc.ptr, enc.len);
     waiter_drop(w);
 }
@@ -357,14 +364,16 @@ void waiter_exit_all(struct server *s, struct gsp_span reason)
         waiter_error(w, GSP_EXIT, reason);
 }
 
-/* Every waiter past its deadline hears timeout; then the timer is armed
- * for the next one. */
+/* Up to EXPIRE_MAX waiters past their deadline hear timeout; then the
+ * timer is armed for the next one (at once if more are due: the loop polls
+ * in between, so that a million calls timing out together are no stall). */
+#define EXPIRE_MAX 4096
 static void waiter_expire(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     armed_for = INT64_MAX;
     int64_t now = now_ms();
-    while (heap_len > 0 && heap[0]->deadline <= now)
+    for (int n = 0; n < EXPIRE_MAX && heap_len > 0 && heap[0]->deadline <= now; n++)
         waiter_error_str(heap[0], GSP_TIMEOUT, "no reply in time");
     arm();
     conn_flush_all();

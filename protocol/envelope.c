@@ -2,6 +2,7 @@
 #include "gsp.h"
 #include "head.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static struct gsp_span enc_nil_span(void)
@@ -198,8 +199,12 @@ bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits 
                       struct gsp_envelope *env, size_t *frame_len)
 {
     /* A message longer than max_size cannot end before end: the framer
-     * says too_large. The envelope and params take two levels. */
-    const uint8_t *p = buf, *end = buf + (avail < lim->max_size ? avail : lim->max_size);
+     * says too_large. Nor can one longer than gsp_max_items bytes, so
+     * that every message read here has fewer items than that (each takes
+     * a byte): the framer judges longer ones. The envelope and params take
+     * two levels. */
+    size_t most = lim->max_size < gsp_max_items(lim) ? lim->max_size : (size_t)gsp_max_items(lim);
+    const uint8_t *p = buf, *end = buf + (avail < most ? avail : most);
     unsigned depth = lim->max_depth < GSP_MAX_DEPTH_HARD ? lim->max_depth : GSP_MAX_DEPTH_HARD;
     if (end - p < 4 || depth < 2)
         return false;
@@ -284,6 +289,17 @@ bool gsp_down_read(const struct gsp_envelope *env, struct gsp_down *d)
     return true;
 }
 
+/* Here, with the decoder, as every program that reads messages links this
+ * file (gsbench no other that allocates). */
+void (*gsp_oom_hook)(size_t n);
+
+void gsp_oom(size_t n)
+{
+    if (gsp_oom_hook)
+        gsp_oom_hook(n);
+    abort();
+}
+
 bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_object *out)
 {
     /* The usual lone scalars need no unpacker and no zone. */
@@ -308,7 +324,11 @@ bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_obje
         out->via.str.size = b & 0x1f;
         return true;
     }
+    if (zone == NULL)
+        return false;
     size_t off = 0;
-    return zone && msgpack_unpack((const char *)ptr, len, &off, zone, out) == MSGPACK_UNPACK_SUCCESS &&
-           off == len;
+    msgpack_unpack_return r = msgpack_unpack((const char *)ptr, len, &off, zone, out);
+    if (r == MSGPACK_UNPACK_NOMEM_ERROR) /* the zone could not grow: at most this much */
+        gsp_oom(len * sizeof(msgpack_object));
+    return r == MSGPACK_UNPACK_SUCCESS && off == len;
 }

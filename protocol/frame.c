@@ -114,6 +114,7 @@ int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h)
 void gsp_framer_reset(struct gsp_framer *f)
 {
     f->pos = 0;
+    f->items = 0;
     f->depth = 0;
 }
 
@@ -135,6 +136,11 @@ enum gsp_scan gsp_framer_feed(struct gsp_framer *f, const uint8_t *buf, size_t l
         if (h.container) {
             if (f->depth + 1 > lim->max_depth || f->depth + 1 > GSP_MAX_DEPTH_HARD)
                 return GSP_SCAN_TOO_DEEP;
+            /* Each item decodes into an object: the count is judged as
+             * bytes are, before the items arrive. */
+            if (f->items + h.items > gsp_max_items(lim))
+                return GSP_SCAN_TOO_LARGE;
+            f->items += h.items;
             f->pos += h.size;
             if (h.items > 0) {
                 f->left[++f->depth] = h.items;

@@ -52,6 +52,7 @@ enum gsp_code {
     GSP_TOO_LARGE,
     GSP_PROTOCOL,
     GSP_SHUTTING_DOWN,
+    GSP_OVERLOADED,
     GSP_CODE_COUNT
 };
 
@@ -71,13 +72,24 @@ struct gsp_limits {
     unsigned max_depth; /* deeper nesting is too_large; <= GSP_MAX_DEPTH_HARD */
 };
 
+/* Decoded, every item of an array or map is a msgpack_object (24 bytes for
+ * a one-byte nil): a message may hold as many items as take 4 × max_size
+ * bytes that way, or 1 MiB if more (a small max_size must still let
+ * ordinary messages through). Past that it is too_large. Every item takes
+ * a byte, so a message no longer than this many bytes is within it. */
+static inline uint64_t gsp_max_items(const struct gsp_limits *lim)
+{
+    uint64_t decoded = (uint64_t)lim->max_size * 4;
+    return (decoded > (1u << 20) ? decoded : (1u << 20)) / sizeof(msgpack_object);
+}
+
 /* ---- framing ------------------------------------------------------------ */
 
 enum gsp_scan {
     GSP_SCAN_DONE,      /* a whole message: *frame_len bytes */
     GSP_SCAN_MORE,      /* no error so far; feed again when more bytes arrive */
     GSP_SCAN_INVALID,   /* not msgpack (0xc1, or a reserved form) */
-    GSP_SCAN_TOO_LARGE, /* over max_size */
+    GSP_SCAN_TOO_LARGE, /* over max_size, or over gsp_max_items */
     GSP_SCAN_TOO_DEEP,  /* over max_depth */
 };
 
@@ -88,6 +100,7 @@ enum gsp_scan {
  */
 struct gsp_framer {
     size_t pos;                            /* bytes of the current message scanned */
+    uint64_t items;                        /* items its containers have announced */
     unsigned depth;                        /* open containers */
     uint64_t left[GSP_MAX_DEPTH_HARD + 1]; /* items still due at each depth */
 };
@@ -98,7 +111,9 @@ void gsp_framer_reset(struct gsp_framer *f);
  * Scans buf[0..len), which holds the start of the current message (the
  * same bytes as last time, maybe with more after them). On GSP_SCAN_DONE,
  * *frame_len is the message's length and the framer is reset for the next
- * one. Allocates nothing, reads each byte at most once overall.
+ * one. Allocates nothing, reads each byte at most once overall. A header
+ * that announces more bytes or items than the limits allow is too_large
+ * at once, before they arrive.
  */
 enum gsp_scan gsp_framer_feed(struct gsp_framer *f, const uint8_t *buf, size_t len,
                               const struct gsp_limits *lim, size_t *frame_len);
@@ -159,7 +174,9 @@ bool gsp_envelope_read(const uint8_t *frame, size_t len, struct gsp_envelope *en
  * *frame_len and env just as gsp_framer_feed and gsp_envelope_read would
  * give them; false for anything else (unfinished, another form, over a
  * limit, not msgpack), which the caller frames the usual way. Allocates
- * nothing, reads each byte once.
+ * nothing, reads each byte once. It reads no further than gsp_max_items
+ * bytes, so what it reads is within that limit too: it never takes a
+ * message the framer would refuse.
  */
 bool gsp_request_read(const uint8_t *buf, size_t avail, const struct gsp_limits *lim,
                       struct gsp_envelope *env, size_t *frame_len);
@@ -199,7 +216,13 @@ bool gsp_decode(const uint8_t *ptr, size_t len, msgpack_zone *zone, msgpack_obje
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* A growable byte buffer; zero-initialise. Running out of memory aborts. */
+/* Running out of memory ends the process: protocol/ calls gsp_oom with the
+ * bytes it could not have, which calls gsp_oom_hook if a program set one
+ * (the daemon logs a line), then aborts. */
+extern void (*gsp_oom_hook)(size_t n);
+_Noreturn void gsp_oom(size_t n);
+
+/* A growable byte buffer; zero-initialise. Running out of memory is gsp_oom. */
 struct gsp_buf {
     uint8_t *data;
     size_t len; /* bytes in use */
@@ -208,6 +231,8 @@ struct gsp_buf {
 
 /* Room for `more` bytes past len; gsp_buf_grow makes it when there is not. */
 void gsp_buf_grow(struct gsp_buf *b, size_t more);
+/* The capacity b will have once it has room for `more` bytes past len. */
+size_t gsp_buf_cap_for(const struct gsp_buf *b, size_t more);
 static inline void gsp_buf_reserve(struct gsp_buf *b, size_t more)
 {
     if (b->cap - b->len < more)
@@ -271,6 +296,10 @@ void gsp_pack_call_reply(msgpack_packer *pk, uint64_t ref, enum gsp_code code, c
 /* Appends v encoded: the bytes msgpack_pack_object writes, without a
  * packer's callback per fragment. */
 void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v);
+/* The same if it takes at most max bytes; else false, with b's length as
+ * it was. Stops as soon as the bytes pass max, before a str, bin or ext
+ * body that would pass it is copied: a huge value costs about max. */
+bool gsp_buf_pack_max(struct gsp_buf *b, const msgpack_object *v, size_t max);
 
 /* Encodes obj into a fresh malloc'd buffer (*len bytes); the caller frees. */
 uint8_t *gsp_encode(const msgpack_object *obj, size_t *len);

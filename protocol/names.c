@@ -23,6 +23,7 @@ static const char *const code_names[GSP_CODE_COUNT] = {
     [GSP_TOO_LARGE] = "too_large",
     [GSP_PROTOCOL] = "protocol",
     [GSP_SHUTTING_DOWN] = "shutting_down",
+    [GSP_OVERLOADED] = "overloaded",
 };
 
 const char *gsp_code_name(enum gsp_code code)

@@ -86,9 +86,10 @@ msgpack_object *gsp_value_copy(const msgpack_object *v)
 {
     struct layout l = {0, 0};
     measure(v, &l);
-    msgpack_object *root = malloc(sizeof *root + l.objects + l.bytes);
+    size_t size = sizeof(msgpack_object) + l.objects + l.bytes;
+    msgpack_object *root = malloc(size);
     if (root == NULL)
-        abort(); /* out of memory ends the process */
+        gsp_oom(size);
     struct cursor c = {(char *)(root + 1), (char *)(root + 1) + l.objects};
     copy_into(root, v, &c);
     return root;

@@ -6,14 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-void gsp_buf_grow(struct gsp_buf *b, size_t more)
+size_t gsp_buf_cap_for(const struct gsp_buf *b, size_t more)
 {
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < more)
         cap *= 2;
-    b->data = realloc(b->data, cap);
-    if (b->data == NULL)
-        abort(); /* out of memory ends the process */
+    return cap;
+}
+
+void gsp_buf_grow(struct gsp_buf *b, size_t more)
+{
+    size_t cap = gsp_buf_cap_for(b, more);
+    uint8_t *data = realloc(b->data, cap);
+    if (data == NULL)
+        gsp_oom(cap);
+    b->data = data;
     b->cap = cap;
 }
 
@@ -112,7 +119,9 @@ static size_t put_head(uint8_t *p, uint8_t fix, uint32_t fix_max, uint8_t f8, ui
     return put_be(p, (uint8_t)(f16 + 1), n, 4);
 }
 
-void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v)
+/* gsp_buf_pack, false as soon as b->len passes end (it is within end on
+ * entry): a str, bin or ext body that would pass it is not copied. */
+static bool pack(struct gsp_buf *b, const msgpack_object *v, size_t end)
 {
     gsp_buf_reserve(b, 9);
     uint8_t *p = b->data + b->len;
@@ -120,43 +129,66 @@ void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v)
     case MSGPACK_OBJECT_NIL:
         p[0] = 0xc0;
         b->len++;
-        return;
+        break;
     case MSGPACK_OBJECT_BOOLEAN:
         p[0] = v->via.boolean ? 0xc3 : 0xc2;
         b->len++;
-        return;
+        break;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         b->len += put_uint(p, v->via.u64);
-        return;
+        break;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
         b->len += put_int(p, v->via.i64);
-        return;
+        break;
     case MSGPACK_OBJECT_STR:
     case MSGPACK_OBJECT_BIN: {
         bool str = v->type == MSGPACK_OBJECT_STR;
         uint32_t n = v->via.str.size;
         b->len += str ? put_head(p, 0xa0, 31, 0xd9, 0xda, n) : put_head(p, 0, 0, 0xc4, 0xc5, n);
+        if (b->len > end || n > end - b->len)
+            return false;
         gsp_buf_append(b, v->via.str.ptr, n);
-        return;
+        break;
     }
     case MSGPACK_OBJECT_ARRAY:
         b->len += put_head(p, 0x90, 15, 0, 0xdc, v->via.array.size);
+        if (b->len > end)
+            return false;
         for (uint32_t i = 0; i < v->via.array.size; i++)
-            gsp_buf_pack(b, &v->via.array.ptr[i]);
-        return;
+            if (!pack(b, &v->via.array.ptr[i], end))
+                return false;
+        break;
     case MSGPACK_OBJECT_MAP:
         b->len += put_head(p, 0x80, 15, 0, 0xde, v->via.map.size);
-        for (uint32_t i = 0; i < v->via.map.size; i++) {
-            gsp_buf_pack(b, &v->via.map.ptr[i].key);
-            gsp_buf_pack(b, &v->via.map.ptr[i].val);
-        }
-        return;
+        if (b->len > end)
+            return false;
+        for (uint32_t i = 0; i < v->via.map.size; i++)
+            if (!pack(b, &v->via.map.ptr[i].key, end) || !pack(b, &v->via.map.ptr[i].val, end))
+                return false;
+        break;
     default: { /* floats, exts: as msgpack-c packs them */
+        if (v->type == MSGPACK_OBJECT_EXT && v->via.ext.size > end - b->len)
+            return false;
         msgpack_packer pk;
         gsp_packer_init(&pk, b);
         msgpack_pack_object(&pk, *v);
     }
     }
+    return b->len <= end;
+}
+
+void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v)
+{
+    pack(b, v, SIZE_MAX);
+}
+
+bool gsp_buf_pack_max(struct gsp_buf *b, const msgpack_object *v, size_t max)
+{
+    size_t at = b->len;
+    if (pack(b, v, max < SIZE_MAX - at ? at + max : SIZE_MAX))
+        return true;
+    b->len = at;
+    return false;
 }
 
 void gsp_pack_raw(msgpack_packer *pk, const void *p, size_t n)

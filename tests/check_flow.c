@@ -239,6 +239,44 @@ START_TEST(held_client_sees_the_server_end)
 }
 END_TEST
 
+/* The messages r has been sent so far, read and counted. */
+static int raw_drain(struct raw *r)
+{
+    int n = 0;
+    while (raw_recv(r, 0))
+        n++;
+    return n;
+}
+
+/* A connection pipelining 400 calls of 2 ms each (800 ms of work) is served
+ * in rounds: an idle client's ping, sent once the flood is under way, is
+ * answered after a round of it, not after the flood (nor after the 256
+ * calls one read used to run). Measured by how many of the flood's replies
+ * had been sent when the pong came, not by time. */
+START_TEST(an_idle_client_waits_a_round_not_a_flood)
+{
+    struct gsd *d = gsd_start();
+    gsc *c = CLIENT(d);
+    START(c, "forms", "busy", NULL);
+    struct raw *flood = RAW_CONNECT(d), *idle = RAW_CONNECT(d);
+    for (uint32_t i = 1; i <= 400; i++)
+        RAW_REQUEST(flood, i, "call", mp("['busy', ['busy', 2], 'infinity']"));
+    ck_assert_mp_eq(RAW_RECV(flood, 10000), "[1, 1, nil, 'done']"); /* under way */
+    RAW_REQUEST(idle, 1, "ping", mp("[]"));
+    ck_assert_mp_eq(RAW_RECV(idle, 10000), "[1, 1, nil, 'pong']");
+    int answered = 1 + raw_drain(flood);
+    ck_assert_msg(answered < 128, "the ping waited for %d of the flood's 400 calls", answered);
+    while (answered < 400) {
+        const msgpack_object *m = RAW_RECV(flood, 10000);
+        ck_assert_int_eq(MP_INT(mp_item(m, 1)), ++answered); /* all of them, in order */
+    }
+    raw_close(&flood);
+    raw_close(&idle);
+    client_close(&c);
+    ck_assert_int_eq(gsd_stop(&d), 0);
+}
+END_TEST
+
 static Suite *flow_suite(void)
 {
     Suite *s = suite_create("flow");
@@ -247,6 +285,7 @@ static Suite *flow_suite(void)
     tcase_add_test(tc, held_client_resumes_in_order);
     tcase_add_test(tc, held_client_sees_the_server_end);
     tcase_add_test(tc, flood_one_slow_server);
+    tcase_add_test(tc, an_idle_client_waits_a_round_not_a_flood);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -456,6 +456,62 @@ START_TEST(output_modes)
 }
 END_TEST
 
+START_TEST(list_pages_through_more_servers_than_one_page)
+{
+    /* More than gsctl's page of 1000: list asks page after page and
+     * prints them as the one array `which []` answers (a batch's list). */
+    enum { N = 2345 };
+    char *text = malloc(N * 24 + 64);
+    size_t len = 0;
+    for (int i = 0; i < N; i++)
+        len += (size_t)sprintf(text + len, "start counter c%d\n", i);
+    const char *file = write_file(D, "starts.txt", text);
+    free(text);
+    char *out, *err;
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-q", "batch", file, NULL), 0);
+    file = write_file(D, "list.txt", "list\n");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 0);
+    const char *whole = out; /* {"ok":[...]}\n */
+    const char *list = GSCTL_OK("list");
+    ck_assert_int_eq(line_count(list), 1);
+    ck_assert_uint_eq(strlen(whole), strlen(list) + 7);
+    ck_assert_msg(strncmp(whole + 6, list, strlen(list) - 1) == 0, "list differs from which []");
+    /* Every server once, in id order. */
+    uint64_t last = 0;
+    int n = 0;
+    for (const char *p = strstr(list, "{\"id\":"); p; p = strstr(p + 1, "{\"id\":")) {
+        uint64_t id = strtoull(p + 6, NULL, 10);
+        ck_assert_uint_gt(id, last);
+        last = id;
+        n++;
+    }
+    ck_assert_int_eq(n, N);
+    ck_assert(contains(list, "\"name\":\"c0\",") && contains(list, "\"name\":\"c2344\","));
+    /* The other output modes, as they print the whole array. */
+    const char *pretty = GSCTL_OK("--pretty", "list");
+    ck_assert_int_eq(line_count(pretty), N * 6 + 2);
+    char *flat = json_squeeze(pretty), *w = flat; /* no blanks, and no newlines: */
+    for (const char *r = flat; *r; r++)
+        if (*r != '\n')
+            *w++ = *r;
+    *w = '\0';
+    ck_assert_msg(strncmp(flat, list, strlen(list) - 1) == 0 && strlen(flat) == strlen(list) - 1,
+                  "pretty list differs from list");
+    char cmd[2048]; /* --msgpack: the bytes of which [], after batch's {"ok": */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && timeout 10 %s/gsctl -s %s --msgpack batch list.txt | tail -c +5 >whole && "
+             "timeout 10 %s/gsctl -s %s --msgpack list >list && cmp whole list && "
+             "od -An -tx1 -N3 list",
+             D->dir, gsd_build(), D->sock, gsd_build(), D->sock);
+    int status;
+    ck_assert_str_eq(shell_output(cmd, &status), " dc 09 29\n"); /* an array of 2345 */
+    ck_assert_int_eq(status, 0);
+    ck_assert_str_eq(GSCTL_OK("-q", "list"), "");
+    /* complete servers pages too */
+    ck_assert_int_eq(line_count(GSCTL_OK("complete", "servers")), N);
+}
+END_TEST
+
 START_TEST(complete_names_from_the_daemon)
 {
     GSCTL_OK("start", "counter", "alpha");
@@ -550,6 +606,7 @@ static Suite *gsctl_suite(void)
     tcase_add_test(tc, batch_reads_stdin_and_writes_msgpack);
     tcase_add_test(tc, batch_pipelines_thousands);
     tcase_add_test(tc, output_modes);
+    tcase_add_test(tc, list_pages_through_more_servers_than_one_page);
     tcase_add_test(tc, complete_names_from_the_daemon);
     tcase_add_test(tc, per_command_rules);
     tcase_add_test(tc, bash_completion_asks_the_daemon);

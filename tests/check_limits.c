@@ -361,6 +361,115 @@ START_TEST(a_client_that_does_not_read_is_cut_off)
 }
 END_TEST
 
+/* n monitors of h from c, in one write, msgids from first. */
+static void monitor_h(struct cli *c, uint32_t first, uint32_t n)
+{
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t at = b.len;
+        struct gsp_buf one = {0};
+        begin(&one, &pk, first + i, "monitor", 1);
+        gsp_pack_str(&pk, "h");
+        gsp_buf_reserve(&b, one.len);
+        memcpy(b.data + at, one.data, one.len);
+        b.len = at + one.len;
+        gsp_buf_free(&one);
+    }
+    cli_write(c, b.data, b.len);
+    gsp_buf_free(&b);
+}
+
+START_TEST(monitors_over_the_limit_are_refused)
+{
+    setup();
+    limits.monitors = 3;
+    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0);
+    struct cli *a = cli_new(), *b = cli_new();
+    monitor_h(a, 1, 4);
+    for (uint32_t i = 1; i <= 3; i++)
+        ck_assert_str_eq(response_code(cli_recv(a, 2000, NULL), i), "");
+    ck_assert_str_eq(response_code(cli_recv(a, 2000, NULL), 4), "too_large");
+    expect_pong(a, 5);  /* the connection stays */
+    monitor_h(b, 1, 1); /* the limit is per connection */
+    ck_assert_str_eq(response_code(cli_recv(b, 2000, NULL), 1), "");
+    cli_free(a), cli_free(b);
+    pump(20);
+    teardown();
+}
+END_TEST
+
+/* Over the budget every new request, a ping too, is answered overloaded,
+ * until the memory is let go (here: the monitors of a client that leaves). */
+START_TEST(over_the_memory_budget_requests_are_overloaded)
+{
+    setup();
+    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0);
+    struct cli *a = cli_new(), *b = cli_new();
+    expect_pong(a, 1);
+    expect_pong(b, 1);
+    limits.memory = budget_used + 100000; /* room for about a thousand monitors */
+    monitor_h(a, 2, 3000);
+    uint32_t ok = 0, overloaded = 0;
+    for (uint32_t i = 2; i < 3002; i++) {
+        const char *code = response_code(cli_recv(a, 2000, NULL), i);
+        if (*code == '\0') {
+            ck_assert_uint_eq(overloaded, 0); /* none once over */
+            ok++;
+        } else {
+            ck_assert_str_eq(code, "overloaded");
+            overloaded++;
+        }
+    }
+    ck_assert_uint_gt(ok, 100);
+    ck_assert_uint_gt(overloaded, 100);
+    ping(b, 2);
+    ck_assert_str_eq(response_code(cli_recv(b, 2000, NULL), 2), "overloaded");
+    ck_assert_uint_eq(conn_count(), 2); /* nobody cut off: no client holds much output */
+    cli_free(a);
+    pump(20);
+    expect_pong(b, 3);
+    cli_free(b);
+    pump(20);
+    teardown();
+}
+END_TEST
+
+/* Over the budget, the client holding the most unread output is cut off,
+ * though it is within its own output limit; the others go on. */
+START_TEST(over_the_budget_the_largest_reader_is_cut_off)
+{
+    setup();
+    struct cli *lazy = cli_new(), *other = cli_new();
+    int small = 4096;
+    setsockopt(lazy->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    expect_pong(other, 1);
+    limits.memory = budget_used + (4u << 20);
+    struct gsp_buf b = {0};
+    msgpack_packer pk;
+    size_t sent = 0;
+    for (uint32_t i = 0; sent < (32u << 20) && conn_count() == 2; i++) {
+        b.len = 0;
+        begin(&b, &pk, i, "ping", 0);
+        ssize_t w = write(lazy->fd, b.data, b.len);
+        if (w < 0 && errno == EPIPE)
+            break;
+        if (w > 0)
+            sent += (size_t)w;
+        if (w < 0 || i % 256 == 0)
+            pump(1);
+    }
+    gsp_buf_free(&b);
+    pump(50);
+    ck_assert_uint_eq(conn_count(), 1); /* cut off */
+    ck_assert(!budget_over());
+    expect_pong(other, 2);
+    cli_free(lazy), cli_free(other);
+    pump(20);
+    teardown();
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -372,6 +481,9 @@ int main(void)
     tcase_add_test(tc, unfinished_bytes_over_the_limit_cut_the_sender_off);
     tcase_add_test(tc, a_trickling_sender_is_cut_off);
     tcase_add_test(tc, a_client_that_does_not_read_is_cut_off);
+    tcase_add_test(tc, monitors_over_the_limit_are_refused);
+    tcase_add_test(tc, over_the_memory_budget_requests_are_overloaded);
+    tcase_add_test(tc, over_the_budget_the_largest_reader_is_cut_off);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);

@@ -268,6 +268,78 @@ START_TEST(framer_siblings_do_not_add_depth)
 }
 END_TEST
 
+/* A buffer of n bytes, nils after the header h[0..hn) (kept until exit). */
+static uint8_t *nils_after(const uint8_t *h, size_t hn, size_t n)
+{
+    static uint8_t *kept;
+    free(kept);
+    kept = malloc(n);
+    ck_assert_ptr_nonnull(kept);
+    memset(kept, 0xc0, n);
+    memcpy(kept, h, hn);
+    return kept;
+}
+
+static void put32(uint8_t *p, uint8_t tag, uint32_t n)
+{
+    p[0] = tag;
+    for (int i = 0; i < 4; i++)
+        p[1 + i] = (uint8_t)(n >> (24 - 8 * i));
+}
+
+/* Each item decodes into a 24-byte msgpack_object: a message of 1 MiB may
+ * hold 4 MiB of them, 174762 items, however few bytes they take. */
+START_TEST(framer_items_bounded_by_their_decoded_size)
+{
+    const struct gsp_limits lim = {1u << 20, 32};
+    const uint32_t max = (4u << 20) / sizeof(msgpack_object);
+    uint8_t h[16];
+    size_t flen;
+    ck_assert_uint_eq(gsp_max_items(&lim), max);
+    put32(h, 0xdd, max); /* [nil × max]: within */
+    ck_assert_int_eq(scan(nils_after(h, 5, 5 + max), 5 + max, &lim, &flen), GSP_SCAN_DONE);
+    ck_assert_uint_eq(flen, 5 + max);
+    put32(h, 0xdd, max + 1); /* one more: judged from the header alone */
+    ck_assert_int_eq(scan(h, 5, &lim, &flen), GSP_SCAN_TOO_LARGE);
+    put32(h, 0xdf, max / 2 + 1); /* a map's entry is two items */
+    ck_assert_int_eq(scan(h, 5, &lim, &flen), GSP_SCAN_TOO_LARGE);
+    /* Counted over the whole message: [[nil × (max - 2)], [nil]] is one
+     * over, refused at the second array's header. */
+    h[0] = 0x92;
+    put32(h + 1, 0xdd, max - 2);
+    uint8_t *b = nils_after(h, 6, 6 + (max - 2) + 2);
+    b[6 + (max - 2)] = 0x91;
+    ck_assert_int_eq(scan(b, 6 + (max - 2) + 1, &lim, &flen), GSP_SCAN_TOO_LARGE);
+    b[6 + (max - 2)] = 0x90; /* [[nil × (max - 2)], []]: within */
+    ck_assert_int_eq(scan(b, 6 + (max - 2) + 1, &lim, &flen), GSP_SCAN_DONE);
+    /* Small limits keep a floor: 1 MiB of objects. */
+    const struct gsp_limits tiny = {16, 32};
+    ck_assert_uint_eq(gsp_max_items(&tiny), (1u << 20) / sizeof(msgpack_object));
+}
+END_TEST
+
+/* The one-pass reader never takes what the framer refuses: a cast of more
+ * items than the limit allows is left to the framer, which says too_large. */
+START_TEST(request_read_leaves_too_many_items_to_the_framer)
+{
+    const struct gsp_limits lim = {1u << 20, 32};
+    const uint32_t max = (uint32_t)gsp_max_items(&lim);
+    uint8_t h[16] = {0x93, 0x02, 0xa4, 'c', 'a', 's', 't', 0x92, 0xa1, 'p'};
+    struct gsp_envelope env;
+    size_t len, flen;
+    const uint32_t ns[] = {1000, max - 5, max - 4}; /* n + 5 items in all */
+    for (int i = 0; i < 3; i++) {
+        put32(h + 10, 0xdd, ns[i]);
+        uint8_t *b = nils_after(h, 15, 15 + ns[i]);
+        bool fits = ns[i] + 5 <= max, once = gsp_request_read(b, 15 + ns[i], &lim, &env, &len);
+        ck_assert_int_eq(scan(b, 15 + ns[i], &lim, &flen),
+                         fits ? GSP_SCAN_DONE : GSP_SCAN_TOO_LARGE);
+        ck_assert(!once || (fits && len == flen));
+        ck_assert_int_eq(once, i == 0); /* longer than max bytes: the framer's */
+    }
+}
+END_TEST
+
 /* ---- envelopes ------------------------------------------------------------- */
 
 static bool env_of(const msgpack_object *v, struct gsp_envelope *env)
@@ -1134,6 +1206,40 @@ START_TEST(buf_pack_matches_msgpack_c)
 }
 END_TEST
 
+/* Packing with a limit stops where the bytes pass it, copying no body that
+ * would; the buffer is left as it was. */
+START_TEST(buf_pack_max_stops_at_the_limit)
+{
+    static char text[64];
+    struct gsp_buf b = {0};
+    msgpack_object big = {.type = MSGPACK_OBJECT_BIN};
+    big.via.bin.ptr = text; /* claims 1 GiB: none of it is read */
+    big.via.bin.size = 1u << 30;
+    gsp_buf_append(&b, "ab", 2);
+    ck_assert(!gsp_buf_pack_max(&b, &big, 1000));
+    ck_assert_uint_eq(b.len, 2);
+    ck_assert_uint_lt(b.cap, 4096);
+    big.type = MSGPACK_OBJECT_EXT;
+    big.via.ext.ptr = text;
+    big.via.ext.size = 1u << 30;
+    ck_assert(!gsp_buf_pack_max(&b, &big, 1000));
+    ck_assert_uint_eq(b.len, 2);
+    const msgpack_object *v = mp("[1, 'abc', {'k': [nil, true]}, 2.5]");
+    size_t len;
+    const uint8_t *want = enc(v, &len);
+    ck_assert(!gsp_buf_pack_max(&b, v, len - 1)); /* one byte short, wherever it falls */
+    ck_assert_uint_eq(b.len, 2);
+    ck_assert(gsp_buf_pack_max(&b, v, len));
+    ck_assert_uint_eq(b.len, 2 + len);
+    ck_assert_mem_eq(b.data + 2, want, len);
+    for (size_t max = 0; max < len; max++) {
+        b.len = 0;
+        ck_assert_msg(!gsp_buf_pack_max(&b, v, max) && b.len == 0, "fits in %zu", max);
+    }
+    gsp_buf_free(&b);
+}
+END_TEST
+
 START_TEST(buf_append_consume)
 {
     struct gsp_buf b = {0};
@@ -1175,6 +1281,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, framer_depth_33_too_deep);
     tcase_add_test(tc, framer_maps_count_depth);
     tcase_add_test(tc, framer_siblings_do_not_add_depth);
+    tcase_add_test(tc, framer_items_bounded_by_their_decoded_size);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("envelope");
@@ -1182,6 +1289,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, envelope_request);
     tcase_add_test(tc, envelope_request_max_msgid);
     tcase_add_test(tc, request_read_in_one_pass);
+    tcase_add_test(tc, request_read_leaves_too_many_items_to_the_framer);
     tcase_add_test(tc, envelope_response_result);
     tcase_add_test(tc, envelope_response_error);
     tcase_add_test(tc, envelope_notification);
@@ -1239,6 +1347,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, pack_encode_and_raw);
     tcase_add_test(tc, buf_append_consume);
     tcase_add_test(tc, buf_pack_matches_msgpack_c);
+    tcase_add_test(tc, buf_pack_max_stops_at_the_limit);
     suite_add_tcase(s, tc);
     return s;
 }

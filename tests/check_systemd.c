@@ -334,6 +334,58 @@ START_TEST(watchdog_heartbeat_from_the_loop)
 }
 END_TEST
 
+/* The messages r has been sent so far, read and counted. */
+static int raw_drain(struct raw *r)
+{
+    int n = 0;
+    while (raw_recv(r, 0))
+        n++;
+    return n;
+}
+
+/* Client work never holds back the daemon's own timers: while one
+ * connection pipelines 400 calls of 2 ms (800 ms of work), the next
+ * heartbeat (every 100 ms) and another client's call deadline (50 ms) come
+ * after a few rounds of it, not after the flood (nor after the 256 calls
+ * one read used to run). Measured by how many of the flood's replies had
+ * been sent by then, not by time. */
+START_TEST(client_work_never_holds_back_timers)
+{
+    char dir[96];
+    temp_dir(dir, sizeof dir);
+    int fd = notify_bind(dir);
+    setenv("WATCHDOG_USEC", "200000", 1);
+    unsetenv("WATCHDOG_PID");
+    struct gsd *d = gsd_start();
+    notify_expect(fd, "READY=1");
+    gsc *c = CLIENT(d);
+    START(c, "forms", "busy", NULL);
+    START(c, "forms", "hold", NULL);
+    struct raw *flood = RAW_CONNECT(d), *idle = RAW_CONNECT(d);
+    for (uint32_t i = 1; i <= 400; i++)
+        RAW_REQUEST(flood, i, "call", mp("['busy', ['busy', 2], 'infinity']"));
+    RAW_RECV(flood, 10000); /* under way */
+    int answered = 1;
+    RAW_REQUEST(idle, 1, "call", mp("['hold', 'noreply', 50]"));
+    while (notify_recv(fd, 0)) /* heartbeats sent before the flood */
+        answered += raw_drain(flood);
+    notify_expect(fd, "WATCHDOG=1");
+    answered += raw_drain(flood);
+    ck_assert_msg(answered < 128, "the heartbeat waited for %d of the flood's 400 calls", answered);
+    const msgpack_object *m = RAW_RECV(idle, 10000);
+    ck_assert(mp_eq(mp_item(mp_item(m, 2), 0), "'timeout'"));
+    answered += raw_drain(flood);
+    ck_assert_msg(answered < 160, "the deadline waited for %d of the flood's 400 calls", answered);
+    while (answered < 400)
+        ck_assert_int_eq(MP_INT(mp_item(RAW_RECV(flood, 10000), 1)), ++answered);
+    raw_close(&flood);
+    raw_close(&idle);
+    client_close(&c);
+    ck_assert_int_eq(gsd_stop(&d), 0);
+    close(fd);
+}
+END_TEST
+
 /* WATCHDOG_PID names another process: the watchdog is not ours. */
 START_TEST(watchdog_for_another_pid)
 {
@@ -366,6 +418,7 @@ static Suite *systemd_suite(void)
     tcase_add_test(tc, socket_activation_wants_one_socket);
     tcase_add_test(tc, notify_ready_status_stopping);
     tcase_add_test(tc, watchdog_heartbeat_from_the_loop);
+    tcase_add_test(tc, client_work_never_holds_back_timers);
     tcase_add_test(tc, watchdog_for_another_pid);
     suite_add_tcase(s, tc);
     return s;

@@ -2,9 +2,12 @@
  * directly (linked with the daemon's objects, without its socket). */
 #include <check.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gsd.h"
@@ -381,6 +384,74 @@ START_TEST(an_unread_pipe_drops_lines_and_says_so)
 }
 END_TEST
 
+/* ---- out of memory ----------------------------------------------------- */
+
+/* Runs allocate() in a child with stderr on a file; wants it ended by SIGABRT
+ * and returns what it logged. */
+static const char *oom_log_of(void (*allocate)(void))
+{
+    static char text[4096];
+    char path[] = "/tmp/gsd-units-oom-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+        dup2(fd, 2);
+        allocate();
+        _exit(0);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x", st);
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    return text;
+}
+
+static void call_oom(void)
+{
+    gsp_oom(12345);
+}
+
+/* ASan reserves terabytes of address space, so no RLIMIT_AS, and reports a
+ * failed allocation itself: these run without it. */
+#ifndef __SANITIZE_ADDRESS__
+/* Address space capped at 256 MiB (more than the test uses), then more
+ * asked for. */
+static void xmalloc_over_the_limit(void)
+{
+    setrlimit(RLIMIT_AS, &(struct rlimit){256u << 20, 256u << 20});
+    xmalloc(512u << 20);
+}
+
+static void buf_grows_over_the_limit(void)
+{
+    struct gsp_buf b = {0};
+    setrlimit(RLIMIT_AS, &(struct rlimit){256u << 20, 256u << 20});
+    gsp_buf_reserve(&b, 300u << 20);
+}
+#endif
+
+START_TEST(out_of_memory_logs_one_line_then_aborts)
+{
+    const char *text = oom_log_of(call_oom); /* protocol/'s hook is the daemon's */
+    ck_assert_ptr_nonnull(strstr(text, " gsd error: out of memory allocating 12345 bytes\n"));
+    ck_assert_int_eq(count(text, "\n"), 1);
+#ifndef __SANITIZE_ADDRESS__
+    text = oom_log_of(xmalloc_over_the_limit);
+    ck_assert_ptr_nonnull(strstr(text, " gsd error: out of memory allocating 536870912 bytes\n"));
+    ck_assert_int_eq(count(text, "\n"), 1);
+    text = oom_log_of(buf_grows_over_the_limit);
+    ck_assert_ptr_nonnull(strstr(text, " gsd error: out of memory allocating 536870912 bytes\n"));
+    ck_assert_int_eq(count(text, "\n"), 1);
+#endif
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("units");
@@ -403,6 +474,7 @@ int main(void)
     tcase_add_test(tc, a_long_line_is_cut_between_escapes);
     tcase_add_test(tc, repeated_lines_are_rate_limited_and_counted);
     tcase_add_test(tc, an_unread_pipe_drops_lines_and_says_so);
+    tcase_add_test(tc, out_of_memory_logs_one_line_then_aborts);
     tcase_set_timeout(tc, 10);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
