@@ -2,14 +2,13 @@
  * its complete messages in rounds, write the answers once per loop turn.
  *
  * Fairness: a connection is served in rounds of at most CONN_ROUND messages
- * and LOOP_SLICE_MS of work. Its first round after it waited for input is
- * new work (LOOP_PRIO_CLIENT); one that has more to do after a round stops
- * reading (its input stays bounded) and queues its next round as leftover
- * work (LOOP_PRIO_BACKLOG), behind the other leftover work already
- * waiting: round robin. So a flood on some connections delays another's
- * request by a pass, not by the flood. While any connection has rounds
- * queued the loop is busy, and each round writes its answers at once
- * instead of waiting for the end of the pass.
+ * and LOOP_SLICE_US of work. One that has more to do after its round stops
+ * reading (its input stays bounded) and queues its next round behind every
+ * other piece of client work already due: round robin, so a flood on some
+ * connections delays another's request by a round of each, not by the
+ * whole flood. While any connection has rounds queued the loop is busy,
+ * and each round writes its answers at once instead of waiting for the end
+ * of the pass.
  *
  * The limits a connection meets (limits.c): a message that stays
  * unfinished longer than partial_ms, or unfinished bytes of all
@@ -29,7 +28,6 @@
 
 #define READ_CHUNK 65536    /* bytes read in one go, at most */
 #define READ_SMALL 4096     /* what a connection's buffer has room for until a read fills it */
-#define BUF_KEEP (1u << 20) /* an idle buffer larger than this is given back */
 #define HUP_CHECK_MS 1000   /* how often a half-closed peer is checked for a full close */
 #define CONN_ROUND SCHED_PER_TURN /* messages served in one round of a connection */
 #define SHED_MIN 65536 /* over the budget, a client with less unread output is not cut off */
@@ -83,7 +81,7 @@ void conn_new(int fd)
     gsp_packer_init(&c->pk, &c->out);
     c->rev = event_new(loop_base, fd, EV_READ | EV_PERSIST, conn_read, c);
     c->wev = event_new(loop_base, fd, EV_WRITE | EV_PERSIST, conn_write, c);
-    c->resume = loop_event(LOOP_PRIO_BACKLOG, -1, 0, conn_resume, c);
+    c->resume = evtimer_new(loop_base, conn_resume, c);
     c->trickle = loop_event(LOOP_PRIO_OWN, -1, 0, conn_trickle, c);
     charge(c);
     event_add(c->rev, NULL);
@@ -146,6 +144,13 @@ static void conn_cut(struct conn *c, const char *why, uint64_t limit)
             (unsigned long long)limit);
     c->closing = c->eof = true;
     event_del(c->rev);
+}
+
+bool conn_budget_room(struct conn *c, size_t n)
+{
+    charge(c); /* what this round has packed for c so far */
+    return !limits.memory ||
+           budget_used + gsp_buf_cap_for(&c->out, n) - c->out.cap <= limits.memory;
 }
 
 bool conn_room(struct conn *c, size_t n)
@@ -230,18 +235,19 @@ static void backlog_set(struct conn *c, bool more)
 }
 
 /* One round: the messages buffered, up to CONN_ROUND of them or the first
- * that ends past LOOP_SLICE_MS (the clock moves after each callback and
- * each costly method). */
+ * that ends past LOOP_SLICE_US (the clock moves after each callback and
+ * each method but call). */
 static void conn_parse(struct conn *c)
 {
     size_t off = 0, len;
     struct gsp_envelope env;
     sched_read_begins();
-    int64_t start = loop_clock_tick(); /* the requests of this read take their deadlines from it */
+    loop_clock_tick(); /* the requests of this round take their deadlines from it */
+    int64_t start = loop_clock_us;
     unsigned served = 0;
     backlog_set(c, false);
     while (!c->closing && !c->blocked && off < c->in.len) {
-        if (served++ == CONN_ROUND || loop_clock_ms - start >= LOOP_SLICE_MS) {
+        if (served++ == CONN_ROUND || loop_clock_us - start >= LOOP_SLICE_US) {
             backlog_set(c, true);
             break;
         }
@@ -274,8 +280,13 @@ static void conn_parse(struct conn *c)
     }
 done:
     gsp_buf_consume(&c->in, off);
-    if (c->in.len == 0 && c->in.cap > BUF_KEEP)
-        gsp_buf_free(&c->in); /* after one big message */
+    /* An empty buffer larger than READ_SMALL is given back unless its
+     * client streams (its last read filled what it had room for) and it
+     * is no larger than two reads: an idle client holds little of the
+     * budget, whatever it sent once. */
+    if (c->in.len == 0 && c->in.cap > READ_SMALL &&
+        (!c->read_full || c->in.cap > 2 * READ_CHUNK))
+        gsp_buf_free(&c->in);
     count_input(c);
     charge(c);
     /* A message that is still unfinished gets partial_ms from when the
@@ -422,7 +433,7 @@ static void conn_flush(struct conn *c)
         }
     }
     c->out.len = c->out_off = 0;
-    if (c->out.cap > BUF_KEEP)
+    if (c->out.cap > READ_SMALL) /* written: an idle client holds little of the budget */
         gsp_buf_free(&c->out);
     charge(c);
     if (c->awaiting_write)

@@ -89,9 +89,10 @@ int64_t now_ms(void); /* monotonic milliseconds */
  * (server.c), so it is never more than one callback old: the deadlines of
  * a round's requests, the start of the callbacks it runs at once and the
  * round's time slice read it. (The fine clock, not the coarse one: a
- * slice of LOOP_SLICE_MS needs better than the coarse clock's 4 ms.) */
+ * slice of LOOP_SLICE_US needs better than the coarse clock's 4 ms.) */
 extern int64_t loop_clock_ms;
-int64_t loop_clock_tick(void); /* reads the clock into loop_clock_ms; returns it */
+extern int64_t loop_clock_us; /* the same reading, in microseconds: for time slices */
+int64_t loop_clock_tick(void); /* reads the clock into both; returns loop_clock_ms */
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* v as text for a log line or an error, cut to fit buf; always terminated
  * (msgpack_object_print_buffer alone leaves buf unterminated for some
@@ -158,18 +159,16 @@ uint64_t budget_default(void);
 bool budget_check(void);
 
 /* ---- loop.c ------------------------------------------------------------ */
-/* The loop's priorities. The daemon's own timers run first in every pass.
- * Then client work, a pass of it bounded in time, so that none can starve
- * a timer: first what is new (a connection's first round after it was
- * waiting for input: the default for event_new), then what is left over
- * (a connection's further rounds, scheduler turns), round robin. So a
- * client that sends a request now and then is served within a pass,
- * however many others keep the loop busy. */
-enum { LOOP_PRIO_OWN = 0, LOOP_PRIO_CLIENT = 1, LOOP_PRIO_BACKLOG = 2, LOOP_PRIOS };
+/* The loop's two priorities: the daemon's own timers run first in every
+ * pass; client work (the default for event_new: connections' rounds,
+ * scheduler turns, accepts, flushes) after them, in the order it became
+ * due (round robin), a pass of it bounded in time, so that none of it can
+ * starve a timer. */
+enum { LOOP_PRIO_OWN = 0, LOOP_PRIO_CLIENT = 1, LOOP_PRIOS };
 /* A bound on the time a piece of client work takes before it yields (a
  * connection's round, a scheduler turn): it stops at the first message
- * that ends past it. */
-#define LOOP_SLICE_MS 1
+ * that ends past it (loop_clock_us). */
+#define LOOP_SLICE_US 1000
 extern struct event_base *loop_base;
 extern bool shutting_down; /* SIGTERM/SIGINT seen: servers are being stopped */
 void loop_init(void);
@@ -543,6 +542,10 @@ bool conn_hold(struct conn *c, struct server *s);
 void conn_unblock(struct conn *c);
 /* The connection's packer, marking it for the next flush. */
 msgpack_packer *conn_packer(struct conn *c);
+/* For an answer of n bytes c asked for (a large one: which): true if
+ * queuing it keeps the daemon within its memory budget, counting what c's
+ * output buffer grows by. */
+bool conn_budget_room(struct conn *c, size_t n);
 /* Before queuing n more bytes of output that c did not just ask for (a
  * down, a reply): true if they fit within limits.output_bytes of unread
  * output. Otherwise c does not read what it is sent: it is cut off, and

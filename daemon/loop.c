@@ -1,14 +1,15 @@
 /* loop.c — the one event loop.
  *
- * Three priorities (gsd.h): the daemon's own timers (the watchdog's
+ * Two priorities (gsd.h): the daemon's own timers (the watchdog's
  * heartbeat, call deadlines, servers' timers, signals) run first in every
- * pass, then new client work (a connection's first round after it waited
- * for input), then leftover client work (further rounds, scheduler turns).
+ * pass, client work (connections' rounds, scheduler turns) after them.
  * libevent runs only the most urgent priority that has work in a pass, and
  * goes back to polling, and so to the timers, once a pass has spent
  * LOOP_PASS_MS on client work: each piece of client work is bounded on its
  * own (a round, a turn), so no amount of it delays a timer by more than a
- * pass plus the callback running at that moment. */
+ * pass plus the callback running at that moment. Client work has one
+ * priority: what becomes due goes behind what is due already, so nothing
+ * waits behind work that came later. */
 #include "gsd.h"
 
 struct event_base *loop_base;

@@ -392,13 +392,10 @@ static void pack_name(msgpack_packer *pk, const char *name)
  * changes; [after_id, count] one page. */
 /* An answer of n bytes (or more) that would take the daemon over its
  * memory budget is refused before it is built: overloaded, as a request
- * made over the budget is, rather than a reader cut off for it later. What
- * it costs is what the connection's output buffer grows by (its capacity
- * is what the budget is charged). */
+ * made over the budget is, rather than a reader cut off for it later. */
 static bool room_for(struct req *r, uint64_t n)
 {
-    const struct gsp_buf *out = &r->c->out;
-    if (!limits.memory || budget_used + gsp_buf_cap_for(out, n) - out->cap <= limits.memory)
+    if (conn_budget_room(r->c, n))
         return true;
     overloaded_answers++;
     fail(r, GSP_OVERLOADED, "an answer of %llu bytes would take the daemon over its memory budget",
@@ -606,24 +603,25 @@ static const struct method {
     bool admin;       /* changes what runs: admin peers only */
     bool notify;      /* may come as a notification */
     bool work;        /* gives a server work: refused once shutdown has begun */
+    bool eases;       /* lets memory go: served over the memory budget too */
 } methods[] = {
     /* call first: method_dispatch knows it by its place */
-    {"call", m_call, 3, false, false, true},
-    {"cast", m_cast, 2, false, true, true},
-    {"send", m_send, 2, false, true, true},
-    {"ping", m_ping, 0, false, false, false},
-    {"version", m_version, 0, false, false, false},
-    {"start", m_start, 4, true, false, true},
-    {"stop", m_stop, 3, true, false, true},
-    {"whereis", m_whereis, 1, false, false, false},
-    {"which", m_which, PARAMS_ANY, false, false, false},
-    {"info", m_info, 1, false, false, false},
-    {"get_state", m_get_state, 1, true, false, true},
-    {"modules", m_modules, 0, false, false, false},
-    {"load", m_load, 1, true, false, false},
-    {"reload", m_reload, 1, true, false, false},
-    {"monitor", m_monitor, 1, false, false, false},
-    {"demonitor", m_demonitor, 1, false, false, false},
+    {"call", m_call, 3, false, false, true, false},
+    {"cast", m_cast, 2, false, true, true, false},
+    {"send", m_send, 2, false, true, true, false},
+    {"ping", m_ping, 0, false, false, false, false},
+    {"version", m_version, 0, false, false, false, false},
+    {"start", m_start, 4, true, false, true, false},
+    {"stop", m_stop, 3, true, false, true, true},
+    {"whereis", m_whereis, 1, false, false, false, false},
+    {"which", m_which, PARAMS_ANY, false, false, false, false},
+    {"info", m_info, 1, false, false, false, false},
+    {"get_state", m_get_state, 1, true, false, true, false},
+    {"modules", m_modules, 0, false, false, false, false},
+    {"load", m_load, 1, true, false, false, false},
+    {"reload", m_reload, 1, true, false, false, false},
+    {"monitor", m_monitor, 1, false, false, false, false},
+    {"demonitor", m_demonitor, 1, false, false, false, true},
 };
 
 /* For a count that is not m->nparams: whether m checks the count itself.
@@ -643,9 +641,10 @@ void method_dispatch(struct conn *c, const struct gsp_envelope *env)
     for (size_t i = 1; i < sizeof methods / sizeof methods[0] && !m; i++)
         if (gsp_method_is(env, methods[i].name))
             m = &methods[i];
-    if (budget_over()) {
+    if (budget_over() && !(m && m->eases)) {
         /* Nothing new until the clients holding memory have let go of it
-         * (conn.c cuts off the largest readers behind). */
+         * (conn.c cuts off the largest readers behind); a stop or a
+         * demonitor is served, to let go of it. */
         if (r.notify)
             dropped_notifications++;
         else

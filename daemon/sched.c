@@ -1,6 +1,6 @@
 /* sched.c — the run queue: every server with mail gets a bounded share of
  * each loop turn (SCHED_PER_SERVER messages), a turn is bounded in
- * messages and in time (LOOP_SLICE_MS), and the loop polls its sockets
+ * messages and in time (LOOP_SLICE_US), and the loop polls its sockets
  * between turns. Servers
  * that have ended are freed here too, by an event of their own. */
 #include "gsd.h"
@@ -25,9 +25,8 @@ static void reap(evutil_socket_t fd, short what, void *arg);
 
 void sched_init(void)
 {
-    /* Leftover work, as a connection's further rounds: new requests first. */
-    kick = loop_event(LOOP_PRIO_BACKLOG, -1, 0, sched_turn, NULL);
-    turn = loop_event(LOOP_PRIO_BACKLOG, -1, 0, sched_turn, NULL);
+    kick = event_new(loop_base, -1, 0, sched_turn, NULL);
+    turn = evtimer_new(loop_base, sched_turn, NULL);
     reaper = event_new(loop_base, -1, 0, reap, NULL);
 }
 
@@ -116,13 +115,14 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int budget = SCHED_PER_TURN;
-    int64_t start = loop_clock_tick();
-    while (budget > 0 && !TAILQ_EMPTY(&runq) && loop_clock_ms - start < LOOP_SLICE_MS) {
+    loop_clock_tick();
+    int64_t start = loop_clock_us;
+    while (budget > 0 && !TAILQ_EMPTY(&runq) && loop_clock_us - start < LOOP_SLICE_US) {
         struct server *s = TAILQ_FIRST(&runq);
         TAILQ_REMOVE(&runq, s, run_link);
         s->runnable = false;
         for (int i = 0; i < SCHED_PER_SERVER && budget > 0 && s->status != SERVER_ENDED &&
-                        !STAILQ_EMPTY(&s->mbox.q) && loop_clock_ms - start < LOOP_SLICE_MS;
+                        !STAILQ_EMPTY(&s->mbox.q) && loop_clock_us - start < LOOP_SLICE_US;
              i++, budget--)
             server_run_one(s);
         /* Back of the queue if it still has mail: round robin. (A server

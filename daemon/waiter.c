@@ -30,6 +30,7 @@ static uint64_t grow_at; /* the count at which the table doubles; 0 before there
 static struct waiter **heap;
 static uint32_t heap_len, heap_cap;
 static struct event *expiry;
+static struct event *expiry_more; /* deadlines left due after a batch: client work */
 static int64_t armed_for = INT64_MAX; /* the deadline expiry is armed for */
 
 static struct waiter *spare; /* freed waiters kept for reuse, linked by conn_link */
@@ -278,6 +279,8 @@ void waiter_drop(struct waiter *w)
  * for is taken back: the client is cut off (conn_room). */
 static bool pack_result(struct waiter *w, const gs_value *v)
 {
+    if (w->conn->closing) /* cut off, or failed: nothing more is queued for it */
+        return true;
     struct gsp_buf *out = &w->conn->out;
     size_t mark = out->len;
     gsp_pack_result(conn_packer(w->conn), w->msgid);
@@ -324,7 +327,7 @@ static __attribute__((noinline)) void answer_encoded(struct waiter *w, enum gsp_
             gsp_pack_call_reply(&pk, w->ref, code, enc.ptr, enc.len);
             server_post(caller, MSG_INFO, 0, b.data, b.len);
         }
-    } else if (conn_room(w->conn, enc.len + 16)) /* [1, msgid, error, result] around it */
+    } else if (conn_room(w->conn, enc.len + 32)) /* [1, msgid, error, result] around it */
         gsp_pack_response(conn_packer(w->conn), w->msgid, code, enc.ptr, enc.len);
     waiter_drop(w);
 }
@@ -364,9 +367,10 @@ void waiter_exit_all(struct server *s, struct gsp_span reason)
         waiter_error(w, GSP_EXIT, reason);
 }
 
-/* Up to EXPIRE_MAX waiters past their deadline hear timeout; then the
- * timer is armed for the next one (at once if more are due: the loop polls
- * in between, so that a million calls timing out together are no stall). */
+/* Up to EXPIRE_MAX waiters past their deadline hear timeout. If more are
+ * due, the next batch is client work, in turn with the rest (a million
+ * calls timing out together do not hold up everyone else); otherwise the
+ * timer is armed for the next deadline. */
 #define EXPIRE_MAX 4096
 static void waiter_expire(evutil_socket_t fd, short what, void *arg)
 {
@@ -375,6 +379,11 @@ static void waiter_expire(evutil_socket_t fd, short what, void *arg)
     int64_t now = now_ms();
     for (int n = 0; n < EXPIRE_MAX && heap_len > 0 && heap[0]->deadline <= now; n++)
         waiter_error_str(heap[0], GSP_TIMEOUT, "no reply in time");
-    arm();
+    if (heap_len > 0 && heap[0]->deadline <= now) {
+        if (expiry_more == NULL)
+            expiry_more = event_new(loop_base, -1, 0, waiter_expire, NULL);
+        event_active(expiry_more, EV_TIMEOUT, 1);
+    } else
+        arm();
     conn_flush_all();
 }

@@ -120,7 +120,9 @@ static size_t put_head(uint8_t *p, uint8_t fix, uint32_t fix_max, uint8_t f8, ui
 }
 
 /* gsp_buf_pack, false as soon as b->len passes end (it is within end on
- * entry): a str, bin or ext body that would pass it is not copied. */
+ * entry) before a str, bin or ext body or a container's items: what would
+ * pass it is not copied. A scalar may pass it by its few bytes: the caller
+ * checks the total once. */
 static bool pack(struct gsp_buf *b, const msgpack_object *v, size_t end)
 {
     gsp_buf_reserve(b, 9);
@@ -167,14 +169,14 @@ static bool pack(struct gsp_buf *b, const msgpack_object *v, size_t end)
                 return false;
         break;
     default: { /* floats, exts: as msgpack-c packs them */
-        if (v->type == MSGPACK_OBJECT_EXT && v->via.ext.size > end - b->len)
+        if (v->type == MSGPACK_OBJECT_EXT && (b->len > end || v->via.ext.size > end - b->len))
             return false;
         msgpack_packer pk;
         gsp_packer_init(&pk, b);
         msgpack_pack_object(&pk, *v);
     }
     }
-    return b->len <= end;
+    return true;
 }
 
 void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v)
@@ -185,7 +187,7 @@ void gsp_buf_pack(struct gsp_buf *b, const msgpack_object *v)
 bool gsp_buf_pack_max(struct gsp_buf *b, const msgpack_object *v, size_t max)
 {
     size_t at = b->len;
-    if (pack(b, v, max < SIZE_MAX - at ? at + max : SIZE_MAX))
+    if (pack(b, v, max < SIZE_MAX - at ? at + max : SIZE_MAX) && b->len - at <= max)
         return true;
     b->len = at;
     return false;
