@@ -284,8 +284,7 @@ done:
      * client streams (its last read filled what it had room for) and it
      * is no larger than two reads: an idle client holds little of the
      * budget, whatever it sent once. */
-    if (c->in.len == 0 && c->in.cap > READ_SMALL &&
-        (!c->read_full || c->in.cap > 2 * READ_CHUNK))
+    if (c->in.len == 0 && c->in.cap > READ_SMALL && (!c->read_full || c->in.cap > 2 * READ_CHUNK))
         gsp_buf_free(&c->in);
     count_input(c);
     charge(c);

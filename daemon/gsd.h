@@ -91,7 +91,7 @@ int64_t now_ms(void); /* monotonic milliseconds */
  * round's time slice read it. (The fine clock, not the coarse one: a
  * slice of LOOP_SLICE_US needs better than the coarse clock's 4 ms.) */
 extern int64_t loop_clock_ms;
-extern int64_t loop_clock_us; /* the same reading, in microseconds: for time slices */
+extern int64_t loop_clock_us;  /* the same reading, in microseconds: for time slices */
 int64_t loop_clock_tick(void); /* reads the clock into both; returns loop_clock_ms */
 uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never reused */
 /* v as text for a log line or an error, cut to fit buf; always terminated

@@ -30,7 +30,7 @@ static uint64_t grow_at; /* the count at which the table doubles; 0 before there
 static struct waiter **heap;
 static uint32_t heap_len, heap_cap;
 static struct event *expiry;
-static struct event *expiry_more; /* deadlines left due after a batch: client work */
+static struct event *expiry_more;     /* deadlines left due after a batch: client work */
 static int64_t armed_for = INT64_MAX; /* the deadline expiry is armed for */
 
 static struct waiter *spare; /* freed waiters kept for reuse, linked by conn_link */
