@@ -123,10 +123,19 @@ $(BUILD)/modules/upgrade/counter.so: modules/counter.c include/gsd/module.h
 	chmod go-w $@
 
 # Other versions of a test module, for the upgrade tests.
-UPGRADE_TEST_MODULES = $(BUILD)/test-modules/v2/versioned.so $(BUILD)/test-modules/badabi/versioned.so
+UPGRADE_TEST_MODULES = $(BUILD)/test-modules/v2/versioned.so $(BUILD)/test-modules/badabi/versioned.so \
+	$(BUILD)/test-modules/v3/versioned.so $(BUILD)/test-modules/v3bare/versioned.so
 $(BUILD)/test-modules/v2/versioned.so: tests/modules/versioned.c include/gsd/module.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DVSN=2 -shared -o $@ $<
+	chmod go-w $@
+$(BUILD)/test-modules/v3/versioned.so: tests/modules/versioned.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DVSN=3 -DNO_CODE_CHANGE -DSTATE_VSN=2 -shared -o $@ $<
+	chmod go-w $@
+$(BUILD)/test-modules/v3bare/versioned.so: tests/modules/versioned.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DVSN=3 -DNO_CODE_CHANGE -shared -o $@ $<
 	chmod go-w $@
 $(BUILD)/test-modules/badabi/versioned.so: tests/modules/versioned.c include/gsd/module.h
 	@mkdir -p $(dir $@)

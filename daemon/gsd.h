@@ -253,6 +253,8 @@ struct module *module_open(const char *name, char *err, size_t errlen);
 void module_install(struct module *m);
 /* Unloads m if it is not current and no server runs it. */
 void module_release(struct module *m);
+/* The version of m's state layout: its descriptor's state_vsn, or vsn. */
+uint32_t module_state_vsn(const struct module *m);
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg);
 unsigned module_count(void);
 void module_unload_all(void);

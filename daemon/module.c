@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,13 @@ void module_set_dirs(const char *colon_list)
 /* Checks a descriptor before trusting any of it. */
 static const char *check(const gs_module *d, const char *name)
 {
-    if (d->abi != GS_ABI_VERSION)
-        return "built for another module ABI";
-    if (d->size < sizeof(gs_module))
+    if (d->abi != GS_ABI_VERSION) {
+        static char why[96];
+        snprintf(why, sizeof why, "built for module ABI %u; this daemon runs ABI %u", d->abi,
+                 GS_ABI_VERSION);
+        return why;
+    }
+    if (d->size < offsetof(gs_module, state_vsn)) /* the first release's descriptor ended there */
         return "descriptor too small";
     if (d->api == NULL)
         return "descriptor has no api slot (declare it with GS_MODULE)";
@@ -52,6 +57,13 @@ static const char *check(const gs_module *d, const char *name)
     if (d->code_change && d->free_state == NULL)
         return "code_change without free_state";
     return NULL;
+}
+
+uint32_t module_state_vsn(const struct module *m)
+{
+    const gs_module *d = m->desc;
+    bool has = d->size >= offsetof(gs_module, state_vsn) + sizeof d->state_vsn;
+    return has && d->state_vsn ? d->state_vsn : d->vsn;
 }
 
 /* A file others could write to would let them run code as the daemon. */

@@ -285,8 +285,16 @@ static void server_result(struct server *s, struct msg *m, gs_result *r)
         ok = false;
     }
     if (!ok) {
-        log_msg(LOG_ERR, "server %llu (%s): %s returned a bad value (action %d)",
-                (unsigned long long)s->id, label(s), kind_names[m->kind], (int)r->action);
+        static const char *const actions[] = {"a zeroed result", "gs_ok()",   "gs_reply()",
+                                              "gs_noreply()",    "gs_stop()", "gs_ignore()",
+                                              "gs_error()"};
+        unsigned a = (unsigned)r->action;
+        char other[32];
+        snprintf(other, sizeof other, "an unknown action (%u)", a);
+        log_msg(LOG_ERR, "server %llu (%s): %s returned %s%s, which it may not: stopped",
+                (unsigned long long)s->id, label(s), kind_names[m->kind],
+                a < sizeof actions / sizeof actions[0] ? actions[a] : other,
+                r->action == GS_STOP ? " with a reply" : "");
         *r = gs_stop(gs_str("bad_return_value"));
     }
     if (m->kind == MSG_INIT) {

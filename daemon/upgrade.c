@@ -29,13 +29,26 @@ static void collect(struct server *s, void *arg)
     mv->state[mv->n++] = s->state;
 }
 
-/* Asks the new code for s's new state; false with the reason if refused. */
+/* Asks the new code for s's new state; false with the reason if refused.
+ * New code without code_change takes the state as it is: only if its
+ * layout is the old code's (else it would read one layout as another). */
 static bool convert(struct server *s, struct module *to, void **state, struct gsp_span *reason)
 {
-    if (s->status == SERVER_STARTING || to->desc->code_change == NULL)
-        return true; /* init has not run (it will, in the new code), or no change */
-    gs_value extra = gs_nil();
-    gs_result r = to->desc->code_change(SELF(s), s->mod->desc->vsn, state, &extra);
+    if (s->status == SERVER_STARTING)
+        return true; /* init has not run: it will, in the new code */
+    gs_result r;
+    gs_value vsns[3];
+    if (to->desc->code_change) {
+        gs_value extra = gs_nil();
+        r = to->desc->code_change(SELF(s), s->mod->desc->vsn, state, &extra);
+    } else if (module_state_vsn(s->mod) == module_state_vsn(to)) {
+        return true;
+    } else {
+        vsns[0] = gs_str("no_code_change");
+        vsns[1] = gs_uint(s->mod->desc->vsn);
+        vsns[2] = gs_uint(to->desc->vsn);
+        r = gs_error(gs_array(vsns, 3));
+    }
     if (r.action == GS_OK)
         return true;
     gs_value why = r.action == GS_ERROR ? r.reason : gs_str("bad_return_value");

@@ -298,6 +298,8 @@ START_TEST(call_bad_return_value_stops_with_bad_return_value)
     ck_assert_mp_eq(ERR(gsc_call(C, "f", mp("'bad'"), 0, &r), &r, "exit"), "'bad_return_value'");
     ck_assert_str_eq(tlog("f.log"), "\"bad_return_value\"\n");
     ck_assert(!registered("f"));
+    const char *log = file_read(gsd_path(D, "gsd.log")); /* what it returned, by name */
+    ck_assert_ptr_nonnull(strstr(log, "handle_call returned a zeroed result, which it may not"));
 }
 END_TEST
 

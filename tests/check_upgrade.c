@@ -220,14 +220,53 @@ START_TEST(code_change_returning_nonsense_refuses_the_reload)
 }
 END_TEST
 
+/* New code without code_change would read the old state as its own: a
+ * reload to another state layout is refused, and every server stays. */
+START_TEST(reload_to_another_layout_without_code_change_is_refused)
+{
+    uint64_t a = START(C, "versioned", "a", mp("5"));
+    install("test-modules/v3bare/versioned.so", "versioned");
+    ck_assert_mp_eq(reload_refused("versioned", "code_change"),
+                    "{'id': %u, 'name': 'a', 'reason': ['no_code_change', 1, 3]}", a);
+    ck_assert_mp_eq(CALL(C, "a", mp("'vsn'")), "1");
+    ck_assert_mp_eq(CALL(C, "a", mp("'get'")), "5");
+    install("test-modules/v2/versioned.so", "versioned");
+    ck_assert_mp_eq(mp_get(reload("versioned"), "upgraded"), "1");
+    install("test-modules/v3bare/versioned.so", "versioned");
+    ck_assert_mp_eq(mp_get(reload_refused("versioned", "code_change"), "reason"),
+                    "['no_code_change', 2, 3]");
+    ck_assert_mp_eq(CALL(C, "a", mp("'vsn'")), "2");
+    ck_assert_mp_eq(CALL(C, "a", mp("'get'")), "5");
+}
+END_TEST
+
+/* A release that keeps the state's layout says so (state_vsn) and takes
+ * the servers over without code_change; from another layout it may not. */
+START_TEST(a_release_keeping_the_state_vsn_needs_no_code_change)
+{
+    START(C, "versioned", "a", mp("7"));
+    install("test-modules/v3/versioned.so", "versioned"); /* version 2's layout */
+    ck_assert_mp_eq(mp_get(reload_refused("versioned", "code_change"), "reason"),
+                    "['no_code_change', 1, 3]");
+    install("test-modules/v2/versioned.so", "versioned");
+    ck_assert_mp_eq(mp_get(reload("versioned"), "upgraded"), "1");
+    install("test-modules/v3/versioned.so", "versioned");
+    ck_assert_mp_eq(mp_get(reload("versioned"), "upgraded"), "1");
+    ck_assert_mp_eq(CALL(C, "a", mp("'vsn'")), "3");
+    ck_assert_mp_eq(CALL(C, "a", mp("'get'")), "7");
+    ck_assert_mp_eq(CALL(C, "a", mp("'from'")), "1"); /* the state version 2 built */
+}
+END_TEST
+
 START_TEST(reload_of_a_file_for_another_abi_is_refused)
 {
     START(C, "versioned", "v", mp("8"));
     install("test-modules/badabi/versioned.so", "versioned");
     const msgpack_object *why = reload_refused("versioned", "module");
+    const char *both = "built for module ABI 2; this daemon runs ABI 1";
     ck_assert_msg(why->type == MSGPACK_OBJECT_STR &&
-                      memmem(why->via.str.ptr, why->via.str.size, "ABI", 3) != NULL,
-                  "detail names the ABI: %s", mp_str(why));
+                      memmem(why->via.str.ptr, why->via.str.size, both, strlen(both)) != NULL,
+                  "detail names both ABIs: %s", mp_str(why));
     ck_assert_mp_eq(CALL(C, "v", mp("'vsn'")), "1");
     ck_assert_mp_eq(CALL(C, "v", mp("'get'")), "8");
     START(C, "versioned", "w", NULL);
@@ -274,8 +313,11 @@ START_TEST(twenty_reloads_leave_one_copy_mapped)
     START(C, "counter", "d", mp("100"));
     ck_assert_int_eq(mapped_copies("counter"), 1);
     int fds = open_fds();
+    /* 1 -> 2, then 2 -> 2 (its code_change keeps the state): each reload
+     * maps the file anew. (2 -> 1 is refused: version 1 has no
+     * code_change to take a version 2 state back.) */
     for (int i = 0; i < 20; i++) {
-        install(i % 2 ? "modules/counter.so" : "modules/upgrade/counter.so", "counter");
+        install("modules/upgrade/counter.so", "counter");
         ck_assert_mp_eq(mp_get(reload("counter"), "upgraded"), "2");
         CALL(C, "c", mp("'increment'"));
     }
@@ -351,6 +393,8 @@ static Suite *upgrade_suite(void)
     tcase_add_test(tc, reload_of_a_module_not_loaded_loads_it);
     tcase_add_test(tc, refused_code_change_leaves_every_server_on_the_old_code);
     tcase_add_test(tc, code_change_returning_nonsense_refuses_the_reload);
+    tcase_add_test(tc, reload_to_another_layout_without_code_change_is_refused);
+    tcase_add_test(tc, a_release_keeping_the_state_vsn_needs_no_code_change);
     tcase_add_test(tc, reload_of_a_file_for_another_abi_is_refused);
     tcase_add_test(tc, reload_of_a_missing_or_broken_file_is_refused);
     tcase_add_test(tc, a_module_file_others_may_write_is_refused);

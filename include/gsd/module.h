@@ -346,8 +346,11 @@ typedef struct gs_module {
      * or free the old state: a reload is all or nothing, and if another
      * server refuses, this one goes back to the old code with it. Return
      * gs_ok(), or gs_error(reason) to refuse the reload (free what you
-     * built). Without it the state is kept as is. A module with
-     * code_change must have free_state.
+     * built). Without it the state is kept as is, and so only code of the
+     * same state layout (state_vsn, below) may take a server over: a
+     * reload to another layout without code_change is refused, reason
+     * ["no_code_change", old_vsn, new_vsn]. A module with code_change must
+     * have free_state.
      * UNSAFE: once every server has moved, the old code is unmapped with
      * all its static data. A state that is kept must not point into it
      * (string literals, const tables, function pointers): copy such data
@@ -360,11 +363,23 @@ typedef struct gs_module {
     /* Optional: called when a callback asked to hibernate, after the daemon
      * released the server's own spare memory. Shrink *state's buffers. */
     void (*hibernate)(gs_server *self, void **state);
-    /* With code_change: free a state of version vsn's layout that a reload
-     * left behind. Once every server has moved, each old state (vsn: the
-     * old version); if a reload was refused, each new state code_change
-     * built (vsn: yours). Runs in the new code, for the server given. */
+    /* With code_change: free what a reload left behind, but for the parts
+     * the state that goes on shares with it. Once every server has moved:
+     * the old state (vsn: the old version); free it but for what
+     * code_change took into the new one. If a reload was refused: each new
+     * state code_change built (vsn: yours); free what code_change
+     * allocated, not what it took from the old state (the old one keeps
+     * it). Not called for a state code_change kept as it was. Runs in the
+     * new code, for the server given. (The upgraded counter,
+     * modules/counter.c, copies, shares nothing, and frees whole.) */
     void (*free_state)(gs_server *self, uint32_t vsn, void *state);
+    /* Optional: the version of your state's layout, if it is not vsn's
+     * (0: it is). A release that changes the code but not the state keeps
+     * the old state_vsn, and needs no code_change to take over running
+     * servers; one that changes the layout needs code_change. (Added after
+     * the first release of this ABI: the daemon reads it only from a
+     * descriptor whose size covers it.) */
+    uint32_t state_vsn;
 } gs_module;
 
 /*

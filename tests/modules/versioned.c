@@ -6,6 +6,10 @@
  *                    server whose n is negative (reason ["negative", n]) and
  *                    returns a bad result for n == 13
  *   BAD_ABI          version 3, but built for another ABI
+ *   VSN=3 NO_CODE_CHANGE [STATE_VSN=2]
+ *                    version 2's layout, no code_change; with STATE_VSN=2
+ *                    it says so (and takes over version 2's servers), else
+ *                    its state_vsn is its vsn, 3 (and it takes over none)
  *
  * args: the start value of n (default 0).
  *   call "get" -> n        call "vsn" -> the version
@@ -77,7 +81,7 @@ static void v_terminate(gs_server *self, const gs_value *reason, void **state)
     free(*state);
 }
 
-#if VSN >= 2
+#if VSN >= 2 && !defined(NO_CODE_CHANGE)
 static gs_result v_code_change(gs_server *self, uint32_t old_vsn, void **state,
                                const gs_value *extra)
 {
@@ -122,6 +126,12 @@ __attribute__((visibility("default"))) const gs_module gs_module_info = {
     .handle_cast = v_cast,
     .terminate = v_terminate,
 };
+#elif defined(NO_CODE_CHANGE)
+#ifndef STATE_VSN
+#define STATE_VSN 0
+#endif
+GS_MODULE(.name = "versioned", .vsn = VSN, .init = v_init, .handle_call = v_call,
+          .handle_cast = v_cast, .terminate = v_terminate, .state_vsn = STATE_VSN);
 #elif VSN >= 2
 GS_MODULE(.name = "versioned", .vsn = VSN, .init = v_init, .handle_call = v_call,
           .handle_cast = v_cast, .terminate = v_terminate, .code_change = v_code_change,
