@@ -239,15 +239,6 @@ START_TEST(held_client_sees_the_server_end)
 }
 END_TEST
 
-/* The messages r has been sent so far, read and counted. */
-static int raw_drain(struct raw *r)
-{
-    int n = 0;
-    while (raw_recv(r, 0))
-        n++;
-    return n;
-}
-
 /* A connection pipelining 400 calls of 2 ms each (800 ms of work) is served
  * in rounds: an idle client's ping, sent once the flood is under way, is
  * answered after a round of it, not after the flood (nor after the 256

@@ -327,23 +327,19 @@ START_TEST(a_trickling_sender_is_cut_off)
 }
 END_TEST
 
-START_TEST(a_client_that_does_not_read_is_cut_off)
+/* Pings from c, which never reads their answers, while the test's two
+ * clients are both connected (the daemon has not cut c off), up to max
+ * bytes written; turns the loop every 256 pings and whenever c's socket
+ * is full. */
+static void ping_until_cut(struct cli *c, size_t max)
 {
-    setup();
-    limits.output_bytes = 256 << 10;
-    struct cli *lazy = cli_new(), *other = cli_new();
-    int small = 4096;
-    setsockopt(lazy->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    /* Pings it never reads the answers to: far more than the limit. */
     struct gsp_buf b = {0};
     msgpack_packer pk;
     size_t sent = 0;
-    pump(20);
-    ck_assert_uint_eq(conn_count(), 2);
-    for (uint32_t i = 0; sent < (64u << 20) && conn_count() == 2; i++) {
+    for (uint32_t i = 0; sent < max && conn_count() == 2; i++) {
         b.len = 0;
         begin(&b, &pk, i, "ping", 0);
-        ssize_t w = write(lazy->fd, b.data, b.len);
+        ssize_t w = write(c->fd, b.data, b.len);
         if (w < 0 && errno == EPIPE)
             break;
         if (w > 0)
@@ -352,6 +348,18 @@ START_TEST(a_client_that_does_not_read_is_cut_off)
             pump(1);
     }
     gsp_buf_free(&b);
+}
+
+START_TEST(a_client_that_does_not_read_is_cut_off)
+{
+    setup();
+    limits.output_bytes = 256 << 10;
+    struct cli *lazy = cli_new(), *other = cli_new();
+    int small = 4096;
+    setsockopt(lazy->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    pump(20);
+    ck_assert_uint_eq(conn_count(), 2);
+    ping_until_cut(lazy, 64u << 20); /* far more than the limit */
     pump(50);
     ck_assert_uint_eq(conn_count(), 1); /* cut off */
     expect_pong(other, 1);
@@ -443,7 +451,8 @@ START_TEST(an_idle_client_holds_no_large_buffer)
     limits.memory = budget_used + (2u << 20);
     struct cli *big[8];
     uint8_t *msg = calloc(1, 600005);
-    const uint8_t head[] = {0x93, 0x02, 0xa4, 'n', 'o', 'n', 'e', 0x91, 0xc6, 0x00, 0x09, 0x27, 0xc0};
+    const uint8_t head[] = {0x93, 0x02, 0xa4, 'n',  'o',  'n', 'e',
+                            0x91, 0xc6, 0x00, 0x09, 0x27, 0xc0};
     memcpy(msg, head, sizeof head); /* [2, "none", [<600,000-byte bin>]]: dropped */
     for (int i = 0; i < 8; i++) {
         big[i] = cli_new();
@@ -471,21 +480,7 @@ START_TEST(over_the_budget_the_largest_reader_is_cut_off)
     setsockopt(lazy->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     expect_pong(other, 1);
     limits.memory = budget_used + (4u << 20);
-    struct gsp_buf b = {0};
-    msgpack_packer pk;
-    size_t sent = 0;
-    for (uint32_t i = 0; sent < (32u << 20) && conn_count() == 2; i++) {
-        b.len = 0;
-        begin(&b, &pk, i, "ping", 0);
-        ssize_t w = write(lazy->fd, b.data, b.len);
-        if (w < 0 && errno == EPIPE)
-            break;
-        if (w > 0)
-            sent += (size_t)w;
-        if (w < 0 || i % 256 == 0)
-            pump(1);
-    }
-    gsp_buf_free(&b);
+    ping_until_cut(lazy, 32u << 20);
     pump(50);
     ck_assert_uint_eq(conn_count(), 1); /* cut off */
     ck_assert(!budget_over());

@@ -334,15 +334,6 @@ START_TEST(watchdog_heartbeat_from_the_loop)
 }
 END_TEST
 
-/* The messages r has been sent so far, read and counted. */
-static int raw_drain(struct raw *r)
-{
-    int n = 0;
-    while (raw_recv(r, 0))
-        n++;
-    return n;
-}
-
 /* Client work never holds back the daemon's own timers: while one
  * connection pipelines 400 calls of 2 ms (800 ms of work), the next
  * heartbeat (every 100 ms) and another client's call deadline (50 ms) come

@@ -210,7 +210,7 @@ const char *gsd_build(void)
     return dir;
 }
 
-static int connect_to(const char *path)
+int connect_to(const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -226,8 +226,7 @@ static int connect_to(const char *path)
     return fd;
 }
 
-/* Shell-style status: the exit code, or 128 + the signal. */
-static int shell_status(int st)
+int shell_status(int st)
 {
     if (WIFEXITED(st))
         return WEXITSTATUS(st);
@@ -243,6 +242,18 @@ static void child_guard(pid_t parent)
     if (getppid() != parent)
         _exit(127);
     signal(SIGPIPE, SIG_DFL);
+}
+
+void daemon_child_stdio(pid_t parent, const char *log, int err_fd)
+{
+    child_guard(parent);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    int null = open("/dev/null", O_RDONLY);
+    if (fd < 0 || null < 0)
+        _exit(127);
+    dup2(null, 0);
+    dup2(fd, 1);
+    dup2(err_fd >= 0 ? err_fd : fd, 2);
 }
 
 struct gsd *gsd_start_with(const char *const *extra)
@@ -295,14 +306,7 @@ struct gsd *gsd_start_stderr(const char *const *extra, int err_fd)
     if (d->pid < 0)
         ck_abort_msg("fork: %s", strerror(errno));
     if (d->pid == 0) {
-        child_guard(parent);
-        int log = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-        int null = open("/dev/null", O_RDONLY);
-        if (log < 0 || null < 0)
-            _exit(127);
-        dup2(null, 0);
-        dup2(log, 1);
-        dup2(err_fd >= 0 ? err_fd : log, 2);
+        daemon_child_stdio(parent, d->log, err_fd);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -688,6 +692,14 @@ const msgpack_object *raw_recv_at(const char *file, int line, struct raw *r, int
     if (m == NULL)
         fail_at(file, line, "no message from the daemon within %d ms", wait_ms);
     return m;
+}
+
+int raw_drain(struct raw *r)
+{
+    int n = 0;
+    while (raw_recv(r, 0))
+        n++;
+    return n;
 }
 
 bool raw_eof(struct raw *r, int wait_ms)

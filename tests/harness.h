@@ -55,6 +55,12 @@ struct gsd *gsd_start_with(const char *const *extra);
  * log file; -1: the log file. */
 struct gsd *gsd_start_stderr(const char *const *extra, int err_fd);
 
+/* In the child just forked by parent to exec a daemon: dies with parent
+ * (SIGKILL; at once if it is gone already), SIGPIPE back to its default,
+ * stdin /dev/null, stdout the log file (created or truncated), stderr
+ * err_fd (-1: the log file too). _exit(127) if a file does not open. */
+void daemon_child_stdio(pid_t parent, const char *log, int err_fd);
+
 /* SIGTERM, up to 5 s, then SIGKILL. Returns the exit status as a shell
  * shows it (128 + signal if killed), removes the directory, frees *d and
  * sets it to NULL. NULL is ignored (returns -1). */
@@ -67,6 +73,10 @@ int gsd_wait_exit(struct gsd *d, int sig, int wait_ms);
 
 /* True while the daemon process has not exited. */
 bool gsd_alive(struct gsd *d);
+
+/* A wait status as a shell shows it: the exit code, or 128 + the signal
+ * (-1: neither). */
+int shell_status(int st);
 
 /* A path inside the daemon's directory (static buffer, one per call site
  * is safest: the next call overwrites it). */
@@ -97,6 +107,10 @@ int run_gsctl(const struct gsd *d, char **out, char **err, ...) __attribute__((s
 char *shell_output(const char *cmd, int *status);
 
 /* ---- raw sockets ----------------------------------------------------------- */
+
+/* A stream socket connected to the unix socket at path (close-on-exec), or
+ * -1 with errno set. Checks nothing: usable outside a test too. */
+int connect_to(const char *path);
 
 /* A connection spoken to byte by byte, with its own input framing. */
 struct raw {
@@ -139,6 +153,9 @@ const msgpack_object *raw_recv_at(const char *file, int line, struct raw *r, int
     raw_casts_at(__FILE__, __LINE__, (r), (server), (req_fmt), (n))
 void raw_casts_at(const char *file, int line, struct raw *r, const char *server,
                   const char *req_fmt, int n);
+
+/* Reads and counts the messages r has been sent so far (none waited for). */
+int raw_drain(struct raw *r);
 
 /* True if the peer closes within wait_ms with nothing more to read. */
 bool raw_eof(struct raw *r, int wait_ms);

@@ -110,12 +110,21 @@ static void row_note(struct row *r, const char *fmt, ...)
 
 static void row_emit(const struct row *r);
 
+/* An empty row: nothing measured yet, no acknowledged messages. */
+static void row_init(struct row *r, const char *id, const char *name)
+{
+    memset(r, 0, sizeof *r);
+    r->rss_mib = r->ping_ms = r->gap_ms = -1;
+    r->lost = -1;
+    snprintf(r->id, sizeof r->id, "%s", id);
+    snprintf(r->name, sizeof r->name, "%s", name);
+}
+
 /* A row for a part of a scenario that could not run. */
 static void row_skip(const char *id, const char *name, const char *why)
 {
-    struct row r = {.rss_mib = -1, .ping_ms = -1, .gap_ms = -1, .lost = -1};
-    snprintf(r.id, sizeof r.id, "%s", id);
-    snprintf(r.name, sizeof r.name, "%s", name);
+    struct row r;
+    row_init(&r, id, name);
     snprintf(r.status, sizeof r.status, "not run");
     snprintf(r.notes, sizeof r.notes, "not run: %s", why);
     row_emit(&r);
@@ -386,11 +395,6 @@ static bool write_config(const char *path, int64_t counters)
     return fclose(f) == 0;
 }
 
-static int shell_status(int st)
-{
-    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
-}
-
 static bool daemon_alive(struct daemon *d)
 {
     int st;
@@ -424,20 +428,6 @@ static void status_text(char *buf, size_t size, int status)
         snprintf(buf, size, "exit %d", status);
 }
 
-static int connect_sock(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Forks the daemon (stderr to a pipe this process holds but need not read
  * when err_pipe). Call daemon_listen next. */
 static void daemon_spawn(struct daemon *d, bool err_pipe)
@@ -454,17 +444,7 @@ static void daemon_spawn(struct daemon *d, bool err_pipe)
     d->pid = fork();
     ck_assert_msg(d->pid >= 0, "fork: %s", strerror(errno));
     if (d->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the scenario */
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL);
-        int log = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-        int null = open("/dev/null", O_RDONLY);
-        if (log < 0 || null < 0)
-            _exit(127);
-        dup2(null, 0);
-        dup2(log, 1);
-        dup2(err_pipe ? errp[1] : log, 2);
+        daemon_child_stdio(parent, d->log, err_pipe ? errp[1] : -1); /* dies with the scenario */
         execl(bin, bin, "-s", d->sock, "-M", mods, "-c", d->conf, (char *)NULL);
         _exit(127);
     }
@@ -479,7 +459,7 @@ static int daemon_listen(struct daemon *d, int ms)
 {
     int64_t end = now_ms() + ms;
     for (;;) {
-        int fd = connect_sock(d->sock);
+        int fd = connect_to(d->sock);
         if (fd >= 0) {
             close(fd);
             d->t_listen = now_ms();
@@ -635,7 +615,7 @@ static void *ping_thread(void *arg)
     static __thread uint8_t buf[65536];
     while (!atomic_load(&m->stop)) {
         if (fd < 0) {
-            if ((fd = connect_sock(m->d->sock)) < 0) {
+            if ((fd = connect_to(m->d->sock)) < 0) {
                 sleep_ms(50);
                 continue;
             }
@@ -906,7 +886,7 @@ static void conn_msg(void *arg, const uint8_t *cap, size_t caplen, uint64_t len)
 static bool conn_try_open(struct aconn *c, const char *sock)
 {
     memset(c, 0, sizeof *c);
-    c->fd = connect_sock(sock);
+    c->fd = connect_to(sock);
     if (c->fd < 0) {
         c->closed = c->refused = true;
         return false;
@@ -1083,18 +1063,6 @@ static bool attack_run(struct attack *a, int64_t deadline, bool (*done)(struct a
     }
 }
 
-/* "%.1f s", and why the attack ended if not done. */
-static void note_end(struct row *r, const struct attack *a, bool done, int64_t ms, int limit_s)
-{
-    if (done)
-        row_note(r, "%.1f s", ms / 1000.0);
-    else if (a->stalled)
-        row_note(r, "%.1f s, then nothing moved either way for %d s: given up", ms / 1000.0,
-                 a->stall_ms / 1000);
-    else
-        row_note(r, "%.1f s (time limit, %d s)", ms / 1000.0, limit_s);
-}
-
 struct totals {
     uint64_t sent, answered, ok, nil_results, overloaded, too_large, other_errors, downs;
     uint64_t rx_bytes, tx_bytes;
@@ -1223,18 +1191,25 @@ struct sc {
     bool stopped; /* the scenario ended the daemon itself */
 };
 
-/* Prepares the directory, the configuration (counters declared) and the
- * measures, starts the daemon and waits for it to listen. False (the row
- * says why; sc_finish emits it) if it did not. */
-static bool sc_start(struct sc *x, const char *id, const char *name, int64_t counters,
-                     bool err_pipe, int listen_ms)
+static void sc_finish(struct sc *x);
+
+/* Prepares the row (its name printf-style), the directory, the
+ * configuration (counters declared) and the measures, starts the daemon
+ * and waits for it to listen. False if it did not: then the row says why
+ * and is emitted, and the scenario is over (sc_finish is done). */
+static bool sc_start(struct sc *x, const char *id, int64_t counters, bool err_pipe, int listen_ms,
+                     const char *name_fmt, ...) __attribute__((format(printf, 6, 7)));
+static bool sc_start(struct sc *x, const char *id, int64_t counters, bool err_pipe, int listen_ms,
+                     const char *name_fmt, ...)
 {
     memset(x, 0, sizeof *x);
     signal(SIGPIPE, SIG_IGN);
-    snprintf(x->r.id, sizeof x->r.id, "%s", id);
-    snprintf(x->r.name, sizeof x->r.name, "%s", name);
-    x->r.rss_mib = x->r.ping_ms = x->r.gap_ms = -1;
-    x->r.lost = -1;
+    char name[sizeof x->r.name];
+    va_list ap;
+    va_start(ap, name_fmt);
+    vsnprintf(name, sizeof name, name_fmt, ap);
+    va_end(ap);
+    row_init(&x->r, id, name);
     daemon_prepare(&x->d);
     ck_assert_msg(write_config(x->d.conf, counters), "%s: %s", x->d.conf, strerror(errno));
     mon_init(&x->m, &x->d);
@@ -1254,6 +1229,7 @@ static bool sc_start(struct sc *x, const char *id, const char *name, int64_t cou
         } else {
             snprintf(x->r.status, sizeof x->r.status, "not listening after %d s", listen_ms / 1000);
         }
+        sc_finish(x);
         return false;
     }
     mon_start_ping(&x->m);
@@ -1325,14 +1301,62 @@ static void sc_finish(struct sc *x)
         fprintf(stderr, "stress: kept %s\n", x->d.dir);
 }
 
-static void human(char *buf, size_t size, int64_t n)
+/* What run_attack saw. */
+struct outcome {
+    bool done;  /* done(a) before the time limit */
+    int64_t ms; /* how long attack_run ran */
+    int64_t limit_ms;
+    struct win w;
+    struct totals t; /* as they stood when the window closed */
+};
+
+/* One attack, measured: a window (mon_begin to mon_end) around attack_run
+ * until done(a) or limit_ms, held open afterwards up to settle_ms for the
+ * daemon's RSS to settle (0: not), then the clients' totals, and the row's
+ * measures filled from both (sc_fill). The clients stay open. */
+static struct outcome run_attack(struct sc *x, struct attack *a, int64_t limit_ms,
+                                 bool (*done)(struct attack *a), int settle_ms)
 {
-    if (n >= 1000000 && n % 100000 == 0)
-        snprintf(buf, size, "%gM", n / 1e6);
-    else if (n >= 10000 && n % 1000 == 0)
-        snprintf(buf, size, "%lldk", (long long)(n / 1000));
+    struct outcome o = {.limit_ms = limit_ms};
+    mon_begin(&x->m);
+    int64_t t0 = now_ms();
+    o.done = attack_run(a, t0 + limit_ms, done);
+    o.ms = now_ms() - t0;
+    if (settle_ms > 0)
+        mon_settle(&x->m, settle_ms);
+    o.w = mon_end(&x->m);
+    o.t = attack_totals(a);
+    sc_fill(x, &o.w, &o.t);
+    return o;
+}
+
+/* "%.1f s", and why the attack ended if not done. */
+static void note_end(struct row *r, const struct attack *a, const struct outcome *o)
+{
+    if (o->done)
+        row_note(r, "%.1f s", o->ms / 1000.0);
+    else if (a->stalled)
+        row_note(r, "%.1f s, then nothing moved either way for %d s: given up", o->ms / 1000.0,
+                 a->stall_ms / 1000);
     else
-        snprintf(buf, size, "%lld", (long long)n);
+        row_note(r, "%.1f s (time limit, %d s)", o->ms / 1000.0, (int)(o->limit_ms / 1000));
+}
+
+/* n as a scenario's name shows it: 2M, 100k, 65536. */
+struct hnum {
+    char s[32];
+};
+
+static struct hnum human(int64_t n)
+{
+    struct hnum h;
+    if (n >= 1000000 && n % 100000 == 0)
+        snprintf(h.s, sizeof h.s, "%gM", n / 1e6);
+    else if (n >= 10000 && n % 1000 == 0)
+        snprintf(h.s, sizeof h.s, "%lldk", (long long)(n / 1000));
+    else
+        snprintf(h.s, sizeof h.s, "%lld", (long long)n);
+    return h;
 }
 
 /* ---- 1: which flood with 100,000 declared servers; start-up; SIGHUP -------------- */
@@ -1359,16 +1383,12 @@ static bool which_done(struct attack *a)
 START_TEST(sc1_which)
 {
     int64_t n = scaled(100000);
-    char hn[32], name[96];
-    human(hn, sizeof hn, n);
     struct sc x;
-    snprintf(name, sizeof name, "start, %s counters declared", hn);
     char flood_name[96], hup_name[96];
     snprintf(flood_name, sizeof flood_name, "which flood, %dx%d pipelined, %s", WHICH_CONNS,
-             WHICH_DEPTH, hn);
-    snprintf(hup_name, sizeof hup_name, "SIGHUP, same file, %s declared", hn);
-    if (!sc_start(&x, "1a", name, n, false, 120000)) {
-        sc_finish(&x);
+             WHICH_DEPTH, human(n).s);
+    snprintf(hup_name, sizeof hup_name, "SIGHUP, same file, %s declared", human(n).s);
+    if (!sc_start(&x, "1a", n, false, 120000, "start, %s counters declared", human(n).s)) {
         row_skip("1b", flood_name, "the daemon did not start (1a)");
         row_skip("1c", hup_name, "the daemon did not start (1a)");
         return;
@@ -1399,24 +1419,15 @@ START_TEST(sc1_which)
     row_emit(&start);
 
     /* 1b: the flood. */
-    memset(&x.r, 0, sizeof x.r);
-    snprintf(x.r.id, sizeof x.r.id, "1b");
-    snprintf(x.r.name, sizeof x.r.name, "%s", flood_name);
-    x.r.lost = -1;
+    row_init(&x.r, "1b", flood_name);
     x.r.base_mib = idle;
     struct attack a = {.reading = true, .refill = which_refill};
     attack_open(&a, WHICH_CONNS, x.d.sock);
-    mon_begin(&x.m);
-    int64_t t0 = now_ms();
-    bool done = attack_run(&a, t0 + 90000, which_done);
-    int64_t t1 = now_ms();
-    w = mon_end(&x.m);
-    struct totals t = attack_totals(&a);
+    struct outcome o = run_attack(&x, &a, 90000, which_done, 0);
     attack_close(&a);
-    sc_fill(&x, &w, &t);
-    note_answers(&x.r, &t);
-    row_note(&x.r, "%.0f MiB of replies in %.1f s%s", t.rx_bytes / MIB, (t1 - t0) / 1000.0,
-             done ? "" : " (time limit, 90 s)");
+    note_answers(&x.r, &o.t);
+    row_note(&x.r, "%.0f MiB of replies in %.1f s%s", o.t.rx_bytes / MIB, o.ms / 1000.0,
+             o.done ? "" : " (time limit, 90 s)");
     if (!sc_check_alive(&x)) {
         sc_finish(&x);
         row_skip("1c", hup_name, "the daemon died in 1b");
@@ -1426,16 +1437,13 @@ START_TEST(sc1_which)
     row_emit(&flood);
 
     /* 1c: SIGHUP of the same file, until the log says it is applied. */
-    memset(&x.r, 0, sizeof x.r);
-    snprintf(x.r.id, sizeof x.r.id, "1c");
-    snprintf(x.r.name, sizeof x.r.name, "%s", hup_name);
-    x.r.lost = -1;
+    row_init(&x.r, "1c", hup_name);
     x.r.base_mib = idle;
     sleep_ms(300);
     long from = file_size(x.d.log);
     mon_begin(&x.m);
     uint64_t pings = mon_pings(&x.m);
-    t0 = now_ms();
+    int64_t t0 = now_ms(), t1 = 0;
     kill(x.d.pid, SIGHUP);
     bool applied = false;
     while (now_ms() < t0 + 60000 && daemon_alive(&x.d)) {
@@ -1489,13 +1497,9 @@ static void fair_refill(struct attack *a, struct aconn *c, int i)
 START_TEST(sc2_fairness)
 {
     struct sc x;
-    char name[96];
-    snprintf(name, sizeof name, "fairness, %dx%d calls of 2 ms, %g s", FAIR_CONNS, FAIR_DEPTH,
-             FAIR_MS / 1000.0);
-    if (!sc_start(&x, "2", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "2", 0, false, 10000, "fairness, %dx%d calls of 2 ms, %g s", FAIR_CONNS,
+                  FAIR_DEPTH, FAIR_MS / 1000.0))
         return;
-    }
     for (int i = 0; i < FAIR_CONNS; i++) {
         char server[16];
         snprintf(server, sizeof server, "p%d", i);
@@ -1506,18 +1510,14 @@ START_TEST(sc2_fairness)
     attack_open(&a, FAIR_CONNS, x.d.sock);
     sleep_ms(200);
     x.r.base_mib = sc_idle_mib(&x);
-    mon_begin(&x.m);
-    f.until = now_ms() + FAIR_MS;
-    attack_run(&a, f.until, NULL);
-    struct win w = mon_end(&x.m);
-    struct totals t = attack_totals(&a);
+    f.until = now_ms() + FAIR_MS; /* the clients ask until then, the attack runs as long */
+    struct outcome o = run_attack(&x, &a, FAIR_MS, NULL, 0);
     attack_close(&a);
-    sc_fill(&x, &w, &t);
     row_note(&x.r, "one stressor server per connection (p0..p9)");
     row_note(&x.r, "%llu calls answered in %g s (at most %d of 2 ms fit)",
-             (unsigned long long)t.answered, FAIR_MS / 1000.0, FAIR_MS / 2);
-    if (t.overloaded || t.too_large || t.other_errors || t.cut)
-        note_answers(&x.r, &t);
+             (unsigned long long)o.t.answered, FAIR_MS / 1000.0, FAIR_MS / 2);
+    if (o.t.overloaded || o.t.too_large || o.t.other_errors || o.t.cut)
+        note_answers(&x.r, &o.t);
     sc_finish(&x);
 }
 END_TEST
@@ -1571,28 +1571,18 @@ START_TEST(sc3_slow_readers)
      * per-connection limit, whatever the size of one reply. */
     size_t bytes = 1 << 20;
     int conns = (int)scaled(SLOW_CONNS);
-    char name[96];
-    snprintf(name, sizeof name, "slow readers, %d never read, echo %.2g MiB", conns, bytes / MIB);
-    if (!sc_start(&x, "3", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "3", 0, false, 10000, "slow readers, %d never read, echo %.2g MiB", conns,
+                  bytes / MIB))
         return;
-    }
     setup_start(&x.admin, "stressor", "e", NULL);
     struct attack a = {.reading = false, .refill = slow_refill, .ctx = (void *)bytes};
     attack_open(&a, conns, x.d.sock);
     x.r.base_mib = sc_idle_mib(&x);
-    mon_begin(&x.m);
-    int64_t t0 = now_ms();
-    bool done = attack_run(&a, t0 + SLOW_MS, all_cut);
-    int64_t t1 = now_ms();
-    mon_settle(&x.m, 5000);
-    struct win w = mon_end(&x.m);
-    struct totals t = attack_totals(&a);
-    sc_fill(&x, &w, &t);
-    row_note(&x.r, "%.0f MiB of requests written; %d of %d cut off, %s %.1f s", t.tx_bytes / MIB,
-             t.cut, conns, done ? "all within" : "the rest still open at", (t1 - t0) / 1000.0);
+    struct outcome o = run_attack(&x, &a, SLOW_MS, all_cut, 5000);
+    row_note(&x.r, "%.0f MiB of requests written; %d of %d cut off, %s %.1f s", o.t.tx_bytes / MIB,
+             o.t.cut, conns, o.done ? "all within" : "the rest still open at", o.ms / 1000.0);
     drain(&a, 2000);
-    t = attack_totals(&a);
+    struct totals t = attack_totals(&a);
     x.r.overloaded = (long long)t.overloaded;
     row_note(&x.r, "read back afterwards for 2 s: %llu answers (%llu overloaded, %llu too_large)",
              (unsigned long long)t.answered, (unsigned long long)t.overloaded,
@@ -1657,32 +1647,29 @@ static bool all_answered(struct attack *a)
     return true;
 }
 
+/* One connection pipelines k's requests and reads the answers, until all
+ * are answered, 60 s, or 5 s with nothing moving: the row's measures and
+ * notes. */
+static void sc_one_pipeline(struct sc *x, struct count_ctx *k)
+{
+    struct attack a = {.reading = true, .refill = count_refill, .ctx = k, .stall_ms = 5000};
+    attack_open(&a, 1, x->d.sock);
+    x->r.base_mib = sc_idle_mib(x);
+    struct outcome o = run_attack(x, &a, 60000, all_answered, 0);
+    attack_close(&a);
+    note_answers(&x->r, &o.t);
+    note_end(&x->r, &a, &o);
+}
+
 START_TEST(sc4_monitors)
 {
     struct sc x;
     int64_t n = scaled(2000000);
-    char hn[32], name[96];
-    human(hn, sizeof hn, n);
-    snprintf(name, sizeof name, "monitors, %s from one connection", hn);
-    if (!sc_start(&x, "4", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "4", 0, false, 10000, "monitors, %s from one connection", human(n).s))
         return;
-    }
     setup_start(&x.admin, "stressor", "m", NULL);
     struct count_ctx k = {.total = n, .server = "m", .method = "monitor"};
-    struct attack a = {.reading = true, .refill = count_refill, .ctx = &k, .stall_ms = 5000};
-    attack_open(&a, 1, x.d.sock);
-    x.r.base_mib = sc_idle_mib(&x);
-    mon_begin(&x.m);
-    int64_t t0 = now_ms();
-    bool done = attack_run(&a, t0 + 60000, all_answered);
-    int64_t t1 = now_ms();
-    struct win w = mon_end(&x.m);
-    struct totals t = attack_totals(&a);
-    attack_close(&a);
-    sc_fill(&x, &w, &t);
-    note_answers(&x.r, &t);
-    note_end(&x.r, &a, done, t1 - t0, 60);
+    sc_one_pipeline(&x, &k);
     sc_finish(&x);
 }
 END_TEST
@@ -1695,13 +1682,9 @@ START_TEST(sc5_pending)
 {
     struct sc x;
     int64_t per = scaled(65536);
-    char name[96];
-    snprintf(name, sizeof name, "pending calls, %dx%lld never answered", PENDING_CONNS,
-             (long long)per);
-    if (!sc_start(&x, "5", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "5", 0, false, 10000, "pending calls, %dx%lld never answered", PENDING_CONNS,
+                  (long long)per))
         return;
-    }
     setup_start(&x.admin, "stressor", "h", NULL);
     struct aconn side;
     conn_open(&side, x.d.sock);
@@ -1773,35 +1756,24 @@ START_TEST(sc6_downs)
 {
     struct sc x;
     int64_t n = scaled(1000000);
-    char hn[32], name[96];
-    human(hn, sizeof hn, n);
-    snprintf(name, sizeof name, "downs to a non-reader, %s monitors of nobody", hn);
-    if (!sc_start(&x, "6", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "6", 0, false, 10000, "downs to a non-reader, %s monitors of nobody",
+                  human(n).s))
         return;
-    }
     struct count_ctx k = {.total = n, .server = "nosuch", .method = "monitor", .unbounded = true};
     struct attack a = {.reading = false, .refill = count_refill, .ctx = &k};
     attack_open(&a, 1, x.d.sock);
     x.r.base_mib = sc_idle_mib(&x);
-    mon_begin(&x.m);
-    int64_t t0 = now_ms();
-    bool done = attack_run(&a, t0 + 30000, downs_done);
-    int64_t t1 = now_ms();
-    mon_settle(&x.m, 5000); /* what it read, handled */
-    struct win w = mon_end(&x.m);
-    struct totals t = attack_totals(&a);
-    sc_fill(&x, &w, &t);
+    struct outcome o = run_attack(&x, &a, 30000, downs_done, 5000); /* what it read, handled */
     struct aconn *c = &a.c[0];
     row_note(&x.r, "%s after %.1f s: %llu requests written of %lld",
              c->cut                                        ? "cut off"
-             : !done                                       ? "time limit"
+             : !o.done                                     ? "time limit"
              : ((int64_t)c->sent == n && !conn_pending(c)) ? "all written"
                                                            : "the daemon stopped reading",
-             (t1 - t0) / 1000.0, (unsigned long long)(c->sent - (conn_pending(c) ? 1 : 0)),
+             o.ms / 1000.0, (unsigned long long)(c->sent - (conn_pending(c) ? 1 : 0)),
              (long long)n);
     drain(&a, 3000);
-    t = attack_totals(&a);
+    struct totals t = attack_totals(&a);
     x.r.overloaded = (long long)t.overloaded;
     row_note(&x.r, "read back afterwards for 3 s: %llu answers, %llu downs",
              (unsigned long long)t.answered, (unsigned long long)t.downs);
@@ -1819,12 +1791,8 @@ START_TEST(sc7_nils)
     struct sc x;
     /* [0, 1, "cast", ["sink", [nil x n]]]: 19 bytes around the nils */
     int64_t n = scaled((16 << 20) - 64);
-    char name[96];
-    snprintf(name, sizeof name, "nils, one cast of %.1f MiB", (n + 19) / MIB);
-    if (!sc_start(&x, "7", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "7", 0, false, 10000, "nils, one cast of %.1f MiB", (n + 19) / MIB))
         return;
-    }
     setup_start(&x.admin, "stressor", "sink", NULL);
     struct attack a = {.reading = true};
     attack_open(&a, 1, x.d.sock);
@@ -1887,12 +1855,8 @@ START_TEST(sc8_get_state)
     struct sc x;
     /* 1 GiB when the box has room for it several times over, else 256 MiB. */
     int64_t bytes = scaled(mem_available_mib() >= 6144 ? 1 << 30 : 256 << 20);
-    char name[96];
-    snprintf(name, sizeof name, "get_state of a %.0f MiB state", bytes / MIB);
-    if (!sc_start(&x, "8", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "8", 0, false, 10000, "get_state of a %.0f MiB state", bytes / MIB))
         return;
-    }
     setup_start(&x.admin, "stressor", "big", NULL);
     long long got = setup_call(&x.admin, "big", "alloc", bytes, 60000);
     if (got != bytes) {
@@ -1940,28 +1904,11 @@ START_TEST(sc9_log_flood)
 {
     struct sc x;
     int64_t n = scaled(1000000);
-    char hn[32], name[96];
-    human(hn, sizeof hn, n);
-    snprintf(name, sizeof name, "log flood, %s sends to no handle_info", hn);
-    if (!sc_start(&x, "9", name, 0, true, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "9", 0, true, 10000, "log flood, %s sends to no handle_info", human(n).s))
         return;
-    }
     setup_start(&x.admin, "counter", "c", NULL);
     struct count_ctx k = {.total = n, .server = "c", .method = "send"};
-    struct attack a = {.reading = true, .refill = count_refill, .ctx = &k, .stall_ms = 5000};
-    attack_open(&a, 1, x.d.sock);
-    x.r.base_mib = sc_idle_mib(&x);
-    mon_begin(&x.m);
-    int64_t t0 = now_ms();
-    bool done = attack_run(&a, t0 + 60000, all_answered);
-    int64_t t1 = now_ms();
-    struct win w = mon_end(&x.m);
-    struct totals t = attack_totals(&a);
-    attack_close(&a);
-    sc_fill(&x, &w, &t);
-    note_answers(&x.r, &t);
-    note_end(&x.r, &a, done, t1 - t0, 60);
+    sc_one_pipeline(&x, &k);
     /* What the daemon managed to put in the pipe. */
     static char buf[1 << 16];
     long long bytes = 0, lines = 0, dropped_notes = 0;
@@ -1989,13 +1936,9 @@ START_TEST(sc10_sigterm)
 {
     struct sc x;
     int64_t n = scaled(10000);
-    char hn[32], name[96];
-    human(hn, sizeof hn, n);
-    snprintf(name, sizeof name, "SIGTERM, %s casts of %d us queued", hn, SLOW_CAST_US);
-    if (!sc_start(&x, "10", name, 0, false, 10000)) {
-        sc_finish(&x);
+    if (!sc_start(&x, "10", 0, false, 10000, "SIGTERM, %s casts of %d us queued", human(n).s,
+                  SLOW_CAST_US))
         return;
-    }
     char count_file[192];
     snprintf(count_file, sizeof count_file, "%s/count", x.d.dir);
     setup_start(&x.admin, "stressor", "slow", count_file);
@@ -2003,12 +1946,10 @@ START_TEST(sc10_sigterm)
     struct attack a = {.reading = true, .refill = count_refill, .ctx = &k, .stall_ms = 5000};
     attack_open(&a, 1, x.d.sock);
     x.r.base_mib = sc_idle_mib(&x);
-    mon_begin(&x.m);
-    int64_t t0 = now_ms();
-    bool done = attack_run(&a, t0 + 30000, all_answered);
-    struct totals t = attack_totals(&a);
-    long long acked = (long long)t.nil_results;
-    struct win w1 = mon_end(&x.m); /* the ping until the signal */
+    /* The row's ping is this window's, until the signal; its RSS and gap
+     * the worse of this window and the shutdown's. */
+    struct outcome o = run_attack(&x, &a, 30000, all_answered, 0);
+    long long acked = (long long)o.t.nil_results;
     mon_begin(&x.m);
     int64_t t1 = now_ms();
     x.stopped = true;
@@ -2017,9 +1958,10 @@ START_TEST(sc10_sigterm)
     int64_t t2 = now_ms();
     struct win w2 = mon_end(&x.m);
     attack_close(&a);
-    w1.rss_mib = w1.rss_mib > w2.rss_mib ? w1.rss_mib : w2.rss_mib;
-    w1.gap_ms = w1.gap_ms > w2.gap_ms ? w1.gap_ms : w2.gap_ms;
-    sc_fill(&x, &w1, &t);
+    if (w2.rss_mib > x.r.rss_mib)
+        x.r.rss_mib = w2.rss_mib;
+    if (w2.gap_ms > x.r.gap_ms)
+        x.r.gap_ms = w2.gap_ms;
     long long handled = -1;
     FILE *f = fopen(count_file, "r");
     if (f && fscanf(f, "casts %lld", &handled) != 1)
@@ -2027,9 +1969,9 @@ START_TEST(sc10_sigterm)
     if (f)
         fclose(f);
     row_note(&x.r, "%lld casts acknowledged (answered nil) in %.2f s, then SIGTERM", acked,
-             (t1 - t0) / 1000.0);
-    if (!done)
-        note_answers(&x.r, &t);
+             o.ms / 1000.0);
+    if (!o.done)
+        note_answers(&x.r, &o.t);
     if (!exited) {
         snprintf(x.r.status, sizeof x.r.status, "no exit 30 s after SIGTERM");
         daemon_stop(&x.d, SIGKILL, 1000);
@@ -2275,7 +2217,7 @@ static bool budget_accepted(void)
     int st = 0;
     int64_t end = now_ms() + 10000;
     while (pid > 0 && now_ms() < end) {
-        int fd = connect_sock(sock);
+        int fd = connect_to(sock);
         if (fd >= 0) {
             close(fd);
             ok = true;
