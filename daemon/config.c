@@ -331,6 +331,8 @@ static void read_args(struct reader *rd, const config_setting_t *g, struct child
             bad(rd, json, "not JSON: %s (column %d)", jerr.text, jerr.column);
         else {
             msgpack_zone *z = msgpack_zone_new(4096);
+            if (z == NULL)
+                gsp_oom(4096);
             msgpack_object o;
             json_mp_from_json(j, z, &o);
             msgpack_pack_object(&pk, o);

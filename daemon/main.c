@@ -2,6 +2,7 @@
  * and an orderly shutdown. */
 #include "gsd.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -102,8 +103,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     conn_flush_all();
 }
 
+/* A descriptor 0-2 the daemon was started without would be the next it
+ * opens (its socket, a module's file), and log lines or a module's printf
+ * would go there: /dev/null stands in. */
+static void fill_std_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+            _exit(1);
+}
+
 int main(int argc, char **argv)
 {
+    fill_std_fds();
     limits_init();
     /* Buffers of a MiB and more (a large message, a slow reader's output)
      * are mapped on their own, so that freeing one gives it back to the

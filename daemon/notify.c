@@ -119,7 +119,7 @@ out:
 
 void notify_ready(void)
 {
-    if (nfd < 0 || status_ev)
+    if (nfd < 0 || status_ev || shutting_down) /* never READY=1 after STOPPING=1 */
         return;
     send_status("READY=1\n");
     status_ev = loop_event(LOOP_PRIO_OWN, -1, EV_PERSIST, on_status, NULL);

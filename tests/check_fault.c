@@ -218,6 +218,35 @@ static const char *private_tmpfs(bool read_only)
     return dir;
 }
 
+/* Started with descriptors 0-2 closed: /dev/null stands in for them, so
+ * none of the daemon's own files (its socket, its log) becomes one. */
+START_TEST(closed_standard_descriptors_are_filled)
+{
+    char dir[] = "/tmp/gsd-fds-XXXXXX", sock[108], bin[512], mods[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(sock, sizeof sock, "%s/gsd.sock", dir);
+    snprintf(bin, sizeof bin, "%s/gsd", gsd_build());
+    snprintf(mods, sizeof mods, "%s/modules", gsd_build());
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(0), close(1), close(2);
+        execl(bin, bin, "-s", sock, "-M", mods, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert(WAIT_UNTIL(5000, answers_ping(sock)));
+    for (int fd = 0; fd < 3; fd++) {
+        char link[64], target[256] = "";
+        snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)pid, fd);
+        ck_assert_int_gt(readlink(link, target, sizeof target - 1), 0);
+        ck_assert_str_eq(target, "/dev/null");
+    }
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(exit_status(pid, 5000), 0);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(read_only_socket_directory_fails_clearly)
 {
     const char *dir = private_tmpfs(true);
@@ -287,6 +316,7 @@ static Suite *fault_suite(void)
     tc = tcase_create("daemon");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, kill_9_then_restart_on_the_same_path);
+    tcase_add_test(tc, closed_standard_descriptors_are_filled);
     tcase_add_test(tc, read_only_socket_directory_fails_clearly);
     tcase_add_test(tc, socket_directory_turning_read_only_keeps_serving);
     suite_add_tcase(s, tc);
