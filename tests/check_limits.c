@@ -450,9 +450,9 @@ START_TEST(an_idle_client_holds_no_large_buffer)
     setup();
     limits.memory = budget_used + (2u << 20);
     struct cli *big[8];
-    uint8_t *msg = calloc(1, 600005);
     const uint8_t head[] = {0x93, 0x02, 0xa4, 'n',  'o',  'n', 'e',
                             0x91, 0xc6, 0x00, 0x09, 0x27, 0xc0};
+    uint8_t *msg = calloc(1, sizeof head + 600000);
     memcpy(msg, head, sizeof head); /* [2, "none", [<600,000-byte bin>]]: dropped */
     for (int i = 0; i < 8; i++) {
         big[i] = cli_new();
