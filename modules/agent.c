@@ -40,9 +40,6 @@ struct agent {
     gs_value **inbox;          /* owned tasks, oldest first */
     uint32_t ninbox;           /* tasks queued */
     uint32_t inbox_cap;        /* tasks allocated */
-    gs_value *done;            /* the task process_next last replied with: the
-                                  daemon reads the reply after we return, so it
-                                  is freed on the next process_next */
     uint64_t processed;        /* tasks processed */
     uint64_t next_task;        /* number of the next task id */
 };
@@ -97,20 +94,9 @@ static void agent_free(struct agent *a)
     for (uint32_t i = 0; i < a->ninbox; i++)
         gs_value_free(a->inbox[i]);
     gs_value_free(a->name);
-    gs_value_free(a->done);
     free(a->memory);
     free(a->inbox);
     free(a);
-}
-
-/* [tag, v] in the scratch arena. */
-static gs_value agent_pair(gs_server *self, const char *tag, gs_value v)
-{
-    gs_value *items = gs_scratch_array(self, 2);
-
-    items[0] = gs_str(tag);
-    items[1] = v;
-    return gs_array(items, 2);
 }
 
 /* ["ok", prefix + params[field]], or ["error", ["bad_params", params]]. */
@@ -122,11 +108,11 @@ static gs_value agent_run(gs_server *self, const char *prefix, const gs_value *p
     char *text;
 
     if (arg == NULL || arg->type != MSGPACK_OBJECT_STR)
-        return agent_pair(self, "error", agent_pair(self, "bad_params", *params));
+        return gs_error_reply(self, "bad_params", *params);
     text = gs_scratch_alloc(self, n + arg->via.str.size);
     memcpy(text, prefix, n);
     memcpy(text + n, arg->via.str.ptr, arg->via.str.size);
-    return agent_pair(self, "ok", gs_strn(text, (uint32_t)(n + arg->via.str.size)));
+    return gs_tuple(self, 2, gs_str("ok"), gs_strn(text, (uint32_t)(n + arg->via.str.size)));
 }
 
 /* What doing task gives, in the scratch arena. */
@@ -139,7 +125,7 @@ static gs_value agent_result(gs_server *self, const gs_value *task)
         return agent_run(self, "Search results for: ", params, "query");
     if (gs_is(action, "analyze"))
         return agent_run(self, "Analysis of: ", params, "data");
-    return agent_pair(self, "error", agent_pair(self, "unknown_action", *action));
+    return gs_error_reply(self, "unknown_action", *action);
 }
 
 /* The "state" map, in the scratch arena over our own copies. */
@@ -176,7 +162,7 @@ static gs_result agent_init(gs_server *self, const gs_value *args, void **state)
     }
     if (name == NULL || name->type != MSGPACK_OBJECT_STR ||
         !(gs_is_nil(memory) || memory->type == MSGPACK_OBJECT_MAP))
-        return gs_stop(agent_pair(self, "badarg", *args));
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args));
     if ((a = calloc(1, sizeof *a)) == NULL)
         return gs_stop(gs_str("enomem"));
     a->name = gs_value_copy(name);
@@ -206,11 +192,14 @@ static gs_result agent_call(gs_server *self, const gs_value *request, gs_from fr
         return gs_reply(agent_state(self, a));
     if (gs_is(request, "process_next")) {
         if (a->ninbox == 0)
-            return gs_reply(agent_pair(self, "empty", gs_nil()));
-        gs_value_free(a->done); /* the previous reply has long been sent */
-        a->done = a->inbox[0];
+            return gs_reply(gs_tuple(self, 2, gs_str("empty"), gs_nil()));
+        /* The daemon reads the reply after we return: the task goes in it
+         * as a copy in the scratch arena, and is freed now. */
+        gs_value *taken = a->inbox[0];
+        gs_value task = gs_scratch_copy(self, taken);
+        gs_value_free(taken);
         memmove(a->inbox, a->inbox + 1, --a->ninbox * sizeof *a->inbox);
-        gs_value result = agent_result(self, a->done);
+        gs_value result = agent_result(self, &task);
         gs_value key = gs_str("last_result");
         if (agent_remember(a, &key, &result) != 0)
             return gs_stop(gs_str("enomem"));
@@ -218,11 +207,11 @@ static gs_result agent_call(gs_server *self, const gs_value *request, gs_from fr
 
         gs_value *reply = gs_scratch_array(self, 3);
         reply[0] = gs_str("ok");
-        reply[1] = *a->done;
+        reply[1] = task;
         reply[2] = result;
         return gs_reply(gs_array(reply, 3));
     }
-    return gs_reply(agent_pair(self, "error", agent_pair(self, "unknown_call", *request)));
+    return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
 static gs_result agent_cast(gs_server *self, const gs_value *request, void **state)

@@ -48,19 +48,6 @@ static int64_t cache_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ["error", ["unknown_call", request]], built in the scratch arena. */
-static gs_value cache_unknown_call(gs_server *self, const gs_value *request)
-{
-    gs_value *why = gs_scratch_array(self, 2);
-    gs_value *err = gs_scratch_array(self, 2);
-
-    why[0] = gs_str("unknown_call");
-    why[1] = *request;
-    err[0] = gs_str("error");
-    err[1] = gs_array(why, 2);
-    return gs_array(err, 2);
-}
-
 static struct cache_entry *cache_find(struct cache *c, const gs_value *key)
 {
     for (uint32_t i = 0; i < c->n; i++)
@@ -118,10 +105,7 @@ static gs_result cache_init(gs_server *self, const gs_value *args, void **state)
 
     if ((!gs_is_nil(args) && args->type != MSGPACK_OBJECT_MAP) ||
         (ms && (!gs_get_int(ms, &cleanup_ms) || cleanup_ms <= 0))) {
-        gs_value *reason = gs_scratch_array(self, 2);
-        reason[0] = gs_str("badarg");
-        reason[1] = *args;
-        return gs_stop(gs_array(reason, 2));
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args));
     }
     if ((c = calloc(1, sizeof *c)) == NULL)
         return gs_stop(gs_str("enomem"));
@@ -161,7 +145,7 @@ static gs_result cache_call(gs_server *self, const gs_value *request, gs_from fr
         stats[2].val = gs_uint(c->misses);
         return gs_reply(gs_map(stats, 3));
     }
-    return gs_reply(cache_unknown_call(self, request));
+    return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
 static gs_result cache_cast(gs_server *self, const gs_value *request, void **state)

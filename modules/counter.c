@@ -42,19 +42,6 @@ struct counter {
 };
 #endif
 
-/* ["error", [tag, request]]: the answer to a call we cannot serve. */
-static gs_value counter_error(gs_server *self, const char *tag, const gs_value *request)
-{
-    gs_value *why = gs_scratch_array(self, 2);
-    gs_value *err = gs_scratch_array(self, 2);
-
-    why[0] = gs_str(tag);
-    why[1] = *request;
-    err[0] = gs_str("error");
-    err[1] = gs_array(why, 2);
-    return gs_array(err, 2);
-}
-
 /* Adds k to the count; false (count unchanged) if the sum would overflow. */
 static bool counter_add(struct counter *c, int64_t k)
 {
@@ -85,10 +72,7 @@ static gs_result counter_init(gs_server *self, const gs_value *args, void **stat
     int64_t n = 0;
 
     if (!gs_is_nil(args) && !gs_get_int(args, &n)) {
-        gs_value *reason = gs_scratch_array(self, 2);
-        reason[0] = gs_str("badarg");
-        reason[1] = *args; /* args outlives init's result: it may be pointed at */
-        return gs_stop(gs_array(reason, 2));
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args)); /* args outlives the result */
     }
     if ((c = calloc(1, sizeof *c)) == NULL)
         return gs_stop(gs_str("enomem"));
@@ -113,10 +97,10 @@ static gs_result counter_call(gs_server *self, const gs_value *request, gs_from 
 #endif
     if (counter_delta(request, &k)) {
         if (!counter_add(c, k))
-            return gs_reply(counter_error(self, "overflow", request));
+            return gs_reply(gs_error_reply(self, "overflow", *request));
         return gs_reply(gs_int(c->n));
     }
-    return gs_reply(counter_error(self, "unknown_call", request));
+    return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
 static gs_result counter_cast(gs_server *self, const gs_value *request, void **state)

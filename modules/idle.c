@@ -21,29 +21,13 @@ struct idle {
     uint64_t count; /* timeouts fired so far */
 };
 
-/* ["error", ["unknown_call", request]], built in the scratch arena. */
-static gs_value idle_unknown_call(gs_server *self, const gs_value *request)
-{
-    gs_value *why = gs_scratch_array(self, 2);
-    gs_value *err = gs_scratch_array(self, 2);
-
-    why[0] = gs_str("unknown_call");
-    why[1] = *request;
-    err[0] = gs_str("error");
-    err[1] = gs_array(why, 2);
-    return gs_array(err, 2);
-}
-
 static gs_result idle_init(gs_server *self, const gs_value *args, void **state)
 {
     struct idle *d;
     int64_t ms;
 
     if (!gs_get_int(args, &ms) || ms < 0) {
-        gs_value *reason = gs_scratch_array(self, 2);
-        reason[0] = gs_str("badarg");
-        reason[1] = *args;
-        return gs_stop(gs_array(reason, 2));
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args));
     }
     if ((d = malloc(sizeof *d)) == NULL)
         return gs_stop(gs_str("enomem"));
@@ -62,7 +46,7 @@ static gs_result idle_call(gs_server *self, const gs_value *request, gs_from fro
         return gs_reply_timeout(gs_str("pong"), d->ms);
     if (gs_is(request, "idle_count"))
         return gs_reply_timeout(gs_uint(d->count), d->ms);
-    return gs_reply_timeout(idle_unknown_call(self, request), d->ms);
+    return gs_reply_timeout(gs_error_reply(self, "unknown_call", *request), d->ms);
 }
 
 static gs_result idle_cast(gs_server *self, const gs_value *request, void **state)

@@ -17,19 +17,6 @@ struct journal {
     uint32_t cap;       /* entries allocated */
 };
 
-/* ["error", ["unknown_call", request]], built in the scratch arena. */
-static gs_value journal_unknown_call(gs_server *self, const gs_value *request)
-{
-    gs_value *why = gs_scratch_array(self, 2);
-    gs_value *err = gs_scratch_array(self, 2);
-
-    why[0] = gs_str("unknown_call");
-    why[1] = *request;
-    err[0] = gs_str("error");
-    err[1] = gs_array(why, 2);
-    return gs_array(err, 2);
-}
-
 /* The entries, newest first, as an array in the scratch arena. */
 static gs_value journal_entries(gs_server *self, const struct journal *j)
 {
@@ -67,7 +54,7 @@ static gs_result journal_call(gs_server *self, const gs_value *request, gs_from 
         return gs_reply(journal_entries(self, j));
     }
 
-    return gs_reply(journal_unknown_call(self, request));
+    return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
 static gs_result journal_cast(gs_server *self, const gs_value *request, void **state)

@@ -140,19 +140,6 @@ static void probe_json(FILE *f, const gs_value *v)
     }
 }
 
-/* ["error", ["unknown_call", request]], built in the scratch arena. */
-static gs_value probe_unknown_call(gs_server *self, const gs_value *request)
-{
-    gs_value *why = gs_scratch_array(self, 2);
-    gs_value *err = gs_scratch_array(self, 2);
-
-    why[0] = gs_str("unknown_call");
-    why[1] = *request;
-    err[0] = gs_str("error");
-    err[1] = gs_array(why, 2);
-    return gs_array(err, 2);
-}
-
 static gs_result probe_init(gs_server *self, const gs_value *args, void **state)
 {
     const gs_value *mode = gs_map_get(args, "init");
@@ -167,10 +154,7 @@ static gs_result probe_init(gs_server *self, const gs_value *args, void **state)
         return gs_ignore();
     if (!gs_is_nil(args) &&
         (args->type != MSGPACK_OBJECT_MAP || (log && log->type != MSGPACK_OBJECT_STR))) {
-        gs_value *reason = gs_scratch_array(self, 2);
-        reason[0] = gs_str("badarg");
-        reason[1] = *args;
-        return gs_stop(gs_array(reason, 2));
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args));
     }
     if ((p = calloc(1, sizeof *p)) == NULL)
         return gs_stop(gs_str("enomem"));
@@ -214,7 +198,7 @@ static gs_result probe_call(gs_server *self, const gs_value *request, gs_from fr
             infos[i] = *p->infos[i];
         return gs_reply(gs_array(infos, p->ninfos));
     }
-    return gs_reply(probe_unknown_call(self, request));
+    return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
 static gs_result probe_cast(gs_server *self, const gs_value *request, void **state)

@@ -17,8 +17,6 @@ struct stack {
     gs_value **items; /* owned copies, bottom first: the top is items[n - 1] */
     uint32_t n;       /* items in use */
     uint32_t cap;     /* items allocated */
-    gs_value *popped; /* the last pop's reply: the daemon reads it after we
-                         return, so it is freed on the next pop, not at once */
 };
 
 /* Pushes an owned copy of v; -1 if out of memory. */
@@ -36,24 +34,10 @@ static int stack_push(struct stack *s, const gs_value *v)
     return 0;
 }
 
-/* ["error", ["unknown_call", request]], built in the scratch arena. */
-static gs_value stack_unknown_call(gs_server *self, const gs_value *request)
-{
-    gs_value *why = gs_scratch_array(self, 2);
-    gs_value *err = gs_scratch_array(self, 2);
-
-    why[0] = gs_str("unknown_call");
-    why[1] = *request;
-    err[0] = gs_str("error");
-    err[1] = gs_array(why, 2);
-    return gs_array(err, 2);
-}
-
 static void stack_free(struct stack *s)
 {
     for (uint32_t i = 0; i < s->n; i++)
         gs_value_free(s->items[i]);
-    gs_value_free(s->popped);
     free(s->items);
     free(s);
 }
@@ -63,10 +47,7 @@ static gs_result stack_init(gs_server *self, const gs_value *args, void **state)
     struct stack *s;
 
     if (!gs_is_nil(args) && args->type != MSGPACK_OBJECT_ARRAY) {
-        gs_value *reason = gs_scratch_array(self, 2);
-        reason[0] = gs_str("badarg");
-        reason[1] = *args;
-        return gs_stop(gs_array(reason, 2));
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args));
     }
     if ((s = calloc(1, sizeof *s)) == NULL)
         return gs_stop(gs_str("enomem"));
@@ -89,12 +70,17 @@ static gs_result stack_call(gs_server *self, const gs_value *request, gs_from fr
     if (gs_is(request, "size"))
         return gs_reply(gs_uint(s->n));
     if (gs_is(request, "pop")) {
-        gs_value_free(s->popped); /* the previous reply has long been sent */
-        s->popped = s->n ? s->items[--s->n] : NULL;
-        return gs_reply(s->popped ? *s->popped : gs_nil());
+        if (s->n == 0)
+            return gs_reply(gs_nil());
+        /* The daemon reads the reply after we return: a copy in the
+         * scratch arena outlives the item, freed now. */
+        gs_value *top = s->items[--s->n];
+        gs_value reply = gs_scratch_copy(self, top);
+        gs_value_free(top);
+        return gs_reply(reply);
     }
 
-    return gs_reply(stack_unknown_call(self, request));
+    return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
 static gs_result stack_cast(gs_server *self, const gs_value *request, void **state)

@@ -436,6 +436,74 @@ static void buf_grows_over_the_limit(void)
 }
 #endif
 
+/* The module API's value helpers, as a module sees them (module.h),
+ * with the daemon's own service table behind gs_host. */
+const struct gs_api *gs_host;
+
+START_TEST(value_readers_take_their_type_only)
+{
+    uint64_t u = 7;
+    double d = 0;
+    bool b = false;
+    const char *s = NULL;
+    const void *p = NULL;
+    uint32_t n = 0;
+    gs_value i = gs_int(-3), big = gs_uint(UINT64_MAX), f = gs_float(2.5), t = gs_bool(true),
+             str = gs_str("hey"), bin = gs_str("raw");
+    bin.type = MSGPACK_OBJECT_BIN;
+    ck_assert(!gs_get_uint(&i, &u) && u == 7); /* left as it was */
+    ck_assert(gs_get_uint(&big, &u) && u == UINT64_MAX);
+    ck_assert(gs_get_float(&f, &d) && d == 2.5);
+    ck_assert(gs_get_float(&i, &d) && d == -3.0); /* an integer is a number */
+    ck_assert(!gs_get_float(&str, &d));
+    ck_assert(gs_get_bool(&t, &b) && b);
+    ck_assert(!gs_get_bool(&i, &b));
+    ck_assert(gs_get_str(&str, &s, &n) && n == 3 && memcmp(s, "hey", 3) == 0);
+    ck_assert(!gs_get_str(&bin, &s, &n) && !gs_get_bin(&str, &p, &n));
+    ck_assert(gs_get_bin(&bin, &p, &n) && n == 3 && memcmp(p, "raw", 3) == 0);
+    ck_assert(!gs_get_uint(NULL, &u) && !gs_get_float(NULL, &d) && !gs_get_bool(NULL, &b) &&
+              !gs_get_str(NULL, &s, &n) && !gs_get_bin(NULL, &p, &n));
+}
+END_TEST
+
+/* What the builders make, encoded: the same bytes a module would send. */
+static bool encodes_as(const gs_value *v, const char *hex)
+{
+    size_t len;
+    const uint8_t *p = value_encode(v, &len);
+    char got[256] = "";
+    for (size_t i = 0; p && i < len && 2 * i + 2 < sizeof got; i++)
+        snprintf(got + 2 * i, 3, "%02x", p[i]);
+    if (strcmp(got, hex) != 0)
+        fprintf(stderr, "encoded %s, wanted %s\n", got, hex);
+    return strcmp(got, hex) == 0;
+}
+
+START_TEST(value_builders_outlive_the_stack)
+{
+    gs_host = &gsd_api;
+    gs_server *self = NULL; /* the scratch arena is the daemon's, whoever asks */
+    gs_value req = gs_str("zap");
+    gs_value e = gs_error_reply(self, "unknown_call", req);
+    ck_assert(encodes_as(&e, "92a56572726f7292ac756e6b6e6f776e5f63616c6ca37a6170"));
+    gs_value t = gs_tuple(self, 3, gs_str("ok"), gs_int(-1), gs_nil());
+    ck_assert(encodes_as(&t, "93a26f6bffc0"));
+    gs_value m = gs_map_of(self, 2, gs_kv("a", gs_uint(1)), gs_kv("b", gs_bool(false)));
+    ck_assert(encodes_as(&m, "82a16101a162c2"));
+    gs_value empty = gs_tuple(self, 0);
+    ck_assert(encodes_as(&empty, "90"));
+    /* A deep copy: nothing of it points at the stack it was built on. */
+    char text[4] = "abc";
+    gs_value items[2] = {gs_strn(text, 3), gs_map_of(self, 1, gs_kv("k", gs_strn(text, 2)))};
+    gs_value local = gs_array(items, 2);
+    gs_value copy = gs_scratch_copy(self, &local);
+    memcpy(text, "xyz", 3);
+    items[0] = gs_nil();
+    ck_assert(encodes_as(&copy, "92a361626381a16ba26162"));
+    scratch_reset();
+}
+END_TEST
+
 START_TEST(out_of_memory_logs_one_line_then_aborts)
 {
     const char *text = oom_log_of(call_oom); /* protocol/'s hook is the daemon's */
@@ -476,6 +544,10 @@ int main(void)
     tcase_add_test(tc, an_unread_pipe_drops_lines_and_says_so);
     tcase_add_test(tc, out_of_memory_logs_one_line_then_aborts);
     tcase_set_timeout(tc, 10);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("values");
+    tcase_add_test(tc, value_readers_take_their_type_only);
+    tcase_add_test(tc, value_builders_outlive_the_stack);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

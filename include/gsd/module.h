@@ -226,6 +226,62 @@ static inline bool gs_is_nil(const gs_value *v)
     return v == NULL || v->type == MSGPACK_OBJECT_NIL;
 }
 
+/* The typed readers below work like gs_get_int: true with *out set if v is
+ * of that type (and fits), false with *out left as it was otherwise, v
+ * NULL included. What they point at is v's, valid as long as v is. */
+
+/* A non-negative integer. */
+static inline bool gs_get_uint(const gs_value *v, uint64_t *out)
+{
+    if (v == NULL || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *out = v->via.u64;
+    return true;
+}
+
+/* A number, as a double: a float, or an integer (JSON clients send 1 for
+ * 1.0; a large one is rounded). */
+static inline bool gs_get_float(const gs_value *v, double *out)
+{
+    if (v && (v->type == MSGPACK_OBJECT_FLOAT64 || v->type == MSGPACK_OBJECT_FLOAT32))
+        *out = v->via.f64;
+    else if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *out = (double)v->via.u64;
+    else if (v && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = (double)v->via.i64;
+    else
+        return false;
+    return true;
+}
+
+static inline bool gs_get_bool(const gs_value *v, bool *out)
+{
+    if (v == NULL || v->type != MSGPACK_OBJECT_BOOLEAN)
+        return false;
+    *out = v->via.boolean;
+    return true;
+}
+
+/* A string: *s points at its *len bytes, which are not terminated. */
+static inline bool gs_get_str(const gs_value *v, const char **s, uint32_t *len)
+{
+    if (v == NULL || v->type != MSGPACK_OBJECT_STR)
+        return false;
+    *s = v->via.str.ptr;
+    *len = v->via.str.size;
+    return true;
+}
+
+/* A binary: *p points at its *len bytes. */
+static inline bool gs_get_bin(const gs_value *v, const void **p, uint32_t *len)
+{
+    if (v == NULL || v->type != MSGPACK_OBJECT_BIN)
+        return false;
+    *p = v->via.bin.ptr;
+    *len = v->via.bin.size;
+    return true;
+}
+
 /* ---- results --------------------------------------------------------- */
 
 static inline gs_result gs_result_of(gs_action a)
@@ -568,6 +624,95 @@ static inline gs_pair *gs_scratch_pairs(gs_server *self, uint32_t n)
     for (uint32_t i = 0; i < n; i++)
         p[i].key = p[i].val = gs_nil();
     return p;
+}
+
+/* ---- building values to return (in the scratch arena) ---------------- *
+ * A value a callback returns is read after the callback has returned: it
+ * must not live on its stack. These build it in the scratch arena, which
+ * lives until then. The values given them are copied shallowly: what they
+ * point at (a string, another array) must live as long; gs_scratch_copy
+ * copies deep. */
+
+/* [item, ...]: n values. gs_tuple(self, 2, gs_str("ok"), gs_int(n)). */
+static inline gs_value gs_tuple(gs_server *self, uint32_t n, ...)
+{
+    gs_value *a = (gs_value *)gs_scratch_alloc(self, n * sizeof *a);
+    va_list ap;
+    va_start(ap, n);
+    for (uint32_t i = 0; i < n; i++)
+        a[i] = va_arg(ap, gs_value);
+    va_end(ap);
+    return gs_array(a, n);
+}
+
+/* One entry for gs_map_of: the key a string (not copied). */
+static inline gs_pair gs_kv(const char *key, gs_value val)
+{
+    gs_pair p;
+    p.key = gs_str(key);
+    p.val = val;
+    return p;
+}
+
+/* {key: val, ...}: n entries, each gs_kv(key, val). */
+static inline gs_value gs_map_of(gs_server *self, uint32_t n, ...)
+{
+    gs_pair *p = (gs_pair *)gs_scratch_alloc(self, n * sizeof *p);
+    va_list ap;
+    va_start(ap, n);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = va_arg(ap, gs_pair);
+    va_end(ap);
+    return gs_map(p, n);
+}
+
+/* ["error", [code, detail]]: how a module answers a request it cannot
+ * serve, e.g. gs_reply(gs_error_reply(self, "unknown_call", *request)). */
+static inline gs_value gs_error_reply(gs_server *self, const char *code, gs_value detail)
+{
+    return gs_tuple(self, 2, gs_str("error"), gs_tuple(self, 2, gs_str(code), detail));
+}
+
+/* A deep copy of v in the scratch arena: to return a value that points at
+ * your stack, or at memory you free before returning (as SQLite's
+ * SQLITE_TRANSIENT asks for a copy). */
+static inline gs_value gs_scratch_copy(gs_server *self, const gs_value *v)
+{
+    gs_value c = *v;
+    switch (v->type) {
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN: {
+        char *b = (char *)gs_scratch_alloc(self, v->via.str.size);
+        memcpy(b, v->via.str.ptr, v->via.str.size);
+        c.via.str.ptr = b;
+        break;
+    }
+    case MSGPACK_OBJECT_EXT: {
+        char *b = (char *)gs_scratch_alloc(self, v->via.ext.size);
+        memcpy(b, v->via.ext.ptr, v->via.ext.size);
+        c.via.ext.ptr = b;
+        break;
+    }
+    case MSGPACK_OBJECT_ARRAY: {
+        gs_value *a = (gs_value *)gs_scratch_alloc(self, v->via.array.size * sizeof *a);
+        for (uint32_t i = 0; i < v->via.array.size; i++)
+            a[i] = gs_scratch_copy(self, &v->via.array.ptr[i]);
+        c.via.array.ptr = a;
+        break;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        gs_pair *p = (gs_pair *)gs_scratch_alloc(self, v->via.map.size * sizeof *p);
+        for (uint32_t i = 0; i < v->via.map.size; i++) {
+            p[i].key = gs_scratch_copy(self, &v->via.map.ptr[i].key);
+            p[i].val = gs_scratch_copy(self, &v->via.map.ptr[i].val);
+        }
+        c.via.map.ptr = p;
+        break;
+    }
+    default:
+        break;
+    }
+    return c;
 }
 
 /* A deep copy of v in one allocation, yours to keep; free it with
