@@ -241,13 +241,11 @@ static void conn_parse(struct conn *c)
 {
     size_t off = 0, len;
     struct gsp_envelope env;
-    sched_read_begins();
-    loop_clock_tick(); /* the requests of this round take their deadlines from it */
-    int64_t start = loop_clock_us;
+    sched_round_begin(); /* its requests take their deadlines from the clock it reads */
     unsigned served = 0;
     backlog_set(c, false);
     while (!c->closing && !c->blocked && off < c->in.len) {
-        if (served++ == CONN_ROUND || loop_clock_us - start >= LOOP_SLICE_US) {
+        if (served++ == CONN_ROUND || sched_round_over()) {
             backlog_set(c, true);
             break;
         }

@@ -311,9 +311,9 @@ struct gsp_span server_encode(struct server *s, const gs_value *v, const char *i
 /* What stands for a value of s's over the limits: the string `instead`,
  * encoded in scratch memory; logged. */
 struct gsp_span server_instead(const struct server *s, const char *instead);
-/* A call from a client, in the read that brought it: the messages queued
+/* A call from a client, in the round that reads it: the messages queued
  * before it are handled first, then the call itself, without a copy, when
- * s is running and the read may still run callbacks (sched_run_now);
+ * s is running and the round may still run callbacks (sched_run_now);
  * otherwise it is queued like any message. Either way it goes the one way
  * a message reaches a server (server_post's), with the same accounting.
  * s may have ended when this returns (still allocated until the loop reaps
@@ -378,11 +378,14 @@ void registry_which_page(struct gsp_buf *out, uint64_t after, uint64_t count);
 void sched_init(void);
 void sched_free(void);
 void sched_wake(struct server *s); /* s has mail: give it turns */
-/* Messages handled as the read that brought them is served, outside a
- * turn (server_call): up to SCHED_PER_TURN per read, so a read's work
- * stays bounded like a turn's. sched_read_begins starts a read's count;
- * sched_run_now takes one, false when none is left (and outside a read). */
-void sched_read_begins(void);
+/* A connection's round (conn_parse) is bounded as a turn is: its time
+ * slice (LOOP_SLICE_US) starts at sched_round_begin, which also reads the
+ * loop's clock, and sched_round_over says when it has passed. Messages it
+ * handles at once, outside a turn (server_call: the call and what its
+ * server had queued before it), take one each from sched_run_now: false
+ * once SCHED_PER_TURN have run in the round or its slice has passed. */
+void sched_round_begin(void);
+bool sched_round_over(void);
 bool sched_run_now(void);
 void sched_forget(struct server *s);
 /* s has ended: it is freed (server_free) by a loop event of its own, once

@@ -388,8 +388,6 @@ static void pack_name(msgpack_packer *pk, const char *name)
         msgpack_pack_nil(pk);
 }
 
-/* which: [] every server, its result kept by the registry between
- * changes; [after_id, count] one page. */
 /* An answer of n bytes (or more) that would take the daemon over its
  * memory budget is refused before it is built: overloaded, as a request
  * made over the budget is, rather than a reader cut off for it later. */
@@ -403,6 +401,8 @@ static bool room_for(struct req *r, uint64_t n)
     return false;
 }
 
+/* which: [] every server, its result kept by the registry between
+ * changes; [after_id, count] one page. */
 static void m_which(struct req *r)
 {
     if (r->n == 0) {

@@ -1,8 +1,9 @@
 /* sched.c — the run queue: every server with mail gets a bounded share of
  * each loop turn (SCHED_PER_SERVER messages), a turn is bounded in
  * messages and in time (LOOP_SLICE_US), and the loop polls its sockets
- * between turns. Servers
- * that have ended are freed here too, by an event of their own. */
+ * between turns. A connection's round, which may run callbacks at once,
+ * is bounded the same way (sched_round_begin). Servers that have ended
+ * are freed here too, by an event of their own. */
 #include "gsd.h"
 
 static TAILQ_HEAD(, server) runq = TAILQ_HEAD_INITIALIZER(runq);
@@ -10,7 +11,8 @@ static struct event *kick; /* made active: runs in this loop pass */
 static struct event *turn; /* a zero timer: runs after the next poll */
 static bool pending;       /* a turn is due (or running) */
 static unsigned woken;     /* messages posted since the last turn */
-static unsigned now_left;  /* messages the current read may still handle at once */
+static unsigned now_left;  /* messages the current round may still handle at once */
+static int64_t slice_from; /* loop_clock_us as the current round or turn began */
 static struct event *reaper; /* made active: frees the servers that have ended */
 /* Ended servers, to be freed, linked by run_link: off the run queue for
  * good (sched_forget, and sched_wake refuses them). */
@@ -67,14 +69,32 @@ void sched_wake(struct server *s)
     arm();
 }
 
-void sched_read_begins(void)
+/* A round and a turn never run inside one another: they share the slice. */
+static void slice_begin(void)
+{
+    loop_clock_tick();
+    slice_from = loop_clock_us;
+}
+
+static bool slice_over(void)
+{
+    return loop_clock_us - slice_from >= LOOP_SLICE_US;
+}
+
+void sched_round_begin(void)
 {
     now_left = SCHED_PER_TURN;
+    slice_begin();
+}
+
+bool sched_round_over(void)
+{
+    return slice_over();
 }
 
 bool sched_run_now(void)
 {
-    if (now_left == 0)
+    if (now_left == 0 || slice_over())
         return false;
     now_left--;
     return true;
@@ -115,14 +135,13 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int budget = SCHED_PER_TURN;
-    loop_clock_tick();
-    int64_t start = loop_clock_us;
-    while (budget > 0 && !TAILQ_EMPTY(&runq) && loop_clock_us - start < LOOP_SLICE_US) {
+    slice_begin();
+    while (budget > 0 && !TAILQ_EMPTY(&runq) && !slice_over()) {
         struct server *s = TAILQ_FIRST(&runq);
         TAILQ_REMOVE(&runq, s, run_link);
         s->runnable = false;
         for (int i = 0; i < SCHED_PER_SERVER && budget > 0 && s->status != SERVER_ENDED &&
-                        !STAILQ_EMPTY(&s->mbox.q) && loop_clock_us - start < LOOP_SLICE_US;
+                        !STAILQ_EMPTY(&s->mbox.q) && !slice_over();
              i++, budget--)
             server_run_one(s);
         /* Back of the queue if it still has mail: round robin. (A server

@@ -68,7 +68,7 @@ int64_t loop_clock_tick(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     loop_clock_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    return loop_clock_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return loop_clock_ms = loop_clock_us / 1000;
 }
 
 const char *value_text(char *buf, size_t size, const msgpack_object *v)

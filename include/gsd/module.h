@@ -675,24 +675,22 @@ static inline gs_value gs_error_reply(gs_server *self, const char *code, gs_valu
 
 /* A deep copy of v in the scratch arena: to return a value that points at
  * your stack, or at memory you free before returning (as SQLite's
- * SQLITE_TRANSIENT asks for a copy). */
+ * SQLITE_TRANSIENT asks for a copy). gs_scratch_bytes copies n bytes. */
+static inline const char *gs_scratch_bytes(gs_server *self, const char *p, uint32_t n)
+{
+    return (const char *)memcpy(gs_scratch_alloc(self, n), p, n);
+}
 static inline gs_value gs_scratch_copy(gs_server *self, const gs_value *v)
 {
     gs_value c = *v;
     switch (v->type) {
     case MSGPACK_OBJECT_STR:
-    case MSGPACK_OBJECT_BIN: {
-        char *b = (char *)gs_scratch_alloc(self, v->via.str.size);
-        memcpy(b, v->via.str.ptr, v->via.str.size);
-        c.via.str.ptr = b;
+    case MSGPACK_OBJECT_BIN:
+        c.via.str.ptr = gs_scratch_bytes(self, v->via.str.ptr, v->via.str.size);
         break;
-    }
-    case MSGPACK_OBJECT_EXT: {
-        char *b = (char *)gs_scratch_alloc(self, v->via.ext.size);
-        memcpy(b, v->via.ext.ptr, v->via.ext.size);
-        c.via.ext.ptr = b;
+    case MSGPACK_OBJECT_EXT:
+        c.via.ext.ptr = gs_scratch_bytes(self, v->via.ext.ptr, v->via.ext.size);
         break;
-    }
     case MSGPACK_OBJECT_ARRAY: {
         gs_value *a = (gs_value *)gs_scratch_alloc(self, v->via.array.size * sizeof *a);
         for (uint32_t i = 0; i < v->via.array.size; i++)
