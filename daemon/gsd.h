@@ -108,6 +108,40 @@ extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_
  * the daemon encoded, or a span of a framed message). */
 bool value_fits(const void *p, size_t len, unsigned wrapping);
 
+/* ---- fault.c: what a crash leaves behind ----------------------------- */
+/* Module callbacks, by the module API's names (callback_names). */
+enum callback {
+    CB_NONE,
+    CB_INIT,
+    CB_HANDLE_CALL,
+    CB_HANDLE_CAST,
+    CB_HANDLE_INFO,
+    CB_TERMINATE,
+    CB_FORMAT_STATE,
+    CB_CODE_CHANGE,
+    CB_HIBERNATE,
+    CB_FREE_STATE,
+    CB_COUNT
+};
+extern const char *const callback_names[CB_COUNT]; /* "init", "handle_call", ...; "-" for none */
+/* The module code running at this moment: set around every callback, read
+ * by the fatal-signal handler for its one line. Callbacks never nest. */
+struct running {
+    const struct server *server;
+    enum callback cb;
+};
+extern volatile struct running running;
+static inline void running_enter(const struct server *s, enum callback cb)
+{
+    running.server = s;
+    running.cb = cb;
+}
+static inline void running_leave(void)
+{
+    running.cb = CB_NONE;
+    running.server = NULL;
+}
+
 /* ---- limits.c ---------------------------------------------------------- */
 /* Every configurable limit, in one place. Defaults are set in limits.c; the
  * configuration file may change them, and a reload applies them to what

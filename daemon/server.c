@@ -22,9 +22,11 @@
 
 int64_t slow_callback_ms = 100;
 
-static const char *const kind_names[] = {
-    [MSG_INIT] = "init",        [MSG_CALL] = "handle_call", [MSG_CAST] = "handle_cast",
-    [MSG_INFO] = "handle_info", [MSG_STOP] = "terminate",   [MSG_STATE] = "format_state"};
+/* The callback each kind of message is for. */
+static const enum callback kind_callbacks[] = {
+    [MSG_INIT] = CB_INIT,         [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
+    [MSG_INFO] = CB_HANDLE_INFO,  [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
+#define kind_name(k) callback_names[kind_callbacks[k]]
 
 #define SELF(s) ((gs_server *)(s))
 
@@ -132,8 +134,11 @@ static void after_callback(struct server *s, const gs_result *r)
         s->timeout = NULL;
         s->status = SERVER_HIBERNATING;
         registry_changed(); /* which shows the status */
-        if (s->mod->desc->hibernate)
+        if (s->mod->desc->hibernate) {
+            running_enter(s, CB_HIBERNATE);
             s->mod->desc->hibernate(SELF(s), &s->state);
+            running_leave();
+        }
     } else if (r->timeout_ms >= 0 && STAILQ_EMPTY(&s->mbox.q)) {
         if (s->timeout == NULL)
             s->timeout = loop_event(LOOP_PRIO_OWN, -1, 0, timeout_fire, s);
@@ -181,7 +186,9 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
         answer_starter(s, reason);
     else if (s->mod->desc->terminate) {
         int64_t t0 = now_ms();
+        running_enter(s, CB_TERMINATE);
         s->mod->desc->terminate(SELF(s), &why, &s->state);
+        running_leave();
         int64_t took = now_ms() - t0;
         if (took >= slow_callback_ms)
             log_msg(LOG_WARN, "server %llu (%s): terminate took %lld ms", (unsigned long long)s->id,
@@ -292,7 +299,7 @@ static void server_result(struct server *s, struct msg *m, gs_result *r)
         char other[32];
         snprintf(other, sizeof other, "an unknown action (%u)", a);
         log_msg(LOG_ERR, "server %llu (%s): %s returned %s%s, which it may not: stopped",
-                (unsigned long long)s->id, label(s), kind_names[m->kind],
+                (unsigned long long)s->id, label(s), kind_name(m->kind),
                 a < sizeof actions / sizeof actions[0] ? actions[a] : other,
                 r->action == GS_STOP ? " with a reply" : "");
         *r = gs_stop(gs_str("bad_return_value"));
@@ -329,7 +336,9 @@ static void handle_state(struct server *s, struct msg *m)
             waiter_error_str(w, GSP_UNSUPPORTED, "the module has no format_state");
         return;
     }
+    running_enter(s, CB_FORMAT_STATE);
     gs_value v = s->mod->desc->format_state(SELF(s), s->state);
+    running_leave();
     struct gsp_span shown = server_encode(s, &v, "state_too_large");
     struct waiter *w = waiter_find(m->waiter); /* after: format_state ran module code */
     if (w)
@@ -341,7 +350,7 @@ static void handle_state(struct server *s, struct msg *m)
 static void undecodable(struct server *s, struct msg *m)
 {
     log_msg(LOG_ERR, "server %llu (%s): undecodable %s message dropped", (unsigned long long)s->id,
-            label(s), kind_names[m->kind]);
+            label(s), kind_name(m->kind));
     struct waiter *w = waiter_find(m->waiter);
     if (w)
         waiter_error_str(w, GSP_BADARG, "undecodable message");
@@ -411,12 +420,14 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
     } else {
         int64_t t0 = at_once ? loop_clock_ms : loop_clock_tick();
         gs_result r;
+        running_enter(s, kind_callbacks[m->kind]);
         bool ran = dispatch(s, m, data, &v, &r);
+        running_leave();
         int64_t took = loop_clock_tick() - t0;
         if (took >= slow_callback_ms && m->kind != MSG_STOP) {
             s->stats.slow++;
             log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
-                    label(s), s->mod->name, kind_names[m->kind], (long long)took);
+                    label(s), s->mod->name, kind_name(m->kind), (long long)took);
         }
         if (ran)
             server_result(s, m, &r);

@@ -40,7 +40,9 @@ static bool convert(struct server *s, struct module *to, void **state, struct gs
     gs_value vsns[3];
     if (to->desc->code_change) {
         gs_value extra = gs_nil();
+        running_enter(s, CB_CODE_CHANGE);
         r = to->desc->code_change(SELF(s), s->mod->desc->vsn, state, &extra);
+        running_leave();
     } else if (module_state_vsn(s->mod) == module_state_vsn(to)) {
         return true;
     } else {
@@ -75,8 +77,11 @@ struct server *server_upgrade(struct module *from, struct module *to, unsigned *
     if (done < mv.n) {
         failed = mv.s[done]; /* the caller names it: ending it is for another loop turn */
         for (size_t i = 0; i < done; i++)
-            if (mv.state[i] != mv.s[i]->state)
+            if (mv.state[i] != mv.s[i]->state) {
+                running_enter(mv.s[i], CB_FREE_STATE);
                 to->desc->free_state(SELF(mv.s[i]), to->desc->vsn, mv.state[i]);
+                running_leave();
+            }
     } else {
         for (size_t i = 0; i < mv.n; i++) {
             struct server *s = mv.s[i];
@@ -85,8 +90,11 @@ struct server *server_upgrade(struct module *from, struct module *to, unsigned *
             s->mod = to;
             from->servers--;
             to->servers++;
-            if (old != s->state)
+            if (old != s->state) {
+                running_enter(s, CB_FREE_STATE);
                 to->desc->free_state(SELF(s), from->desc->vsn, old);
+                running_leave();
+            }
         }
         *moved = (unsigned)mv.n;
     }
