@@ -254,7 +254,8 @@ static const struct command commands[] = {
                 " (i.e. when gsctl exits)\n"
                 "  --timeout MS           time allowed for init\n"
                 "  --restart permanent|transient|temporary\n"
-                "  --mailbox-limit N      mailbox length limit",
+                "  --mailbox-limit N      mailbox length limit\n"
+                "  --isolate[=GROUP]      run it in a worker process of its own (or GROUP's)",
         .min = 1,
         .max = 3,
         .run = run_start,
@@ -465,7 +466,9 @@ static int start_flag(struct ctx *x, int argc, char **argv, int i)
     size_t len = eq ? (size_t)(eq - flag) : strlen(flag);
     msgpack_object v = {.type = MSGPACK_OBJECT_NIL};
     int used = 1;
-    bool takes_value = !(len == 6 && memcmp(flag, "--link", 6) == 0);
+    bool isolate = len == 9 && memcmp(flag, "--isolate", 9) == 0;
+    /* --isolate alone: a worker of its own; --isolate=GROUP: that group's. */
+    bool takes_value = !(len == 6 && memcmp(flag, "--link", 6) == 0) && !isolate;
     const char *val = NULL;
     if (takes_value) {
         if (eq)
@@ -474,7 +477,7 @@ static int start_flag(struct ctx *x, int argc, char **argv, int i)
             val = argv[i + 1], used = 2;
         else
             return bad(x, "%.*s needs a value", (int)len, flag);
-    } else if (eq) {
+    } else if (eq && !isolate) {
         return bad(x, "--link takes no value");
     }
     uint64_t n;
@@ -495,6 +498,16 @@ static int start_flag(struct ctx *x, int argc, char **argv, int i)
         v.via.str.ptr = val;
         v.via.str.size = (uint32_t)strlen(val);
         add_option(x, "restart", v);
+    } else if (isolate) {
+        if (eq) {
+            v.type = MSGPACK_OBJECT_STR;
+            v.via.str.ptr = eq + 1;
+            v.via.str.size = (uint32_t)strlen(eq + 1);
+        } else {
+            v.type = MSGPACK_OBJECT_BOOLEAN;
+            v.via.boolean = true;
+        }
+        add_option(x, "isolate", v);
     } else if (len == 15 && memcmp(flag, "--mailbox-limit", 15) == 0) {
         if (!parse_u64(val, &n))
             return bad(x, "--mailbox-limit wants a count, not \"%s\"", val);

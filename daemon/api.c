@@ -35,15 +35,19 @@ const uint8_t *api_encode(const gs_value *v, size_t *len)
     return p;
 }
 
+void api_log_line(struct server *s, int level, const char *text, size_t len)
+{
+    level = level < LOG_ERR ? LOG_ERR : level > LOG_DEBUG ? LOG_DEBUG : level;
+    /* Each module rate-limited on its own: a noisy one hides no other's. */
+    log_keyed(level, s->mod->desc, "server %llu (%s, %s): %.*s", (unsigned long long)s->id,
+              s->name ? s->name : "-", s->mod->name, (int)len, text);
+}
+
 static void api_log(gs_server *self, int level, const char *fmt, va_list ap)
 {
     char line[900];
-    vsnprintf(line, sizeof line, fmt, ap);
-    struct server *s = S(self);
-    level = level < LOG_ERR ? LOG_ERR : level > LOG_DEBUG ? LOG_DEBUG : level;
-    /* Each module rate-limited on its own: a noisy one hides no other's. */
-    log_keyed(level, s->mod->desc, "server %llu (%s, %s): %s", (unsigned long long)s->id,
-              s->name ? s->name : "-", s->mod->name, line);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    api_log_line(S(self), level, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 static uint64_t api_self_id(gs_server *self)
@@ -95,7 +99,7 @@ static uint64_t api_timer_start(gs_server *self, uint64_t ms, gs_value msg)
     const uint8_t *p = api_encode(&msg, &len);
     if (p == NULL)
         return 0;
-    return stimer_start(S(self), ms > INT32_MAX ? INT32_MAX : (int64_t)ms, p, len);
+    return stimer_start(S(self), ms > INT32_MAX ? INT32_MAX : (int64_t)ms, p, len, 0);
 }
 
 static int api_timer_cancel(gs_server *self, uint64_t ref)
@@ -125,24 +129,30 @@ static int api_send(gs_server *self, gs_value server, gs_value msg)
     return post(server, MSG_INFO, msg);
 }
 
-static uint64_t api_call(gs_server *self, gs_value server, gs_value request, int64_t timeout_ms)
+void api_call_as(struct server *s, uint64_t ref, const gs_value *server, const gs_value *request,
+                 int64_t timeout_ms)
 {
-    uint64_t ref = next_ref();
-    struct waiter *w = waiter_for_server(S(self)->id, ref, timeout_ms < 0 ? -1 : timeout_ms);
-    struct server *target = server_lookup(&server);
+    struct waiter *w = waiter_for_server(s->id, ref, timeout_ms < 0 ? -1 : timeout_ms);
+    struct server *target = server_lookup(server);
     size_t len;
-    const uint8_t *p = api_encode(&request, &len);
+    const uint8_t *p = api_encode(request, &len);
     if (target == NULL) {
         waiter_error_str(w, GSP_NOPROC, "no such server");
-        return ref;
+        return;
     }
     if (p == NULL) {
         waiter_error_str(w, GSP_TOO_LARGE, "request over the message limits");
-        return ref;
+        return;
     }
     w->call = true;
     waiter_attach(w, target);
     server_post(target, MSG_CALL, w->id, p, len);
+}
+
+static uint64_t api_call(gs_server *self, gs_value server, gs_value request, int64_t timeout_ms)
+{
+    uint64_t ref = next_ref();
+    api_call_as(S(self), ref, &server, &request, timeout_ms);
     return ref;
 }
 

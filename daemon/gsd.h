@@ -141,6 +141,12 @@ static inline void running_leave(void)
     running.cb = CB_NONE;
     running.server = NULL;
 }
+/* Installs the handlers that write that line: for a fatal signal (then
+ * the daemon dies of it), and for exit() called by a module (then the
+ * daemon ends with status 70, EX_SOFTWARE). First thing in main. */
+void fault_init(void);
+/* The exit that follows is the daemon's own, whatever its status. */
+void fault_exiting(void);
 
 /* ---- limits.c ---------------------------------------------------------- */
 /* Every configurable limit, in one place. Defaults are set in limits.c; the
@@ -227,7 +233,8 @@ enum msg_kind { MSG_INIT, MSG_CALL, MSG_CAST, MSG_INFO, MSG_STOP, MSG_STATE };
 struct msg {
     STAILQ_ENTRY(msg) link;
     enum msg_kind kind;
-    uint64_t waiter; /* MSG_INIT, MSG_CALL, MSG_STOP, MSG_STATE: who waits; 0 none */
+    uint64_t waiter; /* MSG_INIT, MSG_CALL, MSG_STOP, MSG_STATE: who waits; 0 none;
+                      * MSG_INFO: the ref of the gs_timer_start that sent it, or 0 */
     uint32_t len;    /* bytes of data */
     uint8_t data[];  /* args, request, message or reason, as msgpack */
 };
@@ -324,15 +331,30 @@ struct server {
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
     struct sup_child *sup;         /* its supervision (supervise.c), or NULL */
+    /* Isolated (worker.c): the worker its callbacks run in, or NULL. */
+    struct worker *worker;
+    STAILQ_HEAD(, msg) sent; /* handed to the worker, in order, their results due */
+    uint32_t nsent;
+    bool hosted;             /* the worker holds it (its init was sent): it must end there */
+    bool killed;             /* its worker was killed while it ran terminate: reason "killed" */
+    uint8_t *end_reason;     /* while terminate runs in the worker: the reason, and */
+    size_t end_reason_len;
+    struct farewell *end_bye; /* the farewell, answered after it */
+    struct event *end_timer;  /* the worker is killed if terminate outruns this */
+    LIST_ENTRY(server) worker_link; /* in worker->servers */
     UT_hash_handle hh_id, hh_name;
 };
 
 extern int64_t slow_callback_ms; /* threshold for the slow-callback log */
 
 /* Creates and registers a server (the name must be free) and queues its
- * init; the waiter `starter` hears the id, or why there is none. */
+ * init; the waiter `starter` hears the id, or why there is none. isolate:
+ * NULL runs it in the daemon, "" in a worker of its own, a group name in
+ * that group's worker; NULL with the reason in err if no worker could
+ * start (nothing was registered, starter untouched). */
 struct server *server_start(struct module *mod, const char *name, size_t name_len, const void *args,
-                            size_t args_len, int64_t init_timeout, uint64_t starter);
+                            size_t args_len, int64_t init_timeout, uint64_t starter,
+                            const char *isolate, char *err, size_t errlen);
 /* Queues a message; false if the server has ended. */
 bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
                  size_t len);
@@ -365,11 +387,77 @@ struct farewell {
  * NULL), ["exit", reason] to every other waiter, downs to monitors; the name
  * is free again. reason is encoded msgpack. */
 void server_end(struct server *s, struct gsp_span reason, const struct farewell *bye);
+/* The second half of server_end for a server whose terminate ran in its
+ * worker (or could not: the worker died): the farewell, the exits, the
+ * downs, the name freed, supervision told. */
+void server_end_finish(struct server *s);
+/* A callback's result from s's worker, for the oldest message sent to it:
+ * read as server_result reads an in-process one. took_us: its run time. */
+void server_worker_result(struct server *s, gs_result *r, int64_t took_us);
+/* s has mail it can handle now: its mailbox is not empty and, when it is
+ * isolated, its worker can take more. */
+bool server_has_work(const struct server *s);
+/* May a callback for a message of that kind return r? Anything else is a
+ * stop with reason "bad_return_value", as in OTP (server.c), and a worker
+ * reads it the same way. */
+static inline bool result_allowed(enum msg_kind kind, const gs_result *r)
+{
+    switch (r->action) {
+    case GS_OK:
+    case GS_IGNORE:
+        return kind == MSG_INIT;
+    case GS_REPLY:
+        return kind == MSG_CALL;
+    case GS_NOREPLY:
+        return kind != MSG_INIT;
+    case GS_STOP:
+        return !r->has_reply || kind == MSG_CALL;
+    default:
+        return false;
+    }
+}
 /* Frees an ended server (sched.c's reaper, never anyone else). */
 void server_free(struct server *s);
 const char *server_status_name(const struct server *s);
 /* Resolves a server reference value (str name, uint id). */
 struct server *server_lookup(const gs_value *ref);
+
+/* ---- worker.c: isolated servers' processes ---------------------------- */
+/* A worker is a process (gsd --worker) that runs the callbacks of the
+ * servers placed in it; the daemon keeps everything else (names, mailboxes,
+ * waiters, monitors, timers) and talks to it over a socketpair in frames
+ * of its own (wlink.h), written once per loop pass. A worker hosting a
+ * group's servers lives as long as it hosts one; a worker of one server
+ * ends with it. A worker that dies ends each of its servers with
+ * ["crashed", SIGNAL] or ["exit_status", n] ("killed" when the daemon
+ * killed it), one log line naming the callback it was running. */
+#define WORKER_WINDOW 64 /* messages of one server sent ahead of their results */
+struct worker_settings {
+    uint64_t memory; /* RSS in bytes past which a worker is killed; 0 none */
+    uid_t uid;       /* run as this user ((uid_t)-1: the daemon's) */
+    gid_t gid;
+};
+extern struct worker_settings worker_settings;
+/* Places s in a worker: group NULL or "" its own, else the group's (started
+ * when it has none). False with a reason in err if no worker could start. */
+bool worker_place(struct server *s, const char *group, char *err, size_t errlen);
+/* Hands s's next messages, in mailbox order, to its worker, within
+ * WORKER_WINDOW; a stop waits until every earlier message has its result,
+ * then ends s here (server_end). */
+void worker_feed(struct server *s);
+bool worker_can_take(const struct server *s);
+/* Asks s's worker to run terminate with reason (encoded) and let s go;
+ * ms: how long terminate may take before the worker is killed. */
+void worker_end(struct server *s, struct gsp_span reason, int64_t ms);
+/* s has ended for good: the worker holds nothing of it any more. */
+void worker_forget(struct server *s);
+bool worker_alive(const struct worker *w);
+pid_t worker_pid(const struct worker *w);
+unsigned worker_count(void);
+/* Kills every worker and waits for them (at exit). */
+void worker_free_all(void);
+/* The process side: `gsd --worker ...` runs this instead of the daemon. */
+int worker_main(int argc, char **argv);
 
 /* ---- upgrade.c --------------------------------------------------------- */
 /* Moves every server running `from` to `to`, each state converted by to's
@@ -519,7 +607,8 @@ void monitor_server_ended(struct server *s, struct gsp_span reason);
 void monitor_conn_closed(struct conn *c);
 
 /* ---- stimer.c: timers of gs_timer_start -------------------------------- */
-uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len);
+/* ref: 0 for a new one (next_ref), or the one an isolated server's worker chose. */
+uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len, uint64_t ref);
 int stimer_cancel(struct server *s, uint64_t ref);
 void stimer_clear(struct server *s);
 
@@ -531,6 +620,11 @@ const uint8_t *api_encode(const gs_value *v, size_t *len);
 /* The same, in a buffer valid until the next value_encode: for what is
  * copied at once (a message posted, a response packed). */
 const uint8_t *value_encode(const gs_value *v, size_t *len);
+/* gs_call and gs_log as an isolated server's worker asks for them: the ref
+ * is the one the worker chose, the line formatted there. */
+void api_call_as(struct server *s, uint64_t ref, const gs_value *server, const gs_value *request,
+                 int64_t timeout_ms);
+void api_log_line(struct server *s, int level, const char *text, size_t len);
 
 /* ---- conn.c ------------------------------------------------------------ */
 struct conn {
@@ -673,6 +767,7 @@ struct child_spec {
     size_t args_len;        /* encoded msgpack */
     int64_t init_timeout;   /* ms for init; -1 none */
     uint32_t mailbox_limit; /* 0: limits.mailbox */
+    char *isolate;          /* NULL: in the daemon; "": a worker of its own; a group */
     enum restart restart;
     struct intensity intensity;
 };

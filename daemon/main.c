@@ -113,9 +113,8 @@ static void fill_std_fds(void)
             _exit(1);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
-    fill_std_fds();
     limits_init();
     /* Buffers of a MiB and more (a large message, a slow reader's output)
      * are mapped on their own, so that freeing one gives it back to the
@@ -195,11 +194,23 @@ int main(int argc, char **argv)
     supervise_free();
     auth_free();
     config_free(&cfg);
+    worker_free_all();
     sched_free();
     scratch_free();
     module_unload_all();
     loop_free();
     if (rc == 0)
         log_msg(LOG_INFO, "stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--worker") == 0)
+        return worker_main(argc, argv);
+    fill_std_fds(); /* first: the handlers' line goes to descriptor 2 */
+    fault_init();
+    int rc = run(argc, argv);
+    fault_exiting(); /* every return of run is an orderly end, whatever its status */
     return rc;
 }

@@ -197,6 +197,8 @@ struct start_opts {
     int64_t timeout;
     enum restart restart;
     uint32_t mailbox_limit; /* 0: limits.mailbox */
+    const char *isolate;    /* child_spec's isolate; points into the request or "" */
+    char group[GSP_NAME_MAX + 1];
 };
 
 static bool restart_option(const gs_value *v, enum restart *r)
@@ -213,7 +215,9 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
     opts->timeout = -1;
     opts->restart = RESTART_TEMPORARY;
     opts->mailbox_limit = 0;
-    if (o->type == MSGPACK_OBJECT_NIL)
+    opts->isolate = NULL;
+    if (o->type == MSGPACK_OBJECT_NIL ||
+        (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0))
         return true;
     if (o->type != MSGPACK_OBJECT_MAP) {
         fail(r, GSP_BADARG, "options must be a map or nil");
@@ -232,7 +236,13 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
                  v->via.u64 > 0)
             opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
-        else {
+        else if (gs_is(k, "isolate") && v->type == MSGPACK_OBJECT_BOOLEAN)
+            opts->isolate = v->via.boolean ? "" : NULL;
+        else if (gs_is(k, "isolate") && is_str(v) && gsp_name_valid(v->via.str.ptr, v->via.str.size)) {
+            memcpy(opts->group, v->via.str.ptr, v->via.str.size);
+            opts->group[v->via.str.size] = 0;
+            opts->isolate = opts->group;
+        } else {
             char text[128];
             fail(r, GSP_BADARG, "bad start option %s", value_text(text, sizeof text, k));
             return false;
@@ -281,9 +291,14 @@ static void m_start(struct req *r)
     if (mod == NULL)
         return;
     struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
+    char err[256];
     struct server *s =
         server_start(mod, named ? name.via.str.ptr : NULL, named ? name.via.str.size : 0, args.ptr,
-                     args.len, opts.timeout, w->id);
+                     args.len, opts.timeout, w->id, opts.isolate, err, sizeof err);
+    if (s == NULL) {
+        waiter_error_str(w, GSP_OVERLOADED, err);
+        return;
+    }
     if (opts.mailbox_limit)
         s->mbox.limit = opts.mailbox_limit;
     if (opts.restart != RESTART_TEMPORARY) {
@@ -292,7 +307,7 @@ static void m_start(struct req *r)
             memcpy(copy, name.via.str.ptr, name.via.str.size);
         struct child_spec spec = {mod_name,     named ? copy : NULL, (uint8_t *)args.ptr,
                                   args.len,     opts.timeout,        opts.mailbox_limit,
-                                  opts.restart, intensity_default};
+                                  (char *)opts.isolate, opts.restart, intensity_default};
         supervise_adopt(s, &spec);
     }
     if (opts.link)
@@ -438,7 +453,7 @@ static void m_info(struct req *r)
     if (s == NULL)
         return;
     msgpack_packer *pk = ok(r);
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 17);
     kv_u64(pk, "id", s->id);
     gsp_pack_str(pk, "name");
     pack_name(pk, s->name);
@@ -462,6 +477,16 @@ static void m_info(struct req *r)
     gsp_pack_str(pk, "restart");
     gsp_pack_str(pk, restart_name(supervise_policy(s)));
     kv_u64(pk, "restarts", supervise_restarts(s));
+    gsp_pack_str(pk, "isolated");
+    if (s->worker)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    gsp_pack_str(pk, "worker");
+    if (s->worker)
+        msgpack_pack_int(pk, worker_pid(s->worker));
+    else
+        msgpack_pack_nil(pk);
 }
 
 static void m_get_state(struct req *r)

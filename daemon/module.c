@@ -10,8 +10,10 @@
 #include "gsd.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,48 @@ static off_t copy_all(int in, int out)
     }
 }
 
+/* The ELF headers of the copy, against its size: the loader maps each
+ * segment whole, and touching a page past the end of the file is SIGBUS,
+ * so a file cut short (one still being copied into place) must be refused
+ * here, not found out by the first callback. NULL if it holds, else why. */
+static const char *check_elf(int fd, uint64_t size, char *why, size_t n)
+{
+    ElfW(Ehdr) eh;
+    if (size < sizeof eh || pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) {
+        snprintf(why, n, "%llu bytes, shorter than an ELF header", (unsigned long long)size);
+        return why;
+    }
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+        return "no ELF magic";
+    if (eh.e_ident[EI_CLASS] != (__ELF_NATIVE_CLASS == 64 ? ELFCLASS64 : ELFCLASS32))
+        return __ELF_NATIVE_CLASS == 64 ? "not ELF class 64" : "not ELF class 32";
+    if (eh.e_type != ET_DYN)
+        return "not of type ET_DYN";
+    /* Each table within the file; counts are 16 bits and sizes checked, so
+     * the products cannot overflow. */
+    if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phoff > size ||
+        (uint64_t)eh.e_phnum * eh.e_phentsize > size - eh.e_phoff)
+        return "program header table missing or past the end of the file";
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        ElfW(Phdr) ph;
+        off_t at = (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph);
+        if (pread(fd, &ph, sizeof ph, at) != (ssize_t)sizeof ph)
+            return "program header unreadable";
+        if (ph.p_filesz > 0 && (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)) {
+            snprintf(why, n, "%s %u ends at byte %llu, past the file's %llu",
+                     ph.p_type == PT_LOAD ? "PT_LOAD segment" : "segment", i,
+                     (unsigned long long)ph.p_offset + ph.p_filesz, (unsigned long long)size);
+            return why;
+        }
+    }
+    /* Last: a file cut short loses it first, the segments say more. */
+    if (eh.e_shoff != 0 &&
+        (eh.e_shentsize != sizeof(ElfW(Shdr)) || eh.e_shoff > size ||
+         (uint64_t)(eh.e_shnum ? eh.e_shnum : 1) * eh.e_shentsize > size - eh.e_shoff))
+        return "section header table past the end of the file";
+    return NULL;
+}
+
 /* A private copy of the file, as a memory file; -1 with err on failure. */
 static int copy_file(int fd, const char *name, const char *path, char *err, size_t errlen)
 {
@@ -143,6 +187,12 @@ static int copy_file(int fd, const char *name, const char *path, char *err, size
         fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
         snprintf(err, errlen, "%s: copying: %s", path,
                  copied < 0 || copied == st.st_size ? strerror(errno) : "the file changed size");
+        close(mfd);
+        return -1;
+    }
+    /* On the sealed copy: what is checked is what dlopen maps. */
+    if ((why = check_elf(mfd, (uint64_t)copied, text, sizeof text)) != NULL) {
+        snprintf(err, errlen, "%s: truncated or not an ELF shared object (%s)", path, why);
         close(mfd);
         return -1;
     }

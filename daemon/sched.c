@@ -141,12 +141,12 @@ static void sched_turn(evutil_socket_t fd, short what, void *arg)
         TAILQ_REMOVE(&runq, s, run_link);
         s->runnable = false;
         for (int i = 0; i < SCHED_PER_SERVER && budget > 0 && s->status != SERVER_ENDED &&
-                        !STAILQ_EMPTY(&s->mbox.q) && !slice_over();
+                        server_has_work(s) && !slice_over();
              i++, budget--)
             server_run_one(s);
         /* Back of the queue if it still has mail: round robin. (A server
          * that posted to itself was queued again already.) */
-        if (!s->runnable && s->status != SERVER_ENDED && !STAILQ_EMPTY(&s->mbox.q)) {
+        if (!s->runnable && s->status != SERVER_ENDED && server_has_work(s)) {
             s->runnable = true;
             TAILQ_INSERT_TAIL(&runq, s, run_link);
         }

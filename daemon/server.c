@@ -63,7 +63,8 @@ struct server *server_lookup(const gs_value *ref)
 }
 
 struct server *server_start(struct module *mod, const char *name, size_t name_len, const void *args,
-                            size_t args_len, int64_t init_timeout, uint64_t starter)
+                            size_t args_len, int64_t init_timeout, uint64_t starter,
+                            const char *isolate, char *err, size_t errlen)
 {
     struct server *s = xcalloc(1, sizeof *s);
     s->id = registry_next_id();
@@ -78,6 +79,12 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     LIST_INIT(&s->watchers);
     LIST_INIT(&s->watching);
     mod->servers++;
+    if (isolate && !worker_place(s, isolate, err, errlen)) {
+        mod->servers--;
+        free(s->name);
+        free(s);
+        return NULL;
+    }
     registry_add(s);
     s->starter = starter;
     struct waiter *w = waiter_find(starter);
@@ -134,7 +141,7 @@ static void after_callback(struct server *s, const gs_result *r)
         s->timeout = NULL;
         s->status = SERVER_HIBERNATING;
         registry_changed(); /* which shows the status */
-        if (s->mod->desc->hibernate) {
+        if (s->mod->desc->hibernate && !s->worker) { /* a worker runs it itself */
             running_enter(s, CB_HIBERNATE);
             s->mod->desc->hibernate(SELF(s), &s->state);
             running_leave();
@@ -166,13 +173,28 @@ static void answer_starter(struct server *s, struct gsp_span reason)
         waiter_error(w, GSP_EXIT, reason);
 }
 
+/* What an isolated server's end keeps while its terminate runs in the worker. */
+static void keep_end(struct server *s, struct gsp_span reason, const struct farewell *bye)
+{
+    s->end_reason = memcpy(xmalloc(reason.len), reason.ptr, reason.len);
+    s->end_reason_len = reason.len;
+    if (bye) {
+        s->end_bye = xmalloc(sizeof *bye + bye->reply.len);
+        s->end_bye->waiter = bye->waiter;
+        s->end_bye->reply = bye->reply;
+        if (bye->reply.ptr)
+            s->end_bye->reply.ptr =
+                memcpy((uint8_t *)(s->end_bye + 1), bye->reply.ptr, bye->reply.len);
+    }
+}
+
+static void finish(struct server *s, struct gsp_span reason, const struct farewell *bye);
+
 void server_end(struct server *s, struct gsp_span reason, const struct farewell *bye)
 {
     if (s->status == SERVER_ENDED)
         return;
     bool init_ran = s->status != SERVER_STARTING;
-    gs_value why = gs_nil();
-    scratch_decode(reason, &why);
     /* Ended before terminate runs: whatever terminate sends to itself is
      * refused, and no one can queue for it any more. The farewell's caller
      * is detached first, so terminate cannot answer it in its place. */
@@ -184,7 +206,18 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
         waiter_detach(w);
     if (!init_ran)
         answer_starter(s, reason);
-    else if (s->mod->desc->terminate) {
+    if (s->hosted && worker_alive(s->worker)) {
+        /* terminate runs in the worker (if its init returned ok there); the
+         * rest once it has: by the stop's deadline, or the worker is killed. */
+        int64_t ms = w && w->deadline >= 0 ? w->deadline - now_ms() : limits.shutdown_ms;
+        worker_end(s, reason, ms < 0 ? 0 : ms);
+        if (init_ran) {
+            keep_end(s, reason, bye);
+            return;
+        }
+    } else if (init_ran && !s->worker && s->mod->desc->terminate) {
+        gs_value why = gs_nil();
+        scratch_decode(reason, &why);
         int64_t t0 = now_ms();
         running_enter(s, CB_TERMINATE);
         s->mod->desc->terminate(SELF(s), &why, &s->state);
@@ -194,9 +227,30 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
             log_msg(LOG_WARN, "server %llu (%s): terminate took %lld ms", (unsigned long long)s->id,
                     label(s), (long long)took);
     }
+    finish(s, reason, bye);
+}
+
+void server_end_finish(struct server *s)
+{
+    struct gsp_span reason = {s->end_reason, s->end_reason_len};
+    finish(s, reason, s->end_bye);
+    free(s->end_reason);
+    free(s->end_bye);
+    s->end_reason = NULL;
+    s->end_bye = NULL;
+}
+
+/* The end, once terminate has run (or could not). */
+static void finish(struct server *s, struct gsp_span reason, const struct farewell *bye)
+{
+    gs_value why = gs_nil();
+    scratch_decode(reason, &why);
+    struct waiter *w;
     /* The caller told goodbye hears it before any monitor hears the down. */
     if (bye && (w = waiter_find(bye->waiter)) != NULL)
         waiter_answer(w, GSP_OK, NULL, bye->reply, s);
+    if (s->worker)
+        worker_forget(s);
     registry_remove(s);
     if (s->timeout)
         event_free(s->timeout);
@@ -273,25 +327,7 @@ static void init_result(struct server *s, const gs_result *r)
  * return becomes a stop with reason "bad_return_value", as in OTP. */
 static void server_result(struct server *s, struct msg *m, gs_result *r)
 {
-    bool ok;
-    switch (r->action) {
-    case GS_OK:
-    case GS_IGNORE:
-        ok = m->kind == MSG_INIT;
-        break;
-    case GS_REPLY:
-        ok = m->kind == MSG_CALL;
-        break;
-    case GS_NOREPLY:
-        ok = m->kind != MSG_INIT;
-        break;
-    case GS_STOP:
-        ok = !r->has_reply || m->kind == MSG_CALL;
-        break;
-    default:
-        ok = false;
-    }
-    if (!ok) {
+    if (!result_allowed(m->kind, r)) {
         static const char *const actions[] = {"a zeroed result", "gs_ok()",   "gs_reply()",
                                               "gs_noreply()",    "gs_stop()", "gs_ignore()",
                                               "gs_error()"};
@@ -351,7 +387,7 @@ static void undecodable(struct server *s, struct msg *m)
 {
     log_msg(LOG_ERR, "server %llu (%s): undecodable %s message dropped", (unsigned long long)s->id,
             label(s), kind_name(m->kind));
-    struct waiter *w = waiter_find(m->waiter);
+    struct waiter *w = m->kind == MSG_INFO ? NULL : waiter_find(m->waiter);
     if (w)
         waiter_error_str(w, GSP_BADARG, "undecodable message");
     if (m->kind == MSG_INIT) {
@@ -437,6 +473,10 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
 
 void server_run_one(struct server *s)
 {
+    if (s->worker) {
+        worker_feed(s);
+        return;
+    }
     struct msg *m = mailbox_take(&s->mbox);
     if (m == NULL)
         return;
@@ -444,9 +484,48 @@ void server_run_one(struct server *s)
     msg_free(m);
 }
 
+/* May run a callback here and now: never an isolated server's. */
 static bool may_run(const struct server *s)
 {
-    return s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING;
+    return (s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING) && !s->worker;
+}
+
+bool server_has_work(const struct server *s)
+{
+    return s->worker ? worker_can_take(s) : !STAILQ_EMPTY(&s->mbox.q);
+}
+
+void server_worker_result(struct server *s, gs_result *r, int64_t took_us)
+{
+    struct msg *m = STAILQ_FIRST(&s->sent);
+    STAILQ_REMOVE_HEAD(&s->sent, link);
+    s->nsent--;
+    if (s->status != SERVER_ENDED) {
+        if (s->status == SERVER_HIBERNATING) {
+            s->status = SERVER_RUNNING;
+            registry_changed();
+        }
+        s->stats.calls += m->kind == MSG_CALL;
+        s->stats.casts += m->kind == MSG_CAST;
+        s->stats.infos += m->kind == MSG_INFO;
+        if (took_us / 1000 >= slow_callback_ms) {
+            s->stats.slow++;
+            log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
+                    label(s), s->mod->name, kind_name(m->kind), (long long)(took_us / 1000));
+        }
+        struct waiter *w;
+        if (m->kind != MSG_STATE)
+            server_result(s, m, r);
+        else if ((w = waiter_find(m->waiter)) == NULL)
+            ;
+        else if (!r->has_reply)
+            waiter_error_str(w, GSP_UNSUPPORTED, "the module has no format_state");
+        else
+            waiter_result(w, server_encode(s, &r->reply, "state_too_large"));
+    }
+    msg_free(m);
+    if (s->status != SERVER_ENDED && server_has_work(s))
+        sched_wake(s);
 }
 
 void server_call(struct server *s, uint64_t waiter, const void *data, size_t len)

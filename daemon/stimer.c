@@ -27,11 +27,11 @@ static void stimer_fire(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct stimer *t = arg;
-    server_post(t->server, MSG_INFO, 0, t->msg, t->len);
+    server_post(t->server, MSG_INFO, t->ref, t->msg, t->len);
     stimer_free(t);
 }
 
-uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len)
+uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len, uint64_t ref)
 {
     if (limits.timers && s->ntimers >= limits.timers) {
         if (!s->timers_logged)
@@ -43,7 +43,7 @@ uint64_t stimer_start(struct server *s, int64_t ms, const void *msg, size_t len)
     }
     s->ntimers++;
     struct stimer *t = xmalloc(sizeof *t + len);
-    t->ref = next_ref();
+    t->ref = ref ? ref : next_ref();
     t->server = s;
     t->len = len;
     memcpy(t->msg, msg, len);

@@ -83,6 +83,7 @@ static void spec_copy(struct child_spec *to, const struct child_spec *from)
     *to = *from;
     to->module = xstrndup(from->module, strlen(from->module));
     to->name = from->name ? xstrndup(from->name, strlen(from->name)) : NULL;
+    to->isolate = from->isolate ? xstrndup(from->isolate, strlen(from->isolate)) : NULL;
     to->args = xmalloc(from->args_len);
     memcpy(to->args, from->args, from->args_len);
 }
@@ -92,7 +93,8 @@ static bool spec_differs(const struct child_spec *a, const struct child_spec *b)
 {
     return strcmp(a->module, b->module) != 0 || a->args_len != b->args_len ||
            memcmp(a->args, b->args, a->args_len) != 0 || a->init_timeout != b->init_timeout ||
-           a->mailbox_limit != b->mailbox_limit;
+           a->mailbox_limit != b->mailbox_limit || !a->isolate != !b->isolate ||
+           (a->isolate && strcmp(a->isolate, b->isolate) != 0);
 }
 
 static void check_ready(void)
@@ -132,6 +134,7 @@ static void child_free(struct sup_child *ch)
     free(ch->spec.module);
     free(ch->spec.name);
     free(ch->spec.args);
+    free(ch->spec.isolate);
     free(ch->recent);
     free(ch);
 }
@@ -180,8 +183,13 @@ static bool child_start(struct sup_child *ch)
         return false;
     }
     const char *name = ch->spec.name;
-    struct server *s = server_start(m, name, name ? strlen(name) : 0, ch->spec.args,
-                                    ch->spec.args_len, ch->spec.init_timeout, 0);
+    struct server *s =
+        server_start(m, name, name ? strlen(name) : 0, ch->spec.args, ch->spec.args_len,
+                     ch->spec.init_timeout, 0, ch->spec.isolate, err, sizeof err);
+    if (s == NULL) {
+        log_msg(LOG_ERR, "server %s (%s) cannot start: %s", label(ch), ch->spec.module, err);
+        return false;
+    }
     attach(ch, s);
     return true;
 }

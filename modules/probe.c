@@ -1,12 +1,15 @@
 /*
  * probe — a server that does whatever it is asked, for tests and for
  * trying out the daemon: fail at init, answer late, stop on demand,
- * monitor others, and remember every message it is sent.
+ * monitor and call others, remember every message it is sent, and
+ * misbehave on purpose (crash, block, hold memory).
  *
  * args: nil, or a map:
  *   {"init": "stop", "reason": r}  init stops with r: start fails with
  *                                  init_stop, detail r
  *   {"init": "ignore"}             init ignores: start answers ignore
+ *   {"init": "crash", "how": h}    init crashes as ["crash", h] does (h
+ *                                  "segv" when absent)
  *   {"terminate_log": path}        terminate appends its reason to path as
  *                                  one line of JSON
  *
@@ -18,12 +21,28 @@
  *   call ["monitor", server]         -> the ref of a monitor on server
  *   call "infos"                     -> every message handle_info got,
  *                                       oldest first
+ *   call ["crash", how]              the callback crashes: how is "segv"
+ *                                    (a store through a null pointer),
+ *                                    "abort" (abort()) or "exit" (exit(3))
+ *   call ["block", ms]               -> "ok", after sleeping ms in the
+ *                                       callback (it blocks the loop)
+ *   call ["alloc", bytes]            -> the bytes now kept: the probe keeps
+ *                                       that many more, written so that
+ *                                       they are resident, until it ends
+ *   call ["call", server, request, timeout]
+ *                                    -> ["ok", reply], or ["error", code]
+ *                                       (the reason, for an exit): the
+ *                                       probe calls server (name, id or
+ *                                       remote reference) with gs_call and
+ *                                       answers when the reply comes;
+ *                                       timeout is ms, or nil for none
  *   cast ["stop", reason]            the probe stops
+ *   cast ["crash", how]              handle_cast crashes, as above
  *
  * "infos" holds raw sends, "timeout", ["down", ref, id, reason] from its
- * monitors: everything but the probe's own reply_after timers. A call it
- * does not know answers ["error", ["unknown_call", request]]; other casts
- * are logged and dropped.
+ * monitors: everything but the probe's own reply_after timers and the
+ * replies to its calls. A call it does not know answers
+ * ["error", ["unknown_call", request]]; other casts are logged and dropped.
  */
 #include <errno.h>
 #include <gsd/module.h>
@@ -31,11 +50,22 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct probe_pending {
     uint64_t id;     /* names it in its timer message, ["reply_after", id] */
     gs_from from;    /* the caller waiting for it */
     gs_value *value; /* owned copy of the reply */
+};
+
+struct probe_relay {
+    uint64_t ref; /* of our gs_call, in its ["reply", ref, error, result] */
+    gs_from from; /* the caller of ["call", ...] waiting for it */
+};
+
+struct probe_block { /* memory kept for ["alloc", bytes] */
+    struct probe_block *next;
+    char bytes[];
 };
 
 struct probe {
@@ -47,6 +77,11 @@ struct probe {
     uint32_t npending;             /* pending in use */
     uint32_t pending_cap;          /* pending allocated */
     uint64_t next_id;              /* id of the next reply_after */
+    struct probe_relay *relays;    /* ["call", ...] calls not yet answered */
+    uint32_t nrelays;              /* relays in use */
+    uint32_t relays_cap;           /* relays allocated */
+    struct probe_block *blocks;    /* what ["alloc", bytes] kept */
+    uint64_t kept;                 /* their bytes, in all */
 };
 
 /* items, grown if full to hold n + 1 of size bytes; NULL if out of memory. */
@@ -140,6 +175,36 @@ static void probe_json(FILE *f, const gs_value *v)
     }
 }
 
+/* A store through a null pointer. Both volatiles keep it a real store: the
+ * compiler cannot prove the pointer null, so it can neither drop the
+ * store nor turn it into a trap instruction (SIGILL). The sanitizers are
+ * off here so that it is a plain SIGSEGV in their builds too. */
+__attribute__((noinline, no_sanitize("address", "undefined"))) static void probe_segv(void)
+{
+    volatile int *volatile nowhere = NULL;
+    *nowhere = 1;
+}
+
+/* Crashes as how says; returns only if how is none of "segv", "abort",
+ * "exit". */
+static void probe_crash(const gs_value *how)
+{
+    if (gs_is(how, "segv"))
+        probe_segv();
+    else if (gs_is(how, "abort"))
+        abort();
+    else if (gs_is(how, "exit"))
+        exit(3);
+}
+
+/* Sleeps ms, whatever signals arrive meanwhile. */
+static void probe_block(int64_t ms)
+{
+    struct timespec left = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
+    while (nanosleep(&left, &left) < 0 && errno == EINTR)
+        continue;
+}
+
 static gs_result probe_init(gs_server *self, const gs_value *args, void **state)
 {
     const gs_value *mode = gs_map_get(args, "init");
@@ -152,6 +217,13 @@ static gs_result probe_init(gs_server *self, const gs_value *args, void **state)
     }
     if (mode && gs_is(mode, "ignore"))
         return gs_ignore();
+    if (mode && gs_is(mode, "crash")) {
+        const gs_value *how = gs_map_get(args, "how");
+        if (how == NULL)
+            probe_segv();
+        probe_crash(how);
+        return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args)); /* an unknown how */
+    }
     if (!gs_is_nil(args) &&
         (args->type != MSGPACK_OBJECT_MAP || (log && log->type != MSGPACK_OBJECT_STR))) {
         return gs_stop(gs_tuple(self, 2, gs_str("badarg"), *args));
@@ -166,10 +238,49 @@ static gs_result probe_init(gs_server *self, const gs_value *args, void **state)
     return gs_ok();
 }
 
+/* ["alloc", bytes]: keeps bytes more, touched so that they count in RSS. */
+static gs_result probe_alloc(gs_server *self, struct probe *p, uint64_t n)
+{
+    struct probe_block *b = n < SIZE_MAX - sizeof *b ? malloc(sizeof *b + n) : NULL;
+    if (b == NULL)
+        return gs_reply(gs_error_reply(self, "enomem", gs_uint(n)));
+    memset(b->bytes, 0xa5, n);
+    b->next = p->blocks;
+    p->blocks = b;
+    p->kept += n;
+    return gs_reply(gs_uint(p->kept));
+}
+
+/* Element i of v, nil if there is none. */
+static gs_value probe_item(const gs_value *v, uint32_t i)
+{
+    const gs_value *e = gs_at(v, i);
+    return e ? *e : gs_nil();
+}
+
+/* ["call", server, request, timeout]: the reply comes to probe_info. */
+static gs_result probe_relay(gs_server *self, struct probe *p, const gs_value *request,
+                             gs_from from)
+{
+    const gs_value *t = gs_at(request, 3);
+    int64_t ms = GS_INFINITY;
+    if (!gs_is_nil(t) && !gs_is(t, "infinity") && (!gs_get_int(t, &ms) || ms < 0))
+        return gs_reply(gs_error_reply(self, "unknown_call", *request));
+    struct probe_relay *r = probe_grow(p->relays, p->nrelays, &p->relays_cap, sizeof *r);
+    if (r == NULL)
+        return gs_stop(gs_str("enomem"));
+    p->relays = r;
+    r = &p->relays[p->nrelays++];
+    r->from = from;
+    r->ref = gs_call(self, *gs_at(request, 1), *gs_at(request, 2), ms); /* copied now */
+    return gs_noreply();
+}
+
 static gs_result probe_call(gs_server *self, const gs_value *request, gs_from from, void **state)
 {
     struct probe *p = *state;
     int64_t ms;
+    uint64_t n;
 
     if (gs_is_tuple(request, "echo", 2))
         return gs_reply(*gs_at(request, 1)); /* the request outlives our result */
@@ -198,6 +309,16 @@ static gs_result probe_call(gs_server *self, const gs_value *request, gs_from fr
             infos[i] = *p->infos[i];
         return gs_reply(gs_array(infos, p->ninfos));
     }
+    if (gs_is_tuple(request, "crash", 2))
+        probe_crash(gs_at(request, 1)); /* returns for an unknown how only */
+    if (gs_is_tuple(request, "block", 2) && gs_get_int(gs_at(request, 1), &ms) && ms >= 0) {
+        probe_block(ms);
+        return gs_reply(gs_str("ok"));
+    }
+    if (gs_is_tuple(request, "alloc", 2) && gs_get_uint(gs_at(request, 1), &n))
+        return probe_alloc(self, p, n);
+    if (gs_is_tuple(request, "call", 4))
+        return probe_relay(self, p, request, from);
     return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
@@ -206,6 +327,8 @@ static gs_result probe_cast(gs_server *self, const gs_value *request, void **sta
     (void)state;
     if (gs_is_tuple(request, "stop", 2))
         return gs_stop(*gs_at(request, 1));
+    if (gs_is_tuple(request, "crash", 2))
+        probe_crash(gs_at(request, 1)); /* returns for an unknown how only */
     gs_log(self, GS_LOG_WARNING, "unknown cast ignored");
     return gs_noreply();
 }
@@ -214,6 +337,7 @@ static gs_result probe_info(gs_server *self, const gs_value *msg, void **state)
 {
     struct probe *p = *state;
     int64_t id;
+    uint64_t ref;
 
     /* One of our reply_after timers: answer its caller, and forget it. */
     if (gs_is_tuple(msg, "reply_after", 2) && gs_get_int(gs_at(msg, 1), &id)) {
@@ -222,6 +346,23 @@ static gs_result probe_info(gs_server *self, const gs_value *msg, void **state)
                 gs_reply_to(self, q->from, *q->value); /* encoded now */
                 gs_value_free(q->value);
                 *q = p->pending[--p->npending];
+                return gs_noreply();
+            }
+        }
+    }
+    /* The reply to one of our calls: ["ok", reply], or ["error", code], the
+     * reason standing for the code of an exit. */
+    if (gs_is_tuple(msg, "reply", 4) && gs_get_uint(gs_at(msg, 1), &ref)) {
+        for (struct probe_relay *r = p->relays; r < p->relays + p->nrelays; r++) {
+            if (r->ref == ref) {
+                const gs_value *error = gs_at(msg, 2);
+                gs_value answer[2] = {gs_str("ok"), probe_item(msg, 3)};
+                if (!gs_is_nil(error)) {
+                    answer[0] = gs_str("error");
+                    answer[1] = probe_item(error, gs_is(gs_at(error, 0), "exit") ? 1 : 0);
+                }
+                gs_reply_to(self, r->from, gs_array(answer, 2)); /* encoded now */
+                *r = p->relays[--p->nrelays];
                 return gs_noreply();
             }
         }
@@ -253,6 +394,11 @@ static void probe_terminate(gs_server *self, const gs_value *reason, void **stat
         gs_value_free(p->pending[i].value);
     for (uint32_t i = 0; i < p->ninfos; i++)
         gs_value_free(p->infos[i]);
+    for (struct probe_block *b = p->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(p->relays); /* their callers, too, get ["exit", reason] */
     free(p->pending);
     free(p->infos);
     free(p->terminate_log);

@@ -1,0 +1,74 @@
+/*
+ * wlink.h — the link between the daemon and a worker (worker.c, the
+ * daemon's side; worker_main.c, the worker's): frames over a socketpair,
+ * each one msgpack array whose first item is its op. Values travel as the
+ * msgpack they are. The daemon reads what a worker writes as it reads a
+ * client: framed within limits before it costs memory (a worker runs code
+ * the daemon does not trust).
+ *
+ * daemon -> worker
+ *   [HOST, sid, name|nil]                  a server to host; with it, by
+ *                                          SCM_RIGHTS, its module's file
+ *   [RUN, sid, kind, from, deadline, tref, value]
+ *                                          run the callback for one message
+ *                                          (enum msg_kind); from: a call's
+ *                                          gs_from; deadline: its caller's,
+ *                                          CLOCK_MONOTONIC ms, -1 none;
+ *                                          tref: the timer that sent an info
+ *   [END, sid, reason]                     run terminate (if init returned
+ *                                          ok), free the server
+ * worker -> daemon, a server's requests before its RESULT, in the order
+ * its callback made them
+ *   [RESULT, sid, action, reply, reason, timeout_ms, hibernate, took_us]
+ *                                          reply, reason: nil when absent
+ *   [ENDED, sid]
+ *   [REPLY, sid, from, value]   [CAST, sid, server, value]
+ *   [SEND, sid, server, value]  [CALL, sid, ref, server, request, timeout]
+ *   [MONITOR, sid, ref, server] [DEMONITOR, sid, ref]
+ *   [TIMER, sid, ref, ms, msg]  [CANCEL, sid, ref]
+ *   [LOG, sid, level, text]
+ *
+ * Refs a worker makes (calls, monitors, timers) carry WLINK_REF_BIT and the
+ * worker's number, so they never meet the daemon's own (next_ref).
+ */
+#ifndef GSD_WLINK_H
+#define GSD_WLINK_H
+
+#include <stdint.h>
+
+enum wlink_op {
+    WL_HOST = 1,
+    WL_RUN,
+    WL_END,
+    WL_RESULT = 16,
+    WL_ENDED,
+    WL_REPLY,
+    WL_CAST,
+    WL_SEND,
+    WL_CALL,
+    WL_MONITOR,
+    WL_DEMONITOR,
+    WL_TIMER,
+    WL_CANCEL,
+    WL_LOG,
+};
+
+#define WLINK_REF_BIT (1ull << 63)
+/* A worker's n-th ref: its number in bits 32-62, n below. */
+static inline uint64_t wlink_ref(uint64_t worker_no, uint32_t n)
+{
+    return WLINK_REF_BIT | (worker_no & 0x7fffffffu) << 32 | n;
+}
+
+/* The page a worker shares with the daemon: what it runs now, written
+ * before and after each callback, read by the daemon only once the worker
+ * has died (to name the callback that killed it). cb: enum callback. */
+struct wlink_mark {
+    volatile uint64_t sid;
+    volatile uint32_t cb;
+};
+
+/* The file descriptors a worker is started with. */
+enum { WLINK_FD_SOCK = 3, WLINK_FD_MARK = 4 };
+
+#endif /* GSD_WLINK_H */
