@@ -255,7 +255,8 @@ static const struct command commands[] = {
                 "  --timeout MS           time allowed for init\n"
                 "  --restart permanent|transient|temporary\n"
                 "  --mailbox-limit N      mailbox length limit\n"
-                "  --isolate[=GROUP]      run it in a worker process of its own (or GROUP's)",
+                "  --isolate[=GROUP]      run it in a worker process of its own (or GROUP's);\n"
+                "                         --isolate=false: in the daemon, whatever its module's default",
         .min = 1,
         .max = 3,
         .run = run_start,
@@ -499,10 +500,13 @@ static int start_flag(struct ctx *x, int argc, char **argv, int i)
         v.via.str.size = (uint32_t)strlen(val);
         add_option(x, "restart", v);
     } else if (isolate) {
-        if (eq) {
+        if (eq && strcmp(eq + 1, "false") != 0 && strcmp(eq + 1, "true") != 0) {
             v.type = MSGPACK_OBJECT_STR;
             v.via.str.ptr = eq + 1;
             v.via.str.size = (uint32_t)strlen(eq + 1);
+        } else if (eq) {
+            v.type = MSGPACK_OBJECT_BOOLEAN;
+            v.via.boolean = strcmp(eq + 1, "true") == 0;
         } else {
             v.type = MSGPACK_OBJECT_BOOLEAN;
             v.via.boolean = true;

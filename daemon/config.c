@@ -350,16 +350,80 @@ static void read_args(struct reader *rd, const config_setting_t *g, struct child
 
 static void spec_free(struct child_spec *sp)
 {
+    free(sp->isolate);
     free(sp->module);
     free(sp->name);
     free(sp->args);
+}
+
+/* isolate = true (a worker of its own: ""), "GROUP" or false (NULL). */
+static char *read_isolate(struct reader *rd, const config_setting_t *st)
+{
+    if (config_setting_type(st) == CONFIG_TYPE_BOOL)
+        return config_setting_get_bool(st) ? xstrndup("", 0) : NULL;
+    const char *group = config_setting_get_string(st); /* NULL if not a string */
+    if (group && gsp_name_valid(group, strlen(group)))
+        return xstrndup(group, strlen(group));
+    bad(rd, st, "must be true, false or a worker group's name");
+    return NULL;
+}
+
+static char *isolate_default(const struct config *cfg, const char *module)
+{
+    for (size_t i = 0; i < cfg->nisolate; i++)
+        if (strcmp(cfg->isolate[i].module, module) == 0)
+            return cfg->isolate[i].group ? xstrndup(cfg->isolate[i].group,
+                                                    strlen(cfg->isolate[i].group))
+                                         : NULL;
+    return NULL;
+}
+
+/* isolate = { MODULE = true | "GROUP" | false; ... }: each module's default. */
+static void read_isolate_defaults(struct reader *rd, const config_setting_t *root, struct config *cfg)
+{
+    const config_setting_t *g = config_setting_get_member(root, "isolate");
+    if (g == NULL)
+        return;
+    if (!config_setting_is_group(g)) {
+        bad(rd, g, "must be a group { MODULE = true | \"GROUP\" | false; ... }");
+        return;
+    }
+    unsigned n = (unsigned)config_setting_length(g);
+    cfg->isolate = xcalloc(n + 1, sizeof *cfg->isolate);
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *st = config_setting_get_elem(g, i);
+        const char *module = config_setting_name(st);
+        if (!gsp_module_name_valid(module, strlen(module))) {
+            bad(rd, st, "must be a module's name");
+            continue;
+        }
+        struct isolate_default *d = &cfg->isolate[cfg->nisolate++];
+        d->module = xstrndup(module, strlen(module));
+        d->group = read_isolate(rd, st);
+    }
+}
+
+/* workers = { memory = BYTES; user = "NAME"; } */
+static void read_workers(struct reader *rd, const config_setting_t *root, struct config *cfg)
+{
+    static const char *const keys[] = {"memory", "user", NULL};
+    const config_setting_t *g = get_group(rd, root, "workers", keys);
+    get_uint(rd, g, "memory", 0, UINT64_MAX >> 1, &cfg->workers.memory);
+    const char *user = get_str(rd, g, "user");
+    struct passwd *pw = user ? getpwnam(user) : NULL;
+    if (user && pw == NULL)
+        bad(rd, config_setting_get_member(g, "user"), "no such user \"%s\"", user);
+    if (pw) {
+        cfg->workers.uid = pw->pw_uid;
+        cfg->workers.gid = pw->pw_gid;
+    }
 }
 
 static void read_server(struct reader *rd, const config_setting_t *g, struct config *cfg)
 {
     static const char *const keys[] = {
         "name",          "module",          "args",         "args_json", "restart",
-        "mailbox_limit", "init_timeout_ms", INTENSITY_KEYS, NULL};
+        "mailbox_limit", "init_timeout_ms", "isolate",      INTENSITY_KEYS, NULL};
     if (!config_setting_is_group(g)) {
         bad(rd, g, "each server must be a group { name = ...; module = ...; }");
         return;
@@ -398,6 +462,11 @@ static void read_server(struct reader *rd, const config_setting_t *g, struct con
     get_uint(rd, g, "init_timeout_ms", 0, INT32_MAX, &t);
     sp.init_timeout = t == UINT64_MAX ? -1 : (int64_t)t;
     read_intensity(rd, g, &sp.intensity);
+    const config_setting_t *iso = config_setting_get_member(g, "isolate");
+    if (iso)
+        sp.isolate = read_isolate(rd, iso);
+    else if (sp.module)
+        sp.isolate = isolate_default(cfg, sp.module);
     read_args(rd, g, &sp);
     if (sp.name == NULL || sp.module == NULL) {
         spec_free(&sp);
@@ -433,6 +502,7 @@ static void defaults(struct config *cfg)
     cfg->slow_callback_ms = slow;
     cfg->log_level = level;
     cfg->intensity = in;
+    cfg->workers = (struct worker_settings){0, (uid_t)-1, (gid_t)-1};
 }
 
 int config_load(const char *path, bool must_exist, struct config *cfg, char *err, size_t errlen)
@@ -454,8 +524,8 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
         config_destroy(&lc);
         return -1;
     }
-    static const char *const keys[] = {"socket", "module_dirs", "log_level", "admins",
-                                       "limits", "supervision", "servers",   NULL};
+    static const char *const keys[] = {"socket",  "module_dirs", "log_level", "admins", "limits",
+                                       "supervision", "workers", "isolate", "servers",  NULL};
     static const char *const admin_keys[] = {"users", "groups", NULL};
     static const char *const sup_keys[] = {INTENSITY_KEYS, NULL};
     const config_setting_t *root = config_root_setting(&lc);
@@ -468,6 +538,8 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
     read_ids(&rd, admins, "groups", false, &cfg->admin_gids, &cfg->nadmin_gids);
     read_limits(&rd, root, cfg);
     read_intensity(&rd, get_group(&rd, root, "supervision", sup_keys), &cfg->intensity);
+    read_workers(&rd, root, cfg);
+    read_isolate_defaults(&rd, root, cfg); /* before the servers, whose default it is */
     const config_setting_t *servers = config_setting_get_member(root, "servers");
     if (servers && !config_setting_is_list(servers))
         bad(&rd, servers, "must be a list ( { name = ...; module = ...; }, ... )");
@@ -498,5 +570,10 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nservers; i++)
         spec_free(&cfg->servers[i]);
     free(cfg->servers);
+    for (size_t i = 0; i < cfg->nisolate; i++) {
+        free(cfg->isolate[i].module);
+        free(cfg->isolate[i].group);
+    }
+    free(cfg->isolate);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -438,6 +438,15 @@ struct worker_settings {
     gid_t gid;
 };
 extern struct worker_settings worker_settings;
+/* Where a module's servers run when their start or declaration does not
+ * say: group as child_spec's isolate (NULL: in the daemon). */
+struct isolate_default {
+    char *module;
+    char *group;
+};
+/* The configuration's defaults (copied); the placement for module. */
+void worker_set_defaults(const struct isolate_default *d, size_t n);
+const char *worker_default_for(const char *module);
 /* Places s in a worker: group NULL or "" its own, else the group's (started
  * when it has none). False with a reason in err if no worker could start. */
 bool worker_place(struct server *s, const char *group, char *err, size_t errlen);
@@ -824,6 +833,9 @@ struct config {
     struct intensity intensity; /* the default for every supervised server */
     struct child_spec *servers; /* declared, in file order */
     size_t nservers;
+    struct worker_settings workers;
+    struct isolate_default *isolate; /* each module's default placement: isolate = { ... } */
+    size_t nisolate;
 };
 
 /* Reads path into *cfg. A missing file is an error only if must_exist;

@@ -198,6 +198,7 @@ struct start_opts {
     enum restart restart;
     uint32_t mailbox_limit; /* 0: limits.mailbox */
     const char *isolate;    /* child_spec's isolate; points into the request or "" */
+    bool isolate_set;       /* said by the start; else the module's default */
     char group[GSP_NAME_MAX + 1];
 };
 
@@ -216,6 +217,7 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
     opts->restart = RESTART_TEMPORARY;
     opts->mailbox_limit = 0;
     opts->isolate = NULL;
+    opts->isolate_set = false;
     if (o->type == MSGPACK_OBJECT_NIL ||
         (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0))
         return true;
@@ -236,12 +238,15 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
                  v->via.u64 > 0)
             opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
-        else if (gs_is(k, "isolate") && v->type == MSGPACK_OBJECT_BOOLEAN)
+        else if (gs_is(k, "isolate") && v->type == MSGPACK_OBJECT_BOOLEAN) {
             opts->isolate = v->via.boolean ? "" : NULL;
-        else if (gs_is(k, "isolate") && is_str(v) && gsp_name_valid(v->via.str.ptr, v->via.str.size)) {
+            opts->isolate_set = true;
+        } else if (gs_is(k, "isolate") && is_str(v) &&
+                   gsp_name_valid(v->via.str.ptr, v->via.str.size)) {
             memcpy(opts->group, v->via.str.ptr, v->via.str.size);
             opts->group[v->via.str.size] = 0;
             opts->isolate = opts->group;
+            opts->isolate_set = true;
         } else {
             char text[128];
             fail(r, GSP_BADARG, "bad start option %s", value_text(text, sizeof text, k));
@@ -290,6 +295,8 @@ static void m_start(struct req *r)
     struct module *mod = load(r, mod_name);
     if (mod == NULL)
         return;
+    if (!opts.isolate_set)
+        opts.isolate = worker_default_for(mod_name);
     struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
     char err[256];
     struct server *s =

@@ -16,6 +16,31 @@
 #include <unistd.h>
 
 struct worker_settings worker_settings = {0, (uid_t)-1, (gid_t)-1};
+static struct isolate_default *defaults;
+static size_t ndefaults;
+
+void worker_set_defaults(const struct isolate_default *d, size_t n)
+{
+    for (size_t i = 0; i < ndefaults; i++) {
+        free(defaults[i].module);
+        free(defaults[i].group);
+    }
+    free(defaults);
+    defaults = n ? xcalloc(n, sizeof *defaults) : NULL;
+    ndefaults = n;
+    for (size_t i = 0; i < n; i++) {
+        defaults[i].module = xstrndup(d[i].module, strlen(d[i].module));
+        defaults[i].group = d[i].group ? xstrndup(d[i].group, strlen(d[i].group)) : NULL;
+    }
+}
+
+const char *worker_default_for(const char *module)
+{
+    for (size_t i = 0; i < ndefaults; i++)
+        if (strcmp(defaults[i].module, module) == 0)
+            return defaults[i].group;
+    return NULL;
+}
 
 struct worker {
     uint64_t no; /* for refs and logs */
@@ -626,6 +651,7 @@ void worker_free_all(void)
             ;
         died(w, status);
     }
+    worker_set_defaults(NULL, 0);
     if (sigchld)
         event_free(sigchld);
     if (rss_check)

@@ -644,11 +644,12 @@ static bool receive(struct gsp_buf *in)
     return n > 0;
 }
 
+/* The configured user, where it is another than the daemon's. */
 static void drop_privileges(uid_t uid, gid_t gid)
 {
-    if (gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0))
+    if (gid != (gid_t)-1 && gid != getgid() && (setgroups(0, NULL) < 0 || setgid(gid) < 0))
         die("setgid");
-    if (uid != (uid_t)-1 && setuid(uid) < 0)
+    if (uid != (uid_t)-1 && uid != getuid() && setuid(uid) < 0)
         die("setuid");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         die("no_new_privs");
