@@ -296,6 +296,7 @@ void module_install(struct module *m);
 void module_release(struct module *m);
 /* The version of m's state layout: its descriptor's state_vsn, or vsn. */
 uint32_t module_state_vsn(const struct module *m);
+uint32_t desc_state_vsn(const gs_module *d); /* the same, of a descriptor */
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg);
 unsigned module_count(void);
 void module_unload_all(void);
@@ -336,7 +337,7 @@ struct server {
     STAILQ_HEAD(, msg) sent; /* handed to the worker, in order, their results due */
     uint32_t nsent;
     bool hosted;             /* the worker holds it (its init was sent): it must end there */
-    bool killed;             /* its worker was killed while it ran terminate: reason "killed" */
+    bool upgrading;          /* in a reload under way: no message until it switches code */
     uint8_t *end_reason;     /* while terminate runs in the worker: the reason, and */
     size_t end_reason_len;
     struct farewell *end_bye; /* the farewell, answered after it */
@@ -458,6 +459,14 @@ bool worker_can_take(const struct server *s);
 /* Asks s's worker to run terminate with reason (encoded) and let s go;
  * ms: how long terminate may take before the worker is killed. */
 void worker_end(struct server *s, struct gsp_span reason, int64_t ms);
+/* A reload: asks s's worker for s's state on the code `to` (its answer:
+ * upgrade_answered); false if there is nothing to ask (its init has not
+ * been sent yet: it will run in the new code). Then worker_switch tells it
+ * to keep the new code or to go back to the old. */
+bool worker_upgrade(struct server *s, struct module *to);
+void worker_switch(struct server *s, bool commit);
+/* The caller of a call to s (its gs_from id) has gone: its worker forgets it. */
+void worker_caller_gone(struct server *s, uint64_t from);
 /* s has ended for good: the worker holds nothing of it any more. */
 void worker_forget(struct server *s);
 bool worker_alive(const struct worker *w);
@@ -469,12 +478,17 @@ void worker_free_all(void);
 int worker_main(int argc, char **argv);
 
 /* ---- upgrade.c --------------------------------------------------------- */
-/* Moves every server running `from` to `to`, each state converted by to's
- * code_change; all or none. Returns NULL when all moved (*moved of them),
- * or the server that refused (valid until the loop gets back control) and
- * its reason, encoded in scratch memory. */
-struct server *server_upgrade(struct module *from, struct module *to, unsigned *moved,
-                              struct gsp_span *reason);
+/* Moves every server running `from` (NULL: none runs it) to `to`, each
+ * state converted by to's code_change, all or none, and answers the
+ * waiter: {name, vsn, path, upgraded}, or code_change {id, name, reason}
+ * for the first server that refused. Installs or releases `to`. Isolated
+ * servers are converted in their workers: the answer may come later.
+ * False (nothing done) while another reload is under way. */
+bool upgrade_start(struct module *from, struct module *to, uint64_t waiter);
+/* A worker's answer for s: its new state is built (ok), or why not. */
+void upgrade_answered(struct server *s, bool ok, const gs_value *why);
+/* s, part of the reload under way, has ended (server.c's finish). */
+void upgrade_server_ended(struct server *s);
 
 /* ---- registry.c -------------------------------------------------------- */
 uint64_t registry_next_id(void);

@@ -559,44 +559,15 @@ static void m_reload(struct req *r)
         fail(r, GSP_MODULE, "%s", err);
         return;
     }
-    unsigned moved = 0;
-    struct gsp_span reason;
-    struct server *refused = from ? server_upgrade(from, to, &moved, &reason) : NULL;
-    if (refused) {
-        char text[256];
-        gs_value why = gs_nil();
-        scratch_decode(reason, &why);
-        log_msg(LOG_WARN, "reload %s refused: server %llu (%s) code_change: %s", name,
-                (unsigned long long)refused->id, refused->name ? refused->name : "-",
-                value_text(text, sizeof text, &why));
-        if (!r->notify) {
-            msgpack_packer *pk = conn_packer(r->c);
-            gsp_pack_error_begin(pk, r->msgid, GSP_CODE_CHANGE);
-            msgpack_pack_map(pk, 3);
-            kv_u64(pk, "id", refused->id);
-            gsp_pack_str(pk, "name");
-            if (refused->name)
-                gsp_pack_str(pk, refused->name);
-            else
-                msgpack_pack_nil(pk);
-            gsp_pack_str(pk, "reason");
-            gsp_pack_raw(pk, reason.ptr, reason.len);
-            gsp_pack_error_end(pk);
-        }
+    if (!may_wait(r)) {
         module_release(to);
         return;
     }
-    log_msg(LOG_INFO, "module %s reloaded: vsn %u -> %u, %u servers upgraded", name,
-            from ? from->desc->vsn : 0, to->desc->vsn, moved);
-    module_install(to);
-    msgpack_packer *pk = ok(r);
-    msgpack_pack_map(pk, 4);
-    gsp_pack_str(pk, "name");
-    gsp_pack_str(pk, to->name);
-    kv_u64(pk, "vsn", to->desc->vsn);
-    gsp_pack_str(pk, "path");
-    gsp_pack_str(pk, to->path);
-    kv_u64(pk, "upgraded", moved);
+    struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
+    if (!upgrade_start(from, to, w->id)) {
+        waiter_error_str(w, GSP_OVERLOADED, "another reload is under way: try again once it has answered");
+        module_release(to);
+    }
 }
 
 static void m_monitor(struct req *r)

@@ -61,11 +61,15 @@ static const char *check(const gs_module *d, const char *name)
     return NULL;
 }
 
-uint32_t module_state_vsn(const struct module *m)
+uint32_t desc_state_vsn(const gs_module *d)
 {
-    const gs_module *d = m->desc;
     bool has = d->size >= offsetof(gs_module, state_vsn) + sizeof d->state_vsn;
     return has && d->state_vsn ? d->state_vsn : d->vsn;
+}
+
+uint32_t module_state_vsn(const struct module *m)
+{
+    return desc_state_vsn(m->desc);
 }
 
 /* A file others could write to would let them run code as the daemon. */

@@ -249,6 +249,7 @@ static void finish(struct server *s, struct gsp_span reason, const struct farewe
     /* The caller told goodbye hears it before any monitor hears the down. */
     if (bye && (w = waiter_find(bye->waiter)) != NULL)
         waiter_answer(w, GSP_OK, NULL, bye->reply, s);
+    upgrade_server_ended(s);
     if (s->worker)
         worker_forget(s);
     registry_remove(s);
@@ -487,12 +488,13 @@ void server_run_one(struct server *s)
 /* May run a callback here and now: never an isolated server's. */
 static bool may_run(const struct server *s)
 {
-    return (s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING) && !s->worker;
+    return (s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING) && !s->worker &&
+           !s->upgrading;
 }
 
 bool server_has_work(const struct server *s)
 {
-    return s->worker ? worker_can_take(s) : !STAILQ_EMPTY(&s->mbox.q);
+    return s->upgrading ? false : s->worker ? worker_can_take(s) : !STAILQ_EMPTY(&s->mbox.q);
 }
 
 void server_worker_result(struct server *s, gs_result *r, int64_t took_us)

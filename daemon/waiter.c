@@ -356,8 +356,11 @@ void waiter_error_str(struct waiter *w, enum gsp_code code, const char *detail)
 void waiter_conn_closed(struct conn *c)
 {
     struct waiter *w;
-    while ((w = LIST_FIRST(&c->waiters)) != NULL)
+    while ((w = LIST_FIRST(&c->waiters)) != NULL) {
+        if (w->call && w->server && w->server->hosted) /* its gs_from_waiting turns false */
+            worker_caller_gone(w->server, w->id);
         waiter_drop(w);
+    }
 }
 
 void waiter_exit_all(struct server *s, struct gsp_span reason)

@@ -17,11 +17,18 @@
  *                                          tref: the timer that sent an info
  *   [END, sid, reason]                     run terminate (if init returned
  *                                          ok), free the server
+ *   [GONE, sid, from]                      that caller has gone: it waits
+ *                                          no more (gs_from_waiting)
+ *   [UPGRADE, sid, old_vsn]                a reload: build the state on the
+ *                                          new code (its file by SCM_RIGHTS)
+ *                                          beside the old one
+ *   [SWITCH, sid, commit]                  keep the new code and state, or
+ *                                          drop them
  * worker -> daemon, a server's requests before its RESULT, in the order
  * its callback made them
- *   [RESULT, sid, action, reply, reason, timeout_ms, hibernate, took_us]
- *                                          reply, reason: nil when absent
- *   [ENDED, sid]
+ *   [RESULT, sid, action, has_reply, reply, reason, timeout_ms, hibernate,
+ *    took_us]                              reply, reason: nil when absent
+ *   [ENDED, sid]                [PREPARED, sid, ok, reason|nil]
  *   [REPLY, sid, from, value]   [CAST, sid, server, value]
  *   [SEND, sid, server, value]  [CALL, sid, ref, server, request, timeout]
  *   [MONITOR, sid, ref, server] [DEMONITOR, sid, ref]
@@ -29,7 +36,8 @@
  *   [LOG, sid, level, text]
  *
  * Refs a worker makes (calls, monitors, timers) carry WLINK_REF_BIT and the
- * worker's number, so they never meet the daemon's own (next_ref).
+ * worker's number, so they never meet the daemon's own (next_ref) nor, but
+ * for a worker started a million workers later, another live worker's.
  */
 #ifndef GSD_WLINK_H
 #define GSD_WLINK_H
@@ -40,8 +48,12 @@ enum wlink_op {
     WL_HOST = 1,
     WL_RUN,
     WL_END,
+    WL_GONE,
+    WL_UPGRADE,
+    WL_SWITCH,
     WL_RESULT = 16,
     WL_ENDED,
+    WL_PREPARED,
     WL_REPLY,
     WL_CAST,
     WL_SEND,
@@ -53,11 +65,13 @@ enum wlink_op {
     WL_LOG,
 };
 
-#define WLINK_REF_BIT (1ull << 63)
-/* A worker's n-th ref: its number in bits 32-62, n below. */
+/* Refs stay below 2^53, where every client (JSON's numbers included) reads
+ * them exactly; the daemon's own count from 1 and never get near. */
+#define WLINK_REF_BIT (1ull << 52)
+/* A worker's n-th ref: its number in bits 32-51, n below. */
 static inline uint64_t wlink_ref(uint64_t worker_no, uint32_t n)
 {
-    return WLINK_REF_BIT | (worker_no & 0x7fffffffu) << 32 | n;
+    return WLINK_REF_BIT | (worker_no & 0xfffffu) << 32 | n;
 }
 
 /* The page a worker shares with the daemon: what it runs now, written

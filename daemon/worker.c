@@ -116,6 +116,7 @@ static void flush(evutil_socket_t fd, short what, void *arg)
             struct cmsghdr align;
         } ctl;
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        memset(&ctl, 0, sizeof ctl);
         if (w->nfds) { /* with the bytes at or before the frames that need them */
             mh.msg_control = ctl.buf;
             mh.msg_controllen = CMSG_SPACE(w->nfds * sizeof(int));
@@ -164,6 +165,18 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg);
 static void on_rss_check(evutil_socket_t fd, short what, void *arg);
 static void on_read(evutil_socket_t fd, short what, void *arg);
 
+/* The daemon's own executable, opened at start: a worker runs the very
+ * binary the daemon runs, even once a package upgrade has replaced the
+ * file (and under valgrind, where /proc/self/exe names valgrind). */
+static int self_exe = -1;
+static char self_path[4096];
+__attribute__((constructor)) static void open_self(void)
+{
+    self_exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    self_path[n > 0 ? n : 0] = 0;
+}
+
 static struct worker *spawn(const char *group, char *err, size_t errlen)
 {
     if (sigchld == NULL) {
@@ -174,6 +187,10 @@ static struct worker *spawn(const char *group, char *err, size_t errlen)
     int sv[2] = {-1, -1};
     int mfd = memfd_create("gsd-worker-mark", MFD_CLOEXEC);
     void *mark = MAP_FAILED;
+    if (self_exe < 0) {
+        snprintf(err, errlen, "cannot start a worker: /proc/self/exe could not be opened");
+        goto fail;
+    }
     if (mfd < 0 || ftruncate(mfd, sizeof(struct wlink_mark)) < 0 ||
         (mark = mmap(NULL, sizeof(struct wlink_mark), PROT_READ | PROT_WRITE, MAP_SHARED, mfd,
                      0)) == MAP_FAILED ||
@@ -204,10 +221,13 @@ static struct worker *spawn(const char *group, char *err, size_t errlen)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
-        if (dup2(sv[1], WLINK_FD_SOCK) < 0 || dup2(mfd, WLINK_FD_MARK) < 0)
+        int exe = WLINK_FD_MARK + 1;
+        if (dup2(sv[1], WLINK_FD_SOCK) < 0 || dup2(mfd, WLINK_FD_MARK) < 0 ||
+            dup2(self_exe, exe) < 0 || fcntl(exe, F_SETFD, FD_CLOEXEC) < 0)
             _exit(127);
-        close_range(WLINK_FD_MARK + 1, ~0u, 0);
-        execv("/proc/self/exe", argv);
+        close_range(exe + 1, ~0u, 0);
+        fexecve(exe, argv, environ);
+        execv(self_path, argv); /* where that cannot be (valgrind): by name */
         _exit(127);
     }
     close(sv[1]);
@@ -266,24 +286,29 @@ bool worker_place(struct server *s, const char *group, char *err, size_t errlen)
 bool worker_can_take(const struct server *s)
 {
     const struct msg *m = STAILQ_FIRST(&s->mbox.q);
-    return m && !s->worker->gone && s->status != SERVER_ENDED && s->nsent < WORKER_WINDOW &&
+    return m && !s->worker->gone && s->status != SERVER_ENDED && !s->upgrading &&
+           s->nsent < WORKER_WINDOW &&
            (m->kind != MSG_STOP || s->nsent == 0);
+}
+
+/* A module's file, to go with the frame packed next; false if it cannot. */
+static bool pass_module(struct worker *w, const struct module *m)
+{
+    if (w->nfds == sizeof w->fds / sizeof w->fds[0])
+        flush(-1, 0, w); /* room for the next */
+    int fd = w->nfds < sizeof w->fds / sizeof w->fds[0] ? dup(m->fd) : -1;
+    if (fd < 0) {
+        kill_worker(w, "cannot pass it module %s: %s", m->name, strerror(errno));
+        return false;
+    }
+    w->fds[w->nfds++] = fd;
+    return true;
 }
 
 static void host(struct worker *w, struct server *s)
 {
-    int fd = dup(s->mod->fd);
-    if (fd < 0 || w->nfds == sizeof w->fds / sizeof w->fds[0]) {
-        if (fd >= 0)
-            close(fd);
-        flush(-1, 0, w); /* room for the next */
-        fd = w->nfds < sizeof w->fds / sizeof w->fds[0] ? dup(s->mod->fd) : -1;
-    }
-    if (fd < 0) {
-        kill_worker(w, "cannot pass it module %s: %s", s->mod->name, strerror(errno));
+    if (!pass_module(w, s->mod))
         return;
-    }
-    w->fds[w->nfds++] = fd;
     msgpack_packer *pk = frame(w, WL_HOST, s->id, 3);
     if (s->name)
         gsp_pack_str(pk, s->name);
@@ -311,17 +336,45 @@ void worker_feed(struct server *s)
         msgpack_pack_uint64(pk, m->kind == MSG_INFO ? 0 : m->waiter);
         msgpack_pack_int64(pk, caller ? caller->deadline : -1);
         msgpack_pack_uint64(pk, m->kind == MSG_INFO ? m->waiter : 0);
-        gsp_pack_raw(pk, m->data, m->len);
+        if (m->len)
+            gsp_pack_raw(pk, m->data, m->len);
+        else
+            msgpack_pack_nil(pk); /* a get_state carries nothing */
         STAILQ_INSERT_TAIL(&s->sent, m, link);
         s->nsent++;
     }
+}
+
+bool worker_upgrade(struct server *s, struct module *to)
+{
+    struct worker *w = s->worker;
+    if (!s->hosted || w->gone || !pass_module(w, to))
+        return false;
+    msgpack_pack_uint32(frame(w, WL_UPGRADE, s->id, 3), s->mod->desc->vsn);
+    return true;
+}
+
+void worker_switch(struct server *s, bool commit)
+{
+    if (s->hosted && !s->worker->gone) {
+        msgpack_packer *pk = frame(s->worker, WL_SWITCH, s->id, 3);
+        if (commit)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+}
+
+void worker_caller_gone(struct server *s, uint64_t from)
+{
+    if (!s->worker->gone)
+        msgpack_pack_uint64(frame(s->worker, WL_GONE, s->id, 3), from);
 }
 
 static void end_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct server *s = arg;
-    s->killed = true;
     kill_worker(s->worker, "terminate of server %llu (%s) outran its timeout",
                 (unsigned long long)s->id, s->name ? s->name : "-");
 }
@@ -387,6 +440,13 @@ static bool handle(struct worker *w, const uint8_t *p, size_t len)
         gs_result r = {.action = (gs_action)action, .has_reply = has_reply, .reply = a[4],
                        .reason = a[5], .timeout_ms = timeout, .hibernate = hibernate};
         server_worker_result(s, &r, took);
+        return true;
+    }
+    case WL_PREPARED: {
+        bool ok;
+        if (n != 4 || !gs_get_bool(&a[2], &ok))
+            return false;
+        upgrade_answered(s, ok, &a[3]);
         return true;
     }
     case WL_ENDED:

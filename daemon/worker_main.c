@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,13 +31,18 @@ struct wref {
 struct wserver {
     uint64_t sid;
     char *name;
-    void *dl;
+    struct wmod *dl; /* its code */
     const gs_module *desc; /* NULL: its module could not be loaded (why) */
     char why[200];
     void *state;
     bool running;  /* init returned ok: terminate runs at the end */
     bool stopping; /* a callback ended it: its next messages are not run */
     struct wref *refs;
+    /* A reload under way: the new code and the state built on it. */
+    struct wmod *next_dl;
+    const gs_module *next_desc;
+    void *next_state;
+    uint32_t old_vsn;
     unsigned nfroms, froms_swept; /* deferred callers held, and after the last sweep */
     UT_hash_handle hh;
 };
@@ -412,6 +418,80 @@ static struct wserver *find(uint64_t sid)
     return ws;
 }
 
+/* A module's code, loaded once per version however many servers run it.
+ * Its file stays open while it is mapped: dlopen knows a loaded object by
+ * its /proc/self/fd name first, and a closed descriptor's number (so its
+ * name) comes back for the next file. */
+struct wmod {
+    dev_t dev;
+    ino_t ino;
+    int fd;
+    void *dl;
+    const gs_module *desc;
+    unsigned refs;
+    struct wmod *next;
+};
+static struct wmod *wmods;
+
+static void wmod_release(struct wmod *m)
+{
+    if (m == NULL || --m->refs)
+        return;
+    struct wmod **p = &wmods;
+    while (*p != m)
+        p = &(*p)->next;
+    *p = m->next;
+    dlclose(m->dl);
+    close(m->fd);
+    free(m);
+}
+
+/* The module file the daemon passed next, loaded; NULL with why if not. */
+static const gs_module *load_next(struct wmod **out, char *why, size_t n)
+{
+    *out = NULL;
+    if (fdq_len == 0) {
+        snprintf(why, n, "its module's file did not arrive");
+        return NULL;
+    }
+    int fd = fdq[fdq_head];
+    fdq_head = (fdq_head + 1) % (sizeof fdq / sizeof fdq[0]);
+    fdq_len--;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        snprintf(why, n, "fstat: %s", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    struct wmod *m;
+    for (m = wmods; m; m = m->next)
+        if (m->dev == st.st_dev && m->ino == st.st_ino)
+            break;
+    if (m) {
+        close(fd);
+        m->refs++;
+        *out = m;
+        return m->desc;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    const gs_module *desc = dl ? dlsym(dl, GS_MODULE_SYMBOL) : NULL;
+    if (desc == NULL) {
+        snprintf(why, n, "%s", dl ? "no " GS_MODULE_SYMBOL : dlerror());
+        if (dl)
+            dlclose(dl);
+        close(fd);
+        return NULL;
+    }
+    *desc->api = &worker_api;
+    m = xcalloc(1, sizeof *m);
+    *m = (struct wmod){st.st_dev, st.st_ino, fd, dl, desc, 1, wmods};
+    wmods = m;
+    *out = m;
+    return desc;
+}
+
 static void do_host(uint64_t sid, const gs_value *name)
 {
     struct wserver *ws = xcalloc(1, sizeof *ws);
@@ -421,24 +501,7 @@ static void do_host(uint64_t sid, const gs_value *name)
     if (gs_get_str(name, &s, &len))
         ws->name = xstrndup(s, len);
     HASH_ADD(hh, hosted, sid, sizeof ws->sid, ws);
-    if (fdq_len == 0) {
-        snprintf(ws->why, sizeof ws->why, "its module's file did not arrive");
-        return;
-    }
-    int fd = fdq[fdq_head];
-    fdq_head = (fdq_head + 1) % (sizeof fdq / sizeof fdq[0]);
-    fdq_len--;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ws->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    close(fd); /* the mapping stays */
-    const gs_module *desc = ws->dl ? dlsym(ws->dl, GS_MODULE_SYMBOL) : NULL;
-    if (desc == NULL) {
-        snprintf(ws->why, sizeof ws->why, "%s", ws->dl ? "no " GS_MODULE_SYMBOL : dlerror());
-        return;
-    }
-    *desc->api = &worker_api;
-    ws->desc = desc;
+    ws->desc = load_next(&ws->dl, ws->why, sizeof ws->why);
 }
 
 static void set_mark(uint64_t sid, enum callback cb)
@@ -460,6 +523,17 @@ static void saw_info(struct wserver *ws, const gs_value *v)
     if (gs_is_tuple(v, "down", 4) && gs_get_uint(ref, &r) && (e = ref_find(ws, r)) &&
         e->kind == REF_MONITOR)
         ref_drop(ws, e);
+}
+
+/* As the daemon logs a message no handle_info takes. */
+static void unexpected(struct wserver *ws, const gs_value *v)
+{
+    char text[128], line[200];
+    int n = snprintf(line, sizeof line, "unexpected message ignored: %s",
+                     value_text(text, sizeof text, v));
+    frame(WL_LOG, ws->sid, 4);
+    msgpack_pack_int(&pk, LOG_WARN);
+    gsp_pack_strn(&pk, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t deadline, uint64_t tref,
@@ -502,7 +576,10 @@ static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t dea
                                : gs_stop(gs_str("undef_handle_cast"));
             break;
         case MSG_INFO:
-            r = d->handle_info ? d->handle_info((gs_server *)ws, v, &ws->state) : gs_noreply();
+            if (d->handle_info)
+                r = d->handle_info((gs_server *)ws, v, &ws->state);
+            else
+                unexpected(ws, v);
             break;
         case MSG_STATE:
             r = gs_noreply();
@@ -557,6 +634,73 @@ result:
     note_flush(ws->sid);
 }
 
+/* The new state on the new code, beside the old (upgrade.c's convert, in
+ * the worker). */
+static void do_upgrade(struct wserver *ws, uint64_t old_vsn)
+{
+    char why[200];
+    ws->old_vsn = (uint32_t)old_vsn;
+    ws->next_desc = load_next(&ws->next_dl, why, sizeof why);
+    gs_value reason = gs_nil();
+    gs_value detail[2] = {gs_str("module"), gs_str(why)};
+    bool ok = ws->next_desc != NULL;
+    if (!ok)
+        reason = gs_array(detail, 2);
+    ws->next_state = ws->state;
+    gs_value vsns[3] = {gs_str("no_code_change"), gs_uint(ws->old_vsn), gs_nil()};
+    if (ok && ws->running && !ws->next_desc->code_change &&
+        desc_state_vsn(ws->next_desc) != desc_state_vsn(ws->desc)) {
+        ok = false; /* it would read one layout as another */
+        vsns[2] = gs_uint(ws->next_desc->vsn);
+        reason = gs_array(vsns, 3);
+    } else if (ok && ws->running && ws->next_desc->code_change) {
+        gs_value extra = gs_nil();
+        set_mark(ws->sid, CB_CODE_CHANGE);
+        gs_result r = ws->next_desc->code_change((gs_server *)ws, ws->old_vsn, &ws->next_state,
+                                                 &extra);
+        set_mark(ws->sid, CB_NONE);
+        if (r.action != GS_OK) {
+            ok = false;
+            reason = r.action == GS_ERROR ? r.reason : gs_str("bad_return_value");
+            ws->next_state = ws->state; /* whatever it built, it freed */
+        }
+    }
+    frame(WL_PREPARED, ws->sid, 4);
+    if (ok)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    pack_or(&reason, "reason_too_large");
+    note_flush(ws->sid);
+    if (!ok && ws->next_dl) {
+        wmod_release(ws->next_dl);
+        ws->next_dl = NULL;
+    }
+}
+
+static void do_switch(struct wserver *ws, bool commit)
+{
+    if (ws->next_dl == NULL)
+        return; /* refused here already */
+    const gs_module *to = ws->next_desc;
+    set_mark(ws->sid, CB_FREE_STATE);
+    if (commit) {
+        if (ws->next_state != ws->state)
+            to->free_state((gs_server *)ws, ws->old_vsn, ws->state);
+        ws->state = ws->next_state;
+        wmod_release(ws->dl);
+        ws->dl = ws->next_dl;
+        ws->desc = to;
+    } else {
+        if (ws->next_state != ws->state)
+            to->free_state((gs_server *)ws, to->vsn, ws->next_state);
+        wmod_release(ws->next_dl);
+    }
+    set_mark(ws->sid, CB_NONE);
+    ws->next_dl = NULL;
+    ws->next_desc = NULL;
+}
+
 static void do_end(struct wserver *ws, const gs_value *reason)
 {
     if (ws->running && ws->desc && ws->desc->terminate) {
@@ -572,8 +716,9 @@ static void do_end(struct wserver *ws, const gs_value *reason)
         free(r);
     }
     HASH_DEL(hosted, ws);
-    if (ws->dl)
-        dlclose(ws->dl);
+    if (ws->next_dl) /* a reload was under way: its new state goes with it */
+        do_switch(ws, false);
+    wmod_release(ws->dl);
     free(ws->name);
     free(ws);
 }
@@ -599,6 +744,16 @@ static void handle(const uint8_t *p, size_t len)
         do_run(ws, kind, from, deadline, tref, &a[6]);
     else if (op == WL_END && ws)
         do_end(ws, &a[2]);
+    else if (op == WL_UPGRADE && ws && gs_get_uint(&a[2], &kind))
+        do_upgrade(ws, kind);
+    else if (op == WL_SWITCH && ws && a[2].type == MSGPACK_OBJECT_BOOLEAN)
+        do_switch(ws, a[2].via.boolean);
+    else if (op == WL_GONE && ws && gs_get_uint(&a[2], &from)) {
+        struct wref *r = ref_find(ws, from);
+        if (r && r->kind == REF_FROM)
+            ref_drop(ws, r);
+    } else if (op == WL_GONE)
+        ; /* ended meanwhile */
     else if (op == WL_END) /* never hosted (its init never came): nothing to end */
         frame(WL_ENDED, sid, 2);
     else {

@@ -255,6 +255,8 @@ END_TEST
  * logged once. */
 START_TEST(info_counts_the_backlog_and_slow_callbacks)
 {
+    if (isolated_run()) /* info is answered while an isolated callback runs: no backlog to see */
+        return;
     forms("f", NULL);
     struct raw *a = RAW_CONNECT(D);
     RAW_REQUEST(a, 1, "call", mp("['f', ['busy', 300], nil]")); /* > the 100 ms threshold */

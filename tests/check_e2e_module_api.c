@@ -107,7 +107,9 @@ START_TEST(gs_cast_reaches_servers_by_name_and_id)
     ck_assert_mp_eq(CALL(C, "f", mp("['cast_to', 'n', ['add', 5]]")), "0");
     ck_assert_mp_eq(CALL(C, "f", mp("['cast_to', %u, 'increment']", id)), "0");
     ck_assert_mp_eq(CALL(C, "n", mp("'get'")), "6");
-    ck_assert_mp_eq(CALL(C, "f", mp("['cast_to', 'ghost', 'x']")), "-1");
+    /* In a worker the target is resolved by the daemon after the callback:
+     * gs_cast cannot know it is missing (module.h). */
+    ck_assert_mp_eq(CALL(C, "f", mp("['cast_to', 'ghost', 'x']")), isolated_run() ? "0" : "-1");
 }
 END_TEST
 
@@ -118,7 +120,7 @@ START_TEST(gs_send_reaches_handle_info_by_name_and_id)
     ck_assert_mp_eq(CALL(C, "f", mp("['send_to', 'p', 'm1']")), "0");
     ck_assert_mp_eq(CALL(C, "f", mp("['send_to', %u, 'm2']", id)), "0");
     ck_assert(WAIT_UNTIL(2000, mp_eq(CALL(C, "p", mp("'infos'")), "['m1', 'm2']")));
-    ck_assert_mp_eq(CALL(C, "f", mp("['send_to', 'ghost', 'x']")), "-1");
+    ck_assert_mp_eq(CALL(C, "f", mp("['send_to', 'ghost', 'x']")), isolated_run() ? "0" : "-1");
 }
 END_TEST
 

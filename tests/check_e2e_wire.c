@@ -166,6 +166,8 @@ END_TEST
  * it (the fuzzer found it). */
 START_TEST(reload_behind_a_stop_in_the_same_read_keeps_the_code_until_freed)
 {
+    if (isolated_run()) /* the stop then waits for terminate in the worker: another order */
+        return;
     struct raw *a = RAW_CONNECT(D);
     struct gsp_buf b = {0};
     msgpack_packer pk;

@@ -240,7 +240,7 @@ START_TEST(pending_requests_over_the_limit_are_refused)
 {
     setup();
     limits.pending = 2;
-    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0);
+    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0, NULL, NULL, 0);
     struct cli *a = cli_new(), *b = cli_new();
     call_hold(a, 1);
     call_hold(a, 2);
@@ -259,14 +259,14 @@ START_TEST(timers_over_the_limit_fail)
 {
     setup();
     limits.timers = 2;
-    struct server *s = server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0);
+    struct server *s = server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0, NULL, NULL, 0);
     pump(10);
-    uint64_t t1 = stimer_start(s, 60000, "\xc0", 1);
+    uint64_t t1 = stimer_start(s, 60000, "\xc0", 1, 0);
     ck_assert_uint_ne(t1, 0);
-    ck_assert_uint_ne(stimer_start(s, 60000, "\xc0", 1), 0);
-    ck_assert_uint_eq(stimer_start(s, 60000, "\xc0", 1), 0);
+    ck_assert_uint_ne(stimer_start(s, 60000, "\xc0", 1, 0), 0);
+    ck_assert_uint_eq(stimer_start(s, 60000, "\xc0", 1, 0), 0);
     ck_assert_int_eq(stimer_cancel(s, t1), 0);
-    ck_assert_uint_ne(stimer_start(s, 60000, "\xc0", 1), 0);
+    ck_assert_uint_ne(stimer_start(s, 60000, "\xc0", 1, 0), 0);
     server_end(s, enc_normal, NULL);
     teardown();
 }
@@ -392,7 +392,7 @@ START_TEST(monitors_over_the_limit_are_refused)
 {
     setup();
     limits.monitors = 3;
-    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0);
+    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0, NULL, NULL, 0);
     struct cli *a = cli_new(), *b = cli_new();
     monitor_h(a, 1, 4);
     for (uint32_t i = 1; i <= 3; i++)
@@ -413,7 +413,7 @@ END_TEST
 START_TEST(over_the_memory_budget_requests_are_overloaded)
 {
     setup();
-    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0);
+    server_start(&h_mod, "h", 1, "\xc0", 1, -1, 0, NULL, NULL, 0);
     struct cli *a = cli_new(), *b = cli_new();
     monitor_h(a, 1, 1000);
     for (uint32_t i = 1; i <= 1000; i++)

@@ -88,7 +88,7 @@ static void setup(void)
 
 static struct server *start(const char *name)
 {
-    return server_start(&t_mod, name, name ? strlen(name) : 0, "\xc0", 1, -1, 0);
+    return server_start(&t_mod, name, name ? strlen(name) : 0, "\xc0", 1, -1, 0, NULL, NULL, 0);
 }
 
 /* One scheduler turn. Two loop passes: a turn kicked under a heavy load

@@ -50,6 +50,9 @@ const char *gsd_source(void);
  * NULL; a later -M or -c wins), and waits up to 5 s until it accepts a
  * connection. Fails the test if it does not. Free with gsd_stop. */
 struct gsd *gsd_start_with(const char *const *extra);
+/* True when GSD_TEST_ISOLATE=1: every daemon started runs every server in a
+ * worker of its own (make check runs the e2e suites so a second time). */
+bool isolated_run(void);
 #define gsd_start() gsd_start_with(NULL)
 /* The same with the daemon's stderr on err_fd (a pipe, say) instead of its
  * log file; -1: the log file. */
