@@ -199,6 +199,8 @@ check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) 
 		$(TESTS:%=$(BUILD)/tests/%) $(BUILD)/examples/async-counter
 	@export GSD_BUILD=$(abspath $(BUILD)) GSD_SOURCE=$(CURDIR); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; \
+	for t in $(E2E_TESTS) check_upgrade; do echo "== $$t, every server isolated"; \
+		GSD_TEST_ISOLATE=1 $(BUILD)/tests/$$t || rc=1; done; \
 	$(PYTHON_CHECK); \
 	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
 		timeout 300 sh tests/check_install.sh || rc=1; exit $$rc
