@@ -140,6 +140,11 @@ void api_call_as(struct server *s, uint64_t ref, const gs_value *server, const g
         waiter_error_str(w, GSP_NOPROC, "no such server");
         return;
     }
+    if (target == s) { /* it would wait for itself: GenServer's calling_self, at once */
+        static const uint8_t calling_self[] = "\xac" "calling_self";
+        waiter_error(w, GSP_EXIT, (struct gsp_span){calling_self, sizeof calling_self - 1});
+        return;
+    }
     if (p == NULL) {
         waiter_error_str(w, GSP_TOO_LARGE, "request over the message limits");
         return;

@@ -561,7 +561,11 @@ static inline int gs_timer_cancel(gs_server *self, uint64_t ref)
  * Messages to another server (or this one). server is a name (gs_str) or
  * an id (gs_uint); the message is copied now. They return 0 once it is in
  * the target's mailbox, -1 if no such server is running or the message is
- * over the limits. They never block and never fail on a full mailbox:
+ * over the limits. In an isolated server (one that runs in a worker
+ * process) the daemon finds the target only after the callback: there
+ * they return 0 for any message within the limits, as GenServer.cast
+ * does, and a message to no one is dropped. They never block and never
+ * fail on a full mailbox:
  * messages between servers are always accepted (flow control applies to
  * clients only).
  *
@@ -584,7 +588,9 @@ static inline int gs_send(gs_server *self, gs_value server, gs_value msg)
  * the answer comes later to handle_info as
  *     ["reply", ref, nil, reply]            on success,
  *     ["reply", ref, [code, detail], nil]   on failure (noproc, timeout, exit),
- * the same shape as a wire response. timeout_ms may be GS_INFINITY.
+ * the same shape as a wire response. timeout_ms may be GS_INFINITY. A call
+ * to this server itself (by name or id) could only time out: it is
+ * answered at once, error exit with reason "calling_self", as in OTP.
  */
 static inline uint64_t gs_call(gs_server *self, gs_value server, gs_value request,
                                int64_t timeout_ms)
