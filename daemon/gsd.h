@@ -807,6 +807,10 @@ void supervise_stop_asked(struct server *s);
  * name is free), abnormally or not. */
 void supervise_started(struct server *s);
 void supervise_ended(struct server *s, bool abnormal);
+/* server.c's hook, after supervise_ended: the name is free again. A
+ * declared server waiting for it (its predecessor's terminate ran in a
+ * worker) starts now. */
+void supervise_name_freed(const char *name);
 /* For info: times s's supervision restarted it, and its policy. */
 unsigned supervise_restarts(const struct server *s);
 enum restart supervise_policy(const struct server *s);

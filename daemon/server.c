@@ -264,6 +264,7 @@ static void finish(struct server *s, struct gsp_span reason, const struct farewe
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));
     supervise_ended(s, !clean_exit(&why)); /* a restart sees the name free */
+    supervise_name_freed(s->name);
     shutdown_server_ended();
     /* Freed once whatever ran it has returned to the loop. */
     sched_reap(s);

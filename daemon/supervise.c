@@ -30,6 +30,7 @@ struct sup_child {
     bool ran;          /* a server of it has answered init ok */
     bool up;           /* its current server has answered init ok */
     uint64_t server;   /* its running server's id; 0 while none */
+    bool awaiting;     /* its name is held by a server whose terminate still runs (a worker's) */
     unsigned restarts; /* times started again */
     unsigned streak;   /* restarts since a server last stayed up for period_ms */
     int64_t *recent;   /* times of the restarts within period_ms, oldest first */
@@ -177,6 +178,10 @@ static bool child_start(struct sup_child *ch)
     }
     struct server *old =
         ch->spec.name ? registry_by_name(ch->spec.name, strlen(ch->spec.name)) : NULL;
+    if (old && old->status == SERVER_ENDED) { /* started once the name is free */
+        ch->awaiting = true;
+        return true;
+    }
     if (old) {
         log_msg(LOG_ERR, "server %s (%s) cannot start: server %llu holds the name", label(ch),
                 ch->spec.module, (unsigned long long)old->id);
@@ -279,6 +284,18 @@ void supervise_ended(struct server *s, bool abnormal)
         return;
     }
     restart_later(ch, now_ms() - s->stats.started_ms);
+}
+
+static struct sup_child *declared(const char *name);
+
+void supervise_name_freed(const char *name)
+{
+    struct sup_child *ch = name ? declared(name) : NULL;
+    if (ch == NULL || !ch->awaiting || shutting_down)
+        return;
+    ch->awaiting = false;
+    if (!child_start(ch))
+        restart_later(ch, 0);
 }
 
 void supervise_started(struct server *s)
