@@ -439,6 +439,9 @@ struct worker_settings {
     gid_t gid;
 };
 extern struct worker_settings worker_settings;
+/* False in a program that links the daemon but is not it (the fuzzer): a
+ * worker is this program run again. */
+extern bool workers_enabled;
 /* Where a module's servers run when their start or declaration does not
  * say: group as child_spec's isolate (NULL: in the daemon). */
 struct isolate_default {

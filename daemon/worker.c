@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 struct worker_settings worker_settings = {0, (uid_t)-1, (gid_t)-1};
+bool workers_enabled = true;
 static struct isolate_default *defaults;
 static size_t ndefaults;
 
@@ -179,6 +180,10 @@ __attribute__((constructor)) static void open_self(void)
 
 static struct worker *spawn(const char *group, char *err, size_t errlen)
 {
+    if (!workers_enabled) {
+        snprintf(err, errlen, "worker processes are not available in this program");
+        return NULL;
+    }
     if (sigchld == NULL) {
         sigchld = loop_event(LOOP_PRIO_OWN, SIGCHLD, EV_SIGNAL | EV_PERSIST, on_sigchld, NULL);
         event_add(sigchld, NULL);

@@ -47,6 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const char *dirs = getenv("FUZZ_MODULES");
     module_set_dirs(dirs ? dirs : FUZZ_MODULES);
     limits.message.max_size = 1 << 16;
+    workers_enabled = false; /* a worker would be this fuzzer run again */
     return 0;
 }
 
