@@ -430,7 +430,7 @@ struct server *server_lookup(const gs_value *ref);
  * of its own (wlink.h), written once per loop pass. A worker hosting a
  * group's servers lives as long as it hosts one; a worker of one server
  * ends with it. A worker that dies ends each of its servers with
- * ["crashed", SIGNAL] or ["exit_status", n] ("killed" when the daemon
+ * ["crashed", SIGNAL] or ["crashed", ["exit_status", n]] ("killed" when the daemon
  * killed it), one log line naming the callback it was running. */
 #define WORKER_WINDOW 64 /* messages of one server sent ahead of their results */
 struct worker_settings {

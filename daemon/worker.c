@@ -602,6 +602,8 @@ static void died(struct worker *w, int status)
         gsp_pack_str(&pk, signal_name(WTERMSIG(status), sig, sizeof sig));
     } else {
         msgpack_pack_array(&pk, 2);
+        gsp_pack_str(&pk, "crashed");
+        msgpack_pack_array(&pk, 2);
         gsp_pack_str(&pk, "exit_status");
         msgpack_pack_int(&pk, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
@@ -677,6 +679,7 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
         if (w)
             died(w, status);
     }
+    conn_flush_all(); /* the exits and downs it gave */
 }
 
 static void on_rss_check(evutil_socket_t fd, short what, void *arg)
