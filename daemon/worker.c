@@ -134,8 +134,9 @@ static void flush(evutil_socket_t fd, short what, void *arg)
             event_add(w->wev, NULL); /* the rest when it has read */
             return;
         }
-        if (n < 0) {
-            kill_worker(w, "writing to it failed: %s", strerror(errno));
+        if (n < 0) { /* it has died or closed its link: what it died of is told once reaped */
+            kill(w->pid, SIGKILL);
+            retire(w);
             return;
         }
         for (unsigned i = 0; i < w->nfds; i++)
