@@ -8,8 +8,11 @@
  * by hand, once per connection; only the msgid changes.
  *
  *   gsbench [-s SOCK] [-m call|cast|start|raw] [-c CONNS] [-P INFLIGHT]
- *           [-t SECS] [-w WARMUP] [-S SERVER] [-d BYTES] [-M MODULE]
+ *           [-t SECS] [-w WARMUP] [-S SERVER[,SERVER...]] [-d BYTES] [-M MODULE]
  *           [-n COUNT] [-R REQUEST] [-L REPLYLEN] [-C CPU] [-T LABEL]
+ *
+ * With several servers (-S a,b,c), connection i calls or casts to server
+ * i mod their number.
  *
  * Prints a human line, then one TSV line starting with "tsv":
  *   tsv label mode conns inflight requests seconds req_per_s p50_us p99_us p999_us errors
@@ -40,6 +43,7 @@ enum mode { CALL, CAST, START, RAW };
 
 struct conn {
     int fd;
+    int srv; /* the server it talks to: an index into servers[] */
     uint32_t seq; /* msgids: seq * SLOTS + slot */
     int inflight;
     int free_slots[SLOTS]; /* a stack of unused slots */
@@ -64,6 +68,10 @@ static struct {
     uint8_t raw_req[512];
     size_t raw_req_len, raw_reply_len;
 } opt = {CALL, NULL, "counter", "counter", "", 1, 1, -1, 2.0, 0.5, -1, 0, {0}, 0, 0};
+
+#define MAX_SERVERS 256
+static const char *servers[MAX_SERVERS]; /* -S, split at commas */
+static int nservers;
 
 static uint64_t hist[HIST_SIZE];
 static uint64_t done_reqs, errors, issued, answers; /* answers: warm-up included */
@@ -137,9 +145,8 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t n)
 }
 
 /* The server param: an id if all digits, else a name. */
-static uint8_t *put_server(uint8_t *p)
+static uint8_t *put_server(uint8_t *p, const char *s)
 {
-    const char *s = opt.server;
     size_t n = strlen(s);
     if (n > 0 && strspn(s, "0123456789") == n) {
         uint64_t id = strtoull(s, NULL, 10);
@@ -168,7 +175,7 @@ static uint8_t *put_request(uint8_t *p, bool cast)
 }
 
 /* [0, msgid, method, params] with a uint32 msgid (patched per send). */
-static size_t encode_request(uint8_t *buf, bool final_call)
+static size_t encode_request(uint8_t *buf, bool final_call, const char *server)
 {
     uint8_t *p = buf;
     *p++ = 0x94;
@@ -179,13 +186,13 @@ static size_t encode_request(uint8_t *buf, bool final_call)
     if (m == CALL) {
         p = put_str(p, "call", 4);
         *p++ = 0x93;
-        p = put_server(p);
+        p = put_server(p, server);
         p = final_call ? put_str(p, "get", 3) : put_request(p, false);
         *p++ = 0xc0; /* default timeout */
     } else if (m == CAST) {
         p = put_str(p, "cast", 4);
         *p++ = 0x92;
-        p = put_server(p);
+        p = put_server(p, server);
         p = put_request(p, true);
     } else { /* START: [module, nil, nil, nil] */
         p = put_str(p, "start", 5);
@@ -198,8 +205,8 @@ static size_t encode_request(uint8_t *buf, bool final_call)
     return (size_t)(p - buf);
 }
 
-static uint8_t *req_bytes, *final_bytes;
-static size_t req_len, final_len;
+static uint8_t *req_bytes[MAX_SERVERS], *final_bytes[MAX_SERVERS];
+static size_t req_len[MAX_SERVERS], final_len[MAX_SERVERS];
 
 static void out_reserve(struct conn *c, size_t n)
 {
@@ -214,8 +221,8 @@ static void out_reserve(struct conn *c, size_t n)
 
 static void queue_request(struct conn *c, uint64_t t, bool final_call)
 {
-    const uint8_t *src = final_call ? final_bytes : req_bytes;
-    size_t n = final_call ? final_len : req_len;
+    const uint8_t *src = final_call ? final_bytes[c->srv] : req_bytes[c->srv];
+    size_t n = final_call ? final_len[c->srv] : req_len[c->srv];
     out_reserve(c, n);
     uint8_t *p = c->out + c->out_len;
     memcpy(p, src, n);
@@ -389,9 +396,11 @@ static size_t unescape(const char *s, uint8_t *out, size_t cap)
 static void usage(void)
 {
     fprintf(stderr, "usage: gsbench [-s SOCK] [-m call|cast|start|raw] [-c CONNS] [-P INFLIGHT]\n"
-                    "               [-t SECS] [-w WARMUP] [-S SERVER] [-d BYTES] [-M MODULE]\n"
-                    "               [-n COUNT] [-R REQUEST -L REPLYLEN] [-C CPU] [-T LABEL]\n"
-                    "  call   call SERVER \"get\" (with -d: [\"echo\", BYTES of bin])\n"
+                    "               [-t SECS] [-w WARMUP] [-S SERVER[,SERVER...]] [-d BYTES]\n"
+                    "               [-M MODULE] [-n COUNT] [-R REQUEST -L REPLYLEN] [-C CPU]\n"
+                    "               [-T LABEL]\n"
+                    "  call   call SERVER \"get\" (with -d: [\"echo\", BYTES of bin]); with\n"
+                    "         several servers, connection i to server i mod their number\n"
                     "  cast   cast SERVER \"increment\"; then one call per connection, timed\n"
                     "  start  start MODULE servers (anonymous); -n stops after COUNT\n"
                     "  raw    send REQUEST (\\r \\n \\xNN escapes), expect REPLYLEN bytes back\n");
@@ -476,16 +485,29 @@ int main(int argc, char **argv)
         if (sched_setaffinity(0, sizeof set, &set) < 0)
             die("sched_setaffinity");
     }
-    size_t cap =
-        64 + (opt.payload > 0 ? (size_t)opt.payload : 0) + strlen(opt.server) + strlen(opt.module);
-    req_bytes = malloc(cap);
-    final_bytes = malloc(64 + strlen(opt.server));
-    if (opt.mode == RAW) {
-        memcpy(req_bytes, opt.raw_req, opt.raw_req_len);
-        req_len = opt.raw_req_len;
-    } else {
-        req_len = encode_request(req_bytes, false);
-        final_len = encode_request(final_bytes, true);
+    char *server_list = strdup(opt.server);
+    for (char *save = NULL, *tok = strtok_r(server_list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (nservers == MAX_SERVERS) {
+            fprintf(stderr, "gsbench: at most %d servers\n", MAX_SERVERS);
+            return 2;
+        }
+        servers[nservers++] = tok;
+    }
+    if (nservers == 0)
+        usage();
+    for (int k = 0; k < nservers; k++) {
+        size_t cap = 64 + (opt.payload > 0 ? (size_t)opt.payload : 0) + strlen(servers[k]) +
+                     strlen(opt.module);
+        req_bytes[k] = malloc(cap);
+        final_bytes[k] = malloc(64 + strlen(servers[k]));
+        if (opt.mode == RAW) {
+            memcpy(req_bytes[k], opt.raw_req, opt.raw_req_len);
+            req_len[k] = opt.raw_req_len;
+        } else {
+            req_len[k] = encode_request(req_bytes[k], false, servers[k]);
+            final_len[k] = encode_request(final_bytes[k], true, servers[k]);
+        }
     }
 
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -495,6 +517,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.conns; i++) {
         struct conn *c = &conns[i];
         c->fd = connect_to(path);
+        c->srv = i % nservers;
         for (int s = 0; s < SLOTS; s++)
             c->free_slots[c->nfree++] = SLOTS - 1 - s;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
@@ -560,8 +583,11 @@ int main(int argc, char **argv)
         free(conns[i].out);
     }
     free(conns);
-    free(req_bytes);
-    free(final_bytes);
+    for (int k = 0; k < nservers; k++) {
+        free(req_bytes[k]);
+        free(final_bytes[k]);
+    }
+    free(server_list);
     close(ep);
     return errors ? 3 : 0;
 }
