@@ -336,6 +336,7 @@ struct server {
     struct worker *worker;
     STAILQ_HEAD(, msg) sent; /* handed to the worker, in order, their results due */
     uint32_t nsent;
+    uint64_t sent_bytes;
     bool hosted;             /* the worker holds it (its init was sent): it must end there */
     bool upgrading;          /* in a reload under way: no message until it switches code */
     uint8_t *end_reason;     /* while terminate runs in the worker: the reason, and */
@@ -432,7 +433,11 @@ struct server *server_lookup(const gs_value *ref);
  * ends with it. A worker that dies ends each of its servers with
  * ["crashed", SIGNAL] or ["crashed", ["exit_status", n]] ("killed" when the daemon
  * killed it), one log line naming the callback it was running. */
-#define WORKER_WINDOW 64 /* messages of one server sent ahead of their results */
+/* What one server may have handed its worker ahead of the results: enough
+ * to batch a pipelined load (a deep window is what makes isolation cheap
+ * under load), and within bytes a mailbox would hold. */
+#define WORKER_WINDOW 1024
+#define WORKER_WINDOW_BYTES (1u << 20)
 struct worker_settings {
     uint64_t memory; /* RSS in bytes past which a worker is killed; 0 none */
     uid_t uid;       /* run as this user ((uid_t)-1: the daemon's) */

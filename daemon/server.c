@@ -503,6 +503,7 @@ void server_worker_result(struct server *s, gs_result *r, int64_t took_us)
     struct msg *m = STAILQ_FIRST(&s->sent);
     STAILQ_REMOVE_HEAD(&s->sent, link);
     s->nsent--;
+    s->sent_bytes -= m->len;
     if (s->status != SERVER_ENDED) {
         if (s->status == SERVER_HIBERNATING) {
             s->status = SERVER_RUNNING;
@@ -541,4 +542,6 @@ void server_call(struct server *s, uint64_t waiter, const void *data, size_t len
         server_run_one(s);
     bool now = may_run(s) && STAILQ_EMPTY(&s->mbox.q) && sched_run_now();
     deliver(s, MSG_CALL, waiter, data, len, now);
+    if (s->worker && server_has_work(s)) /* to the worker in this pass's write */
+        worker_feed(s);
 }

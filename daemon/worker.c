@@ -293,7 +293,7 @@ bool worker_can_take(const struct server *s)
 {
     const struct msg *m = STAILQ_FIRST(&s->mbox.q);
     return m && !s->worker->gone && s->status != SERVER_ENDED && !s->upgrading &&
-           s->nsent < WORKER_WINDOW &&
+           s->nsent < WORKER_WINDOW && (s->nsent == 0 || s->sent_bytes < WORKER_WINDOW_BYTES) &&
            (m->kind != MSG_STOP || s->nsent == 0);
 }
 
@@ -348,6 +348,7 @@ void worker_feed(struct server *s)
             msgpack_pack_nil(pk); /* a get_state carries nothing */
         STAILQ_INSERT_TAIL(&s->sent, m, link);
         s->nsent++;
+        s->sent_bytes += m->len;
     }
 }
 
@@ -407,6 +408,7 @@ void worker_forget(struct server *s)
         msg_free(m);
     }
     s->nsent = 0;
+    s->sent_bytes = 0;
     LIST_REMOVE(s, worker_link);
     s->hosted = false;
     if (--w->nservers == 0 && !w->gone)
@@ -420,9 +422,42 @@ static bool get_int(const gs_value *v, int64_t *out)
     return gs_get_int(v, out);
 }
 
+/* A RESULT, the frame of nearly every message: read in place, only its
+ * reply and reason decoded, and only when there is one. */
+static bool result_frame(struct worker *w, struct gsp_cursor *c, uint32_t n, uint64_t sid)
+{
+    int64_t action, timeout, took;
+    bool has_reply, hibernate;
+    struct gsp_span reply, reason;
+    gs_result r = {.reply = gs_nil(), .reason = gs_nil()};
+    if (n != 9 || !gsp_get_int(c, &action) || !gsp_get_bool(c, &has_reply) ||
+        !gsp_get_span(c, &reply) || !gsp_get_span(c, &reason) || !gsp_get_int(c, &timeout) ||
+        !gsp_get_bool(c, &hibernate) || !gsp_get_int(c, &took) ||
+        (!gsp_span_is_nil(reply) && !scratch_decode(reply, &r.reply)) ||
+        (!gsp_span_is_nil(reason) && !scratch_decode(reason, &r.reason)))
+        return false;
+    struct server *s = registry_by_id(sid);
+    if (s == NULL || s->worker != w)
+        return true; /* one that has ended */
+    if (s->nsent == 0)
+        return false;
+    r.action = (gs_action)action;
+    r.has_reply = has_reply;
+    r.timeout_ms = timeout;
+    r.hibernate = hibernate;
+    server_worker_result(s, &r, took);
+    return true;
+}
+
 /* One frame from w; false if it is not one a worker may send. */
 static bool handle(struct worker *w, const uint8_t *p, size_t len)
 {
+    struct gsp_cursor c = {p, p + len};
+    uint32_t n0;
+    uint64_t op0, sid0;
+    if (gsp_get_array(&c, &n0) && gsp_get_uint(&c, &op0) && gsp_get_uint(&c, &sid0) &&
+        op0 == WL_RESULT)
+        return result_frame(w, &c, n0, sid0);
     gs_value f;
     if (!gsp_decode(p, len, scratch_zone(), &f) || f.type != MSGPACK_OBJECT_ARRAY ||
         f.via.array.size < 2)
@@ -437,17 +472,6 @@ static bool handle(struct worker *w, const uint8_t *p, size_t len)
         return true; /* one that has ended: what it still asked for is moot */
     gs_server *self = (gs_server *)s;
     switch (op) {
-    case WL_RESULT: {
-        int64_t action, timeout, took;
-        bool has_reply, hibernate;
-        if (n != 9 || s->nsent == 0 || !get_int(&a[2], &action) || !gs_get_bool(&a[3], &has_reply) ||
-            !get_int(&a[6], &timeout) || !gs_get_bool(&a[7], &hibernate) || !get_int(&a[8], &took))
-            return false;
-        gs_result r = {.action = (gs_action)action, .has_reply = has_reply, .reply = a[4],
-                       .reason = a[5], .timeout_ms = timeout, .hibernate = hibernate};
-        server_worker_result(s, &r, took);
-        return true;
-    }
     case WL_PREPARED: {
         bool ok;
         if (n != 4 || !gs_get_bool(&a[2], &ok))

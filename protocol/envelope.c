@@ -62,6 +62,41 @@ bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v)
     return true;
 }
 
+bool gsp_get_int(struct gsp_cursor *c, int64_t *v)
+{
+    struct gsp_head h;
+    if (!head(c, &h))
+        return false;
+    uint8_t b = *c->p;
+    int64_t x;
+    if (b <= 0x7f || b >= 0xe0)
+        x = (int8_t)b;
+    else if (b >= 0xcc && b <= 0xcf) {
+        uint64_t u = gsp_be(c->p + 1, (int)h.body);
+        if (u > INT64_MAX)
+            return false;
+        x = (int64_t)u;
+    } else if (b >= 0xd0 && b <= 0xd3) {
+        int n = (int)h.body;
+        uint64_t u = gsp_be(c->p + 1, n);
+        if (n < 8 && (u >> (8 * n - 1))) /* sign-extend */
+            u |= ~0ull << (8 * n);
+        x = (int64_t)u;
+    } else
+        return false;
+    *v = x;
+    c->p += h.size + h.body;
+    return true;
+}
+
+bool gsp_get_bool(struct gsp_cursor *c, bool *v)
+{
+    if (c->p >= c->end || (*c->p != 0xc2 && *c->p != 0xc3))
+        return false;
+    *v = *c->p++ == 0xc3;
+    return true;
+}
+
 /* Any str or bin but a fixstr; kept out of line, so that the fixstr's
  * path saves no registers. */
 static __attribute__((noinline)) bool get_str_any(struct gsp_cursor *c, const char **s,

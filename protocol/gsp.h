@@ -140,6 +140,8 @@ struct gsp_cursor {
 bool gsp_get_array(struct gsp_cursor *c, uint32_t *n);
 bool gsp_get_map(struct gsp_cursor *c, uint32_t *n);
 bool gsp_get_uint(struct gsp_cursor *c, uint64_t *v);                  /* any int >= 0 */
+bool gsp_get_int(struct gsp_cursor *c, int64_t *v);                    /* any int in int64 */
+bool gsp_get_bool(struct gsp_cursor *c, bool *v);
 bool gsp_get_str(struct gsp_cursor *c, const char **s, uint32_t *len); /* str or bin */
 bool gsp_get_nil(struct gsp_cursor *c);
 bool gsp_is_nil(const struct gsp_cursor *c);
