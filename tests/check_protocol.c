@@ -588,6 +588,43 @@ START_TEST(cursor_uint_rejects_negative_and_others)
 }
 END_TEST
 
+START_TEST(cursor_int_forms_and_bool)
+{
+    const uint8_t forms[][9] = {
+        {0x05},
+        {0xff},
+        {0xe0},
+        {0xd0, 0x80},
+        {0xd1, 0xff, 0x38},
+        {0xd2, 0x80, 0, 0, 0},
+        {0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0},
+        {0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+    };
+    const size_t lens[] = {1, 1, 1, 2, 3, 5, 9, 9};
+    const int64_t want[] = {5, -1, -32, -128, -200, INT32_MIN, INT64_MIN, INT64_MAX};
+    for (size_t i = 0; i < 8; i++) {
+        struct gsp_cursor c = {forms[i], forms[i] + lens[i]};
+        int64_t v = 0;
+        ck_assert_msg(gsp_get_int(&c, &v), "form %zu not read", i);
+        ck_assert_int_eq(v, want[i]);
+        ck_assert(c.p == c.end);
+    }
+    const uint8_t too_big[] = {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0};
+    struct gsp_cursor c = {too_big, too_big + 9};
+    int64_t v = 99;
+    ck_assert(!gsp_get_int(&c, &v) && v == 99 && c.p == too_big);
+    c = cur(mp("'5'"));
+    ck_assert(!gsp_get_int(&c, &v));
+    bool b = false;
+    c = cur(mp("true"));
+    ck_assert(gsp_get_bool(&c, &b) && b && c.p == c.end);
+    c = cur(mp("false"));
+    ck_assert(gsp_get_bool(&c, &b) && !b && c.p == c.end);
+    c = cur(mp("1"));
+    ck_assert(!gsp_get_bool(&c, &b));
+}
+END_TEST
+
 START_TEST(cursor_str_and_bin)
 {
     char long_text[300];
@@ -1304,6 +1341,7 @@ static Suite *protocol_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, cursor_uint_forms);
     tcase_add_test(tc, cursor_uint_rejects_negative_and_others);
+    tcase_add_test(tc, cursor_int_forms_and_bool);
     tcase_add_test(tc, cursor_str_and_bin);
     tcase_add_test(tc, cursor_array_and_map);
     tcase_add_test(tc, cursor_nil);
