@@ -173,23 +173,23 @@ static int api_demonitor(gs_server *self, uint64_t ref)
     return monitor_remove(ref, NULL, S(self)) ? 0 : -1;
 }
 
-static void *api_scratch_alloc(gs_server *self, size_t n)
+void *api_scratch_alloc(gs_server *self, size_t n)
 {
     (void)self;
     return scratch_alloc(n);
 }
 
-static gs_value *api_value_copy(const gs_value *v)
+gs_value *api_value_copy(const gs_value *v)
 {
     return gsp_value_copy(v);
 }
 
-static void api_value_free(gs_value *v)
+void api_value_free(gs_value *v)
 {
     free(v);
 }
 
-static bool api_value_equal(const gs_value *a, const gs_value *b)
+bool api_value_equal(const gs_value *a, const gs_value *b)
 {
     return gsp_value_equal(a, b);
 }

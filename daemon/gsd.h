@@ -656,6 +656,12 @@ const uint8_t *value_encode(const gs_value *v, size_t *len);
 void api_call_as(struct server *s, uint64_t ref, const gs_value *server, const gs_value *request,
                  int64_t timeout_ms);
 void api_log_line(struct server *s, int level, const char *text, size_t len);
+/* The services that are the same wherever a server runs (a worker's table
+ * has them too). */
+void *api_scratch_alloc(gs_server *self, size_t n);
+gs_value *api_value_copy(const gs_value *v);
+void api_value_free(gs_value *v);
+bool api_value_equal(const gs_value *a, const gs_value *b);
 
 /* ---- conn.c ------------------------------------------------------------ */
 struct conn {

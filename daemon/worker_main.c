@@ -369,27 +369,6 @@ static int w_demonitor(gs_server *self, uint64_t ref)
     return 0;
 }
 
-static void *w_scratch_alloc(gs_server *self, size_t n)
-{
-    (void)self;
-    return scratch_alloc(n);
-}
-
-static gs_value *w_value_copy(const gs_value *v)
-{
-    return gsp_value_copy(v);
-}
-
-static void w_value_free(gs_value *v)
-{
-    free(v);
-}
-
-static bool w_value_equal(const gs_value *a, const gs_value *b)
-{
-    return gsp_value_equal(a, b);
-}
-
 static const struct gs_api worker_api = {
     .size = sizeof(struct gs_api),
     .log = w_log,
@@ -405,10 +384,10 @@ static const struct gs_api worker_api = {
     .call = w_call,
     .monitor = w_monitor,
     .demonitor = w_demonitor,
-    .scratch_alloc = w_scratch_alloc,
-    .value_copy = w_value_copy,
-    .value_free = w_value_free,
-    .value_equal = w_value_equal,
+    .scratch_alloc = api_scratch_alloc,
+    .value_copy = api_value_copy,
+    .value_free = api_value_free,
+    .value_equal = api_value_equal,
 };
 
 /* ---- hosting ----------------------------------------------------------- */
