@@ -482,6 +482,9 @@ pid_t worker_pid(const struct worker *w);
 unsigned worker_count(void);
 /* Kills every worker and waits for them (at exit). */
 void worker_free_all(void);
+/* Opens the daemon's own executable, for the workers it starts: at start,
+ * once descriptors 0-2 are taken (else it could take one of them). */
+void worker_init(void);
 /* The process side: `gsd --worker ...` runs this instead of the daemon. */
 int worker_main(int argc, char **argv);
 

@@ -212,6 +212,7 @@ int main(int argc, char **argv)
         return worker_main(argc, argv);
     fill_std_fds(); /* first: the handlers' line goes to descriptor 2 */
     fault_init();
+    worker_init();
     int rc = run(argc, argv);
     fault_exiting(); /* every return of run is an orderly end, whatever its status */
     return rc;

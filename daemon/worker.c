@@ -172,7 +172,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg);
  * file (and under valgrind, where /proc/self/exe names valgrind). */
 static int self_exe = -1;
 static char self_path[4096];
-__attribute__((constructor)) static void open_self(void)
+void worker_init(void)
 {
     self_exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
