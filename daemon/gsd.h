@@ -339,6 +339,7 @@ struct server {
     uint64_t sent_bytes;
     bool hosted;             /* the worker holds it (its init was sent): it must end there */
     bool upgrading;          /* in a reload under way: no message until it switches code */
+    bool upgrade_asked;      /* ... and its worker's answer is awaited */
     uint8_t *end_reason;     /* while terminate runs in the worker: the reason, and */
     size_t end_reason_len;
     struct farewell *end_bye; /* the farewell, answered after it */
@@ -453,8 +454,9 @@ struct isolate_default {
     char *module;
     char *group;
 };
-/* The configuration's defaults (copied); the placement for module. */
-void worker_set_defaults(const struct isolate_default *d, size_t n);
+/* The configuration's settings and each module's default placement
+ * (copied); the placement for module. */
+void worker_configure(const struct worker_settings *ws, const struct isolate_default *d, size_t n);
 const char *worker_default_for(const char *module);
 /* Places s in a worker: group NULL or "" its own, else the group's (started
  * when it has none). False with a reason in err if no worker could start. */
@@ -467,10 +469,9 @@ bool worker_can_take(const struct server *s);
 /* Asks s's worker to run terminate with reason (encoded) and let s go;
  * ms: how long terminate may take before the worker is killed. */
 void worker_end(struct server *s, struct gsp_span reason, int64_t ms);
-/* A reload: asks s's worker for s's state on the code `to` (its answer:
- * upgrade_answered); false if there is nothing to ask (its init has not
- * been sent yet: it will run in the new code). Then worker_switch tells it
- * to keep the new code or to go back to the old. */
+/* A reload: asks s's worker (s is hosted) for s's state on the code `to`
+ * (its answer: upgrade_answered); false if the worker cannot be asked.
+ * Then worker_switch tells it to keep the new code or to go back. */
 bool worker_upgrade(struct server *s, struct module *to);
 void worker_switch(struct server *s, bool commit);
 /* The caller of a call to s (its gs_from id) has gone: its worker forgets it. */

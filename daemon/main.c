@@ -41,8 +41,7 @@ static void apply(const struct config *c, const struct config *old)
     limits = c->limits;
     slow_callback_ms = c->slow_callback_ms;
     intensity_default = c->intensity;
-    worker_settings = c->workers; /* for workers started from now on */
-    worker_set_defaults(c->isolate, c->nisolate);
+    worker_configure(&c->workers, c->isolate, c->nisolate);
     auth_set(c->admin_uids, c->nadmin_uids, c->admin_gids, c->nadmin_gids);
     module_set_dirs(flags.dirs ? flags.dirs : c->module_dirs ? c->module_dirs : GSD_MODULE_DIR);
     if (old && !flags.socket &&

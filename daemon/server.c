@@ -146,7 +146,7 @@ static void after_callback(struct server *s, const gs_result *r)
             s->mod->desc->hibernate(SELF(s), &s->state);
             running_leave();
         }
-    } else if (r->timeout_ms >= 0 && STAILQ_EMPTY(&s->mbox.q)) {
+    } else if (r->timeout_ms >= 0 && STAILQ_EMPTY(&s->mbox.q) && s->nsent == 0) {
         if (s->timeout == NULL)
             s->timeout = loop_event(LOOP_PRIO_OWN, -1, 0, timeout_fire, s);
         loop_arm(s->timeout, r->timeout_ms);
@@ -209,8 +209,10 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     if (s->hosted && worker_alive(s->worker)) {
         /* terminate runs in the worker (if its init returned ok there); the
          * rest once it has: by the stop's deadline, or the worker is killed. */
-        int64_t ms = w && w->deadline >= 0 ? w->deadline - now_ms() : limits.shutdown_ms;
-        worker_end(s, reason, ms < 0 ? 0 : ms);
+        int64_t ms = w && w->deadline >= 0 ? w->deadline - now_ms()
+                     : limits.shutdown_ms        ? (int64_t)limits.shutdown_ms
+                                                 : -1; /* 0: no limit */
+        worker_end(s, reason, w && w->deadline >= 0 && ms < 0 ? 0 : ms);
         if (init_ran) {
             keep_end(s, reason, bye);
             return;

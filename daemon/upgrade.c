@@ -25,6 +25,7 @@ static struct {
     struct module *from, *to;
     uint64_t *ids;  /* the servers taking part */
     void **state;   /* in the daemon: the state each will have on the new code */
+    void **old;     /* ... and the one it had: code_change built one iff they differ */
     size_t n, cap;
     unsigned waiting; /* isolated servers yet to answer */
     uint64_t waiter;  /* the reload's caller */
@@ -39,6 +40,7 @@ static void collect(struct server *s, void *arg)
     if (s->mod != up.from || s->status == SERVER_ENDED || up.n == up.cap)
         return;
     up.ids[up.n] = s->id;
+    up.old[up.n] = s->state;
     up.state[up.n++] = s->state;
 }
 
@@ -151,7 +153,7 @@ static void decide(void)
     unsigned moved = 0;
     for (size_t i = 0; i < up.n; i++) {
         struct server *s = up.ids[i] ? registry_by_id(up.ids[i]) : NULL;
-        if (s == NULL || s->mod != up.from) /* ended meanwhile */
+        if (s == NULL || s->mod != up.from || s->status == SERVER_ENDED) /* ended meanwhile */
             continue;
         s->upgrading = false;
         if (s->worker) {
@@ -181,6 +183,7 @@ static void decide(void)
         module_release(up.to);
     free(up.ids);
     free(up.state);
+    free(up.old);
     gsp_buf_free(&up.reason);
     if (up.timer)
         event_free(up.timer);
@@ -212,6 +215,7 @@ bool upgrade_start(struct module *from, struct module *to, uint64_t waiter)
     up.cap = from ? from->servers : 0;
     up.ids = xcalloc(up.cap + 1, sizeof *up.ids);
     up.state = xcalloc(up.cap + 1, sizeof *up.state);
+    up.old = xcalloc(up.cap + 1, sizeof *up.old);
     if (from)
         registry_foreach(false, collect, NULL);
     /* First what refuses at once; then the daemon's own servers; then the
@@ -242,8 +246,15 @@ bool upgrade_start(struct module *from, struct module *to, uint64_t waiter)
     for (size_t i = 0; i < up.n; i++) {
         struct server *s = registry_by_id(up.ids[i]);
         s->upgrading = true; /* no message until the switch */
-        if (s->worker && worker_upgrade(s, to))
+        if (!s->worker || !s->hosted)
+            continue; /* decided here; or its init, not sent yet, runs in the new code */
+        if (worker_upgrade(s, to)) {
+            s->upgrade_asked = true;
             up.waiting++;
+        } else {
+            gs_value why = gs_str("worker_unavailable");
+            refuse(s, &why);
+        }
     }
     if (up.waiting == 0) {
         decide();
@@ -256,8 +267,9 @@ bool upgrade_start(struct module *from, struct module *to, uint64_t waiter)
 
 void upgrade_answered(struct server *s, bool ok, const gs_value *why)
 {
-    if (!up.active || !s->upgrading || !s->worker || up.waiting == 0)
+    if (!up.active || !s->upgrade_asked) /* one answer per ask; a late one is moot */
         return;
+    s->upgrade_asked = false;
     if (!ok)
         refuse(s, why);
     if (--up.waiting == 0)
@@ -272,9 +284,12 @@ void upgrade_server_ended(struct server *s)
     for (size_t i = 0; i < up.n; i++)
         if (up.ids[i] == s->id) {
             up.ids[i] = 0; /* out of it; a new state built in the daemon goes */
-            if (!s->worker && up.state[i] != s->state)
+            if (!s->worker && up.state[i] != up.old[i]) /* terminate freed the old one */
                 free_new(s, up.to, up.to->desc->vsn, up.state[i]);
         }
-    if (s->worker && s->hosted && up.waiting && --up.waiting == 0)
-        decide();
+    if (s->upgrade_asked) {
+        s->upgrade_asked = false;
+        if (--up.waiting == 0)
+            decide();
+    }
 }

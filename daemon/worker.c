@@ -20,8 +20,14 @@ bool workers_enabled = true;
 static struct isolate_default *defaults;
 static size_t ndefaults;
 
-void worker_set_defaults(const struct isolate_default *d, size_t n)
+static struct event *rss_check;
+#define RSS_CHECK_MS 100
+
+void worker_configure(const struct worker_settings *ws, const struct isolate_default *d, size_t n)
 {
+    worker_settings = *ws;
+    if (ws->memory && rss_check && !evtimer_pending(rss_check, NULL))
+        loop_arm(rss_check, RSS_CHECK_MS); /* for the workers running already too */
     for (size_t i = 0; i < ndefaults; i++) {
         free(defaults[i].module);
         free(defaults[i].group);
@@ -48,11 +54,12 @@ struct worker {
     pid_t pid;
     int fd;
     char *group; /* NULL: the worker of one server */
+    size_t max_size; /* limits.message.max_size when it started: its values' limit */
     struct event *rev, *wev, *flush;
     struct gsp_buf out;
     size_t out_off;
     msgpack_packer pk; /* packs into out */
-    int fds[16];       /* module files to pass with the next write (dup'ed) */
+    int fds[64];       /* module files to pass with the next write (dup'ed) */
     unsigned nfds;
     struct gsp_buf in;
     struct gsp_framer framer;
@@ -64,12 +71,12 @@ struct worker {
     TAILQ_ENTRY(worker) link;
 };
 
+#define FDS_MAX (sizeof((struct worker *)0)->fds / sizeof(int))
+
 static TAILQ_HEAD(, worker) workers = TAILQ_HEAD_INITIALIZER(workers);
 static unsigned nworkers;
 static uint64_t last_no;
-static struct event *sigchld, *rss_check;
-
-#define RSS_CHECK_MS 100
+static struct event *sigchld;
 
 static void died(struct worker *w, int status);
 static void retire(struct worker *w);
@@ -227,9 +234,12 @@ static struct worker *spawn(const char *group, char *err, size_t errlen)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
-        int exe = WLINK_FD_MARK + 1;
-        if (dup2(sv[1], WLINK_FD_SOCK) < 0 || dup2(mfd, WLINK_FD_MARK) < 0 ||
-            dup2(self_exe, exe) < 0 || fcntl(exe, F_SETFD, FD_CLOEXEC) < 0)
+        /* Each out of the way first: one may sit where another goes. */
+        int exe = WLINK_FD_MARK + 1, from[3];
+        if ((from[0] = fcntl(sv[1], F_DUPFD, 16)) < 0 || (from[1] = fcntl(mfd, F_DUPFD, 16)) < 0 ||
+            (from[2] = fcntl(self_exe, F_DUPFD, 16)) < 0 || dup2(from[0], WLINK_FD_SOCK) < 0 ||
+            dup2(from[1], WLINK_FD_MARK) < 0 || dup2(from[2], exe) < 0 ||
+            fcntl(exe, F_SETFD, FD_CLOEXEC) < 0)
             _exit(127);
         close_range(exe + 1, ~0u, 0);
         fexecve(exe, argv, environ);
@@ -245,6 +255,7 @@ static struct worker *spawn(const char *group, char *err, size_t errlen)
     w->fd = sv[0];
     w->group = group && *group ? xstrndup(group, strlen(group)) : NULL;
     w->mark = mark;
+    w->max_size = limits.message.max_size;
     LIST_INIT(&w->servers);
     gsp_packer_init(&w->pk, &w->out);
     w->rev = loop_event(LOOP_PRIO_CLIENT, w->fd, EV_READ | EV_PERSIST, on_read, w);
@@ -293,28 +304,30 @@ bool worker_can_take(const struct server *s)
 {
     const struct msg *m = STAILQ_FIRST(&s->mbox.q);
     return m && !s->worker->gone && s->status != SERVER_ENDED && !s->upgrading &&
+           (m->kind != MSG_INIT || s->worker->nfds < FDS_MAX) &&
            s->nsent < WORKER_WINDOW && (s->nsent == 0 || s->sent_bytes < WORKER_WINDOW_BYTES) &&
            (m->kind != MSG_STOP || s->nsent == 0);
 }
 
-/* A module's file, to go with the frame packed next; false if it cannot. */
+/* A module's file, to go with the frame packed next; false if it cannot
+ * (no room until the worker has read: worker_can_take waits for it). */
 static bool pass_module(struct worker *w, const struct module *m)
 {
-    if (w->nfds == sizeof w->fds / sizeof w->fds[0])
-        flush(-1, 0, w); /* room for the next */
-    int fd = w->nfds < sizeof w->fds / sizeof w->fds[0] ? dup(m->fd) : -1;
-    if (fd < 0) {
-        kill_worker(w, "cannot pass it module %s: %s", m->name, strerror(errno));
+    if (w->nfds == FDS_MAX)
+        flush(-1, 0, w);
+    int fd = w->nfds < FDS_MAX ? dup(m->fd) : -1;
+    if (fd < 0)
         return false;
-    }
     w->fds[w->nfds++] = fd;
     return true;
 }
 
 static void host(struct worker *w, struct server *s)
 {
-    if (!pass_module(w, s->mod))
+    if (!pass_module(w, s->mod)) { /* worker_can_take made room: it cannot fail but on dup */
+        kill_worker(w, "cannot pass it module %s: %s", s->mod->name, strerror(errno));
         return;
+    }
     msgpack_packer *pk = frame(w, WL_HOST, s->id, 3);
     if (s->name)
         gsp_pack_str(pk, s->name);
@@ -340,7 +353,8 @@ void worker_feed(struct server *s)
         msgpack_packer *pk = frame(w, WL_RUN, s->id, 7);
         msgpack_pack_uint32(pk, m->kind);
         msgpack_pack_uint64(pk, m->kind == MSG_INFO ? 0 : m->waiter);
-        msgpack_pack_int64(pk, caller ? caller->deadline : -1);
+        /* A caller already gone waits no more: a deadline long past. */
+        msgpack_pack_int64(pk, m->kind != MSG_CALL ? -1 : caller ? caller->deadline : 0);
         msgpack_pack_uint64(pk, m->kind == MSG_INFO ? m->waiter : 0);
         if (m->len)
             gsp_pack_raw(pk, m->data, m->len);
@@ -355,7 +369,7 @@ void worker_feed(struct server *s)
 bool worker_upgrade(struct server *s, struct module *to)
 {
     struct worker *w = s->worker;
-    if (!s->hosted || w->gone || !pass_module(w, to))
+    if (w->gone || !pass_module(w, to))
         return false;
     msgpack_pack_uint32(frame(w, WL_UPGRADE, s->id, 3), s->mod->desc->vsn);
     return true;
@@ -407,12 +421,16 @@ void worker_forget(struct server *s)
         STAILQ_REMOVE_HEAD(&s->sent, link);
         msg_free(m);
     }
+    bool busy = s->nsent > 0; /* a callback of it may still run there (an init that hangs) */
     s->nsent = 0;
     s->sent_bytes = 0;
     LIST_REMOVE(s, worker_link);
     s->hosted = false;
-    if (--w->nservers == 0 && !w->gone)
-        retire(w); /* it reads the end of its link and exits */
+    if (--w->nservers == 0 && !w->gone) {
+        if (busy)
+            kill(w->pid, SIGKILL); /* nothing of it is wanted any more */
+        retire(w); /* else it reads the end of its link and exits */
+    }
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -562,7 +580,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         break;
     }
     /* A frame holds at most two values, each within the message limits. */
-    struct gsp_limits lim = {2 * limits.message.max_size + 4096, GSP_MAX_DEPTH_HARD};
+    size_t max = w->max_size > limits.message.max_size ? w->max_size : limits.message.max_size;
+    struct gsp_limits lim = {2 * max + 4096, GSP_MAX_DEPTH_HARD};
     size_t off = 0, flen;
     while (!w->gone && off < w->in.len) {
         enum gsp_scan r = gsp_framer_feed(&w->framer, w->in.data + off, w->in.len - off, &lim, &flen);
@@ -692,17 +711,15 @@ static void died(struct worker *w, int status)
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        struct worker *w;
-        TAILQ_FOREACH(w, &workers, link)
-        {
-            if (w->pid == pid)
-                break;
-        }
-        if (w)
+    /* Its own children only: a module's are for the module to reap. */
+    struct worker *w, *next;
+    for (w = TAILQ_FIRST(&workers); w; w = next) {
+        next = TAILQ_NEXT(w, link);
+        int status;
+        if (waitpid(w->pid, &status, WNOHANG) == w->pid) {
             died(w, status);
+            next = TAILQ_FIRST(&workers); /* died may have started others */
+        }
     }
     conn_flush_all(); /* the exits and downs it gave */
 }
@@ -744,7 +761,7 @@ void worker_free_all(void)
             ;
         died(w, status);
     }
-    worker_set_defaults(NULL, 0);
+    worker_configure(&(struct worker_settings){0, (uid_t)-1, (gid_t)-1}, NULL, 0);
     if (sigchld)
         event_free(sigchld);
     if (rss_check)

@@ -685,6 +685,8 @@ static void do_switch(struct wserver *ws, bool commit)
 
 static void do_end(struct wserver *ws, const gs_value *reason)
 {
+    if (ws->next_dl) /* a reload was under way: its new state goes, before terminate frees the old */
+        do_switch(ws, false);
     if (ws->running && ws->desc && ws->desc->terminate) {
         set_mark(ws->sid, CB_TERMINATE);
         ws->desc->terminate((gs_server *)ws, reason, &ws->state);
@@ -698,8 +700,6 @@ static void do_end(struct wserver *ws, const gs_value *reason)
         free(r);
     }
     HASH_DEL(hosted, ws);
-    if (ws->next_dl) /* a reload was under way: its new state goes with it */
-        do_switch(ws, false);
     wmod_release(ws->dl);
     free(ws->name);
     free(ws);
@@ -757,7 +757,7 @@ static void handle(const uint8_t *p, size_t len)
         struct wref *r = ref_find(ws, from);
         if (r && r->kind == REF_FROM)
             ref_drop(ws, r);
-    } else if (op == WL_GONE)
+    } else if (op == WL_GONE || op == WL_UPGRADE || op == WL_SWITCH)
         ; /* ended meanwhile */
     else if (op == WL_END) /* never hosted (its init never came): nothing to end */
         frame(WL_ENDED, sid, 2);
@@ -792,6 +792,10 @@ static bool receive(struct gsp_buf *in)
         ;
     if (n < 0)
         die("reading from the daemon");
+    if (mh.msg_flags & MSG_CTRUNC) { /* a module file lost: the next would be another's */
+        errno = EMFILE;
+        die("receiving module files");
+    }
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
@@ -828,6 +832,11 @@ int worker_main(int argc, char **argv)
         return 2;
     }
     my_no = strtoull(argv[2], NULL, 10);
+    /* A signal to the daemon's process group (Ctrl-C, systemd's stop) is
+     * the daemon's to handle: it stops these servers in order. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     pid_t daemon = (pid_t)strtol(argv[3], NULL, 10);
     /* Dies with the daemon, even if the daemon died before this ran. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != daemon)
@@ -842,7 +851,8 @@ int worker_main(int argc, char **argv)
     gsp_packer_init(&pk, &out);
     struct gsp_buf in = {0};
     struct gsp_framer framer = {0};
-    struct gsp_limits lim = {2 * limits.message.max_size + 4096, GSP_MAX_DEPTH_HARD};
+    /* The daemon's frames are trusted, and its limits may grow at a reload. */
+    struct gsp_limits lim = {SIZE_MAX / 4, GSP_MAX_DEPTH_HARD};
     while (receive(&in)) {
         size_t off = 0, flen;
         int64_t batch = clock_last = clock_us();

@@ -477,6 +477,28 @@ START_TEST(terminate_outrunning_the_shutdown_timeout_kills_the_worker)
 }
 END_TEST
 
+/* A reload while a server of the module runs terminate in a shared
+ * worker: the ended one takes no part (it is not switched under its
+ * worker's feet), and its group mate moves, in the same worker. */
+START_TEST(a_reload_during_a_terminate_leaves_the_worker_whole)
+{
+    start_isolated(C, "rogue", "r1", mp("{'terminate_ms': 1000}"), "'g'");
+    start_isolated(C, "rogue", "r2", NULL, "'g'");
+    pid_t pid = worker_of(C, "r2");
+    struct raw *a = RAW_CONNECT(D);
+    RAW_REQUEST(a, 1, "stop", mp("['r1', nil, 5000]"));
+    sleep_ms(100); /* r1 is in terminate now */
+    gsc_reply *r;
+    const msgpack_object *m = OK(gsc_reload(C, "rogue", &r), &r);
+    ck_assert_mp_eq(mp_get(m, "upgraded"), "1");
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 1, nil, nil]");
+    ck_assert_mp_eq(CALL(C, "r2", mp("'x'")), "'ok'");
+    ck_assert_int_eq(worker_of(C, "r2"), pid);
+    ck_assert_int_eq(log_count(D, "killed by") + log_count(D, "exited with status"), 0);
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(a_clean_stop_runs_terminate_in_the_worker)
 {
     const char *log = gsd_path(D, "terminate.log");
@@ -714,6 +736,35 @@ static void conf_done(struct gsd **d, gsc **c)
     rmdir(conf_dir);
 }
 
+/* A server in the daemon that ends while a reload of its module waits for
+ * a worker (a SIGHUP no longer declares it): the state its terminate freed
+ * is not freed again (stack's terminate frees it; stack has no free_state). */
+START_TEST(a_server_ending_during_a_reload_is_left_out)
+{
+    struct gsd *d = start_conf("servers = ( { name = \"s2\"; module = \"stack\"; } );\n");
+    gsc *c = CLIENT(d);
+    start_isolated(c, "stack", "s1", NULL, "'g'");
+    start_isolated(c, "probe", "p", NULL, "'g'");
+    struct raw *a = RAW_CONNECT(d);
+    RAW_REQUEST(a, 1, "call", mp("['p', ['block', 1000], 5000]"));
+    RAW_REQUEST(a, 2, "reload", mp("['stack']")); /* waits for the worker, busy in that call */
+    sleep_ms(200);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f); /* s2 is no longer declared */
+    kill(d->pid, SIGHUP);
+    for (int i = 0; i < 2; i++) {
+        const msgpack_object *m = RAW_RECV(a, 5000);
+        ck_assert_msg(mp_eq(mp_item(m, 2), "nil"), "the call or the reload: %s", mp_str(m));
+    }
+    ck_assert(WAIT_UNTIL(2000, whereis(c, "s2") == 0));
+    pings(c);
+    ck_assert_mp_eq(CALL(c, "s1", mp("'size'")), "0");
+    raw_close(&a);
+    conf_done(&d, &c);
+}
+END_TEST
+
 START_TEST(a_worker_over_its_memory_limit_is_killed)
 {
     struct gsd *d = start_conf("workers = { memory = 67108864; };\n"); /* 64 MiB */
@@ -830,6 +881,8 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, a_blocking_callback_delays_only_its_worker);
     tcase_add_test(tc, terminate_outrunning_the_stop_kills_the_worker);
     tcase_add_test(tc, a_clean_stop_runs_terminate_in_the_worker);
+    tcase_add_test(tc, a_reload_during_a_terminate_leaves_the_worker_whole);
+    tcase_add_test(tc, a_server_ending_during_a_reload_is_left_out);
     suite_add_tcase(s, tc);
     tc = tcase_create("shutdown");
     tcase_set_timeout(tc, 30);
