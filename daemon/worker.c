@@ -146,10 +146,18 @@ static void flush(evutil_socket_t fd, short what, void *arg)
             retire(w);
             return;
         }
+        bool were_full = w->nfds == FDS_MAX;
         for (unsigned i = 0; i < w->nfds; i++)
             close(w->fds[i]);
         w->nfds = 0;
         w->out_off += (size_t)n;
+        struct server *s;
+        if (were_full) /* starts held for want of room may go on */
+            LIST_FOREACH(s, &w->servers, worker_link)
+            {
+                if (server_has_work(s))
+                    sched_wake(s);
+            }
     }
     w->out.len = w->out_off = 0;
     if (w->out.cap > (1u << 20))
