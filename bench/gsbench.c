@@ -43,7 +43,7 @@ enum mode { CALL, CAST, START, RAW };
 
 struct conn {
     int fd;
-    int srv; /* the server it talks to: an index into servers[] */
+    int srv;      /* the server it talks to: an index into servers[] */
     uint32_t seq; /* msgids: seq * SLOTS + slot */
     int inflight;
     int free_slots[SLOTS]; /* a stack of unused slots */

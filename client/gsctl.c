@@ -256,7 +256,8 @@ static const struct command commands[] = {
                 "  --restart permanent|transient|temporary\n"
                 "  --mailbox-limit N      mailbox length limit\n"
                 "  --isolate[=GROUP]      run it in a worker process of its own (or GROUP's);\n"
-                "                         --isolate=false: in the daemon, whatever its module's default",
+                "                         --isolate=false: in the daemon, whatever its module's "
+                "default",
         .min = 1,
         .max = 3,
         .run = run_start,

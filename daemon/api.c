@@ -47,7 +47,10 @@ static void api_log(gs_server *self, int level, const char *fmt, va_list ap)
 {
     char line[900];
     int n = vsnprintf(line, sizeof line, fmt, ap);
-    api_log_line(S(self), level, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    api_log_line(S(self), level, line,
+                 n < 0                     ? 0
+                 : (size_t)n < sizeof line ? (size_t)n
+                                           : sizeof line - 1);
 }
 
 static uint64_t api_self_id(gs_server *self)
@@ -141,7 +144,8 @@ void api_call_as(struct server *s, uint64_t ref, const gs_value *server, const g
         return;
     }
     if (target == s) { /* it would wait for itself: GenServer's calling_self, at once */
-        static const uint8_t calling_self[] = "\xac" "calling_self";
+        static const uint8_t calling_self[] = "\xac"
+                                              "calling_self";
         waiter_error(w, GSP_EXIT, (struct gsp_span){calling_self, sizeof calling_self - 1});
         return;
     }

@@ -372,14 +372,15 @@ static char *isolate_default(const struct config *cfg, const char *module)
 {
     for (size_t i = 0; i < cfg->nisolate; i++)
         if (strcmp(cfg->isolate[i].module, module) == 0)
-            return cfg->isolate[i].group ? xstrndup(cfg->isolate[i].group,
-                                                    strlen(cfg->isolate[i].group))
-                                         : NULL;
+            return cfg->isolate[i].group
+                       ? xstrndup(cfg->isolate[i].group, strlen(cfg->isolate[i].group))
+                       : NULL;
     return NULL;
 }
 
 /* isolate = { MODULE = true | "GROUP" | false; ... }: each module's default. */
-static void read_isolate_defaults(struct reader *rd, const config_setting_t *root, struct config *cfg)
+static void read_isolate_defaults(struct reader *rd, const config_setting_t *root,
+                                  struct config *cfg)
 {
     const config_setting_t *g = config_setting_get_member(root, "isolate");
     if (g == NULL)
@@ -422,8 +423,8 @@ static void read_workers(struct reader *rd, const config_setting_t *root, struct
 static void read_server(struct reader *rd, const config_setting_t *g, struct config *cfg)
 {
     static const char *const keys[] = {
-        "name",          "module",          "args",         "args_json", "restart",
-        "mailbox_limit", "init_timeout_ms", "isolate",      INTENSITY_KEYS, NULL};
+        "name",          "module",          "args",    "args_json",    "restart",
+        "mailbox_limit", "init_timeout_ms", "isolate", INTENSITY_KEYS, NULL};
     if (!config_setting_is_group(g)) {
         bad(rd, g, "each server must be a group { name = ...; module = ...; }");
         return;
@@ -524,8 +525,9 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
         config_destroy(&lc);
         return -1;
     }
-    static const char *const keys[] = {"socket",  "module_dirs", "log_level", "admins", "limits",
-                                       "supervision", "workers", "isolate", "servers",  NULL};
+    static const char *const keys[] = {"socket",  "module_dirs", "log_level", "admins",
+                                       "limits",  "supervision", "workers",   "isolate",
+                                       "servers", NULL};
     static const char *const admin_keys[] = {"users", "groups", NULL};
     static const char *const sup_keys[] = {INTENSITY_KEYS, NULL};
     const config_setting_t *root = config_root_setting(&lc);

@@ -337,13 +337,13 @@ struct server {
     STAILQ_HEAD(, msg) sent; /* handed to the worker, in order, their results due */
     uint32_t nsent;
     uint64_t sent_bytes;
-    bool hosted;             /* the worker holds it (its init was sent): it must end there */
-    bool upgrading;          /* in a reload under way: no message until it switches code */
-    bool upgrade_asked;      /* ... and its worker's answer is awaited */
-    uint8_t *end_reason;     /* while terminate runs in the worker: the reason, and */
+    bool hosted;         /* the worker holds it (its init was sent): it must end there */
+    bool upgrading;      /* in a reload under way: no message until it switches code */
+    bool upgrade_asked;  /* ... and its worker's answer is awaited */
+    uint8_t *end_reason; /* while terminate runs in the worker: the reason, and */
     size_t end_reason_len;
-    struct farewell *end_bye; /* the farewell, answered after it */
-    struct event *end_timer;  /* the worker is killed if terminate outruns this */
+    struct farewell *end_bye;       /* the farewell, answered after it */
+    struct event *end_timer;        /* the worker is killed if terminate outruns this */
     LIST_ENTRY(server) worker_link; /* in worker->servers */
     UT_hash_handle hh_id, hh_name;
 };

@@ -312,9 +312,10 @@ static void m_start(struct req *r)
         char copy[GSP_NAME_MAX + 1] = "";
         if (named)
             memcpy(copy, name.via.str.ptr, name.via.str.size);
-        struct child_spec spec = {mod_name,     named ? copy : NULL, (uint8_t *)args.ptr,
-                                  args.len,     opts.timeout,        opts.mailbox_limit,
-                                  (char *)opts.isolate, opts.restart, intensity_default};
+        struct child_spec spec = {
+            mod_name,         named ? copy : NULL, (uint8_t *)args.ptr,  args.len,
+            opts.timeout,     opts.mailbox_limit,  (char *)opts.isolate, opts.restart,
+            intensity_default};
         supervise_adopt(s, &spec);
     }
     if (opts.link)
@@ -565,7 +566,8 @@ static void m_reload(struct req *r)
     }
     struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
     if (!upgrade_start(from, to, w->id)) {
-        waiter_error_str(w, GSP_OVERLOADED, "another reload is under way: try again once it has answered");
+        waiter_error_str(w, GSP_OVERLOADED,
+                         "another reload is under way: try again once it has answered");
         module_release(to);
     }
 }

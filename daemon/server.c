@@ -24,8 +24,8 @@ int64_t slow_callback_ms = 100;
 
 /* The callback each kind of message is for. */
 static const enum callback kind_callbacks[] = {
-    [MSG_INIT] = CB_INIT,         [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
-    [MSG_INFO] = CB_HANDLE_INFO,  [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
+    [MSG_INIT] = CB_INIT,        [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
+    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
 #define kind_name(k) callback_names[kind_callbacks[k]]
 
 #define SELF(s) ((gs_server *)(s))
@@ -210,8 +210,8 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
         /* terminate runs in the worker (if its init returned ok there); the
          * rest once it has: by the stop's deadline, or the worker is killed. */
         int64_t ms = w && w->deadline >= 0 ? w->deadline - now_ms()
-                     : limits.shutdown_ms        ? (int64_t)limits.shutdown_ms
-                                                 : -1; /* 0: no limit */
+                     : limits.shutdown_ms  ? (int64_t)limits.shutdown_ms
+                                           : -1; /* 0: no limit */
         worker_end(s, reason, w && w->deadline >= 0 && ms < 0 ? 0 : ms);
         if (init_ran) {
             keep_end(s, reason, bye);

@@ -23,9 +23,9 @@
 static struct {
     bool active;
     struct module *from, *to;
-    uint64_t *ids;  /* the servers taking part */
-    void **state;   /* in the daemon: the state each will have on the new code */
-    void **old;     /* ... and the one it had: code_change built one iff they differ */
+    uint64_t *ids; /* the servers taking part */
+    void **state;  /* in the daemon: the state each will have on the new code */
+    void **old;    /* ... and the one it had: code_change built one iff they differ */
     size_t n, cap;
     unsigned waiting; /* isolated servers yet to answer */
     uint64_t waiter;  /* the reload's caller */

@@ -53,7 +53,7 @@ struct worker {
     uint64_t no; /* for refs and logs */
     pid_t pid;
     int fd;
-    char *group; /* NULL: the worker of one server */
+    char *group;     /* NULL: the worker of one server */
     size_t max_size; /* limits.message.max_size when it started: its values' limit */
     struct event *rev, *wev, *flush;
     struct gsp_buf out;
@@ -96,7 +96,8 @@ unsigned worker_count(void)
     return nworkers;
 }
 
-static void kill_worker(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void kill_worker(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void kill_worker(struct worker *w, const char *fmt, ...)
 {
     if (w->kill_reason == NULL) {
@@ -228,8 +229,8 @@ static struct worker *spawn(const char *group, char *err, size_t errlen)
     char arg_size[24], arg_depth[24];
     snprintf(arg_size, sizeof arg_size, "%zu", limits.message.max_size);
     snprintf(arg_depth, sizeof arg_depth, "%u", limits.message.max_depth);
-    char *argv[] = {"gsd-worker", "--worker", arg_no,   arg_ppid,
-                    arg_uid,      arg_gid,    arg_size, arg_depth, NULL};
+    char *argv[] = {"gsd-worker", "--worker", arg_no,    arg_ppid, arg_uid,
+                    arg_gid,      arg_size,   arg_depth, NULL};
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "cannot start a worker: fork: %s", strerror(errno));
@@ -312,8 +313,8 @@ bool worker_can_take(const struct server *s)
 {
     const struct msg *m = STAILQ_FIRST(&s->mbox.q);
     return m && !s->worker->gone && s->status != SERVER_ENDED && !s->upgrading &&
-           (m->kind != MSG_INIT || s->worker->nfds < FDS_MAX) &&
-           s->nsent < WORKER_WINDOW && (s->nsent == 0 || s->sent_bytes < WORKER_WINDOW_BYTES) &&
+           (m->kind != MSG_INIT || s->worker->nfds < FDS_MAX) && s->nsent < WORKER_WINDOW &&
+           (s->nsent == 0 || s->sent_bytes < WORKER_WINDOW_BYTES) &&
            (m->kind != MSG_STOP || s->nsent == 0);
 }
 
@@ -437,7 +438,7 @@ void worker_forget(struct server *s)
     if (--w->nservers == 0 && !w->gone) {
         if (busy)
             kill(w->pid, SIGKILL); /* nothing of it is wanted any more */
-        retire(w); /* else it reads the end of its link and exits */
+        retire(w);                 /* else it reads the end of its link and exits */
     }
 }
 
@@ -592,7 +593,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     struct gsp_limits lim = {2 * max + 4096, GSP_MAX_DEPTH_HARD};
     size_t off = 0, flen;
     while (!w->gone && off < w->in.len) {
-        enum gsp_scan r = gsp_framer_feed(&w->framer, w->in.data + off, w->in.len - off, &lim, &flen);
+        enum gsp_scan r =
+            gsp_framer_feed(&w->framer, w->in.data + off, w->in.len - off, &lim, &flen);
         if (r == GSP_SCAN_MORE)
             break;
         bool good = r == GSP_SCAN_DONE && handle(w, w->in.data + off, flen);
@@ -672,7 +674,8 @@ static void died(struct worker *w, int status)
         if (run && run->worker == w && cb > CB_NONE && cb < CB_COUNT) {
             const struct msg *m = STAILQ_FIRST(&run->sent);
             gs_value v = gs_nil();
-            bool shown = cb != CB_TERMINATE && m && scratch_decode((struct gsp_span){m->data, m->len}, &v);
+            bool shown =
+                cb != CB_TERMINATE && m && scratch_decode((struct gsp_span){m->data, m->len}, &v);
             snprintf(in, sizeof in, " in %s of server %llu (%s, %s)%s%s", callback_names[cb],
                      (unsigned long long)run->id, run->name ? run->name : "-", run->mod->name,
                      shown ? ", handling " : "", shown ? value_text(text, sizeof text, &v) : "");
@@ -683,12 +686,12 @@ static void died(struct worker *w, int status)
         LIST_FOREACH(s, &w->servers, worker_link)
         {
             if (used < sizeof who - 1)
-                used += (size_t)snprintf(who + used, sizeof who - used, "%s%llu (%s)",
-                                         used ? ", " : "", (unsigned long long)s->id,
-                                         s->name ? s->name : "-");
+                used +=
+                    (size_t)snprintf(who + used, sizeof who - used, "%s%llu (%s)", used ? ", " : "",
+                                     (unsigned long long)s->id, s->name ? s->name : "-");
         }
-        log_msg(LOG_ERR, "worker %llu (pid %d) %s%s; its servers end: %s", (unsigned long long)w->no,
-                (int)w->pid, what, in, who);
+        log_msg(LOG_ERR, "worker %llu (pid %d) %s%s; its servers end: %s",
+                (unsigned long long)w->no, (int)w->pid, what, in, who);
     }
     struct gsp_span reason = {why.data, why.len};
     struct server *s;

@@ -32,7 +32,7 @@ struct wref {
 struct wserver {
     uint64_t sid;
     char *name;
-    struct wmod *dl; /* its code */
+    struct wmod *dl;       /* its code */
     const gs_module *desc; /* NULL: its module could not be loaded (why) */
     char why[200];
     void *state;
@@ -517,8 +517,8 @@ static void unexpected(struct wserver *ws, const gs_value *v)
     gsp_pack_strn(&pk, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t deadline, uint64_t tref,
-                   const gs_value *v)
+static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t deadline,
+                   uint64_t tref, const gs_value *v)
 {
     if (ws->stopping || kind > MSG_STATE || kind == MSG_STOP)
         return; /* the daemon has ended it, or is about to: no result is due */
@@ -638,8 +638,8 @@ static void do_upgrade(struct wserver *ws, uint64_t old_vsn)
     } else if (ok && ws->running && ws->next_desc->code_change) {
         gs_value extra = gs_nil();
         set_mark(ws->sid, CB_CODE_CHANGE);
-        gs_result r = ws->next_desc->code_change((gs_server *)ws, ws->old_vsn, &ws->next_state,
-                                                 &extra);
+        gs_result r =
+            ws->next_desc->code_change((gs_server *)ws, ws->old_vsn, &ws->next_state, &extra);
         set_mark(ws->sid, CB_NONE);
         if (r.action != GS_OK) {
             ok = false;
@@ -685,7 +685,8 @@ static void do_switch(struct wserver *ws, bool commit)
 
 static void do_end(struct wserver *ws, const gs_value *reason)
 {
-    if (ws->next_dl) /* a reload was under way: its new state goes, before terminate frees the old */
+    if (ws->next_dl) /* a reload was under way: its new state goes, before terminate frees the old
+                      */
         do_switch(ws, false);
     if (ws->running && ws->desc && ws->desc->terminate) {
         set_mark(ws->sid, CB_TERMINATE);
@@ -758,7 +759,7 @@ static void handle(const uint8_t *p, size_t len)
         if (r && r->kind == REF_FROM)
             ref_drop(ws, r);
     } else if (op == WL_GONE || op == WL_UPGRADE || op == WL_SWITCH)
-        ; /* ended meanwhile */
+        ;                  /* ended meanwhile */
     else if (op == WL_END) /* never hosted (its init never came): nothing to end */
         frame(WL_ENDED, sid, 2);
     else {
@@ -779,8 +780,8 @@ static bool receive(struct gsp_buf *in)
         char buf[CMSG_SPACE(sizeof(int) * 64)];
         struct cmsghdr align;
     } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof ctl.buf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     /* Asleep in poll, not in recvmsg: the daemon reading what this wrote
      * wakes a reader sleeping on the socket for nothing (one more context
      * switch a call). */

@@ -88,8 +88,7 @@ static void down_is(gsc *c, uint64_t ref, uint64_t id, const char *reason)
     gsc_down *d = DOWN(c, 3000);
     ck_assert_uint_eq(d->ref, ref);
     ck_assert_uint_eq(d->id, id);
-    ck_assert_msg(mp_eq(&d->reason, reason), "down reason %s, want %s", mp_str(&d->reason),
-                  reason);
+    ck_assert_msg(mp_eq(&d->reason, reason), "down reason %s, want %s", mp_str(&d->reason), reason);
     gsc_down_destroy(&d);
 }
 
@@ -128,7 +127,7 @@ static const char *log_line(const struct gsd *d, const char *needle)
 }
 
 /* Waits up to ms for a log line holding needle, and fails without one. */
-#define LOG_LINE(d, ms, needle)                                                                   \
+#define LOG_LINE(d, ms, needle)                                                                    \
     ({                                                                                             \
         const char *log_line_ = NULL;                                                              \
         WAIT_UNTIL(ms, (log_line_ = log_line((d), (needle))) != NULL);                             \
@@ -216,9 +215,8 @@ START_TEST(a_crash_ends_only_its_server)
     ck_assert_uint_eq(whereis(C, "p"), 0);
     pings(C);
     bystanders_unharmed(C);
-    const char *line =
-        LOG_LINE(D, 2000, fmt(" in %s of server %llu (p, probe)", CALLBACK[where],
-                              (unsigned long long)id));
+    const char *line = LOG_LINE(
+        D, 2000, fmt(" in %s of server %llu (p, probe)", CALLBACK[where], (unsigned long long)id));
     ck_assert_msg(strstr(line, WORKER_DEATH) && strstr(line, DEATH[how]) &&
                       strstr(line, fmt("its servers end: %llu (p)", (unsigned long long)id)),
                   "line: %s", line);
@@ -289,11 +287,11 @@ START_TEST(a_group_shares_a_worker_and_its_crash)
     ck_assert_mp_eq(CALL(C, "other", mp("'get'")), "42");
     ck_assert_mp_eq(CALL(C, "c", mp("'get'")), "42");
     const char *line = LOG_LINE(D, 2000, WORKER_DEATH);
-    ck_assert_msg(strstr(line, fmt("in handle_call of server %llu (a, probe)", (unsigned long long)a)) &&
-                      strstr(line, fmt("%llu (a)", (unsigned long long)a)) &&
-                      strstr(line, fmt("%llu (b)", (unsigned long long)b)) &&
-                      strstr(line, "(other)") == NULL,
-                  "line: %s", line);
+    ck_assert_msg(
+        strstr(line, fmt("in handle_call of server %llu (a, probe)", (unsigned long long)a)) &&
+            strstr(line, fmt("%llu (a)", (unsigned long long)a)) &&
+            strstr(line, fmt("%llu (b)", (unsigned long long)b)) && strstr(line, "(other)") == NULL,
+        "line: %s", line);
     ck_assert_int_eq(log_count(D, WORKER_DEATH), 1);
     /* The group lives on in a fresh worker. */
     start_isolated(C, "counter", "b", mp("1"), "'g1'");
@@ -315,7 +313,7 @@ START_TEST(a_group_worker_lasts_while_it_hosts_a_server)
     ck_assert_int_eq(worker_of(C, "b"), pid);
     ck_assert_mp_eq(CALL(C, "b", mp("'get'")), "2");
     OK(gsc_stop(C, "b", NULL, 2000, &r), &r);
-    ck_assert(WAIT_UNTIL(2000, pid_gone(pid))); /* its last server gone, it ends */
+    ck_assert(WAIT_UNTIL(2000, pid_gone(pid)));      /* its last server gone, it ends */
     ck_assert_int_eq(log_count(D, WORKER_DEATH), 0); /* an end, not a death */
 }
 END_TEST
@@ -325,8 +323,8 @@ END_TEST
 START_TEST(a_permanent_server_comes_back_in_a_fresh_worker)
 {
     START(C, "counter", "c", mp("42"));
-    uint64_t id = START_OPTS(C, "counter", "pc", mp("5"),
-                             mp("{'isolate': true, 'restart': 'permanent'}"));
+    uint64_t id =
+        START_OPTS(C, "counter", "pc", mp("5"), mp("{'isolate': true, 'restart': 'permanent'}"));
     ck_assert_mp_eq(CALL(C, "pc", mp("['add', 10]")), "15");
     pid_t pid = worker_of(C, "pc");
     uint64_t ref = monitor(C, "pc");
@@ -607,9 +605,9 @@ START_TEST(calls_from_a_worker_reach_every_server)
     start_isolated(C, "probe", "q", NULL, NULL);
     ck_assert_mp_eq(CALL(C, "p", mp("['call', 'c', 'get', 1000]")), "['ok', 42]");
     ck_assert_mp_eq(CALL(C, "p", mp("['call', 'ic', 'get', 1000]")), "['ok', 43]");
-    ck_assert_mp_eq(CALL(C, "p", mp("['call', 'gc', 'get', 1000]")), "['ok', 44]"); /* same worker */
-    ck_assert_mp_eq(CALL(C, "p", mp("['call', %u, 'get', 1000]", whereis(C, "ic"))),
-                    "['ok', 43]");
+    ck_assert_mp_eq(CALL(C, "p", mp("['call', 'gc', 'get', 1000]")),
+                    "['ok', 44]"); /* same worker */
+    ck_assert_mp_eq(CALL(C, "p", mp("['call', %u, 'get', 1000]", whereis(C, "ic"))), "['ok', 43]");
     ck_assert_mp_eq(CALL(C, "p", mp("['call', 'nobody', 'get', 1000]")), "['error', 'noproc']");
     ck_assert_mp_eq(CALL(C, "p", mp("['call', 'q', ['reply_after', 2000, 1], 50]")),
                     "['error', 'timeout']");
@@ -777,8 +775,8 @@ START_TEST(a_worker_over_its_memory_limit_is_killed)
     gsc_reply *r = NULL;
     int64_t total = 0, step = 16 << 20;
     int st = GSC_OK;
-    while (total < (200 << 20) && (st = gsc_call(c, "hog", mp("['alloc', %d]", (int)step), 5000,
-                                                 &r)) == GSC_OK) {
+    while (total < (200 << 20) &&
+           (st = gsc_call(c, "hog", mp("['alloc', %d]", (int)step), 5000, &r)) == GSC_OK) {
         total = MP_INT(&r->result);
         gsc_reply_destroy(&r);
         sleep_ms(150); /* the limit is checked every 100 ms */
@@ -813,7 +811,8 @@ START_TEST(a_declared_isolated_server_crashing_in_init_is_given_up)
         ");\n");
     gsc *c = CLIENT(d);
     pings(c);
-    LOG_LINE(d, 5000, "server boom (probe): more than 2 restarts in 1000 ms; given up after 2 restarts");
+    LOG_LINE(d, 5000,
+             "server boom (probe): more than 2 restarts in 1000 ms; given up after 2 restarts");
     ck_assert_uint_eq(whereis(c, "boom"), 0);
     ck_assert_int_eq(log_count(d, WORKER_DEATH), 3); /* the first start and 2 restarts */
     ck_assert_int_eq(log_count(d, "killed by SIGSEGV in init of server "), 3);
@@ -829,14 +828,15 @@ END_TEST
 
 START_TEST(declared_servers_are_isolated_as_configured)
 {
-    struct gsd *d = start_conf("isolate = { probe = true; };\n"
-                               "servers = (\n"
-                               "  { name = \"c\"; module = \"counter\"; args = 42; },\n"
-                               "  { name = \"own\"; module = \"counter\"; args = 1; isolate = true; },\n"
-                               "  { name = \"g1\"; module = \"counter\"; args = 2; isolate = \"g\"; },\n"
-                               "  { name = \"g2\"; module = \"stack\"; isolate = \"g\"; },\n"
-                               "  { name = \"p\"; module = \"probe\"; }\n"
-                               ");\n");
+    struct gsd *d =
+        start_conf("isolate = { probe = true; };\n"
+                   "servers = (\n"
+                   "  { name = \"c\"; module = \"counter\"; args = 42; },\n"
+                   "  { name = \"own\"; module = \"counter\"; args = 1; isolate = true; },\n"
+                   "  { name = \"g1\"; module = \"counter\"; args = 2; isolate = \"g\"; },\n"
+                   "  { name = \"g2\"; module = \"stack\"; isolate = \"g\"; },\n"
+                   "  { name = \"p\"; module = \"probe\"; }\n"
+                   ");\n");
     gsc *c = CLIENT(d);
     ck_assert(WAIT_UNTIL(3000, whereis(c, "p") != 0));
     ck_assert_mp_eq(mp_get(info(c, "c"), "isolated"), "false");

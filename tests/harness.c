@@ -292,7 +292,8 @@ static const char *isolate_all_config(const char *dir, const char *build)
         for (struct dirent *de; dd && (de = readdir(dd)) != NULL;) {
             size_t n = strlen(de->d_name);
             /* libconfig's names start with a letter */
-            if (n > 3 && strcmp(de->d_name + n - 3, ".so") == 0 && isalpha((unsigned char)de->d_name[0]))
+            if (n > 3 && strcmp(de->d_name + n - 3, ".so") == 0 &&
+                isalpha((unsigned char)de->d_name[0]))
                 fprintf(f, "    %.*s = true;\n", (int)(n - 3), de->d_name);
         }
         if (dd)
