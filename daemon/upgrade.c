@@ -188,7 +188,6 @@ static void decide(void)
     if (up.timer)
         event_free(up.timer);
     memset(&up, 0, sizeof up);
-    conn_flush_all();
 }
 
 static void too_slow(evutil_socket_t fd, short what, void *arg)
@@ -202,6 +201,8 @@ static void too_slow(evutil_socket_t fd, short what, void *arg)
         }
     }
     decide();
+    conn_flush_all(); /* the answer; elsewhere the caller's own flush sends it (never here
+                       * within a method: a flush may free the connection being read) */
 }
 
 bool upgrade_start(struct module *from, struct module *to, uint64_t waiter)
