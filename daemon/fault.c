@@ -35,6 +35,10 @@ const char *const callback_names[CB_COUNT] = {
     [CB_FREE_STATE] = "free_state",
 };
 
+const enum callback msg_callbacks[] = {
+    [MSG_INIT] = CB_INIT,        [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
+    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
+
 volatile struct running running;
 
 static volatile sig_atomic_t orderly; /* main is returning: exit() is the daemon's own */

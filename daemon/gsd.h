@@ -229,6 +229,9 @@ bool scratch_decode(struct gsp_span v, msgpack_object *out);
 /* ---- mailbox.c --------------------------------------------------------- */
 enum msg_kind { MSG_INIT, MSG_CALL, MSG_CAST, MSG_INFO, MSG_STOP, MSG_STATE };
 
+/* The callback each kind of message is for (fault.c). */
+extern const enum callback msg_callbacks[];
+
 /* One message, still encoded. Allocated with its payload in one block. */
 struct msg {
     STAILQ_ENTRY(msg) link;
@@ -297,6 +300,12 @@ void module_release(struct module *m);
 /* The version of m's state layout: its descriptor's state_vsn, or vsn. */
 uint32_t module_state_vsn(const struct module *m);
 uint32_t desc_state_vsn(const gs_module *d); /* the same, of a descriptor */
+/* Runs d's callback for a message of kind MSG_INIT, MSG_CALL, MSG_CAST or
+ * MSG_INFO, wherever the server runs (the daemon, a worker): one without
+ * handle_call or handle_cast stops ("undef_handle_call", ...). False, with
+ * *r untouched, for a message no handle_info takes: the caller logs it. */
+bool module_run(const gs_module *d, gs_server *self, enum msg_kind kind, const gs_value *v,
+                gs_from from, void **state, gs_result *r);
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg);
 unsigned module_count(void);
 void module_unload_all(void);

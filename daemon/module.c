@@ -293,6 +293,30 @@ struct module *module_get(const char *name, char *err, size_t errlen)
     return m;
 }
 
+bool module_run(const gs_module *d, gs_server *self, enum msg_kind kind, const gs_value *v,
+                gs_from from, void **state, gs_result *r)
+{
+    switch (kind) {
+    case MSG_INIT:
+        *r = d->init(self, v, state);
+        return true;
+    case MSG_CALL:
+        *r = d->handle_call ? d->handle_call(self, v, from, state)
+                            : gs_stop(gs_str("undef_handle_call"));
+        return true;
+    case MSG_CAST:
+        *r = d->handle_cast ? d->handle_cast(self, v, state) : gs_stop(gs_str("undef_handle_cast"));
+        return true;
+    case MSG_INFO:
+        if (d->handle_info == NULL)
+            return false;
+        *r = d->handle_info(self, v, state);
+        return true;
+    default:
+        return false;
+    }
+}
+
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg)
 {
     struct module *m, *tmp;

@@ -22,11 +22,7 @@
 
 int64_t slow_callback_ms = 100;
 
-/* The callback each kind of message is for. */
-static const enum callback kind_callbacks[] = {
-    [MSG_INIT] = CB_INIT,        [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
-    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
-#define kind_name(k) callback_names[kind_callbacks[k]]
+#define kind_name(k) callback_names[msg_callbacks[k]]
 
 #define SELF(s) ((gs_server *)(s))
 
@@ -206,17 +202,17 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
         waiter_detach(w);
     if (!init_ran)
         answer_starter(s, reason);
-    if (s->hosted && worker_alive(s->worker)) {
-        /* terminate runs in the worker (if its init returned ok there); the
-         * rest once it has: by the stop's deadline, or the worker is killed. */
+    if (s->hosted && worker_alive(s->worker) && !init_ran) {
+        worker_end(s, reason, -1); /* its worker lets it go; there is no terminate to wait for */
+    } else if (s->hosted && worker_alive(s->worker)) {
+        /* terminate runs in the worker; the rest once it has: by the stop's
+         * deadline, or limits.shutdown_ms (0: none), else the worker is killed. */
         int64_t ms = w && w->deadline >= 0 ? w->deadline - now_ms()
                      : limits.shutdown_ms  ? (int64_t)limits.shutdown_ms
-                                           : -1; /* 0: no limit */
+                                           : -1;
         worker_end(s, reason, w && w->deadline >= 0 && ms < 0 ? 0 : ms);
-        if (init_ran) {
-            keep_end(s, reason, bye);
-            return;
-        }
+        keep_end(s, reason, bye);
+        return;
     } else if (init_ran && !s->worker && s->mod->desc->terminate) {
         gs_value why = gs_nil();
         scratch_decode(reason, &why);
@@ -405,32 +401,7 @@ static void undecodable(struct server *s, struct msg *m)
 static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, const gs_value *v,
                      gs_result *r)
 {
-    const gs_module *d = s->mod->desc;
     switch (m->kind) {
-    case MSG_INIT:
-        *r = d->init(SELF(s), v, &s->state);
-        return true;
-    case MSG_CALL:
-        s->stats.calls++;
-        *r = d->handle_call ? d->handle_call(SELF(s), v, (gs_from){m->waiter}, &s->state)
-                            : gs_stop(gs_str("undef_handle_call"));
-        return true;
-    case MSG_CAST:
-        s->stats.casts++;
-        *r = d->handle_cast ? d->handle_cast(SELF(s), v, &s->state)
-                            : gs_stop(gs_str("undef_handle_cast"));
-        return true;
-    case MSG_INFO:
-        s->stats.infos++;
-        if (d->handle_info)
-            *r = d->handle_info(SELF(s), v, &s->state);
-        else {
-            char text[128];
-            log_msg(LOG_WARN, "server %llu (%s): unexpected message ignored: %s",
-                    (unsigned long long)s->id, label(s), value_text(text, sizeof text, v));
-            *r = gs_noreply();
-        }
-        return true;
     case MSG_STOP: {
         struct farewell bye = {m->waiter, enc_nil}; /* a stop's answer: ok, nil */
         server_end(s, data, &bye);
@@ -439,8 +410,38 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
     case MSG_STATE:
         handle_state(s, m);
         return false;
+    default:
+        if (module_run(s->mod->desc, SELF(s), m->kind, v, (gs_from){m->waiter}, &s->state, r))
+            return true;
+        char text[128];
+        log_msg(LOG_WARN, "server %llu (%s): unexpected message ignored: %s",
+                (unsigned long long)s->id, label(s), value_text(text, sizeof text, v));
+        *r = gs_noreply();
+        return true;
     }
-    return false;
+}
+
+/* A message is being handled: s is no longer hibernating. */
+static void awake(struct server *s)
+{
+    if (s->status == SERVER_HIBERNATING) {
+        s->status = SERVER_RUNNING;
+        registry_changed();
+    }
+}
+
+/* A callback for a message of that kind has run, took_ms long: counted,
+ * and logged if slow (terminate is logged by server_end). */
+static void tally(struct server *s, enum msg_kind kind, int64_t took_ms)
+{
+    s->stats.calls += kind == MSG_CALL;
+    s->stats.casts += kind == MSG_CAST;
+    s->stats.infos += kind == MSG_INFO;
+    if (took_ms >= slow_callback_ms && kind != MSG_STOP) {
+        s->stats.slow++;
+        log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
+                label(s), s->mod->name, kind_name(kind), (long long)took_ms);
+    }
 }
 
 /* Handles one message: m says what it is and who waits, data is its
@@ -449,10 +450,7 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
  * callback sets it again, so it stays recent. */
 static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_once)
 {
-    if (s->status == SERVER_HIBERNATING) {
-        s->status = SERVER_RUNNING;
-        registry_changed();
-    }
+    awake(s);
     gs_value v = gs_nil();
     bool has_value = m->kind != MSG_STOP && m->kind != MSG_STATE;
     if (has_value && !scratch_decode(data, &v)) {
@@ -460,15 +458,10 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
     } else {
         int64_t t0 = at_once ? loop_clock_ms : loop_clock_tick();
         gs_result r;
-        running_enter(s, kind_callbacks[m->kind]);
+        running_enter(s, msg_callbacks[m->kind]);
         bool ran = dispatch(s, m, data, &v, &r);
         running_leave();
-        int64_t took = loop_clock_tick() - t0;
-        if (took >= slow_callback_ms && m->kind != MSG_STOP) {
-            s->stats.slow++;
-            log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
-                    label(s), s->mod->name, kind_name(m->kind), (long long)took);
-        }
+        tally(s, m->kind, loop_clock_tick() - t0);
         if (ran)
             server_result(s, m, &r);
     }
@@ -507,18 +500,8 @@ void server_worker_result(struct server *s, gs_result *r, int64_t took_us)
     s->nsent--;
     s->sent_bytes -= m->len;
     if (s->status != SERVER_ENDED) {
-        if (s->status == SERVER_HIBERNATING) {
-            s->status = SERVER_RUNNING;
-            registry_changed();
-        }
-        s->stats.calls += m->kind == MSG_CALL;
-        s->stats.casts += m->kind == MSG_CAST;
-        s->stats.infos += m->kind == MSG_INFO;
-        if (took_us / 1000 >= slow_callback_ms) {
-            s->stats.slow++;
-            log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
-                    label(s), s->mod->name, kind_name(m->kind), (long long)(took_us / 1000));
-        }
+        awake(s);
+        tally(s, m->kind, took_us / 1000);
         struct waiter *w;
         if (m->kind != MSG_STATE)
             server_result(s, m, r);

@@ -444,11 +444,6 @@ void worker_forget(struct server *s)
 
 /* ---- reading ----------------------------------------------------------- */
 
-static bool get_int(const gs_value *v, int64_t *out)
-{
-    return gs_get_int(v, out);
-}
-
 /* A RESULT, the frame of nearly every message: read in place, only its
  * reply and reason decoded, and only when there is one. */
 static bool result_frame(struct worker *w, struct gsp_cursor *c, uint32_t n, uint64_t sid)
@@ -524,7 +519,7 @@ static bool handle(struct worker *w, const uint8_t *p, size_t len)
     case WL_CALL: {
         int64_t timeout;
         if (n != 6 || !gs_get_uint(&a[2], &ref) || !(ref & WLINK_REF_BIT) ||
-            !get_int(&a[5], &timeout))
+            !gs_get_int(&a[5], &timeout))
             return false;
         api_call_as(s, ref, &a[3], &a[4], timeout);
         return true;
@@ -559,7 +554,7 @@ static bool handle(struct worker *w, const uint8_t *p, size_t len)
         int64_t level;
         const char *text;
         uint32_t tlen;
-        if (n != 4 || !get_int(&a[2], &level) || !gs_get_str(&a[3], &text, &tlen))
+        if (n != 4 || !gs_get_int(&a[2], &level) || !gs_get_str(&a[3], &text, &tlen))
             return false;
         api_log_line(s, (int)level, text, tlen);
         return true;

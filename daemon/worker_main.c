@@ -491,10 +491,6 @@ static void set_mark(uint64_t sid, enum callback cb)
     mark->cb = cb;
 }
 
-static const enum callback kind_callbacks[] = {
-    [MSG_INIT] = CB_INIT,        [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
-    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
-
 /* Downs for this server's monitors end them: the ref is forgotten. */
 static void saw_info(struct wserver *ws, const gs_value *v)
 {
@@ -539,39 +535,17 @@ static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t dea
     cur.deadline = deadline;
     cur.replied = false;
     int64_t t0 = clock_us();
-    set_mark(ws->sid, kind_callbacks[kind]);
+    set_mark(ws->sid, msg_callbacks[kind]);
     if (d == NULL) {
         gs_value why[2] = {gs_str("module"), gs_str(ws->why)};
         r = gs_stop(gs_array(why, 2));
     } else {
-        switch ((enum msg_kind)kind) {
-        case MSG_INIT:
-            r = d->init((gs_server *)ws, v, &ws->state);
-            break;
-        case MSG_CALL:
-            r = d->handle_call ? d->handle_call((gs_server *)ws, v, (gs_from){from}, &ws->state)
-                               : gs_stop(gs_str("undef_handle_call"));
-            break;
-        case MSG_CAST:
-            r = d->handle_cast ? d->handle_cast((gs_server *)ws, v, &ws->state)
-                               : gs_stop(gs_str("undef_handle_cast"));
-            break;
-        case MSG_INFO:
-            if (d->handle_info)
-                r = d->handle_info((gs_server *)ws, v, &ws->state);
-            else
-                unexpected(ws, v);
-            break;
-        case MSG_STATE:
-            r = gs_noreply();
-            if (d->format_state) {
-                r = gs_reply(d->format_state((gs_server *)ws, ws->state));
-                r.has_reply = true;
-            }
-            break;
-        case MSG_STOP:
-            break;
-        }
+        if (kind == MSG_STATE && d->format_state) {
+            r = gs_reply(d->format_state((gs_server *)ws, ws->state));
+            r.has_reply = true;
+        } else if (kind != MSG_STATE && !module_run(d, (gs_server *)ws, (enum msg_kind)kind, v,
+                                                    (gs_from){from}, &ws->state, &r))
+            unexpected(ws, v);
     }
     set_mark(ws->sid, CB_NONE);
     clock_last = clock_us();
