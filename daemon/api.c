@@ -198,6 +198,12 @@ bool api_value_equal(const gs_value *a, const gs_value *b)
     return gsp_value_equal(a, b);
 }
 
+int64_t api_now(gs_server *self)
+{
+    (void)self;
+    return now_ms();
+}
+
 const struct gs_api gsd_api = {
     .size = sizeof(struct gs_api),
     .log = api_log,
@@ -217,4 +223,5 @@ const struct gs_api gsd_api = {
     .value_copy = api_value_copy,
     .value_free = api_value_free,
     .value_equal = api_value_equal,
+    .now = api_now,
 };

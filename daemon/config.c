@@ -424,14 +424,17 @@ static void read_server(struct reader *rd, const config_setting_t *g, struct con
 {
     static const char *const keys[] = {
         "name",          "module",          "args",    "args_json",    "restart",
-        "mailbox_limit", "init_timeout_ms", "isolate", INTENSITY_KEYS, NULL};
+        "mailbox_limit", "init_timeout_ms", "isolate", "hibernate_after_ms", INTENSITY_KEYS,
+        NULL};
     if (!config_setting_is_group(g)) {
         bad(rd, g, "each server must be a group { name = ...; module = ...; }");
         return;
     }
     only(rd, g, keys);
-    struct child_spec sp = {
-        .restart = RESTART_PERMANENT, .init_timeout = -1, .intensity = cfg->intensity};
+    struct child_spec sp = {.restart = RESTART_PERMANENT,
+                            .init_timeout = -1,
+                            .hibernate_after = -1,
+                            .intensity = cfg->intensity};
     struct seen *dup = NULL;
     const char *name = get_str(rd, g, "name"), *module = get_str(rd, g, "module");
     if (name == NULL)
@@ -462,6 +465,9 @@ static void read_server(struct reader *rd, const config_setting_t *g, struct con
     uint64_t t = UINT64_MAX;
     get_uint(rd, g, "init_timeout_ms", 0, INT32_MAX, &t);
     sp.init_timeout = t == UINT64_MAX ? -1 : (int64_t)t;
+    t = UINT64_MAX;
+    get_uint(rd, g, "hibernate_after_ms", 0, INT32_MAX, &t);
+    sp.hibernate_after = t == UINT64_MAX ? -1 : (int64_t)t;
     read_intensity(rd, g, &sp.intensity);
     const config_setting_t *iso = config_setting_get_member(g, "isolate");
     if (iso)

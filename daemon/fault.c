@@ -32,12 +32,14 @@ const char *const callback_names[CB_COUNT] = {
     [CB_FORMAT_STATE] = "format_state",
     [CB_CODE_CHANGE] = "code_change",
     [CB_HIBERNATE] = "hibernate",
+    [CB_HANDLE_CONTINUE] = "handle_continue",
     [CB_FREE_STATE] = "free_state",
 };
 
-const enum callback msg_callbacks[] = {
+const enum callback msg_callbacks[MSG_KINDS] = {
     [MSG_INIT] = CB_INIT,        [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
-    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE};
+    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE,
+    [MSG_CONTINUE] = CB_HANDLE_CONTINUE, [MSG_HIBERNATE] = CB_HIBERNATE};
 
 volatile struct running running;
 

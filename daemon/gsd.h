@@ -121,6 +121,7 @@ enum callback {
     CB_CODE_CHANGE,
     CB_HIBERNATE,
     CB_FREE_STATE,
+    CB_HANDLE_CONTINUE,
     CB_COUNT
 };
 extern const char *const callback_names[CB_COUNT]; /* "init", "handle_call", ...; "-" for none */
@@ -227,10 +228,23 @@ msgpack_zone *scratch_zone(void); /* for decoding one message; reset too */
 bool scratch_decode(struct gsp_span v, msgpack_object *out);
 
 /* ---- mailbox.c --------------------------------------------------------- */
-enum msg_kind { MSG_INIT, MSG_CALL, MSG_CAST, MSG_INFO, MSG_STOP, MSG_STATE };
+/* CONTINUE: a result's gs_continue term, first in the mailbox; HIBERNATE:
+ * hibernate_after's idle time ran out (no callback of its own: the server
+ * hibernates as if its last callback had asked). */
+enum msg_kind {
+    MSG_INIT,
+    MSG_CALL,
+    MSG_CAST,
+    MSG_INFO,
+    MSG_STOP,
+    MSG_STATE,
+    MSG_CONTINUE,
+    MSG_HIBERNATE,
+    MSG_KINDS
+};
 
 /* The callback each kind of message is for (fault.c). */
-extern const enum callback msg_callbacks[];
+extern const enum callback msg_callbacks[MSG_KINDS];
 
 /* One message, still encoded. Allocated with its payload in one block. */
 struct msg {
@@ -262,6 +276,7 @@ struct msg *msg_new(enum msg_kind kind, uint64_t waiter, const void *data, size_
 void msg_free(struct msg *m); /* small ones are kept for the next msg_new */
 void mailbox_init(struct mailbox *mb); /* limit: limits.mailbox */
 void mailbox_put(struct mailbox *mb, struct msg *m);
+void mailbox_put_first(struct mailbox *mb, struct msg *m); /* ahead of all: a continue */
 /* m was handled as it arrived, never queued (server_call): counted in the
  * high-water marks as a mailbox holding it alone. */
 void mailbox_pass(struct mailbox *mb, const struct msg *m);
@@ -300,10 +315,12 @@ void module_release(struct module *m);
 /* The version of m's state layout: its descriptor's state_vsn, or vsn. */
 uint32_t module_state_vsn(const struct module *m);
 uint32_t desc_state_vsn(const gs_module *d); /* the same, of a descriptor */
-/* Runs d's callback for a message of kind MSG_INIT, MSG_CALL, MSG_CAST or
- * MSG_INFO, wherever the server runs (the daemon, a worker): one without
- * handle_call or handle_cast stops ("undef_handle_call", ...). False, with
- * *r untouched, for a message no handle_info takes: the caller logs it. */
+/* Runs d's callback for a message of kind MSG_INIT, MSG_CALL, MSG_CAST,
+ * MSG_INFO or MSG_CONTINUE, wherever the server runs (the daemon, a
+ * worker): one without handle_call, handle_cast or handle_continue stops
+ * ("undef_handle_call", ...). MSG_HIBERNATE runs nothing: its result asks
+ * to hibernate, which the host does as for any result. False, with *r
+ * untouched, for a message no handle_info takes: the caller logs it. */
 bool module_run(const gs_module *d, gs_server *self, enum msg_kind kind, const gs_value *v,
                 gs_from from, void **state, gs_result *r);
 void module_foreach(void (*fn)(struct module *m, void *arg), void *arg);
@@ -331,9 +348,16 @@ struct server {
     TAILQ_ENTRY(server) run_link; /* in the run queue; once ended, in the reaper's */
     TAILQ_ENTRY(server) reg_link;  /* in the registry, in start order */
     struct event *timeout;         /* a callback's timeout, allocated on first use */
+    uint8_t *timeout_msg;          /* what it delivers (gs_timeout_msg), or NULL: "timeout" */
+    size_t timeout_msg_len;
+    int64_t hibernate_after;       /* ms idle before it hibernates; -1 never */
+    int64_t active_ms;             /* when its last callback ended, for that */
+    struct event *idle;            /* hibernate_after's timer, allocated on first use */
+    bool suspended;                /* between suspend and resume: its mailbox is held */
     int64_t start_timeout;         /* ms allowed for init, -1 for none */
     int64_t start_ms;              /* when start was asked, for that limit */
     uint64_t starter;              /* the waiter of start, until init has answered it */
+    uint64_t start_monitor;        /* start's "monitor": the ref its answer carries, or 0 */
     LIST_HEAD(, waiter) waiters;   /* callers waiting on it */
     LIST_HEAD(, stimer) timers;    /* its pending gs_timer_start timers */
     uint32_t ntimers;              /* how many; limits.timers */
@@ -370,6 +394,12 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
 /* Queues a message; false if the server has ended. */
 bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
                  size_t len);
+/* suspend and resume (sys:suspend/resume): a suspended server takes no
+ * message from its mailbox (but its init) until resumed; a stop resumes
+ * it, to be handled after what the mailbox holds. An isolated server's
+ * messages already handed to its worker are handled meanwhile. */
+void server_suspend(struct server *s);
+void server_resume(struct server *s);
 /* Handles the next message in the mailbox; the scheduler calls it. */
 void server_run_one(struct server *s);
 /* Encodes a value a callback returned, in scratch memory, before anything
@@ -427,6 +457,13 @@ static inline bool result_allowed(enum msg_kind kind, const gs_result *r)
     default:
         return false;
     }
+}
+/* An allowed result that goes on asks for handle_continue (its timeout
+ * and hibernate are then not read). */
+static inline bool result_continues(const gs_result *r)
+{
+    return r->has_continue &&
+           (r->action == GS_OK || r->action == GS_REPLY || r->action == GS_NOREPLY);
 }
 /* Frees an ended server (sched.c's reaper, never anyone else). */
 void server_free(struct server *s);
@@ -675,6 +712,7 @@ void *api_scratch_alloc(gs_server *self, size_t n);
 gs_value *api_value_copy(const gs_value *v);
 void api_value_free(gs_value *v);
 bool api_value_equal(const gs_value *a, const gs_value *b);
+int64_t api_now(gs_server *self);
 
 /* ---- conn.c ------------------------------------------------------------ */
 struct conn {
@@ -817,6 +855,7 @@ struct child_spec {
     size_t args_len;        /* encoded msgpack */
     int64_t init_timeout;   /* ms for init; -1 none */
     uint32_t mailbox_limit; /* 0: limits.mailbox */
+    int64_t hibernate_after; /* ms idle before it hibernates; -1 never */
     char *isolate;          /* NULL: in the daemon; "": a worker of its own; a group */
     enum restart restart;
     struct intensity intensity;

@@ -70,15 +70,26 @@ static void unblock_all(struct mailbox *mb)
         conn_unblock(c);
 }
 
-void mailbox_put(struct mailbox *mb, struct msg *m)
+static void counted(struct mailbox *mb, const struct msg *m)
 {
-    STAILQ_INSERT_TAIL(&mb->q, m, link);
     mb->len++;
     mb->bytes += m->len;
     if (mb->len > mb->len_high)
         mb->len_high = mb->len;
     if (mb->bytes > mb->bytes_high)
         mb->bytes_high = mb->bytes;
+}
+
+void mailbox_put(struct mailbox *mb, struct msg *m)
+{
+    STAILQ_INSERT_TAIL(&mb->q, m, link);
+    counted(mb, m);
+}
+
+void mailbox_put_first(struct mailbox *mb, struct msg *m)
+{
+    STAILQ_INSERT_HEAD(&mb->q, m, link);
+    counted(mb, m);
 }
 
 void mailbox_pass(struct mailbox *mb, const struct msg *m)

@@ -197,6 +197,8 @@ struct start_opts {
     int64_t timeout;
     enum restart restart;
     uint32_t mailbox_limit; /* 0: limits.mailbox */
+    int64_t hibernate_after; /* ms; -1 never */
+    bool monitor;            /* answer [id, ref], the monitor in place */
     const char *isolate;    /* child_spec's isolate; points into the request or "" */
     bool isolate_set;       /* said by the start; else the module's default */
     char group[GSP_NAME_MAX + 1];
@@ -216,6 +218,8 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
     opts->timeout = -1;
     opts->restart = RESTART_TEMPORARY;
     opts->mailbox_limit = 0;
+    opts->hibernate_after = -1;
+    opts->monitor = false;
     opts->isolate = NULL;
     opts->isolate_set = false;
     if (o->type == MSGPACK_OBJECT_NIL ||
@@ -238,6 +242,12 @@ static bool start_options(struct req *r, const gs_value *o, struct start_opts *o
         else if (gs_is(k, "mailbox_limit") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
                  v->via.u64 > 0)
             opts->mailbox_limit = v->via.u64 > UINT32_MAX ? UINT32_MAX : (uint32_t)v->via.u64;
+        else if (gs_is(k, "hibernate_after") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            opts->hibernate_after = v->via.u64 > INT32_MAX ? INT32_MAX : (int64_t)v->via.u64;
+        else if (gs_is(k, "hibernate_after") && gs_is(v, "infinity"))
+            opts->hibernate_after = -1;
+        else if (gs_is(k, "monitor") && v->type == MSGPACK_OBJECT_BOOLEAN)
+            opts->monitor = v->via.boolean;
         else if (gs_is(k, "isolate") && v->type == MSGPACK_OBJECT_BOOLEAN) {
             opts->isolate = v->via.boolean ? "" : NULL;
             opts->isolate_set = true;
@@ -266,6 +276,15 @@ static bool may_wait(struct req *r)
     return false;
 }
 
+/* limits.monitors per connection. */
+static bool may_monitor(struct req *r)
+{
+    if (!limits.monitors || r->c->nmonitors < limits.monitors)
+        return true;
+    fail(r, GSP_TOO_LARGE, "this connection has %u monitors, the limit", limits.monitors);
+    return false;
+}
+
 static void m_start(struct req *r)
 {
     char mod_name[GSP_NAME_MAX + 1];
@@ -290,7 +309,7 @@ static void m_start(struct req *r)
         gsp_pack_error_end(pk);
         return;
     }
-    if (!may_wait(r))
+    if (!may_wait(r) || (opts.monitor && !may_monitor(r)))
         return;
     struct module *mod = load(r, mod_name);
     if (mod == NULL)
@@ -308,14 +327,23 @@ static void m_start(struct req *r)
     }
     if (opts.mailbox_limit)
         s->mbox.limit = opts.mailbox_limit;
+    s->hibernate_after = opts.hibernate_after;
+    if (opts.monitor)
+        s->start_monitor = next_ref(); /* in place once init has answered (init_result) */
     if (opts.restart != RESTART_TEMPORARY) {
         char copy[GSP_NAME_MAX + 1] = "";
         if (named)
             memcpy(copy, name.via.str.ptr, name.via.str.size);
-        struct child_spec spec = {
-            mod_name,         named ? copy : NULL, (uint8_t *)args.ptr,  args.len,
-            opts.timeout,     opts.mailbox_limit,  (char *)opts.isolate, opts.restart,
-            intensity_default};
+        struct child_spec spec = {.module = mod_name,
+                                  .name = named ? copy : NULL,
+                                  .args = (uint8_t *)args.ptr,
+                                  .args_len = args.len,
+                                  .init_timeout = opts.timeout,
+                                  .mailbox_limit = opts.mailbox_limit,
+                                  .hibernate_after = opts.hibernate_after,
+                                  .isolate = (char *)opts.isolate,
+                                  .restart = opts.restart,
+                                  .intensity = intensity_default};
         supervise_adopt(s, &spec);
     }
     if (opts.link)
@@ -386,6 +414,27 @@ static void m_stop(struct req *r)
     waiter_attach(w, s);
     supervise_stop_asked(s);
     server_post(s, MSG_STOP, w->id, reason.ptr, reason.len);
+}
+
+/* suspend and resume: at once, between two callbacks (server_suspend). */
+static void m_suspend(struct req *r)
+{
+    gs_value ref;
+    struct server *s;
+    if (!arg_server(r, &ref) || (s = find(r, &ref)) == NULL)
+        return;
+    server_suspend(s);
+    ok_nil(r);
+}
+
+static void m_resume(struct req *r)
+{
+    gs_value ref;
+    struct server *s;
+    if (!arg_server(r, &ref) || (s = find(r, &ref)) == NULL)
+        return;
+    server_resume(s);
+    ok_nil(r);
 }
 
 static void m_whereis(struct req *r)
@@ -575,12 +624,8 @@ static void m_reload(struct req *r)
 static void m_monitor(struct req *r)
 {
     gs_value ref;
-    if (!arg_server(r, &ref))
+    if (!arg_server(r, &ref) || !may_monitor(r))
         return;
-    if (limits.monitors && r->c->nmonitors >= limits.monitors) {
-        fail(r, GSP_TOO_LARGE, "this connection has %u monitors, the limit", limits.monitors);
-        return;
-    }
     uint64_t mref = next_ref();
     msgpack_pack_uint64(ok(r), mref);
     monitor_add(mref, r->c, NULL, &ref); /* after the response: a down may follow at once */
@@ -627,6 +672,8 @@ static const struct method {
     {"reload", m_reload, 1, true, false, false, false},
     {"monitor", m_monitor, 1, false, false, false, false},
     {"demonitor", m_demonitor, 1, false, false, false, true},
+    {"suspend", m_suspend, 1, true, false, true, false},
+    {"resume", m_resume, 1, true, false, false, true},
 };
 
 /* For a count that is not m->nparams: whether m checks the count itself.

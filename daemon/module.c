@@ -312,6 +312,13 @@ bool module_run(const gs_module *d, gs_server *self, enum msg_kind kind, const g
             return false;
         *r = d->handle_info(self, v, state);
         return true;
+    case MSG_CONTINUE:
+        *r = d->handle_continue ? d->handle_continue(self, v, state)
+                                : gs_stop(gs_str("undef_handle_continue"));
+        return true;
+    case MSG_HIBERNATE: /* the host runs d->hibernate, as for any result that asks */
+        *r = gs_noreply_hibernate();
+        return true;
     default:
         return false;
     }

@@ -46,6 +46,8 @@ const char *server_status_name(const struct server *s)
                                         [SERVER_RUNNING] = "running",
                                         [SERVER_HIBERNATING] = "hibernating",
                                         [SERVER_ENDED] = "ended"};
+    if (s->suspended && (s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING))
+        return "suspended";
     return names[s->status];
 }
 
@@ -68,6 +70,7 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     s->mod = mod;
     s->status = SERVER_STARTING;
     s->start_timeout = init_timeout;
+    s->hibernate_after = -1;
     s->start_ms = s->stats.started_ms = now_ms();
     mailbox_init(&s->mbox);
     LIST_INIT(&s->waiters);
@@ -117,24 +120,101 @@ static inline __attribute__((always_inline)) bool deliver(struct server *s, enum
 bool server_post(struct server *s, enum msg_kind kind, uint64_t waiter, const void *data,
                  size_t len)
 {
+    if (kind == MSG_STOP && s->suspended)
+        server_resume(s); /* a stop is ordered after what the mailbox holds */
     return deliver(s, kind, waiter, data, len, false);
 }
 
 static void timeout_fire(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    server_post(arg, MSG_INFO, 0, enc_timeout.ptr, enc_timeout.len);
+    struct server *s = arg;
+    if (s->timeout_msg)
+        server_post(s, MSG_INFO, 0, s->timeout_msg, s->timeout_msg_len);
+    else
+        server_post(s, MSG_INFO, 0, enc_timeout.ptr, enc_timeout.len);
 }
 
-/* Timeout and hibernate, as a callback asked. Hibernating releases what the
- * daemon holds for the server (its timeout event), then lets the module
- * shrink its state; the status shows it until the next message. */
+/* What a server holds for its timeouts: released by hibernate and the end. */
+static void timeouts_free(struct server *s)
+{
+    if (s->timeout)
+        event_free(s->timeout);
+    s->timeout = NULL;
+    free(s->timeout_msg);
+    s->timeout_msg = NULL;
+    if (s->idle)
+        event_free(s->idle);
+    s->idle = NULL;
+}
+
+static void set_timeout(struct server *s, const gs_result *r)
+{
+    int64_t ms = r->timeout_at ? r->timeout_ms - now_ms() : r->timeout_ms;
+    free(s->timeout_msg);
+    s->timeout_msg = NULL;
+    if (r->has_timeout_msg) {
+        struct gsp_span m = server_encode(s, &r->timeout_msg, "timeout_msg_too_large");
+        s->timeout_msg = xmalloc(m.len);
+        memcpy(s->timeout_msg, m.ptr, m.len);
+        s->timeout_msg_len = m.len;
+    }
+    if (s->timeout == NULL)
+        s->timeout = loop_event(LOOP_PRIO_OWN, -1, 0, timeout_fire, s);
+    loop_arm(s->timeout, ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : ms);
+}
+
+/* hibernate_after: the idle timer is armed once and, when it fires early
+ * (the server has been busy since), armed again for the rest, so a busy
+ * server pays no timer per message. */
+static void idle_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct server *s = arg;
+    int64_t rest = s->active_ms + s->hibernate_after - now_ms();
+    if (s->status != SERVER_RUNNING || s->suspended || !STAILQ_EMPTY(&s->mbox.q) || s->nsent)
+        return; /* its next callback arms it again */
+    if (s->timeout && evtimer_pending(s->timeout, NULL))
+        return; /* a timeout it asked for comes first, as in OTP */
+    if (rest > 0)
+        loop_arm(s->idle, rest);
+    else
+        server_post(s, MSG_HIBERNATE, 0, enc_nil.ptr, enc_nil.len);
+}
+
+static void idle_arm(struct server *s)
+{
+    s->active_ms = loop_clock_ms;
+    if (s->idle == NULL)
+        s->idle = loop_event(LOOP_PRIO_OWN, -1, 0, idle_fire, s);
+    if (!evtimer_pending(s->idle, NULL))
+        loop_arm(s->idle, s->hibernate_after);
+}
+
+/* A result asked for handle_continue: next, before any other message. An
+ * isolated server's worker runs it at once, itself (messages behind it may
+ * already be on their way there): server_worker_result expects its result
+ * next, whether or not the server has ended meanwhile. */
+static void continue_next(struct server *s, const gs_value *term)
+{
+    if (s->worker)
+        return;
+    struct gsp_span t = server_encode(s, term, "continue_too_large");
+    mailbox_put_first(&s->mbox, msg_new(MSG_CONTINUE, 0, t.ptr, t.len));
+    sched_wake(s);
+}
+
+/* Continue, hibernate or a timeout, as a callback asked (in that order),
+ * else hibernate_after's idle timer. Hibernating releases what the daemon
+ * holds for the server (its timeout events), then lets the module shrink
+ * its state; the status shows it until the next message. */
 static void after_callback(struct server *s, const gs_result *r)
 {
-    if (r->hibernate) {
-        if (s->timeout)
-            event_free(s->timeout);
-        s->timeout = NULL;
+    bool idle = STAILQ_EMPTY(&s->mbox.q) && s->nsent == 0;
+    if (result_continues(r)) {
+        continue_next(s, &r->cont);
+    } else if (r->hibernate) {
+        timeouts_free(s);
         s->status = SERVER_HIBERNATING;
         registry_changed(); /* which shows the status */
         if (s->mod->desc->hibernate && !s->worker) { /* a worker runs it itself */
@@ -142,10 +222,10 @@ static void after_callback(struct server *s, const gs_result *r)
             s->mod->desc->hibernate(SELF(s), &s->state);
             running_leave();
         }
-    } else if (r->timeout_ms >= 0 && STAILQ_EMPTY(&s->mbox.q) && s->nsent == 0) {
-        if (s->timeout == NULL)
-            s->timeout = loop_event(LOOP_PRIO_OWN, -1, 0, timeout_fire, s);
-        loop_arm(s->timeout, r->timeout_ms);
+    } else if (r->timeout_ms >= 0 && idle) {
+        set_timeout(s, r);
+    } else if (s->hibernate_after >= 0 && r->timeout_ms < 0) {
+        idle_arm(s);
     }
 }
 
@@ -251,9 +331,7 @@ static void finish(struct server *s, struct gsp_span reason, const struct farewe
     if (s->worker)
         worker_forget(s);
     registry_remove(s);
-    if (s->timeout)
-        event_free(s->timeout);
-    s->timeout = NULL;
+    timeouts_free(s);
     stimer_clear(s);
     waiter_exit_all(s, reason);
     mailbox_clear(&s->mbox);
@@ -285,6 +363,17 @@ struct gsp_span server_encode(struct server *s, const gs_value *v, const char *i
     return e.ptr ? e : server_instead(s, instead);
 }
 
+/* start with "monitor": [id, ref], and the monitor in place as the
+ * starter reads it (a client one: a server's start takes no options). */
+static void answer_monitored(struct server *s, struct waiter *w)
+{
+    gs_value pair[2] = {gs_uint(s->id), gs_uint(s->start_monitor)}, a = gs_array(pair, 2);
+    struct conn *c = w->kind == WAIT_CONN ? w->conn : NULL;
+    waiter_answer(w, GSP_OK, &a, (struct gsp_span){0}, NULL);
+    if (c)
+        monitor_add(s->start_monitor, c, NULL, &pair[0]);
+}
+
 /* init's result: the starter learns the id, or why there is none. */
 static void init_result(struct server *s, const gs_result *r)
 {
@@ -303,7 +392,9 @@ static void init_result(struct server *s, const gs_result *r)
             server_end(s, server_encode(s, &why, "timeout"), NULL);
             return;
         }
-        if (w)
+        if (w && s->start_monitor)
+            answer_monitored(s, w);
+        else if (w)
             waiter_result_uint(w, s->id);
         supervise_started(s);
         after_callback(s, r);
@@ -485,12 +576,32 @@ void server_run_one(struct server *s)
 static bool may_run(const struct server *s)
 {
     return (s->status == SERVER_RUNNING || s->status == SERVER_HIBERNATING) && !s->worker &&
-           !s->upgrading;
+           !s->upgrading && !s->suspended;
 }
 
 bool server_has_work(const struct server *s)
 {
-    return s->upgrading ? false : s->worker ? worker_can_take(s) : !STAILQ_EMPTY(&s->mbox.q);
+    if (s->upgrading || (s->suspended && s->status != SERVER_STARTING))
+        return false; /* a suspended server's init still runs, as OTP's does */
+    return s->worker ? worker_can_take(s) : !STAILQ_EMPTY(&s->mbox.q);
+}
+
+void server_suspend(struct server *s)
+{
+    if (s->suspended || s->status == SERVER_ENDED)
+        return;
+    s->suspended = true;
+    registry_changed(); /* which shows the status */
+}
+
+void server_resume(struct server *s)
+{
+    if (!s->suspended)
+        return;
+    s->suspended = false;
+    registry_changed();
+    if (s->status != SERVER_ENDED && server_has_work(s))
+        sched_wake(s);
 }
 
 void server_worker_result(struct server *s, gs_result *r, int64_t took_us)
@@ -499,6 +610,11 @@ void server_worker_result(struct server *s, gs_result *r, int64_t took_us)
     STAILQ_REMOVE_HEAD(&s->sent, link);
     s->nsent--;
     s->sent_bytes -= m->len;
+    if (r->has_continue) { /* the worker runs handle_continue next: its result comes next */
+        struct msg *next = msg_new(MSG_CONTINUE, 0, NULL, 0);
+        STAILQ_INSERT_HEAD(&s->sent, next, link);
+        s->nsent++;
+    }
     if (s->status != SERVER_ENDED) {
         awake(s);
         tally(s, m->kind, took_us / 1000);

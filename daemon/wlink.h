@@ -26,8 +26,12 @@
  *                                          drop them
  * worker -> daemon, a server's requests before its RESULT, in the order
  * its callback made them
- *   [RESULT, sid, action, has_reply, reply, reason, timeout_ms, hibernate,
- *    took_us]                              reply, reason: nil when absent
+ *   [RESULT, sid, action, flags, reply, reason, timeout_ms, timeout_msg,
+ *    took_us]                              flags: WL_HAS_REPLY...; reply,
+ *                                          reason, timeout_msg: nil when
+ *                                          absent. With WL_CONTINUE the
+ *                                          worker runs handle_continue at
+ *                                          once: its RESULT comes next
  *   [ENDED, sid]                [PREPARED, sid, ok, reason|nil]
  *   [REPLY, sid, from, value]   [CAST, sid, server, value]
  *   [SEND, sid, server, value]  [CALL, sid, ref, server, request, timeout]
@@ -63,6 +67,16 @@ enum wlink_op {
     WL_TIMER,
     WL_CANCEL,
     WL_LOG,
+};
+
+/* A RESULT's flags: gs_result's booleans (WL_CONTINUE only where the
+ * result is allowed and goes on: result_continues). */
+enum wlink_result_flag {
+    WL_HAS_REPLY = 1,
+    WL_HIBERNATE = 2,
+    WL_CONTINUE = 4,
+    WL_TIMEOUT_MSG = 8,
+    WL_TIMEOUT_AT = 16,
 };
 
 /* Refs stay below 2^53, where every client (JSON's numbers included) reads

@@ -448,15 +448,15 @@ void worker_forget(struct server *s)
  * reply and reason decoded, and only when there is one. */
 static bool result_frame(struct worker *w, struct gsp_cursor *c, uint32_t n, uint64_t sid)
 {
-    int64_t action, timeout, took;
-    bool has_reply, hibernate;
-    struct gsp_span reply, reason;
-    gs_result r = {.reply = gs_nil(), .reason = gs_nil()};
-    if (n != 9 || !gsp_get_int(c, &action) || !gsp_get_bool(c, &has_reply) ||
+    int64_t action, flags, timeout, took;
+    struct gsp_span reply, reason, tmsg;
+    gs_result r = gs_result_of(GS_BAD_RETURN);
+    if (n != 9 || !gsp_get_int(c, &action) || !gsp_get_int(c, &flags) ||
         !gsp_get_span(c, &reply) || !gsp_get_span(c, &reason) || !gsp_get_int(c, &timeout) ||
-        !gsp_get_bool(c, &hibernate) || !gsp_get_int(c, &took) ||
+        !gsp_get_span(c, &tmsg) || !gsp_get_int(c, &took) ||
         (!gsp_span_is_nil(reply) && !scratch_decode(reply, &r.reply)) ||
-        (!gsp_span_is_nil(reason) && !scratch_decode(reason, &r.reason)))
+        (!gsp_span_is_nil(reason) && !scratch_decode(reason, &r.reason)) ||
+        ((flags & WL_TIMEOUT_MSG) && !scratch_decode(tmsg, &r.timeout_msg)))
         return false;
     struct server *s = registry_by_id(sid);
     if (s == NULL || s->worker != w)
@@ -464,9 +464,12 @@ static bool result_frame(struct worker *w, struct gsp_cursor *c, uint32_t n, uin
     if (s->nsent == 0)
         return false;
     r.action = (gs_action)action;
-    r.has_reply = has_reply;
+    r.has_reply = flags & WL_HAS_REPLY;
+    r.hibernate = flags & WL_HIBERNATE;
+    r.has_continue = flags & WL_CONTINUE; /* the worker has run it: only the flag comes */
+    r.has_timeout_msg = flags & WL_TIMEOUT_MSG;
+    r.timeout_at = flags & WL_TIMEOUT_AT;
     r.timeout_ms = timeout;
-    r.hibernate = hibernate;
     server_worker_result(s, &r, took);
     return true;
 }

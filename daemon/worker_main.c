@@ -388,6 +388,7 @@ static const struct gs_api worker_api = {
     .value_copy = api_value_copy,
     .value_free = api_value_free,
     .value_equal = api_value_equal,
+    .now = api_now,
 };
 
 /* ---- hosting ----------------------------------------------------------- */
@@ -513,11 +514,11 @@ static void unexpected(struct wserver *ws, const gs_value *v)
     gsp_pack_strn(&pk, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t deadline,
-                   uint64_t tref, const gs_value *v)
+/* One callback and its RESULT; true, with *cont set, if the result asks
+ * for handle_continue, which runs next (the daemon expects its result). */
+static bool run_callback(struct wserver *ws, uint64_t kind, uint64_t from, int64_t deadline,
+                         uint64_t tref, const gs_value *v, gs_value *cont)
 {
-    if (ws->stopping || kind > MSG_STATE || kind == MSG_STOP)
-        return; /* the daemon has ended it, or is about to: no result is due */
     const gs_module *d = ws->desc;
     gs_result r = gs_noreply();
     int64_t took = 0;
@@ -558,7 +559,9 @@ static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t dea
             ws->running = true;
         if (kind == MSG_CALL && !cur.replied && allowed && r.action == GS_NOREPLY)
             ref_add(ws, from, REF_FROM, deadline); /* answered later, with gs_reply_to */
-        if (allowed && r.hibernate && !ws->stopping && d && d->hibernate) {
+        if (allowed && !ws->stopping && result_continues(&r))
+            *cont = r.cont;
+        else if (allowed && r.hibernate && !ws->stopping && d && d->hibernate) {
             set_mark(ws->sid, CB_HIBERNATE);
             d->hibernate((gs_server *)ws, &ws->state);
             set_mark(ws->sid, CB_NONE);
@@ -569,10 +572,12 @@ result:
     frame(WL_RESULT, ws->sid, 9);
     msgpack_pack_int(&pk, (int)r.action);
     bool reply = r.action == GS_REPLY || (r.action == GS_STOP && r.has_reply);
-    if (r.has_reply)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
+    bool more = kind != MSG_STATE && result_allowed((enum msg_kind)kind, &r) && !ws->stopping &&
+                result_continues(&r);
+    bool tmsg = r.has_timeout_msg && !more && !r.hibernate && r.timeout_ms >= 0;
+    msgpack_pack_uint8(&pk, (r.has_reply ? WL_HAS_REPLY : 0) | (r.hibernate ? WL_HIBERNATE : 0) |
+                                (more ? WL_CONTINUE : 0) | (tmsg ? WL_TIMEOUT_MSG : 0) |
+                                (r.timeout_at ? WL_TIMEOUT_AT : 0));
     if (reply)
         pack_or(&r.reply, kind == MSG_STATE ? "state_too_large" : "reply_too_large");
     else
@@ -582,12 +587,28 @@ result:
     else
         msgpack_pack_nil(&pk);
     msgpack_pack_int64(&pk, r.timeout_ms);
-    if (r.hibernate)
-        msgpack_pack_true(&pk);
+    if (tmsg)
+        pack_or(&r.timeout_msg, "timeout_msg_too_large");
     else
-        msgpack_pack_false(&pk);
+        msgpack_pack_nil(&pk);
     msgpack_pack_int64(&pk, took);
     note_flush(ws->sid);
+    return more;
+}
+
+static void do_run(struct wserver *ws, uint64_t kind, uint64_t from, int64_t deadline,
+                   uint64_t tref, const gs_value *v)
+{
+    if (ws->stopping || kind >= MSG_KINDS || kind == MSG_STOP || kind == MSG_CONTINUE)
+        return; /* the daemon has ended it, or is about to: no result is due */
+    gs_value term, next;
+    /* A continue runs at once, before any other frame is read, as the
+     * daemon expects (server_worker_result). term lives in the scratch, or
+     * the module's memory, until the frame is done. */
+    if (!run_callback(ws, kind, from, deadline, tref, v, &term))
+        return;
+    while (run_callback(ws, MSG_CONTINUE, 0, -1, 0, &term, &next))
+        term = next;
 }
 
 /* The new state on the new code, beside the old (upgrade.c's convert, in

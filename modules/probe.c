@@ -12,6 +12,7 @@
  *                                  "segv" when absent)
  *   {"terminate_log": path}        terminate appends its reason to path as
  *                                  one line of JSON
+ *   {"continue": v}                init asks for handle_continue with v
  *
  *   call ["echo", v]                 -> v
  *   call ["reply_after", ms, v]      -> v, ms later, from a timer; the probe
@@ -36,6 +37,13 @@
  *                                       remote reference) with gs_call and
  *                                       answers when the reply comes;
  *                                       timeout is ms, or nil for none
+ *   call ["continue", v]             -> "ok", and handle_continue runs with
+ *                                       v, which records ["continue", v] in
+ *                                       "infos" before any later message
+ *   call ["timeout", ms, msg]        -> "ok", with a timeout of ms that
+ *                                       delivers msg (gs_timeout_msg)
+ *   call ["deadline", ms, msg]       -> "ok", with a deadline ms from now
+ *                                       that delivers msg (gs_deadline)
  *   cast ["stop", reason]            the probe stops
  *   cast ["crash", how]              handle_cast crashes, as above
  *
@@ -235,7 +243,19 @@ static gs_result probe_init(gs_server *self, const gs_value *args, void **state)
         return gs_stop(gs_str("enomem"));
     }
     *state = p;
-    return gs_ok();
+    const gs_value *cont = gs_map_get(args, "continue");
+    return cont ? gs_continue(gs_ok(), *cont) : gs_ok(); /* cont lives in args */
+}
+
+/* Keeps an owned copy of msg in "infos"; false if out of memory. */
+static bool probe_record(struct probe *p, const gs_value *msg)
+{
+    gs_value **infos = probe_grow(p->infos, p->ninfos, &p->infos_cap, sizeof *infos);
+    if (infos == NULL)
+        return false;
+    p->infos = infos;
+    p->infos[p->ninfos++] = gs_value_copy(msg);
+    return true;
 }
 
 /* ["alloc", bytes]: keeps bytes more, touched so that they count in RSS. */
@@ -319,6 +339,12 @@ static gs_result probe_call(gs_server *self, const gs_value *request, gs_from fr
         return probe_alloc(self, p, n);
     if (gs_is_tuple(request, "call", 4))
         return probe_relay(self, p, request, from);
+    if (gs_is_tuple(request, "continue", 2))
+        return gs_continue(gs_reply(gs_str("ok")), *gs_at(request, 1));
+    if (gs_is_tuple(request, "timeout", 3) && gs_get_int(gs_at(request, 1), &ms))
+        return gs_timeout_msg(gs_reply(gs_str("ok")), ms, *gs_at(request, 2));
+    if (gs_is_tuple(request, "deadline", 3) && gs_get_int(gs_at(request, 1), &ms))
+        return gs_deadline(gs_reply(gs_str("ok")), gs_now(self) + ms, *gs_at(request, 2));
     return gs_reply(gs_error_reply(self, "unknown_call", *request));
 }
 
@@ -368,12 +394,13 @@ static gs_result probe_info(gs_server *self, const gs_value *msg, void **state)
         }
     }
 
-    gs_value **infos = probe_grow(p->infos, p->ninfos, &p->infos_cap, sizeof *infos);
-    if (infos == NULL)
-        return gs_stop(gs_str("enomem"));
-    p->infos = infos;
-    p->infos[p->ninfos++] = gs_value_copy(msg);
-    return gs_noreply();
+    return probe_record(p, msg) ? gs_noreply() : gs_stop(gs_str("enomem"));
+}
+
+static gs_result probe_continue(gs_server *self, const gs_value *term, void **state)
+{
+    gs_value entry = gs_tuple(self, 2, gs_str("continue"), *term);
+    return probe_record(*state, &entry) ? gs_noreply() : gs_stop(gs_str("enomem"));
 }
 
 static void probe_terminate(gs_server *self, const gs_value *reason, void **state)
@@ -407,4 +434,5 @@ static void probe_terminate(gs_server *self, const gs_value *reason, void **stat
 }
 
 GS_MODULE(.name = "probe", .vsn = 1, .init = probe_init, .handle_call = probe_call,
-          .handle_cast = probe_cast, .handle_info = probe_info, .terminate = probe_terminate);
+          .handle_cast = probe_cast, .handle_info = probe_info, .terminate = probe_terminate,
+          .handle_continue = probe_continue);

@@ -20,6 +20,8 @@
  *   handle_info   everything else: raw sends, your timers, the "timeout"
  *                 message, replies to your own calls, monitor downs.
  *   terminate     once, on every way a server ends except a failed init.
+ *   handle_continue  work a result asked for (gs_continue), before any
+ *                 other message.
  *   code_change   on hot upgrade, in the new code, between two messages.
  *   format_state  what get_state shows.
  *   hibernate     release what your state can spare while idle.
@@ -69,7 +71,7 @@
 extern "C" {
 #endif
 
-#define GS_ABI_VERSION 1 /* bump on any incompatible change below */
+#define GS_ABI_VERSION 2 /* bump on any incompatible change below (2: gs_result grew) */
 
 typedef msgpack_object gs_value;    /* a msgpack value; see the helpers below */
 typedef msgpack_object_kv gs_pair;  /* a map entry: .key, .val */
@@ -96,14 +98,30 @@ typedef enum gs_action {
 
 #define GS_INFINITY (-1) /* no timeout */
 
+/*
+ * What a callback asks for next, as OTP's return tuples do: the action,
+ * then at most one of a timeout, hibernate or a continue (OTP's fourth
+ * element). Build results with the gs_ok/gs_reply/gs_noreply/gs_stop
+ * families and the modifiers gs_continue(), gs_timeout_msg() and
+ * gs_deadline() below, not by hand.
+ *
+ * The order the daemon reads them in: has_continue (OK, REPLY, NOREPLY:
+ * handle_continue runs with .cont before any other message, and the
+ * timeout and hibernate are not read), then hibernate, then the timeout.
+ */
 typedef struct gs_result {
     gs_action action;
-    bool hibernate;     /* release spare memory until the next message */
-    bool has_reply;     /* GS_STOP from handle_call: reply before ending */
-    int64_t timeout_ms; /* >= 0: handle_info gets "timeout" if no message
-                           arrives within it; GS_INFINITY: none */
-    gs_value reply;     /* GS_REPLY, or GS_STOP with has_reply */
-    gs_value reason;    /* GS_STOP, GS_ERROR */
+    bool hibernate;       /* release spare memory until the next message */
+    bool has_reply;       /* GS_STOP from handle_call: reply before ending */
+    bool has_continue;    /* run handle_continue(.cont) before any message */
+    bool has_timeout_msg; /* the timeout delivers .timeout_msg, not "timeout" */
+    bool timeout_at;      /* timeout_ms is a time on gs_now()'s clock, not a delay */
+    int64_t timeout_ms;   /* >= 0: handle_info gets "timeout" (or .timeout_msg) if
+                             no message arrives within it; GS_INFINITY: none */
+    gs_value reply;       /* GS_REPLY, or GS_STOP with has_reply */
+    gs_value reason;      /* GS_STOP, GS_ERROR */
+    gs_value cont;        /* has_continue: what handle_continue gets */
+    gs_value timeout_msg; /* has_timeout_msg: what handle_info gets */
 } gs_result;
 
 /* ---- building values (no allocation) --------------------------------- */
@@ -359,6 +377,41 @@ static inline gs_result gs_noreply_hibernate(void)
     return r;
 }
 
+/*
+ * Modifiers for an ok, reply or noreply result (ignored on the others).
+ *
+ * gs_continue: handle_continue runs with term before any other message,
+ * as OTP's {continue, Term}: from init, once start has been answered.
+ * Without handle_continue the server stops, "undef_handle_continue".
+ *
+ *     return gs_continue(gs_ok(), gs_str("load"));   // init: load after start
+ *
+ * gs_timeout_msg: the timeout of `ms` delivers msg to handle_info, rather
+ * than "timeout". gs_deadline: the same at a time on gs_now()'s clock (a
+ * deadline passed fires at once). Like any timeout, either is cancelled by
+ * the next message to arrive (OTP's {timeout, T, Msg} event timeout).
+ */
+static inline gs_result gs_continue(gs_result r, gs_value term)
+{
+    r.has_continue = true;
+    r.cont = term;
+    return r;
+}
+static inline gs_result gs_timeout_msg(gs_result r, int64_t ms, gs_value msg)
+{
+    r.timeout_ms = ms < 0 ? 0 : ms;
+    r.timeout_at = false;
+    r.has_timeout_msg = true;
+    r.timeout_msg = msg;
+    return r;
+}
+static inline gs_result gs_deadline(gs_result r, int64_t at_ms, gs_value msg)
+{
+    r = gs_timeout_msg(r, at_ms, msg);
+    r.timeout_at = true;
+    return r;
+}
+
 /* Any callback but init, which uses it to fail start with init_stop. */
 static inline gs_result gs_stop(gs_value reason)
 {
@@ -436,6 +489,10 @@ typedef struct gs_module {
      * the first release of this ABI: the daemon reads it only from a
      * descriptor whose size covers it.) */
     uint32_t state_vsn;
+    /* Optional: the work a result asked for with gs_continue(), before any
+     * other message (OTP's handle_continue). Returns as handle_cast does,
+     * and may continue again. */
+    gs_result (*handle_continue)(gs_server *self, const gs_value *term, void **state);
 } gs_module;
 
 /*
@@ -485,6 +542,7 @@ struct gs_api {
     gs_value *(*value_copy)(const gs_value *v);
     void (*value_free)(gs_value *v);
     bool (*value_equal)(const gs_value *a, const gs_value *b);
+    int64_t (*now)(gs_server *self);
     /* new slots go here, at the end */
 };
 
@@ -533,6 +591,14 @@ static inline int gs_reply_to(gs_server *self, gs_from from, gs_value reply)
 static inline int64_t gs_from_deadline(gs_server *self, gs_from from)
 {
     return gs_host->from_deadline(self, from);
+}
+
+/* Now, in milliseconds on the daemon's monotonic clock (not the time of
+ * day): the clock of gs_deadline(). Under the test
+ * harness (gsd/test.h) it is the harness's virtual clock. */
+static inline int64_t gs_now(gs_server *self)
+{
+    return gs_host->now(self);
 }
 
 /* False once nobody will read a reply to from: skip work nobody wants. */

@@ -13,6 +13,9 @@
  *   ["reply", v]               -> v
  *   ["reply_timeout", v, ms]   -> v, then "timeout" after ms of quiet
  *   ["reply_hibernate", v]     -> v, and hibernate
+ *   ["reply_continue", v, t]   -> v, and continue with t: forms has no
+ *                              handle_continue, so it stops then
+ *                              ("undef_handle_continue")
  *   "noreply"                  keeps the caller for a later "release"
  *   ["noreply_timeout", ms]    keeps the caller; answers it "timed_out"
  *                              when the "timeout" comes
@@ -296,6 +299,8 @@ static gs_result forms_call(gs_server *self, const gs_value *req, gs_from from, 
 
     if (gs_is_tuple(req, "reply", 2))
         return gs_reply(*a1);
+    if (gs_is_tuple(req, "reply_continue", 3)) /* no handle_continue: it stops */
+        return gs_continue(gs_reply(*a1), *a2);
     if (gs_is_tuple(req, "reply_timeout", 3))
         return gs_reply_timeout(*a1, int_or(a2, 0));
     if (gs_is_tuple(req, "reply_hibernate", 2))
