@@ -44,6 +44,11 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/gsd
+# gsctl's completion: where bash-completion's pkg-config file puts a
+# package's completions, relative to PREFIX (bash-completion also looks
+# under $XDG_DATA_DIRS, /usr/local/share included); without it, the same.
+BASHCOMPDIR ?= $(or $(shell pkg-config --define-variable=prefix='$(PREFIX)' \
+	--variable=completionsdir bash-completion 2>/dev/null),$(PREFIX)/share/bash-completion/completions)
 VERSION := $(shell sed -n 's/^\#define GSD_VERSION "\(.*\)"/\1/p' daemon/gsd.h)
 
 # DWARF 4: Debian's valgrind cannot read clang 14's default, DWARF 5.
@@ -295,21 +300,43 @@ deps:
 
 # ---- install ------------------------------------------------------------
 # Paths inside the units and man pages are those of PREFIX=/usr/local:
-# rewritten here for another PREFIX.
-REPREFIX = sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/usr/local/lib/gsd/modules|$(MODULEDIR)|g; s|/usr/local|$(PREFIX)|g'
-INSTALLED = $(BINDIR)/gsd $(BINDIR)/gsctl $(INCLUDEDIR)/gsclient.h $(INCLUDEDIR)/gsd/module.h \
+# rewritten here for another PREFIX (a man page writes bash\-completion).
+REPREFIX = sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/usr/local/lib/gsd/modules|$(MODULEDIR)|g; \
+	s|/usr/local/share/doc/gsd|$(DOCDIR)|g; \
+	s|/usr/local/share/bash\(\\\)\{0,1\}-completion/completions|$(BASHCOMPDIR)|g; \
+	s|/usr/local|$(PREFIX)|g'
+MANPAGES = man8/gsd.8 man1/gsctl.1 man3/gsd-module.3 man5/gsd.conf.5
+DOCS = $(wildcard docs/*.md)
+# The reference modules' sources, which docs/modules.md starts authors from.
+EXAMPLEDIR = $(DOCDIR)/examples/modules
+INSTALLED = $(BINDIR)/gsd $(BINDIR)/gsctl $(INCLUDEDIR)/gsclient.h $(INCLUDEDIR)/gsclient-event.h \
+	$(INCLUDEDIR)/gsd/module.h \
 	$(LIBDIR)/libgsclient.a $(LIBDIR)/libgsclient.so $(LIBDIR)/libgsclient.so.1 \
 	$(LIBDIR)/libgsclient.so.1.0.0 $(PKGCONFIGDIR)/gsd-module.pc $(PKGCONFIGDIR)/gsclient.pc \
 	$(MODULES:%=$(MODULEDIR)/%.so) $(UNITDIR)/gsd.service $(UNITDIR)/gsd.socket \
-	$(SYSUSERSDIR)/gsd.conf $(MANDIR)/man8/gsd.8 $(MANDIR)/man1/gsctl.1 $(MANDIR)/man3/gsd-module.3 \
-	$(DOCDIR)/gsd.conf.example
+	$(SYSUSERSDIR)/gsd.conf $(MANPAGES:%=$(MANDIR)/%) $(BASHCOMPDIR)/gsctl \
+	$(DOCDIR)/gsd.conf.example $(DOCS:docs/%=$(DOCDIR)/%) $(MODULES:%=$(EXAMPLEDIR)/%.c)
+# The directories install puts files in. Those that did not exist yet (with
+# their parents) are listed in DIRLOG, and uninstall removes exactly those,
+# each once it is empty: never a directory that was there before.
+INSTALL_DIRS = $(BINDIR) $(LIBDIR) $(INCLUDEDIR)/gsd $(MODULEDIR) $(PKGCONFIGDIR) $(UNITDIR) \
+	$(SYSUSERSDIR) $(addprefix $(MANDIR)/,$(sort $(patsubst %/,%,$(dir $(MANPAGES))))) $(DOCDIR) \
+	$(EXAMPLEDIR) $(BASHCOMPDIR)
+DIRLOG = $(DOCDIR)/installed-dirs
+# Shows a command run inside a silent (@) recipe line, unless make -s.
+SAY = $(if $(findstring s,$(firstword -$(MAKEFLAGS))),:,echo)
 
 install: all
-	install -d $(addprefix $(DESTDIR),$(BINDIR) $(LIBDIR) $(INCLUDEDIR)/gsd $(MODULEDIR) \
-		$(PKGCONFIGDIR) $(UNITDIR) $(SYSUSERSDIR) $(MANDIR)/man1 $(MANDIR)/man3 $(MANDIR)/man8 \
-		$(DOCDIR))
+	@new=$$(for d in $(INSTALL_DIRS); do \
+		while [ "$$d" != / ] && [ "$$d" != . ] && [ ! -d "$(DESTDIR)$$d" ]; do \
+			echo "$$d"; d=$$(dirname "$$d"); done; done); \
+	$(SAY) install -d $(addprefix $(DESTDIR),$(INSTALL_DIRS)); \
+	install -d $(addprefix $(DESTDIR),$(INSTALL_DIRS)) && \
+	{ cat "$(DESTDIR)$(DIRLOG)" 2>/dev/null; [ -z "$$new" ] || echo "$$new"; } | LC_ALL=C sort -u \
+		> "$(DESTDIR)$(DIRLOG).new" && mv -f "$(DESTDIR)$(DIRLOG).new" "$(DESTDIR)$(DIRLOG)" && \
+	chmod 644 "$(DESTDIR)$(DIRLOG)"
 	install -m 755 $(BUILD)/gsd $(BUILD)/gsctl $(DESTDIR)$(BINDIR)/
-	install -m 644 client/gsclient.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 client/gsclient.h client/gsclient-event.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/gsd/module.h $(DESTDIR)$(INCLUDEDIR)/gsd/
 	install -m 644 $(BUILD)/libgsclient.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/libgsclient.so.1 $(DESTDIR)$(LIBDIR)/libgsclient.so.1.0.0
@@ -320,15 +347,25 @@ install: all
 	for f in gsd.service gsd.socket; do \
 		$(REPREFIX) systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f && chmod 644 $(DESTDIR)$(UNITDIR)/$$f; done
 	install -m 644 systemd/gsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/gsd.conf
+	install -m 644 client/gsctl.bash $(DESTDIR)$(BASHCOMPDIR)/gsctl
 	$(REPREFIX) etc/gsd.conf > $(DESTDIR)$(DOCDIR)/gsd.conf.example
-	for m in man8/gsd.8 man1/gsctl.1 man3/gsd-module.3; do \
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 644 $(MODULES:%=modules/%.c) $(DESTDIR)$(EXAMPLEDIR)/
+	for m in $(MANPAGES); do \
 		$(REPREFIX) docs/man/$${m#*/} > $(DESTDIR)$(MANDIR)/$$m && chmod 644 $(DESTDIR)$(MANDIR)/$$m; done
-	@[ -n "$(DESTDIR)" ] || [ "$$(id -u)" -ne 0 ] || ldconfig
+	@[ -n "$(DESTDIR)" ] || [ "$$(id -u)" -ne 0 ] || { $(SAY) ldconfig; ldconfig; }
 
+# The directories: those install created (DIRLOG) and gsd's own, deepest
+# first, each only if nothing else is in it.
 uninstall:
-	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(MODULEDIR) $(DESTDIR)$(LIBDIR)/gsd $(DESTDIR)$(INCLUDEDIR)/gsd \
-		$(DESTDIR)$(DOCDIR) 2>/dev/null
+	@dirs=$$({ cat "$(DESTDIR)$(DIRLOG)" 2>/dev/null; for d in $(MODULEDIR) $(LIBDIR)/gsd \
+		$(INCLUDEDIR)/gsd $(EXAMPLEDIR) $(DOCDIR)/examples $(DOCDIR); do echo "$$d"; done; } | \
+		LC_ALL=C sort -ru); \
+	$(SAY) rm -f $(addprefix $(DESTDIR),$(INSTALLED) $(DIRLOG)); \
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED) $(DIRLOG)) || exit 1; \
+	for d in $$dirs; do \
+		[ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2>/dev/null || true; done
+	@[ -n "$(DESTDIR)" ] || [ "$$(id -u)" -ne 0 ] || { $(SAY) ldconfig; ldconfig; }
 
 clean:
 	rm -rf build build-san build-fuzz
