@@ -20,13 +20,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <locale.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,15 +188,31 @@ static void heap_remove(gsc *c, struct gsc_req *r)
 
 /* ---- life of a connection --------------------------------------------------- */
 
+int gsc_socket_path(const char *path, char *out, size_t n)
+{
+    if (gsp_socket_path(path, out, n) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    const char *env = getenv("GSD_SOCKET");
+    if ((path && *path) || (env && *env) || geteuid() == 0)
+        return 0;
+    /* A user whose own socket does not exist tries the system daemon's. */
+    struct stat st;
+    if (stat(out, &st) == 0 || (errno != ENOENT && errno != ENOTDIR) ||
+        stat(GSC_SYSTEM_SOCKET, &st) != 0 || n < sizeof GSC_SYSTEM_SOCKET)
+        return 0;
+    memcpy(out, GSC_SYSTEM_SOCKET, sizeof GSC_SYSTEM_SOCKET);
+    return 0;
+}
+
 /* Connects; without wait, a listen backlog that is full fails with EAGAIN
  * where a blocking connect would wait for the daemon to accept. */
 static gsc *connect_to(const char *path, bool wait)
 {
     char where[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (gsp_socket_path(path, where, sizeof where) < 0) {
-        errno = ENAMETOOLONG;
+    if (gsc_socket_path(path, where, sizeof where) < 0)
         return NULL;
-    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0);
     if (fd < 0)
         return NULL;
@@ -975,14 +995,20 @@ static long long start_timeout(const msgpack_object *options)
     return -1;
 }
 
+/* start answers after init: how long to wait, at least as long as init may
+ * take. */
+static int start_wait(const msgpack_object *options)
+{
+    long long init = start_timeout(options);
+    if (init >= 0 && init + GSC_GRACE_MS > GSC_WAIT_DEFAULT_MS)
+        return init > INT_MAX - GSC_GRACE_MS ? -1 : (int)init + GSC_GRACE_MS;
+    return GSC_WAIT_DEFAULT_MS;
+}
+
 static uint32_t pack_start(gsc *c, const char *module, const char *name, const msgpack_object *args,
                            const msgpack_object *options, int *wait_ms)
 {
-    /* start answers after init: wait at least as long as init may take. */
-    long long init = start_timeout(options);
-    *wait_ms = GSC_WAIT_DEFAULT_MS;
-    if (init >= 0 && init + GSC_GRACE_MS > *wait_ms)
-        *wait_ms = init > INT_MAX - GSC_GRACE_MS ? -1 : (int)init + GSC_GRACE_MS;
+    *wait_ms = start_wait(options);
     msgpack_packer pk;
     uint32_t id = begin(c, &pk, "start", 4);
     if (id == 0)
@@ -1074,6 +1100,776 @@ uint32_t gsc_request_async(gsc *c, const char *method, const msgpack_object *par
                            gsc_done_fn *done, void *arg)
 {
     return submit(c, pack_request(c, method, params), wait_ms, done, arg);
+}
+
+/* ---- requests from a format -------------------------------------------------- */
+
+/*
+ * The format language of gsclient.h ("Requests from a format"): JSON-like
+ * values, bare words as strings, and printf directives standing for whole
+ * values. One recursive parser builds msgpack objects in a zone; what an
+ * argument holds is copied, never parsed.
+ */
+struct fmt {
+    const char *start; /* the whole format, for messages */
+    const char *p;     /* the next byte to read */
+    va_list ap;        /* the arguments left */
+    msgpack_zone *z;   /* where the value goes */
+    const char *err;   /* the first error (in z), or NULL */
+    unsigned depth;    /* arrays and maps open */
+};
+
+static void *fmt_alloc(struct fmt *f, size_t n, bool align)
+{
+    void *p = align ? msgpack_zone_malloc(f->z, n ? n : 1)
+                    : msgpack_zone_malloc_no_align(f->z, n ? n : 1);
+    if (p == NULL)
+        abort(); /* out of memory ends the process */
+    return p;
+}
+
+/* Records why the format is bad, at the byte being read; returns false. */
+__attribute__((format(printf, 2, 3))) static bool fmt_fail(struct fmt *f, const char *why, ...)
+{
+    if (f->err)
+        return false;
+    char reason[256];
+    va_list ap;
+    va_start(ap, why);
+    vsnprintf(reason, sizeof reason, why, ap);
+    va_end(ap);
+    size_t len = strlen(f->start);
+    int shown = len > 80 ? 77 : (int)len; /* a long format is cut, with "..." */
+    const char *fmt = "bad format at byte %zu of \"%.*s%s\": %s";
+    size_t at = (size_t)(f->p - f->start);
+    const char *more = len > 80 ? "..." : "";
+    int n = snprintf(NULL, 0, fmt, at, shown, f->start, more, reason);
+    char *msg = fmt_alloc(f, (size_t)n + 1, false);
+    snprintf(msg, (size_t)n + 1, fmt, at, shown, f->start, more, reason);
+    f->err = msg;
+    return false;
+}
+
+/* A byte as a message shows it. */
+static const char *fmt_byte(unsigned char c, char buf[8])
+{
+    if (c == '\0')
+        return "the end";
+    if (c > ' ' && c < 0x7f)
+        snprintf(buf, 8, "'%c'", c);
+    else
+        snprintf(buf, 8, "0x%02x", c);
+    return buf;
+}
+
+static bool fmt_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static void fmt_skip(struct fmt *f)
+{
+    while (fmt_blank(*f->p))
+        f->p++;
+}
+
+static bool word_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool word_byte(unsigned char c)
+{
+    return word_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '@' || c == '/';
+}
+
+static bool digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static void fmt_str(struct fmt *f, const char *s, size_t n, msgpack_object *o)
+{
+    char *p = fmt_alloc(f, n, false);
+    if (n)
+        memcpy(p, s, n);
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = p;
+    o->via.str.size = (uint32_t)n;
+}
+
+static void fmt_int(msgpack_object *o, long long v)
+{
+    if (v >= 0) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = (uint64_t)v;
+    } else {
+        o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        o->via.i64 = (int64_t)v;
+    }
+}
+
+static void fmt_uint(msgpack_object *o, unsigned long long v)
+{
+    o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+    o->via.u64 = (uint64_t)v;
+}
+
+/* Copies a value the caller gave (%p) into the zone, wholly. */
+static void copy_object(struct fmt *f, const msgpack_object *src, msgpack_object *dst)
+{
+    *dst = *src;
+    switch (src->type) {
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN: /* str and bin share their layout */
+        dst->via.str.ptr = fmt_alloc(f, src->via.str.size, false);
+        if (src->via.str.size)
+            memcpy((char *)dst->via.str.ptr, src->via.str.ptr, src->via.str.size);
+        break;
+    case MSGPACK_OBJECT_EXT:
+        dst->via.ext.ptr = fmt_alloc(f, src->via.ext.size, false);
+        if (src->via.ext.size)
+            memcpy((char *)dst->via.ext.ptr, src->via.ext.ptr, src->via.ext.size);
+        break;
+    case MSGPACK_OBJECT_ARRAY: {
+        uint32_t n = src->via.array.size;
+        msgpack_object *items = fmt_alloc(f, n * sizeof *items, true);
+        for (uint32_t i = 0; i < n; i++)
+            copy_object(f, &src->via.array.ptr[i], &items[i]);
+        dst->via.array.ptr = items;
+        break;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        uint32_t n = src->via.map.size;
+        msgpack_object_kv *kv = fmt_alloc(f, n * sizeof *kv, true);
+        for (uint32_t i = 0; i < n; i++) {
+            copy_object(f, &src->via.map.ptr[i].key, &kv[i].key);
+            copy_object(f, &src->via.map.ptr[i].val, &kv[i].val);
+        }
+        dst->via.map.ptr = kv;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* A directive: one value from the arguments. */
+static bool parse_directive(struct fmt *f, msgpack_object *o)
+{
+    const char *d = f->p + 1, *q = d;
+    if (*q == '%')
+        return fmt_fail(f, "%%%% outside a string: write \"%%%%\" for a str holding '%%'");
+    if (*q && strchr("-+ #0'", *q))
+        return fmt_fail(f, "a flag ('%c') means nothing to a value", *q);
+    if (digit(*q) || *q == '*')
+        return fmt_fail(f, "a field width means nothing to a value");
+    if (*q == '.') {
+        if (q[1] != '*' || q[2] != 's')
+            return fmt_fail(f, "only %%.*s takes a precision (int length, then the bytes)");
+        int n = va_arg(f->ap, int);
+        const char *s = va_arg(f->ap, const char *);
+        if (n < 0 || (n > 0 && s == NULL))
+            return fmt_fail(f, "%%.*s given length %d and %s", n, s ? "bytes" : "NULL");
+        fmt_str(f, s, (size_t)n, o);
+        f->p = q + 3;
+        return true;
+    }
+    /* A length modifier, then the conversion. */
+    enum { M_NONE, M_HH, M_H, M_L, M_LL, M_Z, M_J, M_T, M_BIG } m = M_NONE;
+    if (q[0] == 'h' && q[1] == 'h')
+        m = M_HH, q += 2;
+    else if (q[0] == 'l' && q[1] == 'l')
+        m = M_LL, q += 2;
+    else if (*q == 'h')
+        m = M_H, q++;
+    else if (*q == 'l')
+        m = M_L, q++;
+    else if (*q == 'z')
+        m = M_Z, q++;
+    else if (*q == 'j')
+        m = M_J, q++;
+    else if (*q == 't')
+        m = M_T, q++;
+    else if (*q == 'L' || *q == 'q')
+        m = M_BIG, q++;
+    char conv = *q;
+    int dlen = (int)(q - d) + 1; /* the directive, less its '%' */
+    if (conv == 'd' || conv == 'i') {
+        long long v;
+        switch (m) {
+        case M_NONE:
+            v = va_arg(f->ap, int);
+            break;
+        case M_HH:
+            v = (signed char)va_arg(f->ap, int);
+            break;
+        case M_H:
+            v = (short)va_arg(f->ap, int);
+            break;
+        case M_L:
+            v = va_arg(f->ap, long);
+            break;
+        case M_LL:
+            v = va_arg(f->ap, long long);
+            break;
+        case M_Z:
+            v = va_arg(f->ap, ssize_t);
+            break;
+        case M_J:
+            v = va_arg(f->ap, intmax_t);
+            break;
+        case M_T:
+            v = va_arg(f->ap, ptrdiff_t);
+            break;
+        default:
+            return fmt_fail(f, "%%%.*s is not a directive of the format", dlen, d);
+        }
+        fmt_int(o, v);
+    } else if (conv == 'u') {
+        unsigned long long v;
+        switch (m) {
+        case M_NONE:
+            v = va_arg(f->ap, unsigned);
+            break;
+        case M_HH:
+            v = (unsigned char)va_arg(f->ap, unsigned);
+            break;
+        case M_H:
+            v = (unsigned short)va_arg(f->ap, unsigned);
+            break;
+        case M_L:
+            v = va_arg(f->ap, unsigned long);
+            break;
+        case M_LL:
+            v = va_arg(f->ap, unsigned long long);
+            break;
+        case M_Z:
+            v = va_arg(f->ap, size_t);
+            break;
+        case M_J:
+            v = va_arg(f->ap, uintmax_t);
+            break;
+        case M_T:
+            v = (unsigned long long)va_arg(f->ap, ptrdiff_t);
+            break;
+        default:
+            return fmt_fail(f, "%%%.*s is not a directive of the format", dlen, d);
+        }
+        fmt_uint(o, v);
+    } else if (conv && strchr("feEgGaAF", conv) && (m == M_NONE || m == M_L)) {
+        o->type = MSGPACK_OBJECT_FLOAT64;
+        o->via.f64 = va_arg(f->ap, double);
+    } else if (conv == 's' && m == M_NONE) {
+        const char *s = va_arg(f->ap, const char *);
+        if (s)
+            fmt_str(f, s, strlen(s), o);
+        else
+            o->type = MSGPACK_OBJECT_NIL;
+    } else if (conv == 'p' && m == M_NONE) {
+        const msgpack_object *v = va_arg(f->ap, const void *);
+        if (v)
+            copy_object(f, v, o);
+        else
+            o->type = MSGPACK_OBJECT_NIL;
+    } else if (conv == '\0') {
+        return fmt_fail(f, "a directive is cut short by the end of the format");
+    } else {
+        return fmt_fail(f,
+                        "%%%.*s is not a directive of the format (%%s %%.*s %%d %%i %%u %%f "
+                        "%%g %%e %%a %%p, integers with hh h l ll z j t)",
+                        dlen, d);
+    }
+    f->p = q + 1;
+    return true;
+}
+
+/* A number as JSON writes it: an integer, or a float64 with '.' or 'e'. */
+static bool parse_number(struct fmt *f, msgpack_object *o)
+{
+    const char *s = f->p, *q = s;
+    bool neg = *q == '-';
+    q += neg;
+    if (!digit(*q))
+        return fmt_fail(f, "'-' must be followed by digits");
+    while (digit(*q))
+        q++;
+    bool real = false;
+    if (*q == '.') {
+        real = true;
+        if (!digit(*++q))
+            return fmt_fail(f, "digits must follow the '.' of a number");
+        while (digit(*q))
+            q++;
+    }
+    if (*q == 'e' || *q == 'E') {
+        real = true;
+        q += q[1] == '+' || q[1] == '-' ? 2 : 1;
+        if (!digit(*q))
+            return fmt_fail(f, "digits must follow the exponent of a number");
+        while (digit(*q))
+            q++;
+    }
+    int len = (int)(q - s);
+    if (real) {
+        char *text = fmt_alloc(f, (size_t)len + 1, false);
+        memcpy(text, s, (size_t)len);
+        text[len] = '\0';
+        /* JSON's '.', whatever the program's locale says */
+        locale_t c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+        if (c_locale == (locale_t)0)
+            abort(); /* out of memory ends the process */
+        errno = 0;
+        double v = strtod_l(text, NULL, c_locale);
+        int e = errno;
+        freelocale(c_locale);
+        if (e == ERANGE && (v > 1 || v < -1))
+            return fmt_fail(f, "%.*s is out of the range of a double", len, s);
+        o->type = MSGPACK_OBJECT_FLOAT64;
+        o->via.f64 = v;
+    } else {
+        uint64_t v = 0;
+        for (const char *p = s + neg; p < q; p++) {
+            unsigned dg = (unsigned)(*p - '0');
+            if (v > (UINT64_MAX - dg) / 10)
+                return fmt_fail(f, "%.*s is out of the range of 64-bit integers", len, s);
+            v = v * 10 + dg;
+        }
+        if (!neg || v == 0) {
+            fmt_uint(o, v);
+        } else if (v > (uint64_t)INT64_MAX + 1) {
+            return fmt_fail(f, "%.*s is out of the range of 64-bit integers", len, s);
+        } else {
+            o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+            o->via.i64 = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+        }
+    }
+    f->p = q;
+    return true;
+}
+
+static int hex4(const char *s)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = digit(c)               ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A "quoted" string with JSON's escapes. */
+static bool parse_string(struct fmt *f, msgpack_object *o)
+{
+    const char *open = f->p, *end = open + 1;
+    while (*end && *end != '"')
+        end += end[0] == '\\' && end[1] ? 2 : 1;
+    if (*end != '"')
+        return fmt_fail(f, "the string that starts here is not closed by '\"'");
+    /* Escapes only shrink: the text fits in its bytes in the format. */
+    char *buf = fmt_alloc(f, (size_t)(end - open), false), *w = buf;
+    f->p = open + 1;
+    while (f->p < end) {
+        unsigned char c = (unsigned char)*f->p;
+        if (c == '%') {
+            if (f->p[1] == '%') {
+                *w++ = '%';
+                f->p += 2;
+                continue;
+            }
+            return fmt_fail(f, "a directive inside a \"string\": a directive is a whole value, "
+                               "write it without quotes (%%s makes a str)");
+        }
+        if (c != '\\') {
+            *w++ = (char)c;
+            f->p++;
+            continue;
+        }
+        static const char escapes[] = "\"\\/bfnrt", escaped[] = "\"\\/\b\f\n\r\t";
+        char e = f->p[1];
+        const char *simple = strchr(escapes, e);
+        if (e && simple) {
+            *w++ = escaped[simple - escapes];
+            f->p += 2;
+            continue;
+        }
+        if (e != 'u')
+            return fmt_fail(f,
+                            "\\%c is not an escape (JSON's: \\\" \\\\ \\/ \\b \\f \\n \\r \\t "
+                            "\\uXXXX)",
+                            e);
+        long cp = hex4(f->p + 2);
+        int used = 6;
+        if (cp < 0)
+            return fmt_fail(f, "\\u wants 4 hex digits");
+        if (cp >= 0xdc00 && cp <= 0xdfff)
+            return fmt_fail(f, "\\u%04lx is the second half of a surrogate pair, alone", cp);
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            int lo = f->p[6] == '\\' && f->p[7] == 'u' ? hex4(f->p + 8) : -1;
+            if (lo < 0xdc00 || lo > 0xdfff)
+                return fmt_fail(f, "\\u%04lx must be followed by the \\u of its low surrogate", cp);
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            used = 12;
+        }
+        if (cp < 0x80) {
+            *w++ = (char)cp;
+        } else if (cp < 0x800) {
+            *w++ = (char)(0xc0 | cp >> 6);
+            *w++ = (char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            *w++ = (char)(0xe0 | cp >> 12);
+            *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
+            *w++ = (char)(0x80 | (cp & 0x3f));
+        } else {
+            *w++ = (char)(0xf0 | cp >> 18);
+            *w++ = (char)(0x80 | (cp >> 12 & 0x3f));
+            *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
+            *w++ = (char)(0x80 | (cp & 0x3f));
+        }
+        f->p += used;
+    }
+    f->p = end + 1;
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = buf;
+    o->via.str.size = (uint32_t)(w - buf);
+    return true;
+}
+
+/* A bare word: null, true, false, or a str. */
+static bool parse_word(struct fmt *f, msgpack_object *o)
+{
+    const char *s = f->p;
+    while (word_byte((unsigned char)*f->p))
+        f->p++;
+    size_t n = (size_t)(f->p - s);
+    if (n == 4 && memcmp(s, "null", 4) == 0) {
+        o->type = MSGPACK_OBJECT_NIL;
+    } else if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0)) {
+        o->type = MSGPACK_OBJECT_BOOLEAN;
+        o->via.boolean = n == 4;
+    } else {
+        fmt_str(f, s, n, o);
+    }
+    return true;
+}
+
+/* A growing list of values, on the heap until its size is known. */
+struct fmt_list {
+    msgpack_object *v;
+    size_t n, cap;
+};
+
+static msgpack_object *fmt_list_add(struct fmt_list *l)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (l->v == NULL)
+            abort(); /* out of memory ends the process */
+    }
+    memset(&l->v[l->n], 0, sizeof l->v[l->n]);
+    return &l->v[l->n++];
+}
+
+/* The list as an array whose items live in the zone; frees the list. */
+static void fmt_list_array(struct fmt *f, struct fmt_list *l, msgpack_object *o)
+{
+    msgpack_object *items = fmt_alloc(f, l->n * sizeof *items, true);
+    if (l->n)
+        memcpy(items, l->v, l->n * sizeof *items);
+    o->type = MSGPACK_OBJECT_ARRAY;
+    o->via.array.ptr = items;
+    o->via.array.size = (uint32_t)l->n;
+    free(l->v);
+    *l = (struct fmt_list){0};
+}
+
+static bool parse_value(struct fmt *f, msgpack_object *o);
+
+/* [v, ...] or {k: v, ...}. */
+static bool parse_container(struct fmt *f, msgpack_object *o)
+{
+    bool map = *f->p == '{';
+    char close = map ? '}' : ']';
+    if (f->depth >= GSP_MAX_DEPTH_DEFAULT)
+        return fmt_fail(f, "arrays and maps nested deeper than %u", GSP_MAX_DEPTH_DEFAULT);
+    f->depth++;
+    f->p++;
+    struct fmt_list l = {0};
+    bool ok = true;
+    fmt_skip(f);
+    if (*f->p == close) {
+        f->p++;
+    } else {
+        for (;;) {
+            if (!(ok = parse_value(f, fmt_list_add(&l))))
+                break;
+            fmt_skip(f);
+            if (map) {
+                if (*f->p != ':') {
+                    char b[8];
+                    ok = fmt_fail(f, "':' must follow a map's key, not %s", fmt_byte(*f->p, b));
+                    break;
+                }
+                f->p++;
+                if (!(ok = parse_value(f, fmt_list_add(&l))))
+                    break;
+                fmt_skip(f);
+            }
+            if (*f->p == ',') {
+                f->p++;
+                continue;
+            }
+            if (*f->p == close) {
+                f->p++;
+                break;
+            }
+            char b[8];
+            ok = fmt_fail(f, "',' or '%c' must follow an item, not %s", close, fmt_byte(*f->p, b));
+            break;
+        }
+    }
+    f->depth--;
+    if (!ok) {
+        free(l.v);
+        return false;
+    }
+    if (!map) {
+        fmt_list_array(f, &l, o);
+        return true;
+    }
+    size_t n = l.n / 2;
+    msgpack_object_kv *kv = fmt_alloc(f, n * sizeof *kv, true);
+    for (size_t i = 0; i < n; i++) {
+        kv[i].key = l.v[2 * i];
+        kv[i].val = l.v[2 * i + 1];
+    }
+    free(l.v);
+    o->type = MSGPACK_OBJECT_MAP;
+    o->via.map.ptr = kv;
+    o->via.map.size = (uint32_t)n;
+    return true;
+}
+
+/* One value, and what may follow it: a blank, a separator or the end. */
+static bool parse_value(struct fmt *f, msgpack_object *o)
+{
+    o->type = MSGPACK_OBJECT_NIL;
+    fmt_skip(f);
+    unsigned char c = (unsigned char)*f->p;
+    char b[8];
+    bool ok;
+    if (c == '[' || c == '{')
+        ok = parse_container(f, o);
+    else if (c == '"')
+        ok = parse_string(f, o);
+    else if (c == '%')
+        ok = parse_directive(f, o);
+    else if (c == '-' || digit((char)c))
+        ok = parse_number(f, o);
+    else if (word_start(c))
+        ok = parse_word(f, o);
+    else if (c == '\0' || c == ',' || c == ']' || c == '}' || c == ':')
+        return fmt_fail(f, "a value is missing before %s", fmt_byte(c, b));
+    else
+        return fmt_fail(f, "%s cannot start a value", fmt_byte(c, b));
+    c = (unsigned char)*f->p;
+    if (ok && !(c == '\0' || fmt_blank((char)c) || strchr(",]}:", c)))
+        return fmt_fail(f, "%s right after a value (values are separated by blanks, ',' or ':')",
+                        fmt_byte(c, b));
+    return ok;
+}
+
+/* fmt as exactly one value: NULL, or why not (in z). */
+static const char *build(msgpack_zone *z, msgpack_object *out, const char *fmt, va_list ap)
+{
+    struct fmt f = {.start = fmt ? fmt : "", .z = z};
+    f.p = f.start;
+    va_copy(f.ap, ap);
+    if (parse_value(&f, out)) {
+        fmt_skip(&f);
+        if (*f.p)
+            fmt_fail(&f, "more after the value (the format is one value: put several in [])");
+    }
+    va_end(f.ap);
+    if (f.err)
+        out->type = MSGPACK_OBJECT_NIL;
+    return f.err;
+}
+
+/* fmt as "METHOD PARAM...": the method in *method and the params array in
+ * *params, both in z; NULL, or why not (in z). */
+static const char *build_command(msgpack_zone *z, const char *fmt, va_list ap, const char **method,
+                                 msgpack_object *params)
+{
+    struct fmt f = {.start = fmt ? fmt : "", .z = z};
+    f.p = f.start;
+    va_copy(f.ap, ap);
+    struct fmt_list l = {0};
+    char b[8];
+    fmt_skip(&f);
+    const char *name = f.p;
+    while (word_byte((unsigned char)*f.p))
+        f.p++;
+    size_t n = (size_t)(f.p - name);
+    if (n == 0 || !word_start((unsigned char)*name)) {
+        f.p = name;
+        fmt_fail(&f, "the format starts with the method's name (a word), not %s",
+                 fmt_byte((unsigned char)*name, b));
+    } else if (*f.p && !fmt_blank(*f.p)) {
+        fmt_fail(&f, "%s right after the method's name", fmt_byte((unsigned char)*f.p, b));
+    } else {
+        char *m = fmt_alloc(&f, n + 1, false);
+        memcpy(m, name, n);
+        m[n] = '\0';
+        *method = m;
+        for (fmt_skip(&f); *f.p && parse_value(&f, fmt_list_add(&l)); fmt_skip(&f))
+            ;
+    }
+    va_end(f.ap);
+    if (f.err) {
+        free(l.v);
+        return f.err;
+    }
+    struct fmt fz = {.z = z};
+    fmt_list_array(&fz, &l, params);
+    return NULL;
+}
+
+const char *gsc_vbuild(msgpack_zone *zone, msgpack_object *out, const char *fmt, va_list ap)
+{
+    return build(zone, out, fmt, ap);
+}
+
+const char *gsc_build(msgpack_zone *zone, msgpack_object *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const char *err = build(zone, out, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* The params a method lets be nil at their end, as the calls above send
+ * them: a command may leave them out. */
+static const struct {
+    const char *method;
+    uint32_t least, all; /* from least params given on, nils up to all */
+} nil_tails[] = {
+    {"call", 2, 3},  /* timeout */
+    {"stop", 1, 3},  /* reason, timeout */
+    {"start", 1, 4}, /* name, args, options */
+    {"slowlog", 0, 1},
+};
+
+/* Adds the nils a command left out at the end of its params. */
+static void fill_nil_tail(msgpack_zone *z, const char *method, msgpack_object *params)
+{
+    uint32_t n = params->via.array.size;
+    for (size_t i = 0; i < sizeof nil_tails / sizeof nil_tails[0]; i++) {
+        if (strcmp(method, nil_tails[i].method) != 0 || n < nil_tails[i].least ||
+            n >= nil_tails[i].all)
+            continue;
+        msgpack_object *items = msgpack_zone_malloc(z, nil_tails[i].all * sizeof *items);
+        if (items == NULL)
+            abort(); /* out of memory ends the process */
+        if (n)
+            memcpy(items, params->via.array.ptr, n * sizeof *items);
+        for (uint32_t k = n; k < nil_tails[i].all; k++)
+            items[k] = (msgpack_object){.type = MSGPACK_OBJECT_NIL};
+        params->via.array.ptr = items;
+        params->via.array.size = nil_tails[i].all;
+    }
+}
+
+/* How long a command waits for its answer: as the call of its name would. */
+static int command_wait(const char *method, const msgpack_object *params)
+{
+    const msgpack_object *p = params->via.array.ptr;
+    uint32_t n = params->via.array.size;
+    bool call = strcmp(method, "call") == 0;
+    if (call || strcmp(method, "stop") == 0) {
+        const msgpack_object *t = n >= 3 ? &p[2] : NULL;
+        if (t == NULL || t->type == MSGPACK_OBJECT_NIL)
+            return call ? GSP_CALL_TIMEOUT_DEFAULT + GSC_GRACE_MS : -1;
+        if (t->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return t->via.u64 > (uint64_t)(INT_MAX - GSC_GRACE_MS) ? -1
+                                                                   : (int)t->via.u64 + GSC_GRACE_MS;
+        if (t->type == MSGPACK_OBJECT_STR && t->via.str.size == 8 &&
+            memcmp(t->via.str.ptr, "infinity", 8) == 0)
+            return -1;
+        return GSC_WAIT_DEFAULT_MS; /* not a timeout: the daemon answers badarg */
+    }
+    if (strcmp(method, "start") == 0)
+        return start_wait(n >= 4 ? &p[3] : NULL);
+    return GSC_WAIT_DEFAULT_MS;
+}
+
+/* Packs the request a command format describes: its msgid, or 0 (a bad
+ * format: errno EINVAL and errmsg say why; or c cannot send). */
+static uint32_t pack_command(gsc *c, const char *fmt, va_list ap, int *wait_ms)
+{
+    *wait_ms = GSC_WAIT_DEFAULT_MS;
+    if (!usable(c))
+        return 0;
+    msgpack_zone z;
+    zone_init(&z);
+    const char *method = NULL;
+    msgpack_object params;
+    const char *err = build_command(&z, fmt, ap, &method, &params);
+    uint32_t id = 0;
+    if (err) {
+        seterr(c, "gsc_command: %s", err);
+        errno = EINVAL;
+    } else {
+        fill_nil_tail(&z, method, &params);
+        *wait_ms = command_wait(method, &params);
+        id = pack_request(c, method, &params);
+    }
+    msgpack_zone_destroy(&z);
+    return id;
+}
+
+int gsc_vcommand(gsc *c, gsc_reply **out, const char *fmt, va_list ap)
+{
+    int wait_ms = 0;
+    uint32_t id = pack_command(c, fmt, ap, &wait_ms);
+    if (id == 0 && usable(c)) {
+        *out = NULL;
+        return GSC_BROKEN; /* a bad format; c lives on */
+    }
+    return await(c, id, wait_ms, out);
+}
+
+int gsc_command(gsc *c, gsc_reply **out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = gsc_vcommand(c, out, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+uint32_t gsc_vcommand_async(gsc *c, gsc_done_fn *done, void *arg, const char *fmt, va_list ap)
+{
+    int wait_ms = 0;
+    uint32_t id = pack_command(c, fmt, ap, &wait_ms);
+    return submit(c, id, wait_ms, done, arg);
+}
+
+uint32_t gsc_command_async(gsc *c, gsc_done_fn *done, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint32_t id = gsc_vcommand_async(c, done, arg, fmt, ap);
+    va_end(ap);
+    return id;
 }
 
 /* The public pairs: SYNC waits for the request packed by `pack`, ASYNC

@@ -22,12 +22,18 @@
  *     gsc_reply_destroy(&r);
  *     gsc_close(&c);
  *
+ * or, with the request written as a format (see "Requests from a format"):
+ *
+ *     if (gsc_command(c, &r, "call counter [add, %d]", n) == GSC_OK) ...
+ *
  * Every synchronous request function returns:
  *     GSC_OK      the daemon answered a result: (*out)->result
  *     GSC_ERROR   the daemon answered an error: (*out)->code, (*out)->detail
  *     GSC_BROKEN  no answer: cannot send, connection lost or no response
  *                 in time; gsc_errmsg() says why and the gsc is unusable
- *                 (gsc_close it)
+ *                 (gsc_close it) -- except for a request refused before
+ *                 sending as malformed (a bad format, bad raw params):
+ *                 then errno is EINVAL and the gsc is still usable
  *     GSC_CLOSED  a callback closed c during the call: c is freed
  * On GSC_OK and GSC_ERROR *out is a reply you own: gsc_reply_destroy() it.
  * Otherwise *out is NULL.
@@ -74,6 +80,7 @@
 #define GSD_CLIENT_H
 
 #include <msgpack.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -108,8 +115,26 @@ typedef struct gsc_down {
     msgpack_zone zone;     /* owns name and reason */
 } gsc_down;
 
+/* The system daemon's socket, where root's clients look for it and where a
+ * user's client falls back to when the user's own socket does not exist. */
+#define GSC_SYSTEM_SOCKET "/run/gsd/gsd.sock"
+
+/*
+ * The socket gsc_connect(path) connects to, written to out (n bytes):
+ *   1. path itself, if it is neither NULL nor "";
+ *   2. else $GSD_SOCKET, if set and not empty;
+ *   3. else, for root, GSC_SYSTEM_SOCKET;
+ *   4. else the user's own socket, $XDG_RUNTIME_DIR/gsd.sock
+ *      (/tmp/gsd-$UID/gsd.sock when XDG_RUNTIME_DIR is unset) -- unless
+ *      that does not exist and GSC_SYSTEM_SOCKET does: then that one.
+ * Only existence is looked at (stat): an own socket that exists but whose
+ * daemon is gone is still the answer. Returns 0, or -1 with errno
+ * ENAMETOOLONG if the path does not fit in n bytes or in a sockaddr_un.
+ */
+int gsc_socket_path(const char *path, char *out, size_t n);
+
 /* Connects to the socket at path, or (path NULL) to the one the usual
- * resolution finds (GSD_SOCKET, then the per-user default). Returns NULL
+ * resolution finds (gsc_socket_path). Returns NULL
  * and sets errno on failure. gsc_connect may block: while the daemon's
  * listen backlog is full (a daemon that is stopped or overwhelmed does not
  * accept) it waits, with no bound, for room. gsc_connect_nowait never
@@ -211,6 +236,98 @@ int gsc_next_down(gsc *c, int wait_ms, gsc_down **out);
 /* Packs a server reference as the wire wants it (uint id or str name). */
 void gsc_pack_server(msgpack_packer *pk, const char *server);
 
+/* ---- requests from a format ------------------------------------ */
+
+/*
+ * One line builds and sends a request, as hiredis's redisCommand does:
+ *
+ *     gsc_command(c, &r, "call %s [add, %d]", name, 5);
+ *     gsc_command(c, &r, "start counter %s %d {restart: transient}", name, 0);
+ *     gsc_command(c, &r, "call %llu get 200", (unsigned long long)id);  // timeout 200 ms
+ *
+ * The format is the method's name, then its params, separated by blanks:
+ * each param is one value written in a JSON-like language, and a
+ * printf-style directive stands for a value taken from the arguments.
+ *
+ * Values:
+ *   null true false           nil and bools
+ *   12  -3  1.5  2e10         integers (int64 or uint64; out of range is an
+ *                             error), and float64 when a '.' or exponent is
+ *                             written
+ *   "text"                    a str, with JSON's escapes (\" \\ \/ \b \f \n
+ *                             \r \t \uXXXX); other bytes are taken as they are;
+ *                             %% in it is one '%'
+ *   word                      a str too: a bare word starts with a letter, '_'
+ *                             or a non-ASCII byte and goes on with those, digits
+ *                             and . - @ / (so: call counter get)
+ *   [v, ...]                  an array
+ *   {k: v, ...}               a map; keys are values too ({name: "x", 1: 2})
+ * Directives (each is one whole value, never part of a word or a "string"):
+ *   %s                        const char *: a str (NULL: nil; GCC warns
+ *                             about a literal NULL: write null instead)
+ *   %.*s                      int len, const char *p: a str of exactly len
+ *                             bytes of p, NULs included
+ *   %d %i %u                  int, unsigned: an integer; with the length
+ *                             modifiers hh h l ll z j t (%lld, %zu, %" PRIu64 ")
+ *   %f %e %g %a (any case)    double: a float64
+ *   %p                        const msgpack_object *: that value, copied
+ *                             (NULL: nil): a bin, an ext, a bool chosen at run
+ *                             time, anything built beforehand
+ * The compiler checks the arguments against the directives (format
+ * attribute). Under -Wpedantic it wants %p's argument cast to (void *).
+ *
+ * No injection: what an argument holds is never parsed. %s makes a str
+ * whatever its text ("[1]" or "\", 2" included), an integer directive an
+ * integer. Note that %s is always a str: a server id goes in as an
+ * integer (%llu), not as digits in a %s.
+ *
+ * A bad format (a directive not above, a flag or width such as %5d, a
+ * directive inside a quoted string, a value missing or unterminated,
+ * nesting deeper than 32) is refused before anything is sent: the message
+ * says what and at which byte of the format.
+ *
+ * Params that the protocol lets be nil at the end of a method's params
+ * may be left out, and are sent as nil: call's timeout; stop's reason and
+ * timeout; start's name, args and options; slowlog's count. So "call
+ * counter get" is call ["counter", "get", nil].
+ *
+ * gsc_command: sends the request and waits as the call of that name
+ * would: a call's timeout param (the third) plus GSC_GRACE_MS ("infinity":
+ * forever; absent or nil: the daemon's default 5000 + GSC_GRACE_MS), a
+ * stop's likewise (absent or nil: forever), a start's init "timeout"
+ * option, else GSC_WAIT_DEFAULT_MS. Returns as every synchronous request
+ * does; a bad format returns GSC_BROKEN with errno EINVAL, gsc_errmsg()
+ * saying why, and c still usable (nothing was sent).
+ *
+ * gsc_command_async: the same queued; returns the msgid, or 0 (a bad
+ * format, or c cannot send: gsc_errmsg says which; done never runs).
+ *
+ * gsc_build: builds one value (the format is exactly one value) into
+ * *out, for the calls that take a msgpack_object (gsc_call_async,
+ * gsc_multi_call, ...). Everything *out refers to is allocated in zone,
+ * which you own (msgpack_zone_init / msgpack_zone_destroy): nothing of
+ * fmt or of the arguments is referred to. Returns NULL on success; on a
+ * bad format, a message (allocated in zone, so valid until it is
+ * destroyed) and *out is nil.
+ *
+ * zone and out must not be NULL. gsc_build keeps no state: any thread may
+ * call it, each with a zone of its own.
+ *
+ * The v-forms take a va_list, as vprintf does, for functions of yours
+ * that pass their own arguments on.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define GSC_FORMAT(fmt_at, args_at) __attribute__((format(printf, fmt_at, args_at)))
+#else
+#define GSC_FORMAT(fmt_at, args_at)
+#endif
+int gsc_command(gsc *c, gsc_reply **out, const char *fmt, ...) GSC_FORMAT(3, 4);
+int gsc_vcommand(gsc *c, gsc_reply **out, const char *fmt, va_list ap) GSC_FORMAT(3, 0);
+const char *gsc_build(msgpack_zone *zone, msgpack_object *out, const char *fmt, ...)
+    GSC_FORMAT(3, 4);
+const char *gsc_vbuild(msgpack_zone *zone, msgpack_object *out, const char *fmt, va_list ap)
+    GSC_FORMAT(3, 0);
+
 /* ---- asynchronous requests ------------------------------------- */
 
 /*
@@ -255,6 +372,12 @@ uint32_t gsc_load_async(gsc *c, const char *module, gsc_done_fn *done, void *arg
 uint32_t gsc_reload_async(gsc *c, const char *module, gsc_done_fn *done, void *arg);
 uint32_t gsc_monitor_async(gsc *c, const char *server, gsc_done_fn *done, void *arg);
 uint32_t gsc_demonitor_async(gsc *c, uint64_t ref, gsc_done_fn *done, void *arg);
+
+/* gsc_command queued: see "Requests from a format" above. */
+uint32_t gsc_command_async(gsc *c, gsc_done_fn *done, void *arg, const char *fmt, ...)
+    GSC_FORMAT(4, 5);
+uint32_t gsc_vcommand_async(gsc *c, gsc_done_fn *done, void *arg, const char *fmt, va_list ap)
+    GSC_FORMAT(4, 0);
 
 /* Requests accepted and not completed yet. */
 size_t gsc_inflight(const gsc *c);

@@ -2,9 +2,10 @@
 #
 #     source client/gsctl.bash      # or install into /etc/bash_completion.d/
 #
-# Completes options, commands, and the server and module names the daemon
-# knows (it asks with `gsctl complete servers|modules`, on the socket given
-# by -s or $GSD_SOCKET). Silent when the daemon cannot be reached.
+# Completes options (before or after the command, as gsctl takes them),
+# commands, and the server and module names the daemon knows (it asks with
+# `gsctl complete servers|modules`, on the socket given by -s or
+# $GSD_SOCKET, or gsctl's default). Silent when the daemon cannot be reached.
 
 _gsctl() {
     local cur prev words cword
@@ -17,53 +18,51 @@ _gsctl() {
         cword=$COMP_CWORD
     fi
 
-    # The global options before the command, and the command itself.
-    local i cmd="" cmdat=0 sock=()
+    # The command, how many arguments it has before the word being
+    # completed, and the socket (-s) wherever it is: options may come
+    # before or after the command; "--" ends them.
+    local i w cmd="" nargs=0 opts=1 sock=()
     for ((i = 1; i < cword; i++)); do
-        case ${words[i]} in
-        -s | --socket) sock=(-s "${words[i + 1]}"); ((i++)) ;;
-        -t | --timeout) ((i++)) ;;
-        -*) ;;
-        *) cmd=${words[i]}; cmdat=$i; break ;;
-        esac
+        w=${words[i]}
+        if ((opts)) && [[ $w == -- ]]; then
+            opts=0
+        elif ((opts)) && [[ $w == -[a-zA-Z]* || $w == --[a-zA-Z]* ]]; then
+            case $w in
+            -s | --socket) sock=(-s "${words[i + 1]}"); ((i++)) ;;
+            --socket=*) sock=(-s "${w#--socket=}") ;;
+            -t | --timeout | --restart | --mailbox-limit) ((i++)) ;;
+            esac
+        elif [[ -z $cmd ]]; then
+            cmd=$w
+        else
+            ((nargs++))
+        fi
     done
 
+    case $prev in
+    -s | --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    -t | --timeout) COMPREPLY=($(compgen -W "1000 5000 infinity" -- "$cur")); return ;;
+    --restart) [[ $cmd == start ]] && COMPREPLY=($(compgen -W "permanent transient temporary" -- "$cur")); return ;;
+    --mailbox-limit) return ;;
+    esac
+
+    if ((opts)) && [[ $cur == -* ]]; then
+        local o="-s --socket -t --timeout -p --pretty -m --msgpack -q --quiet -h --help --"
+        [[ $cmd == start ]] && o="$o --link --restart --mailbox-limit --isolate"
+        COMPREPLY=($(compgen -W "$o" -- "$cur"))
+        return
+    fi
     if [[ -z $cmd ]]; then
-        case $prev in
-        -s | --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        -t | --timeout) COMPREPLY=($(compgen -W "1000 5000 infinity" -- "$cur")); return ;;
-        esac
-        if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "-s --socket -t --timeout -p --pretty -m --msgpack
-                -q --quiet -h --help" -- "$cur"))
-        else
-            COMPREPLY=($(compgen -W "$(gsctl complete commands 2>/dev/null)" -- "$cur"))
-        fi
+        COMPREPLY=($(compgen -W "$(gsctl complete commands 2>/dev/null)" -- "$cur"))
         return
     fi
 
-    local arg=$((cword - cmdat)) # 1 for the command's first argument
+    local arg=$((nargs + 1)) # 1 for the command's first argument
     local servers="call cast send stop info state monitor"
-    if [[ $cmd == start && $cur == --* ]]; then
-        COMPREPLY=($(compgen -W "--link --timeout --restart --mailbox-limit" -- "$cur"))
-    elif [[ $cmd == start && $prev == --restart ]]; then
-        COMPREPLY=($(compgen -W "permanent transient temporary" -- "$cur"))
-    elif [[ $arg == 1 && " $servers whereis " == *" $cmd "* ]]; then
+    if [[ $arg == 1 && " $servers whereis " == *" $cmd "* ]]; then
         COMPREPLY=($(compgen -W "$(gsctl "${sock[@]}" complete servers 2>/dev/null)" -- "$cur"))
-    elif [[ $arg == 1 && ($cmd == reload || $cmd == load) ]]; then
+    elif [[ $arg == 1 && ($cmd == reload || $cmd == load || $cmd == start) ]]; then
         COMPREPLY=($(compgen -W "$(gsctl "${sock[@]}" complete modules 2>/dev/null)" -- "$cur"))
-    elif [[ $cmd == start ]]; then
-        # The module, after any flags: the first word not a flag or a flag's value.
-        local j seen=0
-        for ((j = cmdat + 1; j < cword; j++)); do
-            case ${words[j]} in
-            --link) ;;
-            --*=*) ;;
-            --*) ((j++)) ;;
-            *) seen=1 ;;
-            esac
-        done
-        ((seen)) || COMPREPLY=($(compgen -W "$(gsctl "${sock[@]}" complete modules 2>/dev/null)" -- "$cur"))
     elif [[ $arg == 1 && $cmd == batch ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))
     elif [[ $arg == 1 && $cmd == complete ]]; then

@@ -4,10 +4,15 @@
  *     gsctl [-s PATH] [-t MS] [--pretty|--msgpack|--quiet] COMMAND ARGS...
  *     gsctl [OPTIONS] batch [FILE]
  *
+ * Options may come before or after the command: after it, a word is an
+ * option when it starts with '-' and a letter ("-t", "--pretty"), so "-1",
+ * "[...]" and every other JSON value stay arguments; "--" ends the options.
  * Values (REQUEST, ARGS, MSG, REASON) are JSON; text that is not JSON is a
- * string. The result is one line of JSON on stdout. Exit status: 0 success,
- * 1 the daemon answered an error (stderr: "CODE: detail"), 2 usage error,
- * 3 cannot connect or the connection broke.
+ * string, except text that starts with [, { or ", which must be JSON (a
+ * usage error otherwise). The result is one line of JSON on stdout. Exit
+ * status: 0 success, 1 the daemon answered an error (stderr: "CODE:
+ * detail", naming the server), 2 usage error, 3 cannot connect or the
+ * connection broke.
  *
  * Every command is an asynchronous request of libgsclient: one command
  * waits for its own completion; batch keeps up to BATCH_WINDOW of them in
@@ -19,7 +24,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -51,8 +55,10 @@ struct ctx {
     const char *arg[MAX_ARGS]; /* positional arguments */
     int nargs;
     msgpack_object options;         /* start: the options map, or nil */
-    msgpack_object value[MAX_ARGS]; /* the positional arguments as values */
-    char err[512];                  /* a usage error, or "" */
+    msgpack_object value[MAX_ARGS]; /* the positional arguments that are values, as values */
+    const char *subject;            /* the server (or module) errors name, or NULL */
+    bool in_batch;                  /* a batch line: -t alone of the options */
+    char err[1024];                 /* a usage error, or "" */
 };
 
 /* What sets a command apart from "send one request, print its answer". */
@@ -63,12 +69,17 @@ enum {
     CMD_LOCAL = 0x8,      /* exec may answer without the daemon: tried first with x->c NULL */
 };
 
+/* Bits of command.values: which positional arguments are JSON values. */
+#define VALUE(i) (1u << (i))
+
 /* One entry of the command table. */
 struct command {
     const char *name;
     const char *synopsis; /* arguments, for usage */
     const char *help;     /* what it does */
     int min, max;         /* positional arguments */
+    unsigned values;      /* VALUE(i): argument i is a JSON value (REQUEST, ARGS, ...) */
+    int subject;          /* 1 + the argument a daemon error names (SERVER), or 0 */
     /* Queues the request; 0 if c cannot send. NULL for a command that is
      * not one request: exec runs it. */
     uint32_t (*run)(struct ctx *x, gsc_done_fn *done, void *arg);
@@ -228,6 +239,8 @@ static const struct command commands[] = {
         .help = "calls a server and prints its reply (-t: timeout)",
         .min = 2,
         .max = 2,
+        .values = VALUE(1),
+        .subject = 1,
         .run = run_call,
     },
     {
@@ -236,6 +249,8 @@ static const struct command commands[] = {
         .help = "casts a request to a server (no reply)",
         .min = 2,
         .max = 2,
+        .values = VALUE(1),
+        .subject = 1,
         .run = run_cast,
     },
     {
@@ -244,6 +259,8 @@ static const struct command commands[] = {
         .help = "sends a raw message, handled by handle_info",
         .min = 2,
         .max = 2,
+        .values = VALUE(1),
+        .subject = 1,
         .run = run_send,
     },
     {
@@ -252,7 +269,7 @@ static const struct command commands[] = {
         .help = "starts a server and prints its id; NAME - or omitted: anonymous\n"
                 "  --link                 stop it when this connection closes"
                 " (i.e. when gsctl exits)\n"
-                "  --timeout MS           time allowed for init\n"
+                "  --timeout MS           time allowed for init (here, after start)\n"
                 "  --restart permanent|transient|temporary\n"
                 "  --mailbox-limit N      mailbox length limit\n"
                 "  --isolate[=GROUP]      run it in a worker process of its own (or GROUP's);\n"
@@ -260,6 +277,8 @@ static const struct command commands[] = {
                 "default",
         .min = 1,
         .max = 3,
+        .values = VALUE(2),
+        .subject = 2,
         .run = run_start,
         .flags = CMD_START_OPTS,
     },
@@ -269,6 +288,8 @@ static const struct command commands[] = {
         .help = "stops a server (reason default \"normal\"; -t: timeout)",
         .min = 1,
         .max = 2,
+        .values = VALUE(1),
+        .subject = 1,
         .run = run_stop,
     },
     {
@@ -294,6 +315,7 @@ static const struct command commands[] = {
         .help = "a server's id, name, module, status and mailbox length",
         .min = 1,
         .max = 1,
+        .subject = 1,
         .run = run_info,
     },
     {
@@ -302,6 +324,7 @@ static const struct command commands[] = {
         .help = "a server's state, as its module shows it",
         .min = 1,
         .max = 1,
+        .subject = 1,
         .run = run_state,
     },
     {
@@ -335,6 +358,7 @@ static const struct command commands[] = {
                 "  as {\"ref\":..,\"id\":..,\"name\":..,\"reason\":..} (-t: give up after MS)",
         .min = 1,
         .max = 1,
+        .subject = 1,
         .run = run_monitor,
         .flags = CMD_WAIT_DOWN,
     },
@@ -378,9 +402,12 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: %s [-s PATH] [-t MS] [--pretty|--msgpack|--quiet] COMMAND ARGS...\n"
+        "usage: %s [OPTIONS] COMMAND ARGS... [OPTIONS]\n"
         "\n"
-        "  -s, --socket PATH   the daemon's socket (default: $GSD_SOCKET, else the per-user one)\n"
+        "options, before or after the command:\n"
+        "  -s, --socket PATH   the daemon's socket (default: $GSD_SOCKET; else, for root,\n"
+        "                      " GSC_SYSTEM_SOCKET "; else $XDG_RUNTIME_DIR/gsd.sock, or\n"
+        "                      " GSC_SYSTEM_SOCKET " when that does not exist)\n"
         "  -t, --timeout MS    call/stop timeout in ms, or \"infinity\"; how long monitor waits\n"
         "                      (default: 5000 for call; as long as terminate takes for stop;\n"
         "                      forever for monitor)\n"
@@ -395,15 +422,21 @@ static void usage(FILE *f)
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].synopsis);
     fprintf(f, "\n"
+               "Options may come before or after the command. After it, a word that starts\n"
+               "with - and a letter is an option (-t 100, --pretty); anything else, -1 and\n"
+               "other JSON included, is an argument. -- ends the options: put it before an\n"
+               "argument that starts with - and a letter. After start, --timeout is init's.\n"
+               "\n"
                "SERVER: all digits is an id, anything else a name. REQUEST, ARGS, MSG and\n"
-               "REASON are JSON; text that is not JSON is a string (call c get sends \"get\").\n"
-               "Put -- before a value that starts with --.\n"
-               "Exit: 0 ok, 1 the daemon answered an error, 2 usage, 3 connection failed.\n");
+               "REASON are JSON; text that is not JSON is a string (call c get sends \"get\"),\n"
+               "but text that starts with [, { or \" must be valid JSON (usage error).\n"
+               "Exit: 0 ok, 1 the daemon answered an error (stderr: CODE: SERVER: detail),\n"
+               "2 usage, 3 connection failed.\n");
 }
 
 static void command_usage(FILE *f, const struct command *cmd)
 {
-    fprintf(f, "usage: %s [-s PATH] [-t MS] %s %s\n  %s\n", progname, cmd->name, cmd->synopsis,
+    fprintf(f, "usage: %s [OPTIONS] %s %s [OPTIONS]\n  %s\n", progname, cmd->name, cmd->synopsis,
             cmd->help);
 }
 
@@ -525,35 +558,134 @@ static int start_flag(struct ctx *x, int argc, char **argv, int i)
     return used;
 }
 
-/* Sorts a command's arguments into flags and positional arguments and
- * reads the values. Only "-h"/"--help", "--" and (for start) its flags are
- * options: "-5" and other text starting with one '-' are values. Returns
- * false with x->err set on a usage error. */
-static bool parse_args(struct ctx *x, const struct command *cmd, int argc, char **argv)
+/* True for a word that is an option: '-' and a letter ("-t", "-pq"), or
+ * "--" and a letter ("--pretty", "--socket=PATH"). Everything else is an
+ * argument: "-1", "-", "[...]", "{...}", any JSON value. */
+static bool is_option(const char *a)
 {
-    bool opts = true;
+    const char *p = a[0] == '-' ? a + 1 + (a[1] == '-') : NULL;
+    return p && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'));
+}
+
+/* Which word of a command line or batch line an option is read from. */
+enum { OPT_DONE = 0, OPT_HELP = -1 };
+
+/* The options of gsctl itself (-s -t -p -m -q -h and their long forms),
+ * wherever they come. Reads the option at argv[i]; returns how many words
+ * it used, OPT_HELP for -h/--help, or OPT_DONE (0) after a usage error
+ * (in x->err). */
+static int global_option(struct ctx *x, int argc, char **argv, int i)
+{
+    const char *a = argv[i];
+    /* One option a loop round: a cluster of short ones (-pq, -t100, -sPATH)
+     * or one long one (--timeout 100, --timeout=100). */
+    static const struct {
+        const char *name;
+        char letter;
+        bool takes_value;
+    } opts[] = {
+        {"socket", 's', true},   {"timeout", 't', true}, {"pretty", 'p', false},
+        {"msgpack", 'm', false}, {"quiet", 'q', false},  {"help", 'h', false},
+    };
+    int used = 1;
+    const char *p = a + 1;
+    bool long_form = a[1] == '-';
+    while (*p) {
+        const char *val = NULL;
+        size_t k, nopts = sizeof opts / sizeof opts[0];
+        if (long_form) {
+            const char *eq = strchr(a + 2, '=');
+            size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            for (k = 0; k < nopts; k++)
+                if (strlen(opts[k].name) == len && memcmp(opts[k].name, a + 2, len) == 0)
+                    break;
+            if (k == nopts)
+                return bad(x, "unknown option %.*s", (int)len + 2, a);
+            if (eq && !opts[k].takes_value)
+                return bad(x, "--%s takes no value", opts[k].name);
+            val = eq ? eq + 1 : NULL;
+            p = a + strlen(a);
+        } else {
+            for (k = 0; k < nopts; k++)
+                if (opts[k].letter == *p)
+                    break;
+            if (k == nopts)
+                return bad(x, "unknown option -%c (put -- before an argument that starts with -)",
+                           *p);
+            p++;
+            if (opts[k].takes_value && *p)
+                val = p, p += strlen(p);
+        }
+        if (opts[k].takes_value && val == NULL) {
+            if (i + used >= argc)
+                return bad(x, "%s needs a value", a);
+            val = argv[i + used++];
+        }
+        char letter = opts[k].letter;
+        if (x->in_batch && letter != 't')
+            return bad(x, "%s is an option of gsctl's command line, not of a batch line", a);
+        switch (letter) {
+        case 's':
+            x->socket = val;
+            break;
+        case 't':
+            if (!parse_timeout(val, &x->timeout_ms))
+                return bad(x, "-t wants ms (at least 1) or \"infinity\", not \"%s\"", val);
+            x->timeout_given = true;
+            break;
+        case 'p':
+            x->output = OUT_PRETTY;
+            break;
+        case 'm':
+            x->output = OUT_MSGPACK;
+            break;
+        case 'q':
+            x->output = OUT_QUIET;
+            break;
+        case 'h':
+        default:
+            return OPT_HELP;
+        }
+    }
+    return used;
+}
+
+/* Sorts a command's arguments into options and positional arguments and
+ * reads the values. A word that starts with '-' and a letter is an option
+ * (gsctl's own, or start's flags after start); "--" ends the options
+ * (opts false: they have ended already). -h/--help prints the command's
+ * usage and exits. Returns false with x->err set on a usage error. */
+static bool parse_args(struct ctx *x, const struct command *cmd, int argc, char **argv, bool opts)
+{
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (opts && strcmp(a, "--") == 0) {
             opts = false;
             continue;
         }
-        if (opts && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+        if (!opts || !is_option(a)) {
+            if (x->nargs >= cmd->max)
+                return bad(x, "too many arguments");
+            x->arg[x->nargs++] = a;
+            continue;
+        }
+        int used;
+        /* After start, its flags: --timeout there is init's (-t is gsctl's). */
+        if ((cmd->flags & CMD_START_OPTS) && a[1] == '-' && strncmp(a, "--socket", 8) != 0 &&
+            strncmp(a, "--pretty", 8) != 0 && strncmp(a, "--msgpack", 9) != 0 &&
+            strncmp(a, "--quiet", 7) != 0 && strcmp(a, "--help") != 0)
+            used = start_flag(x, argc, argv, i);
+        else
+            used = global_option(x, argc, argv, i);
+        if (used == OPT_HELP) {
+            if (x->in_batch)
+                return bad(x, "%s: no help in a batch line", a);
             command_usage(stdout, cmd);
             exit(0);
         }
-        if (opts && strncmp(a, "--", 2) == 0) {
-            if (!(cmd->flags & CMD_START_OPTS))
-                return bad(x, "unknown option %s", a);
-            int used = start_flag(x, argc, argv, i);
-            if (used == 0)
-                return false;
-            i += used - 1;
-            continue;
-        }
-        if (x->nargs >= cmd->max)
-            return bad(x, "too many arguments");
-        x->arg[x->nargs++] = a;
+        if (used == OPT_DONE)
+            return false;
+        i += used - 1;
     }
     if (x->nargs < cmd->min)
         return bad(x, "missing arguments");
@@ -562,8 +694,13 @@ static bool parse_args(struct ctx *x, const struct command *cmd, int argc, char 
         return bad(x, "REF is a number, not \"%s\"", x->arg[0]);
     /* A bad value is a usage error before anything is sent. */
     for (int i = 0; i < x->nargs; i++)
-        if (!json_mp_arg(x->arg[i], x->zone, &x->value[i]))
-            return bad(x, "a number in %s is out of range (64-bit integers, doubles)", x->arg[i]);
+        if ((cmd->values & VALUE(i)) &&
+            !json_mp_arg(x->arg[i], x->zone, &x->value[i], x->err, sizeof x->err))
+            return false;
+    /* What a daemon error names: the server (start's NAME, if not "-"). */
+    x->subject = NULL;
+    if (cmd->subject > 0 && cmd->subject <= x->nargs && strcmp(x->arg[cmd->subject - 1], "-"))
+        x->subject = x->arg[cmd->subject - 1];
     return true;
 }
 
@@ -602,12 +739,19 @@ static int flush_stdout(void)
     return 0;
 }
 
-/* Prints a daemon error as "CODE: detail" on stderr. */
+/* Prints a daemon error as "CODE: detail" on stderr; for a command about
+ * a server, "CODE: SERVER: detail", so that the error says which. */
 static void print_error(const struct ctx *x, const gsc_reply *r)
 {
     if (x->output == OUT_QUIET)
         return;
     fprintf(stderr, "%s: ", r->code);
+    if (x->subject && r->detail.type == MSGPACK_OBJECT_NIL) {
+        fprintf(stderr, "%s\n", x->subject);
+        return;
+    }
+    if (x->subject)
+        fprintf(stderr, "%s: ", x->subject);
     if (r->detail.type == MSGPACK_OBJECT_STR)
         fwrite(r->detail.via.str.ptr, 1, r->detail.via.str.size, stderr);
     else
@@ -633,7 +777,7 @@ static int wait_down(struct ctx *x, uint64_t ref)
         int status = gsc_next_down(x->c, wait_ms, &d);
         if (status == GSC_ERROR) {
             if (x->output != OUT_QUIET)
-                fprintf(stderr, "timeout: no down event within %d ms\n", wait_ms);
+                fprintf(stderr, "timeout: %s: no down event within %d ms\n", x->subject, wait_ms);
             return EXIT_DAEMON;
         }
         if (status != GSC_OK) {
@@ -1011,6 +1155,7 @@ static bool batch_line(const struct ctx *base, char *line, struct outcome *o)
 {
     struct ctx x = *base;
     x.nargs = 0;
+    x.in_batch = true;
     x.options.type = MSGPACK_OBJECT_NIL;
     x.err[0] = '\0';
     msgpack_zone_clear(x.zone);
@@ -1030,7 +1175,7 @@ static bool batch_line(const struct ctx *base, char *line, struct outcome *o)
         bad(&x, "unknown command \"%s\"", words[0]);
     else if (cmd->run == NULL || (cmd->flags & CMD_WAIT_DOWN)) /* a line: one request, its answer */
         bad(&x, "%s cannot run in a batch", cmd->name);
-    else if (parse_args(&x, cmd, n - 1, words + 1) && cmd->run(&x, outcome_done, o) == 0)
+    else if (parse_args(&x, cmd, n - 1, words + 1, true) && cmd->run(&x, outcome_done, o) == 0)
         o->done = true, o->status = GSC_BROKEN;
     if (x.err[0]) {
         o->done = true;
@@ -1148,53 +1293,30 @@ static void hold_std_fds(void)
 int main(int argc, char **argv)
 {
     hold_std_fds();
-    static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'},
-        {"timeout", required_argument, NULL, 't'},
-        {"pretty", no_argument, NULL, 'p'},
-        {"msgpack", no_argument, NULL, 'm'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     msgpack_zone zone;
     struct ctx x = {.options = {.type = MSGPACK_OBJECT_NIL}, .zone = &zone};
-    int ch;
-    /* "+": stop at the command, so its arguments (say "-5") stay its own. */
-    while ((ch = getopt_long(argc, argv, "+s:t:pmqh", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 's':
-            x.socket = optarg;
-            break;
-        case 't':
-            if (!parse_timeout(optarg, &x.timeout_ms))
-                usage_error(NULL, "-t wants ms (at least 1) or \"infinity\", not \"%s\"", optarg);
-            x.timeout_given = true;
-            break;
-        case 'p':
-            x.output = OUT_PRETTY;
-            break;
-        case 'm':
-            x.output = OUT_MSGPACK;
-            break;
-        case 'q':
-            x.output = OUT_QUIET;
-            break;
-        case 'h':
+    /* The options before the command; those after it are parse_args'. */
+    int i = 1;
+    bool opts = true;
+    while (i < argc && is_option(argv[i])) {
+        int used = global_option(&x, argc, argv, i);
+        if (used == OPT_HELP) {
             usage(stdout);
             return 0;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
         }
+        if (used == OPT_DONE)
+            usage_error(NULL, "%s", x.err);
+        i += used;
     }
-    if (optind >= argc)
+    if (i < argc && strcmp(argv[i], "--") == 0)
+        opts = false, i++;
+    if (i >= argc)
         usage_error(NULL, "no command");
-    const char *name = argv[optind++];
+    const char *name = argv[i++];
     const struct command *cmd = NULL;
-    for (size_t i = 0; i < NCOMMANDS && cmd == NULL; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            cmd = &commands[i];
+    for (size_t k = 0; k < NCOMMANDS && cmd == NULL; k++)
+        if (strcmp(commands[k].name, name) == 0)
+            cmd = &commands[k];
     if (strcmp(name, "help") == 0) {
         usage(stdout);
         return 0;
@@ -1204,7 +1326,7 @@ int main(int argc, char **argv)
 
     if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE))
         abort();
-    if (!parse_args(&x, cmd, argc - optind, argv + optind))
+    if (!parse_args(&x, cmd, argc - i, argv + i, opts))
         usage_error(cmd, "%s", x.err);
     int rc;
     if ((cmd->flags & CMD_LOCAL) && (rc = cmd->exec(&x)) >= 0) {
@@ -1212,15 +1334,22 @@ int main(int argc, char **argv)
         return rc;
     }
 
+    /* -s, $GSD_SOCKET, or the default: for a user whose own socket does
+     * not exist, the system daemon's (the library's one resolution). */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (gsp_socket_path(x.socket, path, sizeof path) < 0) {
+    if (gsc_socket_path(x.socket, path, sizeof path) < 0) {
         fprintf(stderr, "%s: socket path too long\n", progname);
         msgpack_zone_destroy(&zone);
         return EXIT_CONN;
     }
     x.c = gsc_connect(path);
     if (x.c == NULL) {
-        fprintf(stderr, "%s: connect %s: %s\n", progname, path, strerror(errno));
+        int e = errno;
+        const char *env = getenv("GSD_SOCKET");
+        bool fell_back = !(x.socket && *x.socket) && !(env && *env) && geteuid() != 0 &&
+                         strcmp(path, GSC_SYSTEM_SOCKET) != 0 && (e == ENOENT || e == ENOTDIR);
+        fprintf(stderr, "%s: connect %s: %s%s\n", progname, path, strerror(e),
+                fell_back ? " (nor is there a system daemon at " GSC_SYSTEM_SOCKET ")" : "");
         msgpack_zone_destroy(&zone);
         return EXIT_CONN;
     }

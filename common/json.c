@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,7 +106,8 @@ static bool big_uint(const char *text, uint64_t *v)
     return true;
 }
 
-bool json_mp_arg(const char *text, msgpack_zone *z, msgpack_object *out)
+bool json_mp_arg(const char *text, msgpack_zone *z, msgpack_object *out, char *errbuf,
+                 size_t errlen)
 {
     json_error_t err;
     json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
@@ -122,8 +124,19 @@ bool json_mp_arg(const char *text, msgpack_zone *z, msgpack_object *out)
         return true;
     }
     /* Valid JSON with a number we cannot hold is not text to send as is. */
-    if (json_error_code(&err) == json_error_numeric_overflow)
+    if (json_error_code(&err) == json_error_numeric_overflow) {
+        snprintf(errbuf, errlen, "a number in %s is out of range (64-bit integers, doubles)", text);
         return false;
+    }
+    /* Nor is text that starts as JSON does: a typo, not a string. */
+    char first = text[strspn(text, " \t\n\r")];
+    if (first == '[' || first == '{' || first == '"') {
+        snprintf(errbuf, errlen,
+                 "'%s' is not valid JSON: %s (at byte %d); text that starts with [, { or \" "
+                 "must be JSON (to send such text as a string, write it as a JSON string)",
+                 text, err.text, err.position);
+        return false;
+    }
     make_str(z, text, strlen(text), out);
     return true;
 }

@@ -40,11 +40,16 @@
 /*
  * A command-line value: text that is valid JSON (any value, top level
  * included) becomes that value; any other text becomes the string itself,
- * so "get" and get both give "get". Returns false for JSON holding a number
- * out of range (it is neither sendable nor a string). Everything *out
- * refers to is allocated in zone, which the caller owns.
+ * so "get" and get both give "get" -- except text that begins (after
+ * blanks) with '[', '{' or '"': that must be valid JSON, so that a typo
+ * never silently becomes a string. Returns false, with a message in err
+ * (errlen bytes: what is wrong and at which byte), for such text that is
+ * not JSON and for JSON holding a number out of range (it is neither
+ * sendable nor a string). Everything *out refers to is allocated in zone,
+ * which the caller owns.
  */
-bool json_mp_arg(const char *text, msgpack_zone *zone, msgpack_object *out);
+bool json_mp_arg(const char *text, msgpack_zone *zone, msgpack_object *out, char *err,
+                 size_t errlen);
 
 /* Converts a jansson value into msgpack objects allocated in zone. */
 void json_mp_from_json(const json_t *j, msgpack_zone *zone, msgpack_object *out);

@@ -11,8 +11,12 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -760,6 +764,325 @@ START_TEST(the_scripting_guide_example_runs)
 }
 END_TEST
 
+/* ---- requests from a format -------------------------------------------------- */
+
+/* The zone gsc_build allocates in, one per test. */
+static msgpack_zone Z;
+
+static void zone_setup(void)
+{
+    ck_assert(msgpack_zone_init(&Z, 4096));
+}
+
+static void zone_teardown(void)
+{
+    msgpack_zone_destroy(&Z);
+}
+
+static msgpack_zone *test_zone(void)
+{
+    return &Z;
+}
+
+/* A NULL the compiler cannot see (it warns about a literal NULL for %s). */
+static const char *volatile no_text = NULL;
+
+/* gsc_vbuild through a variadic function of our own, as a program that
+ * passes its arguments on would; the format need not be a literal. */
+static const char *try_build(msgpack_zone *z, msgpack_object *v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const char *err = gsc_vbuild(z, v, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+START_TEST(build_every_directive)
+{
+    msgpack_zone *z = test_zone();
+    msgpack_object v;
+    msgpack_object bin = {.type = MSGPACK_OBJECT_BIN, .via.bin = {3, "a\0b"}};
+    const char *err = gsc_build(
+        z, &v,
+        "[%s, %s, %.*s, %.*s, %d, %i, %u, %hhd, %hhu, %hd, %hu, %ld, %lu, %lld, %llu, %zu, %zd, "
+        "%jd, %ju, %td, %tu, %f, %g, %e, %a, %E, %G, %lf, %p, %p]",
+        "text", no_text, 3, "x\0y", 0, no_text, -5, INT_MIN, UINT_MAX, 300, 300, 70000, 70000,
+        LONG_MIN, ULONG_MAX, LLONG_MIN, ULLONG_MAX, (size_t)7, (ssize_t)-7, (intmax_t)-8,
+        (uintmax_t)8, (ptrdiff_t)-9, (ptrdiff_t)9, 1.5, 0.25, -2.0, 0.5, 1e300, -1e-300, 3.0,
+        (const void *)&bin, (const void *)NULL);
+    ck_assert_msg(err == NULL, "%s", err);
+    ck_assert_mp_eq(
+        &v,
+        "['text', nil, 'x\\x00y', '', -5, %l, %u, 44, 44, 4464, 4464, %l, %u, %l, %u, 7, "
+        "-7, -8, 8, -9, 9, 1.5, 0.25, -2.0, 0.5, 1e300, -1e-300, 3.0, b'a\\x00b', nil]",
+        (int64_t)INT_MIN, (uint64_t)UINT_MAX, (int64_t)LONG_MIN, (uint64_t)ULONG_MAX,
+        (int64_t)LLONG_MIN, (uint64_t)ULLONG_MAX);
+    /* %p takes any value, a map with a bool included, and copies it */
+    msgpack_object_kv kv = {.key = {.type = MSGPACK_OBJECT_STR, .via.str = {2, "on"}},
+                            .val = {.type = MSGPACK_OBJECT_BOOLEAN, .via.boolean = true}};
+    msgpack_object m = {.type = MSGPACK_OBJECT_MAP, .via.map = {1, &kv}};
+    char text[] = "mutable";
+    ck_assert_ptr_null(gsc_build(z, &v, "{%s: %p}", text, (const void *)&m));
+    memcpy(text, "changed", 7); /* nothing of the arguments is referred to */
+    kv.val.via.boolean = false;
+    ck_assert_mp_eq(&v, "{'mutable': {'on': true}}");
+}
+END_TEST
+
+START_TEST(build_literals)
+{
+    msgpack_zone *z = test_zone();
+    msgpack_object v;
+    const char *err =
+        gsc_build(z, &v,
+                  " {name: \"x y\", 1: [null, true, false, -0, 18446744073709551615, "
+                  "-9223372036854775808, 1.5e3, -2.5E-1, 0.0, "
+                  "\"\\u00e9\\ud83d\\ude00 \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t 100%%\", "
+                  "gsd@db1, a.b-c/d, _x, \"\", [], {}], "
+                  "\xc3\xa9t\xc3\xa9: [ [ 1 ] , { a : b } ]}\n");
+    ck_assert_msg(err == NULL, "%s", err);
+    ck_assert_mp_eq(&v,
+                    "{'name': 'x y', 1: [nil, true, false, 0, %u, %l, 1500.0, -0.25, 0.0, "
+                    "'\\xc3\\xa9\\xf0\\x9f\\x98\\x80 \"q\" \\\\ / \\x08\\x0c\\x0a\\x0d\\x09 100%', "
+                    "'gsd@db1', 'a.b-c/d', '_x', '', [], {}], "
+                    "'\\xc3\\xa9t\\xc3\\xa9': [[1], {'a': 'b'}]}",
+                    (uint64_t)UINT64_MAX, (int64_t)INT64_MIN);
+}
+END_TEST
+
+/* What %s and %.*s carry is a str, whatever it holds: never parsed. */
+START_TEST(build_substitutes_without_injection)
+{
+    msgpack_zone *z = test_zone();
+    msgpack_object v;
+    const char *evil[] = {"\", 1, \"", "[1, 2]",  "{\"a\": 1}", "null", "true", "%d %s",
+                          "]",         "}",       "a\"b\\c",    "",     "12",   "-1",
+                          "x y z",     "\\u0041", "%%",         "\n"};
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
+        ck_assert_ptr_null(gsc_build(z, &v, "[%s]", evil[i]));
+        ck_assert_mp_eq(&v, "[%s]", evil[i]);
+        ck_assert_ptr_null(gsc_build(z, &v, "{%s: %.*s}", evil[i], (int)strlen(evil[i]), evil[i]));
+        ck_assert_mp_eq(&v, "{%s: %s}", evil[i], evil[i]);
+    }
+}
+END_TEST
+
+START_TEST(build_bad_formats_are_explained)
+{
+    static const struct {
+        const char *fmt;
+        int at;           /* the byte the message points at */
+        const char *says; /* part of the reason */
+    } bad[] = {
+        {"", 0, "a value is missing before the end"},
+        {"   ", 3, "a value is missing before the end"},
+        {"[1,", 3, "a value is missing before the end"},
+        {"[1 2]", 3, "',' or ']' must follow an item, not '2'"},
+        {"{a 1}", 3, "':' must follow a map's key, not '1'"},
+        {"{a: 1", 5, "',' or '}' must follow an item, not the end"},
+        {"{1: }", 4, "a value is missing before '}'"},
+        {"[1,]", 3, "a value is missing before ']'"},
+        {"[1]]", 3, "more after the value"},
+        {"1 2", 2, "more after the value"},
+        {"\"abc", 0, "not closed"},
+        {"%x", 0, "%x is not a directive"},
+        {"%c", 0, "%c is not a directive"},
+        {"%ls", 0, "%ls is not a directive"},
+        {"%Lf", 0, "%Lf is not a directive"},
+        {"%lp", 0, "%lp is not a directive"},
+        {"%5d", 0, "a field width means nothing"},
+        {"%*d", 0, "a field width means nothing"},
+        {"%-d", 0, "a flag ('-') means nothing"},
+        {"%.5s", 0, "only %.*s takes a precision"},
+        {"%", 0, "cut short by the end"},
+        {"%%", 0, "%% outside a string"},
+        {"\"%d\"", 1, "a directive inside a \"string\""},
+        {"[x, \"a%sb\"]", 6, "a directive inside a \"string\""},
+        {"%d%d", 2, "'%' right after a value"},
+        {"abc%d", 3, "'%' right after a value"},
+        {"[1]x", 3, "'x' right after a value"},
+        {"-", 0, "'-' must be followed by digits"},
+        {"-x", 0, "'-' must be followed by digits"},
+        {"1.", 0, "digits must follow the '.'"},
+        {"1e+", 0, "digits must follow the exponent"},
+        {"18446744073709551616", 0, "out of the range of 64-bit integers"},
+        {"-9223372036854775809", 0, "out of the range of 64-bit integers"},
+        {"1e999", 0, "out of the range of a double"},
+        {"\"\\q\"", 1, "\\q is not an escape"},
+        {"\"\\u12\"", 1, "\\u wants 4 hex digits"},
+        {"\"\\ud800\"", 1, "its low surrogate"},
+        {"\"\\ud800\\u0041\"", 1, "its low surrogate"},
+        {"\"\\udc00\"", 1, "alone"},
+        {"#", 0, "'#' cannot start a value"},
+        {"\x01", 0, "0x01 cannot start a value"},
+        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", 32,
+         "nested deeper than 32"},
+    };
+    msgpack_zone *z = test_zone();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        msgpack_object v = {.type = MSGPACK_OBJECT_STR};      /* set to nil on failure */
+        const char *err = try_build(z, &v, bad[i].fmt, 1, 2); /* ints: only %d is read */
+        ck_assert_msg(err != NULL, "\"%s\" was accepted", bad[i].fmt);
+        char at[64];
+        snprintf(at, sizeof at, "bad format at byte %d of \"", bad[i].at);
+        ck_assert_msg(strncmp(err, at, strlen(at)) == 0 && strstr(err, bad[i].says),
+                      "\"%s\": %s (want byte %d, \"%s\")", bad[i].fmt, err, bad[i].at, bad[i].says);
+        ck_assert_int_eq(v.type, MSGPACK_OBJECT_NIL);
+    }
+    /* a negative %.*s length, or bytes missing */
+    msgpack_object v;
+    const char *err = gsc_build(z, &v, "%.*s", -1, "x");
+    ck_assert_msg(err && strstr(err, "given length -1"), "%s", err);
+    err = gsc_build(z, &v, "%.*s", 2, no_text);
+    ck_assert_msg(err && strstr(err, "NULL"), "%s", err);
+    /* a long format is shown cut */
+    char fmt[300];
+    memset(fmt, ' ', sizeof fmt - 2);
+    fmt[0] = '[', fmt[sizeof fmt - 2] = '!', fmt[sizeof fmt - 1] = '\0';
+    err = try_build(z, &v, fmt);
+    ck_assert_msg(err && strstr(err, "byte 298 of \"[") && strstr(err, "...\": '!' cannot start"),
+                  "%s", err);
+    /* NULL: no format, no crash */
+    err = try_build(z, &v, NULL);
+    ck_assert_msg(err && strstr(err, "missing"), "%s", err);
+}
+END_TEST
+
+/* A command through gsc_vcommand, as a wrapper of the caller's would. */
+static int command_v(gsc *c, gsc_reply **r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int st = gsc_vcommand(c, r, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+START_TEST(command_sends_one_line_requests)
+{
+    gsc_reply *r;
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "ping"), &r), "'pong'");
+    const msgpack_object *id =
+        OK(gsc_command(C, &r, "start counter %s %d {restart: %s}", "fc", 5, "transient"), &r);
+    ck_assert_int_eq(id->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "call %s [add, %d]", "fc", 10), &r), "15");
+    /* a server id is an integer (%llu), as the protocol has it */
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "call %llu get", (unsigned long long)id->via.u64), &r),
+                    "15");
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "cast fc [add, %d]", -1), &r), "nil");
+    ck_assert_mp_eq(OK(command_v(C, &r, "call %s \"get\"", "fc"), &r), "14");
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "whereis %s", "fc"), &r), "%v", id);
+    ERR(gsc_command(C, &r, "call %s get", "ghost"), &r, "noproc");
+    ERR(gsc_command(C, &r, "frobnicate %d", 1), &r, "unknown_method");
+    /* what an argument holds reaches the server as it is */
+    START(C, "probe", "fp", NULL);
+    const char *evil[] = {"\"] [\"", "{\"x\": 1}", "null", "%s", "get"};
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++)
+        ck_assert_mp_eq(OK(gsc_command(C, &r, "call fp [echo, %s]", evil[i]), &r), "%s", evil[i]);
+    msgpack_object bin = {.type = MSGPACK_OBJECT_BIN, .via.bin = {2, "\0\1"}};
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "call fp [echo, %p]", (const void *)&bin), &r),
+                    "b'\\x00\\x01'");
+}
+END_TEST
+
+START_TEST(command_waits_as_the_call_of_its_name)
+{
+    gsc_reply *r;
+    START(C, "probe", "fp", NULL);
+    /* the call's own timeout (third param): the daemon answers timeout */
+    int64_t t0 = now_ms();
+    ERR(gsc_command(C, &r, "call fp [reply_after, 3000, 1] %d", 100), &r, "timeout");
+    ck_assert_int_lt(now_ms() - t0, 2000);
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "call fp [reply_after, 300, 2] infinity"), &r), "2");
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "call fp [reply_after, 300, 3] null"), &r), "3");
+    /* stop without a timeout waits for terminate */
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "stop fp"), &r), "nil");
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "whereis fp"), &r), "nil");
+}
+END_TEST
+
+START_TEST(command_bad_format_sends_nothing)
+{
+    gsc_reply *r = (gsc_reply *)1;
+    START(C, "counter", "fc", NULL);
+    errno = 0;
+    ck_assert_int_eq(gsc_command(C, &r, "call fc [add, %x]", 1u), GSC_BROKEN);
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(gsc_errmsg(C), "gsc_command: bad format at byte 14 of") &&
+                      strstr(gsc_errmsg(C), "%x is not a directive"),
+                  "%s", gsc_errmsg(C));
+    const char *bad[] = {"", "[1] x", "call%d", "9lives", "call fc [add, %d", "call fc \"get"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(command_v(C, &r, bad[i], 1), GSC_BROKEN);
+        ck_assert_msg(strstr(gsc_errmsg(C), "bad format"), "%s: %s", bad[i], gsc_errmsg(C));
+    }
+    ck_assert_msg(strstr(gsc_errmsg(C), "not closed"), "%s", gsc_errmsg(C));
+    /* asynchronous: 0, and done never runs */
+    ck_assert_uint_eq(gsc_command_async(C, record_done, NULL, "call fc [add, %5d]", 1), 0);
+    ck_assert_msg(strstr(gsc_errmsg(C), "field width"), "%s", gsc_errmsg(C));
+    /* nothing reached the daemon, and C serves on */
+    ck_assert_mp_eq(OK(gsc_command(C, &r, "call fc get"), &r), "0");
+    uint32_t id = gsc_command_async(C, record_done, NULL, "call fc [add, %d]", 7);
+    ck_assert_uint_ne(id, 0);
+    ck_assert_int_eq(gsc_run(C, 5000), GSC_OK);
+    ck_assert_int_eq(R.n, 1);
+    ck_assert_uint_eq(R.msgid[0], id);
+    ck_assert_int_eq(R.status[0], GSC_OK);
+    ck_assert_mp_eq(&R.reply[0]->result, "7");
+    /* a connection that cannot send refuses before reading the format */
+    struct fake f;
+    fake_open(&f);
+    close(f.peer);
+    f.peer = -1;
+    ck_assert_int_eq(gsc_ping(f.c, &r), GSC_BROKEN);
+    ck_assert_int_eq(gsc_command(f.c, &r, "ping"), GSC_BROKEN);
+    ck_assert_int_eq(command_v(f.c, &r, "%x", 1u), GSC_BROKEN);
+    ck_assert_uint_eq(gsc_command_async(f.c, NULL, NULL, "ping %x", 1u), 0);
+    ck_assert_msg(strstr(gsc_errmsg(f.c), "bad format") == NULL, "%s", gsc_errmsg(f.c));
+    fake_close(&f);
+    ck_assert_int_eq(gsc_command(NULL, &r, "ping"), GSC_BROKEN);
+    ck_assert_ptr_null(r);
+}
+END_TEST
+
+START_TEST(socket_path_resolution)
+{
+    char out[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    unsetenv("GSD_SOCKET");
+    ck_assert_int_eq(gsc_socket_path("/flag/gsd.sock", out, sizeof out), 0);
+    ck_assert_str_eq(out, "/flag/gsd.sock");
+    setenv("GSD_SOCKET", "/env/gsd.sock", 1);
+    ck_assert_int_eq(gsc_socket_path(NULL, out, sizeof out), 0);
+    ck_assert_str_eq(out, "/env/gsd.sock");
+    ck_assert_int_eq(gsc_socket_path("", out, sizeof out), 0);
+    ck_assert_str_eq(out, "/env/gsd.sock");
+    ck_assert_int_eq(gsc_socket_path("/flag/gsd.sock", out, sizeof out), 0);
+    ck_assert_str_eq(out, "/flag/gsd.sock");
+    unsetenv("GSD_SOCKET");
+    setenv("XDG_RUNTIME_DIR", D->dir, 1);
+    ck_assert_int_eq(gsc_socket_path(NULL, out, sizeof out), 0);
+    if (geteuid() == 0) {
+        ck_assert_str_eq(out, GSC_SYSTEM_SOCKET); /* root: the system daemon's */
+    } else {
+        ck_assert_str_eq(out, gsd_path(D, "gsd.sock")); /* the user's own: it exists */
+    }
+    /* gsc_connect(NULL) resolves the same way */
+    setenv("GSD_SOCKET", D->sock, 1);
+    gsc *c = gsc_connect(NULL);
+    ck_assert_ptr_nonnull(c);
+    gsc_close(&c);
+    char longp[300];
+    memset(longp, 'x', sizeof longp - 1);
+    longp[0] = '/', longp[sizeof longp - 1] = '\0';
+    errno = 0;
+    ck_assert_int_eq(gsc_socket_path(longp, out, sizeof out), -1);
+    ck_assert_int_eq(errno, ENAMETOOLONG);
+    ck_assert_int_eq(gsc_socket_path("/a/b.sock", out, 5), -1);
+}
+END_TEST
+
 /* ---- figures -------------------------------------------------------------------- */
 
 START_TEST(bench_pipelined_calls)
@@ -819,6 +1142,20 @@ static Suite *client_suite(void)
     tcase_add_test(tc, multi_call_does_not_wait_on_a_full_backlog);
     tcase_add_test(tc, the_scripting_guide_example_runs);
     tcase_add_test(tc, bench_pipelined_calls);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("format");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, zone_setup, zone_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, build_every_directive);
+    tcase_add_test(tc, build_literals);
+    tcase_add_test(tc, build_substitutes_without_injection);
+    tcase_add_test(tc, build_bad_formats_are_explained);
+    tcase_add_test(tc, command_sends_one_line_requests);
+    tcase_add_test(tc, command_waits_as_the_call_of_its_name);
+    tcase_add_test(tc, command_bad_format_sends_nothing);
+    tcase_add_test(tc, socket_path_resolution);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,15 +2,23 @@
  * check_gsctl.c — the command-line contract: gsctl against a real gsd on a
  * throwaway socket. Exit statuses 0 ok, 1 the daemon answered an error
  * ("CODE: detail" on stderr), 2 usage, 3 no connection; one line of JSON
- * on stdout; text that is not JSON is a string.
+ * on stdout; text that is not JSON is a string, unless it starts as JSON
+ * does; options before or after the command; errors name the server; a
+ * user without a daemon of their own reaches the system daemon.
  */
 #include "harness.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct gsd *D;
@@ -161,10 +169,10 @@ START_TEST(text_that_is_not_json_is_a_string)
     GSCTL_OK("start", "probe", "p");
     ck_assert_str_eq(GSCTL_OK("call", "p", "[\"echo\", \"two words\"]"), "\"two words\"\n");
     GSCTL_OK("send", "p", "hello there");
-    GSCTL_OK("send", "p", "{not json");
+    GSCTL_OK("send", "p", "not {json");
     GSCTL_OK("send", "p", "42");
     ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "infos")),
-                     "[\"hello there\",\"{not json\",42]\n");
+                     "[\"hello there\",\"not {json\",42]\n");
 }
 END_TEST
 
@@ -566,12 +574,288 @@ START_TEST(bash_completion_asks_the_daemon)
              "PATH=%s:$PATH timeout 10 bash -c '"
              "source %s/client/gsctl.bash;"
              "COMP_WORDS=(gsctl -s %s call \"\"); COMP_CWORD=4; _gsctl; echo \"${COMPREPLY[*]}\";"
-             "COMP_WORDS=(gsctl sta); COMP_CWORD=1; _gsctl; echo \"${COMPREPLY[*]}\"' 2>&1",
-             gsd_build(), gsd_source(), D->sock);
+             "COMP_WORDS=(gsctl sta); COMP_CWORD=1; _gsctl; echo \"${COMPREPLY[*]}\";"
+             /* options after the command: -s there too, and offered there */
+             "COMP_WORDS=(gsctl call -t 100 -s %s \"\"); COMP_CWORD=6; _gsctl;"
+             " echo \"${COMPREPLY[*]}\";"
+             "COMP_WORDS=(gsctl call alpha get --pre); COMP_CWORD=4; _gsctl;"
+             " echo \"${COMPREPLY[*]}\";"
+             "COMP_WORDS=(gsctl start counter x --re); COMP_CWORD=4; _gsctl;"
+             " echo \"${COMPREPLY[*]}\"' 2>&1",
+             gsd_build(), gsd_source(), D->sock, D->sock);
     int status;
     const char *out = shell_output(cmd, &status);
     ck_assert_int_eq(status, 0);
-    ck_assert_str_eq(out, "alpha\nstart state\n");
+    ck_assert_str_eq(out, "alpha\nstart state\nalpha\n--pretty\n--restart\n");
+}
+END_TEST
+
+/* ---- the command-line contract's rules ------------------------------------- */
+
+START_TEST(json_looking_text_must_be_json)
+{
+    char *out, *err;
+    GSCTL_OK("start", "probe", "p");
+    /* a typo is a usage error, on stderr with where the JSON is bad */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "p", "[\"take\",\"k\"", NULL), 2);
+    ck_assert_str_eq(out, "");
+    ck_assert_msg(contains(err, "'[\"take\",\"k\"' is not valid JSON") &&
+                      contains(err, "at byte 11"),
+                  "stderr: '%s'", err);
+    /* every value argument, for every command that takes one; nothing sent */
+    const char *bad[] = {"{\"a\":", "  [1, 2", "\"unterminated", "{not json", "[1,]", "\"a\" x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(run_gsctl(D, &out, &err, "send", "p", bad[i], NULL), 2);
+        ck_assert_msg(contains(err, "is not valid JSON"), "send %s: '%s'", bad[i], err);
+        ck_assert_int_eq(run_gsctl(D, &out, &err, "cast", "p", bad[i], NULL), 2);
+        ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "p", bad[i], NULL), 2);
+        ck_assert_int_eq(run_gsctl(D, &out, &err, "stop", "p", bad[i], NULL), 2);
+        ck_assert_int_eq(run_gsctl(D, &out, &err, "start", "counter", "c", bad[i], NULL), 2);
+    }
+    ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "infos")), "[]\n"); /* no send, no cast */
+    ck_assert_str_eq(GSCTL_OK("whereis", "c"), "null\n");               /* no start */
+    ck_assert_str_ne(GSCTL_OK("whereis", "p"), "null\n");               /* no stop */
+    /* JSON that is valid, and text that does not start like JSON, pass */
+    ck_assert_str_eq(GSCTL_OK("call", "p", " [\"echo\", \"[x\"]"), "\"[x\"\n");
+    ck_assert_str_eq(GSCTL_OK("call", "p", "[\"echo\", \"\\\"q\"]"), "\"\\\"q\"\n");
+    GSCTL_OK("send", "p", "x [1");
+    GSCTL_OK("send", "p", "\"[1\"");
+    ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "infos")), "[\"x [1\",\"[1\"]\n");
+    /* a SERVER is not JSON: a name that starts with [ is just a name */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "[x", "get", NULL), 1);
+    ck_assert_msg(strncmp(err, "noproc: ", 8) == 0, "stderr: '%s'", err);
+    /* in a batch the line is a usage result, and is not sent */
+    const char *file = write_file(D, "j.txt",
+                                  "send p '[\"half\"'\n"
+                                  "call p infos\n");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 1);
+    const char *want = "{\"error\":\"usage\",\"detail\":\"'[\\\"half\\\"' is not valid JSON";
+    ck_assert_msg(strncmp(out, want, strlen(want)) == 0 &&
+                      contains(out, "\n{\"ok\":[\"x [1\",\"[1\"]}\n") && line_count(out) == 2,
+                  "out: %s", out);
+}
+END_TEST
+
+START_TEST(options_before_or_after_the_command)
+{
+    char *out, *err;
+    GSCTL_OK("start", "probe", "p");
+    GSCTL_OK("start", "counter", "c", "5");
+    /* after the command, and mixed in with its arguments */
+    ck_assert_int_gt(line_count(GSCTL_OK("list", "--pretty")), 2);
+    ck_assert_str_eq(GSCTL_OK("list", "-p"), GSCTL_OK("-p", "list"));
+    ck_assert_str_eq(GSCTL_OK("call", "c", "get", "-t", "100"), "5\n");
+    ck_assert_str_eq(GSCTL_OK("call", "-t", "100", "c", "get"), "5\n");
+    ck_assert_str_eq(GSCTL_OK("call", "c", "get", "--timeout=100"), "5\n");
+    ck_assert_str_eq(GSCTL_OK("ping", "-q"), "");
+    ck_assert_str_eq(GSCTL_OK("ping", "-pq"), "");
+    ck_assert_str_eq(GSCTL_OK("ping", "-mq"), "");
+    ck_assert_str_eq(GSCTL_OK("call", "p", "[\"echo\", 1]", "--msgpack"), "\x01");
+    /* -t after the command bounds the call as before it does */
+    ck_assert_int_eq(
+        run_gsctl(D, &out, &err, "call", "p", "[\"reply_after\", 3000, 1]", "-t", "200", NULL), 1);
+    ck_assert_msg(strncmp(err, "timeout: ", 9) == 0, "stderr: '%s'", err);
+    ck_assert_int_eq(
+        run_gsctl(D, &out, &err, "call", "p", "[\"reply_after\", 3000, 1]", "-t200", NULL), 1);
+    /* -s after the command: the socket given there is used */
+    const char *argv[] = {"ping", "-s", D->sock, NULL};
+    struct proc *pr = gsctl_spawn(NULL, argv);
+    ck_assert_int_eq(gsctl_wait(&pr, 10000, &out, &err), 0);
+    ck_assert_str_eq(out, "\"pong\"\n");
+    /* negative numbers and JSON are arguments, never options */
+    ck_assert_str_eq(GSCTL_OK("call", "c", "[\"add\", -10]"), "-5\n");
+    GSCTL_OK("start", "counter", "n", "-5");
+    ck_assert_str_eq(GSCTL_OK("call", "n", "get"), "-5\n");
+    GSCTL_OK("send", "p", "-1");
+    GSCTL_OK("send", "p", "-2.5", "-q");
+    GSCTL_OK("send", "p", "-");
+    /* -- ends the options: what follows is an argument, even -x or -t */
+    GSCTL_OK("send", "p", "--", "-x");
+    GSCTL_OK("send", "--", "p", "-t");
+    GSCTL_OK("--", "send", "p", "--pretty");
+    ck_assert_str_eq(ONE_LINE(GSCTL_OK("call", "p", "infos")),
+                     "[-1,-2.5,\"-\",\"-x\",\"-t\",\"--pretty\"]\n");
+    /* an unknown option, wherever it is, is a usage error that says so */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "c", "get", "-x", NULL), 2);
+    ck_assert_msg(contains(err, "unknown option -x") && contains(err, "--"), "stderr: '%s'", err);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "list", "--frob", NULL), 2);
+    ck_assert_msg(contains(err, "unknown option --frob"), "stderr: '%s'", err);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "c", "get", "-t", NULL), 2);
+    ck_assert_msg(contains(err, "-t needs a value"), "stderr: '%s'", err);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "c", "get", "-t", "0", NULL), 2);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "ping", "--pretty=yes", NULL), 2);
+    ck_assert_str_eq(out, "");
+    /* after start, --timeout is init's and -t gsctl's; its flags mix in */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "start", "forms", "slow",
+                               "{\"init\": \"slow\", \"ms\": 600}", "--timeout", "100", NULL),
+                     1);
+    ck_assert_msg(strncmp(err, "timeout: ", 9) == 0, "stderr: '%s'", err);
+    GSCTL_OK("start", "counter", "r", "3", "--restart", "transient", "-t", "1000", "-q");
+    ck_assert_str_eq(GSCTL_OK("call", "r", "get"), "3\n");
+    /* help after the command */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "c", "get", "--help", NULL), 0);
+    ck_assert_msg(strncmp(out, "usage: ", 7) == 0 && contains(out, "call SERVER REQUEST"),
+                  "stdout: '%s'", out);
+    /* the usage text states the rule */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-h", NULL), 0);
+    ck_assert_msg(contains(out, "before or after the command") && contains(out, "-- ends"),
+                  "usage: '%s'", out);
+    /* in a batch line: -t, for that line alone; the others are refused */
+    const char *file = write_file(D, "o.txt",
+                                  "call p '[\"reply_after\", 3000, 1]' -t 100\n"
+                                  "call p '[\"reply_after\", 10, 2]'\n"
+                                  "ping -p\n"
+                                  "ping -h\n"
+                                  "ping -s /x\n");
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, NULL), 1);
+    ck_assert_msg(strncmp(out, "{\"error\":\"timeout\"", 18) == 0 &&
+                      contains(out,
+                               "\n{\"ok\":2}\n{\"error\":\"usage\",\"detail\":\"-p is an option "
+                               "of gsctl's command line, not of a batch line\"}\n") &&
+                      line_count(out) == 5,
+                  "out: %s", out);
+    /* a batch's own options may come after it too */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "batch", file, "-q", NULL), 1);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+START_TEST(errors_name_the_server)
+{
+    char *out, *err;
+    GSCTL_OK("start", "probe", "p");
+    const char *cmds[][3] = {{"call", "ghost", "get"}, {"cast", "ghost", "x"},
+                             {"send", "ghost", "x"},   {"stop", "ghost", NULL},
+                             {"info", "ghost", NULL},  {"state", "ghost", NULL}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        ck_assert_int_eq(run_gsctl(D, &out, &err, cmds[i][0], cmds[i][1], cmds[i][2], NULL), 1);
+        ck_assert_msg(strncmp(err, "noproc: ghost: ", 15) == 0 && line_count(err) == 1,
+                      "%s: stderr '%s'", cmds[i][0], err);
+        ck_assert_str_eq(out, "");
+    }
+    /* by id too, as it was given */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "call", "987654", "get", NULL), 1);
+    ck_assert_msg(strncmp(err, "noproc: 987654: ", 16) == 0, "stderr: '%s'", err);
+    /* other errors about a server name it as well */
+    ck_assert_int_eq(
+        run_gsctl(D, &out, &err, "-t", "100", "call", "p", "[\"reply_after\", 3000, 1]", NULL), 1);
+    ck_assert_msg(strncmp(err, "timeout: p: ", 12) == 0, "stderr: '%s'", err);
+    char *id = GSCTL_OK("whereis", "p");
+    id[strcspn(id, "\n")] = '\0';
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "start", "probe", "p", NULL), 1);
+    ck_assert_msg(strncmp(err, "already_started: p: ", 20) == 0 && contains(err + 20, id),
+                  "stderr: '%s'", err);
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-t", "100", "monitor", "p", NULL), 1);
+    ck_assert_msg(strncmp(err, "timeout: p: ", 12) == 0, "stderr: '%s'", err);
+    /* -q: nothing at all */
+    ck_assert_int_eq(run_gsctl(D, &out, &err, "-q", "call", "ghost", "get", NULL), 1);
+    ck_assert_str_eq(err, "");
+}
+END_TEST
+
+/*
+ * Runs script with sh as a user other than root (uid 4242, in a user
+ * namespace of its own) and in a mount namespace of its own whose /run is
+ * an empty tmpfs holding only /run/gsd/gsd.sock, a link to D's socket: a
+ * system daemon where gsctl's default looks for one, without touching the
+ * real /run. Returns stdout and stderr together, or NULL where this kernel
+ * or sandbox gives no such namespaces.
+ */
+static char *beside_a_system_daemon(const char *script)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+            _exit(77);
+        char map[64];
+        const char *files[] = {"/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map"};
+        for (int i = 0; i < 3; i++) {
+            if (i == 0)
+                snprintf(map, sizeof map, "deny");
+            else
+                snprintf(map, sizeof map, "4242 %u 1", i == 1 ? (unsigned)uid : (unsigned)gid);
+            int fd = open(files[i], O_WRONLY);
+            if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t)strlen(map))
+                _exit(77);
+            close(fd);
+        }
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") < 0)
+            _exit(77);
+        if (mkdir("/run/gsd", 0755) < 0 || symlink(D->sock, GSC_SYSTEM_SOCKET) < 0)
+            _exit(78);
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0, cap = 4096;
+    char *out = malloc(cap);
+    int64_t end = now_ms() + 20000;
+    for (;;) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int left = (int)(end - now_ms());
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            break;
+        if (len + 1024 > cap)
+            out = realloc(out, cap *= 2);
+        ssize_t n = read(fds[0], out + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(fds[0]);
+    kill(pid, SIGKILL); /* a no-op unless it overran */
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+        free(out);
+        return NULL;
+    }
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d: %s", shell_status(st), out);
+    return out;
+}
+
+START_TEST(a_user_without_a_daemon_reaches_the_system_one)
+{
+    char xdg[160], script[2048];
+    snprintf(xdg, sizeof xdg, "%s/xdg", D->dir);
+    ck_assert_int_eq(mkdir(xdg, 0700), 0);
+    snprintf(script, sizeof script,
+             "unset GSD_SOCKET; export XDG_RUNTIME_DIR=%s; G=%s/gsctl\n"
+             "id -u\n"
+             "timeout 10 $G ping; echo \"rc=$?\"\n"
+             /* no XDG_RUNTIME_DIR: /tmp/gsd-4242/gsd.sock is the own one */
+             "(unset XDG_RUNTIME_DIR; timeout 10 $G ping; echo \"rc=$?\")\n"
+             /* an own socket that exists is the one, dead or not */
+             ": >$XDG_RUNTIME_DIR/gsd.sock; timeout 10 $G ping; echo \"rc=$?\"\n"
+             /* neither: the error names the own socket and the system one */
+             "rm $XDG_RUNTIME_DIR/gsd.sock /run/gsd/gsd.sock; timeout 10 $G ping; echo \"rc=$?\"\n",
+             xdg, gsd_build());
+    char *out = beside_a_system_daemon(script);
+    if (out == NULL) {
+        fprintf(stderr, "note: no user namespaces here: the socket fallback is not tested\n");
+        return;
+    }
+    char want[1024];
+    snprintf(want, sizeof want,
+             "4242\n"
+             "\"pong\"\nrc=0\n"
+             "\"pong\"\nrc=0\n"
+             "gsctl: connect %s/gsd.sock: Connection refused\nrc=3\n"
+             "gsctl: connect %s/gsd.sock: No such file or directory (nor is there a system "
+             "daemon at " GSC_SYSTEM_SOCKET ")\nrc=3\n",
+             xdg, xdg);
+    ck_assert_str_eq(out, want);
+    free(out);
 }
 END_TEST
 
@@ -610,6 +894,10 @@ static Suite *gsctl_suite(void)
     tcase_add_test(tc, complete_names_from_the_daemon);
     tcase_add_test(tc, per_command_rules);
     tcase_add_test(tc, bash_completion_asks_the_daemon);
+    tcase_add_test(tc, json_looking_text_must_be_json);
+    tcase_add_test(tc, options_before_or_after_the_command);
+    tcase_add_test(tc, errors_name_the_server);
+    tcase_add_test(tc, a_user_without_a_daemon_reaches_the_system_one);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("broken");
