@@ -3,6 +3,8 @@
 # call in user space, counted by callgrind while gsbench calls counter get
 # (default 50 connections x 16 in flight, 4 s). Unlike time, the count does
 # not move with other load on the machine: compare two builds with it.
+# ISOLATE=1 starts the counter isolated: the daemon's side of each call is
+# counted (its worker runs outside valgrind).
 # Everything gsd runs is counted (start-up too, a few million instructions),
 # divided by the answers gsbench saw. Prints the top functions (self).
 set -eu
@@ -16,7 +18,7 @@ gsd=$!
 trap 'kill $gsd 2>/dev/null || true; wait $gsd 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$dir/cg.out" "$KEEP"; rm -rf "$dir"' EXIT
 i=0
 while [ ! -S "$dir/gsd.sock" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-"$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 >/dev/null
+"$B/gsctl" -s "$dir/gsd.sock" start counter counter 0 ${ISOLATE:+--isolate} >/dev/null
 "$B/gsbench" -s "$dir/gsd.sock" -S counter -C 1 -t "${SECS:-4}" -w 0 "$@" | grep '^tsv' >"$dir/tsv"
 kill $gsd
 wait $gsd 2>/dev/null || true

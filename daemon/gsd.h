@@ -610,6 +610,7 @@ struct waiter {
     int64_t deadline;      /* now_ms() when the caller gives up; -1 never */
     bool call;             /* a call: the module may answer it with gs_reply_to */
     uint32_t heap_at;      /* its place in the deadline heap; UINT32_MAX if none */
+    TAILQ_ENTRY(waiter) deadline_link; /* or in the list in deadline order (waiter.c) */
     struct server *server; /* the server it waits on, if attached */
     LIST_ENTRY(waiter) conn_link;
     LIST_ENTRY(waiter) server_link;

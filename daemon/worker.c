@@ -167,10 +167,16 @@ static void flush(evutil_socket_t fd, short what, void *arg)
 
 /* The packer for the next frame; the frames of one loop pass go out in one
  * write, at its end. */
-static msgpack_packer *frame(struct worker *w, enum wlink_op op, uint64_t sid, uint32_t n)
+static msgpack_packer *frame_begin(struct worker *w)
 {
     if (w->out.len == w->out_off)
         event_active(w->flush, EV_WRITE, 0);
+    return &w->pk;
+}
+
+static msgpack_packer *frame(struct worker *w, enum wlink_op op, uint64_t sid, uint32_t n)
+{
+    frame_begin(w);
     msgpack_pack_array(&w->pk, n);
     msgpack_pack_uint32(&w->pk, op);
     msgpack_pack_uint64(&w->pk, sid);
@@ -359,12 +365,13 @@ void worker_feed(struct server *s)
         if (m->kind == MSG_INIT)
             host(w, s);
         struct waiter *caller = m->kind == MSG_CALL ? waiter_find(m->waiter) : NULL;
-        msgpack_packer *pk = frame(w, WL_RUN, s->id, 7);
-        msgpack_pack_uint32(pk, m->kind);
-        msgpack_pack_uint64(pk, m->kind == MSG_INFO ? 0 : m->waiter);
+        uint8_t head[WLINK_RUN_HEAD];
         /* A caller already gone waits no more: a deadline long past. */
-        msgpack_pack_int64(pk, m->kind != MSG_CALL ? -1 : caller ? caller->deadline : 0);
-        msgpack_pack_uint64(pk, m->kind == MSG_INFO ? m->waiter : 0);
+        wlink_run_head(head, s->id, (uint8_t)m->kind, m->kind == MSG_INFO ? 0 : m->waiter,
+                       m->kind != MSG_CALL ? -1 : caller ? caller->deadline : 0,
+                       m->kind == MSG_INFO ? m->waiter : 0);
+        msgpack_packer *pk = frame_begin(w);
+        gsp_pack_raw(pk, head, sizeof head);
         if (m->len)
             gsp_pack_raw(pk, m->data, m->len);
         else
