@@ -71,7 +71,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
 	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/modules/upgrade/counter.so \
 	$(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc $(BUILD)/gsbench $(BUILD)/echo \
-	$(BENCH_MODULES:%=$(BUILD)/bench-modules/%.so)
+	$(BENCH_MODULES:%=$(BUILD)/bench-modules/%.so) $(BUILD)/libgsdtest.a $(BUILD)/gsd-test.pc
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -147,6 +147,20 @@ $(BUILD)/test-modules/badabi/versioned.so: tests/modules/versioned.c include/gsd
 	$(CC) $(CFLAGS_ALL) -DBAD_ABI -shared -o $@ $<
 	chmod go-w $@
 
+# ---- the test harness for module authors (include/gsd/test.h) ------------
+# The daemon's objects (all but main.c) and testkit/, as one relocatable
+# object whose only global symbols are gst_* and clock_gettime (the virtual
+# clock): a test program's own names cannot clash with the daemon's.
+GSDTEST_OBJS = $(call obj,$(wildcard testkit/*.c) $(filter-out daemon/main.c,$(DAEMON_SRC)) \
+	$(PROTOCOL_SRC) common/json.c)
+GSDTEST_LIBS = -levent -lmsgpackc -ljansson -lconfig -ldl
+$(BUILD)/libgsdtest.a: $(GSDTEST_OBJS)
+	@rm -f $@ $(BUILD)/gsdtest.o
+	$(LD) -r -o $(BUILD)/gsdtest.o $^
+	objcopy --wildcard --keep-global-symbol='gst_*' --keep-global-symbol=clock_gettime \
+		-R '.gnu.lto_*' -R '.gnu.debuglto_*' $(BUILD)/gsdtest.o
+	ar rcs $@ $(BUILD)/gsdtest.o
+
 # ---- benchmarks -----------------------------------------------------------
 $(BUILD)/gsbench: $(call obj,bench/gsbench.c protocol/frame.c protocol/envelope.c protocol/names.c)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lmsgpackc
@@ -173,6 +187,13 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
 $(BUILD)/tests/check_client: $(call obj,tests/check_client.c) $(TEST_SUPPORT) $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -levent -lmsgpackc
+
+# The harness's own suite and the reference modules' unit tests: built as
+# an author builds a module's tests, against libgsdtest alone.
+GSDTEST_TESTS = check_gsdtest check_modules_unit
+$(GSDTEST_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(call obj,tests/%.c) $(BUILD)/libgsdtest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(GSDTEST_LIBS)
 
 # The end-to-end suites share their fixture and helpers (tests/e2e.c).
 E2E_TESTS = $(filter check_e2e_%,$(TESTS))
@@ -310,7 +331,7 @@ DOCS = $(wildcard docs/*.md)
 # The reference modules' sources, which docs/modules.md starts authors from.
 EXAMPLEDIR = $(DOCDIR)/examples/modules
 INSTALLED = $(BINDIR)/gsd $(BINDIR)/gsctl $(INCLUDEDIR)/gsclient.h $(INCLUDEDIR)/gsclient-event.h \
-	$(INCLUDEDIR)/gsd/module.h \
+	$(INCLUDEDIR)/gsd/module.h $(INCLUDEDIR)/gsd/test.h $(LIBDIR)/libgsdtest.a $(PKGCONFIGDIR)/gsd-test.pc \
 	$(LIBDIR)/libgsclient.a $(LIBDIR)/libgsclient.so $(LIBDIR)/libgsclient.so.1 \
 	$(LIBDIR)/libgsclient.so.1.0.0 $(PKGCONFIGDIR)/gsd-module.pc $(PKGCONFIGDIR)/gsclient.pc \
 	$(MODULES:%=$(MODULEDIR)/%.so) $(UNITDIR)/gsd.service $(UNITDIR)/gsd.socket \
@@ -337,12 +358,12 @@ install: all
 	chmod 644 "$(DESTDIR)$(DIRLOG)"
 	install -m 755 $(BUILD)/gsd $(BUILD)/gsctl $(DESTDIR)$(BINDIR)/
 	install -m 644 client/gsclient.h client/gsclient-event.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 644 include/gsd/module.h $(DESTDIR)$(INCLUDEDIR)/gsd/
-	install -m 644 $(BUILD)/libgsclient.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/gsd/module.h include/gsd/test.h $(DESTDIR)$(INCLUDEDIR)/gsd/
+	install -m 644 $(BUILD)/libgsclient.a $(BUILD)/libgsdtest.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/libgsclient.so.1 $(DESTDIR)$(LIBDIR)/libgsclient.so.1.0.0
 	ln -sf libgsclient.so.1.0.0 $(DESTDIR)$(LIBDIR)/libgsclient.so.1
 	ln -sf libgsclient.so.1 $(DESTDIR)$(LIBDIR)/libgsclient.so
-	install -m 644 $(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 $(BUILD)/gsd-module.pc $(BUILD)/gsclient.pc $(BUILD)/gsd-test.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -m 644 $(MODULES:%=$(BUILD)/modules/%.so) $(DESTDIR)$(MODULEDIR)/
 	for f in gsd.service gsd.socket; do \
 		$(REPREFIX) systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f && chmod 644 $(DESTDIR)$(UNITDIR)/$$f; done

@@ -310,6 +310,10 @@ struct module *module_find(const char *name);
 struct module *module_open(const char *name, char *err, size_t errlen);
 /* Makes m the current version of its name, releasing the one it replaces. */
 void module_install(struct module *m);
+/* Installs a module whose code is linked into this program (the test
+ * harness's), checked as a file's descriptor is; never unloaded but by
+ * module_unload_all. NULL with a reason in err. */
+struct module *module_add_builtin(const gs_module *desc, char *err, size_t errlen);
 /* Unloads m if it is not current and no server runs it. */
 void module_release(struct module *m);
 /* The version of m's state layout: its descriptor's state_vsn, or vsn. */
@@ -667,6 +671,9 @@ void waiter_drop(struct waiter *w);
 void waiter_conn_closed(struct conn *c);
 /* Answers every waiter of s with ["exit", reason]. */
 void waiter_exit_all(struct server *s, struct gsp_span reason);
+/* Frees the deadline timer's events, before the loop they belong to is
+ * freed (once every waiter has gone): the test harness's loops come and go. */
+void waiter_free_events(void);
 
 /* ---- monitor.c --------------------------------------------------------- */
 struct monitor {

@@ -252,11 +252,33 @@ struct module *module_open(const char *name, char *err, size_t errlen)
 static void unload(struct module *m)
 {
     log_msg(LOG_DEBUG, "module %s vsn %u unloaded", m->name, m->desc->vsn);
-    dlclose(m->dl);
-    close(m->fd);
+    if (m->dl) /* none for a built-in module (module_add_builtin) */
+        dlclose(m->dl);
+    if (m->fd >= 0)
+        close(m->fd);
     free(m->name);
     free(m->path);
     free(m);
+}
+
+struct module *module_add_builtin(const gs_module *desc, char *err, size_t errlen)
+{
+    const char *name = desc->name ? desc->name : "";
+    const char *why = !gsp_module_name_valid(name, strlen(name)) ? "invalid module name"
+                      : module_find(name)                       ? "a module of that name is loaded"
+                                                                : check(desc, name);
+    if (why) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        return NULL;
+    }
+    struct module *m = xcalloc(1, sizeof *m);
+    m->name = xstrndup(name, strlen(name));
+    m->path = xstrndup("(built in)", strlen("(built in)"));
+    m->fd = -1;
+    m->desc = desc;
+    *desc->api = &gsd_api;
+    module_install(m);
+    return m;
 }
 
 void module_install(struct module *m)

@@ -415,3 +415,13 @@ static void waiter_expire(evutil_socket_t fd, short what, void *arg)
         arm();
     conn_flush_all();
 }
+
+void waiter_free_events(void)
+{
+    if (expiry)
+        event_free(expiry);
+    if (expiry_more)
+        event_free(expiry_more);
+    expiry = expiry_more = NULL;
+    armed_for = INT64_MAX;
+}
