@@ -233,11 +233,12 @@ PYTHON_CHECK = echo "== python client/python, installed in $(BUILD)/venv"; \
 endif
 
 check: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
-		$(TESTS:%=$(BUILD)/tests/%) $(BUILD)/examples/async-counter
+		$(TESTS:%=$(BUILD)/tests/%) $(BUILD)/examples/async-counter $(AUTHOR_TESTS)
 	@export GSD_BUILD=$(abspath $(BUILD)) GSD_SOURCE=$(CURDIR); rc=0; \
 	for t in $(TESTS); do echo "== $$t"; $(BUILD)/tests/$$t || rc=1; done; \
 	for t in $(E2E_TESTS) check_upgrade; do echo "== $$t, every server isolated"; \
 		GSD_TEST_ISOLATE=1 $(BUILD)/tests/$$t || rc=1; done; \
+	$(AUTHOR_CHECK); \
 	$(PYTHON_CHECK); \
 	echo "== check_install"; BUILD=$(BUILD) SANITIZE=$(SANITIZE) MAKE="$(MAKE)" \
 		timeout 300 sh tests/check_install.sh || rc=1; exit $$rc
@@ -253,6 +254,35 @@ $(BUILD)/examples/async-counter: docs/scripting.md $(BUILD)/libgsclient.a
 	@mkdir -p $(dir $@)
 	sed -n '/^<!-- example: async-counter.c -->/,/^```$$/p' $< | sed '1,2d;$$d' > $@.c
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $@.c $(BUILD)/libgsclient.a -levent -lmsgpackc
+
+# What a module author builds, against the installed-style headers and
+# libgsdtest alone, run by make check: the counter's test that
+# docs/modules.md shows (cut out of the page, so it cannot drift), and the
+# rate limiter exercise of examples/ratelimit (version 1, version 2 to
+# upgrade to, and its tests).
+AUTHOR_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -O2 -g $(SANFLAGS) -Iinclude
+AUTHOR_TESTS = $(BUILD)/examples/counter_test $(BUILD)/examples/ratelimit/ratelimit_test
+$(BUILD)/examples/counter_test: docs/modules.md $(BUILD)/libgsdtest.a
+	@mkdir -p $(dir $@)
+	sed -n '/^<!-- example: counter_test.c -->/,/^```$$/p' $< | sed '1,2d;$$d' > $@.c
+	$(CC) $(AUTHOR_CFLAGS) $(LDFLAGS_ALL) -o $@ $@.c $(BUILD)/libgsdtest.a $(CHECK_LIBS) $(GSDTEST_LIBS)
+$(BUILD)/examples/ratelimit/ratelimit.so: examples/ratelimit/ratelimit.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(AUTHOR_CFLAGS) -shared -o $@ $<
+	chmod go-w $@
+$(BUILD)/examples/ratelimit/v2/ratelimit.so: examples/ratelimit/ratelimit.c include/gsd/module.h
+	@mkdir -p $(dir $@)
+	$(CC) $(AUTHOR_CFLAGS) -DRATELIMIT_V2 -shared -o $@ $<
+	chmod go-w $@
+$(BUILD)/examples/ratelimit/ratelimit_test: examples/ratelimit/ratelimit_test.c \
+		$(BUILD)/libgsdtest.a $(BUILD)/examples/ratelimit/ratelimit.so \
+		$(BUILD)/examples/ratelimit/v2/ratelimit.so
+	$(CC) $(AUTHOR_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libgsdtest.a $(CHECK_LIBS) $(GSDTEST_LIBS)
+AUTHOR_CHECK = echo "== the module author's tests: docs/modules.md's counter_test, examples/ratelimit"; \
+	GSD_TEST_MODULES=$(BUILD)/modules $(BUILD)/examples/counter_test || rc=1; \
+	GSD_TEST_MODULES=$(BUILD)/examples/ratelimit \
+	RATELIMIT_V2=$(BUILD)/examples/ratelimit/v2/ratelimit.so \
+	$(BUILD)/examples/ratelimit/ratelimit_test || rc=1
 
 # The end-to-end suites with the daemon under valgrind: any error or leak
 # makes its exit status, and so the test, fail.
