@@ -30,7 +30,7 @@ _gsctl() {
             case $w in
             -s | --socket) sock=(-s "${words[i + 1]}"); ((i++)) ;;
             --socket=*) sock=(-s "${w#--socket=}") ;;
-            -t | --timeout | --restart | --mailbox-limit) ((i++)) ;;
+            -t | --timeout | --restart | --mailbox-limit | --hibernate-after) ((i++)) ;;
             esac
         elif [[ -z $cmd ]]; then
             cmd=$w
@@ -43,12 +43,12 @@ _gsctl() {
     -s | --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -t | --timeout) COMPREPLY=($(compgen -W "1000 5000 infinity" -- "$cur")); return ;;
     --restart) [[ $cmd == start ]] && COMPREPLY=($(compgen -W "permanent transient temporary" -- "$cur")); return ;;
-    --mailbox-limit) return ;;
+    --mailbox-limit | --hibernate-after) return ;;
     esac
 
     if ((opts)) && [[ $cur == -* ]]; then
         local o="-s --socket -t --timeout -p --pretty -m --msgpack -q --quiet -h --help --"
-        [[ $cmd == start ]] && o="$o --link --restart --mailbox-limit --isolate"
+        [[ $cmd == start ]] && o="$o --link --restart --mailbox-limit --hibernate-after --isolate"
         COMPREPLY=($(compgen -W "$o" -- "$cur"))
         return
     fi
@@ -58,7 +58,7 @@ _gsctl() {
     fi
 
     local arg=$((nargs + 1)) # 1 for the command's first argument
-    local servers="call cast send stop info state monitor"
+    local servers="call cast send stop info state monitor restart suspend resume"
     if [[ $arg == 1 && " $servers whereis " == *" $cmd "* ]]; then
         COMPREPLY=($(compgen -W "$(gsctl "${sock[@]}" complete servers 2>/dev/null)" -- "$cur"))
     elif [[ $arg == 1 && ($cmd == reload || $cmd == load || $cmd == start) ]]; then

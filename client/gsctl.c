@@ -21,11 +21,13 @@
 #include "gsclient.h"
 #include "gsp.h"
 #include "json.h"
+#include "top.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,7 +215,66 @@ static uint32_t run_demonitor(struct ctx *x, gsc_done_fn *done, void *arg)
     return gsc_demonitor_async(x->c, ref, done, arg);
 }
 
+/* A method of one param, the server (restart, suspend, resume): wait_ms
+ * bounds the wait (-1: as long as it takes). */
+static uint32_t run_on_server(struct ctx *x, const char *method, int wait_ms, gsc_done_fn *done,
+                              void *arg)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 1);
+    gsc_pack_server(&pk, x->arg[0]);
+    msgpack_object params;
+    size_t off = 0;
+    uint32_t id = 0;
+    if (msgpack_unpack(sb.data, sb.size, &off, x->zone, &params) == MSGPACK_UNPACK_SUCCESS)
+        id = gsc_request_async(x->c, method, &params, wait_ms, done, arg);
+    msgpack_sbuffer_destroy(&sb);
+    return id;
+}
+
+/* restart: as long as terminate and init take, unless -t says otherwise. */
+static uint32_t run_restart(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return run_on_server(x, "restart", x->timeout_given ? x->timeout_ms : -1, done, arg);
+}
+
+static uint32_t run_suspend(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return run_on_server(x, "suspend", 5000, done, arg);
+}
+
+static uint32_t run_resume(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return run_on_server(x, "resume", 5000, done, arg);
+}
+
+static uint32_t run_stats(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return gsc_request_async(x->c, "stats", NULL, 5000, done, arg);
+}
+
+static uint32_t run_clients(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return gsc_request_async(x->c, "clients", NULL, 5000, done, arg);
+}
+
+/* top [INTERVAL_MS]: top.c's live view. */
+static int run_top(struct ctx *x)
+{
+    uint64_t ms = 1000;
+    if (x->nargs >= 1 && (!parse_u64(x->arg[0], &ms) || ms < 100 || ms > 3600000)) {
+        fprintf(stderr, "%s: top: the interval is ms, from 100 to 3600000\n", progname);
+        return EXIT_USAGE;
+    }
+    return top_run(x->c, (int)ms, 0);
+}
+
 static int run_names(struct ctx *x);
+static uint32_t run_slowlog(struct ctx *x, gsc_done_fn *done, void *arg);
+static int run_trace(struct ctx *x);
 static int run_batch_file(struct ctx *x);
 
 static const struct command commands[] = {
@@ -272,6 +333,7 @@ static const struct command commands[] = {
                 "  --timeout MS           time allowed for init (here, after start)\n"
                 "  --restart permanent|transient|temporary\n"
                 "  --mailbox-limit N      mailbox length limit\n"
+                "  --hibernate-after MS   hibernate after MS without a message\n"
                 "  --isolate[=GROUP]      run it in a worker process of its own (or GROUP's);\n"
                 "                         --isolate=false: in the daemon, whatever its module's "
                 "default",
@@ -370,6 +432,80 @@ static const struct command commands[] = {
         .max = 1,
         .run = run_demonitor,
         .flags = CMD_REF_ARG,
+    },
+    {
+        .name = "slowlog",
+        .synopsis = "[N]",
+        .help = "the slowest recent callbacks, newest first (at most N)",
+        .min = 0,
+        .max = 1,
+        .values = VALUE(0),
+        .run = run_slowlog,
+    },
+    {
+        .name = "trace",
+        .synopsis = "SERVER",
+        .help = "prints each event of a server as one line of JSON,\n"
+                "  {\"id\":..,\"name\":..,\"event\":..,\"data\":..}, until interrupted or it ends",
+        .min = 1,
+        .max = 1,
+        .subject = 1,
+        .exec = run_trace,
+    },
+    {
+        .name = "restart",
+        .synopsis = "SERVER",
+        .help = "stops a server (reason \"restart\") and starts it again with the same\n"
+                "  module, name, args and options; prints the new id (-t: give up after MS)",
+        .min = 1,
+        .max = 1,
+        .subject = 1,
+        .run = run_restart,
+    },
+    {
+        .name = "suspend",
+        .synopsis = "SERVER",
+        .help = "holds a server's mailbox: messages queue until resume",
+        .min = 1,
+        .max = 1,
+        .subject = 1,
+        .run = run_suspend,
+    },
+    {
+        .name = "resume",
+        .synopsis = "SERVER",
+        .help = "handles what a suspended server's mailbox held, and what comes",
+        .min = 1,
+        .max = 1,
+        .subject = 1,
+        .run = run_resume,
+    },
+    {
+        .name = "stats",
+        .synopsis = "",
+        .help = "the daemon's figures: servers, connections, memory, message and error counts",
+        .min = 0,
+        .max = 0,
+        .run = run_stats,
+    },
+    {
+        .name = "clients",
+        .synopsis = "",
+        .help = "one map per connection: id, pid, uid, gid, admin, age_ms, pending,\n"
+                "  in_bytes, out_bytes, held, links, monitors",
+        .min = 0,
+        .max = 0,
+        .run = run_clients,
+    },
+    {
+        .name = "top",
+        .synopsis = "[INTERVAL_MS]",
+        .help = "a live view of the busiest servers, refreshed every second (or INTERVAL_MS):\n"
+                "  keys m sort by messages/s, b by mailbox, s by slow callbacks, r by restarts,\n"
+                "  i by id, n by name; q quits. Not on a terminal: one snapshot as text",
+        .min = 0,
+        .max = 1,
+        .exec = run_top,
     },
     {
         .name = "batch",
@@ -552,6 +688,12 @@ static int start_flag(struct ctx *x, int argc, char **argv, int i)
         v.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
         v.via.u64 = n;
         add_option(x, "mailbox_limit", v);
+    } else if (len == 17 && memcmp(flag, "--hibernate-after", 17) == 0) {
+        if (!parse_u64(val, &n))
+            return bad(x, "--hibernate-after wants ms, not \"%s\"", val);
+        v.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        v.via.u64 = n;
+        add_option(x, "hibernate_after", v);
     } else {
         return bad(x, "unknown option %.*s", (int)len, flag);
     }
@@ -801,6 +943,164 @@ static int wait_down(struct ctx *x, uint64_t ref)
         gsc_down_destroy(&d);
         return flush_stdout();
     }
+}
+
+/* ---- slowlog and trace ------------------------------------------------------ */
+
+static uint32_t run_slowlog(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    msgpack_object n = {.type = MSGPACK_OBJECT_NIL};
+    if (x->nargs >= 1)
+        n = *value_arg(x, 0);
+    msgpack_object params = {.type = MSGPACK_OBJECT_ARRAY, .via.array = {1, &n}};
+    return gsc_request_async(x->c, "slowlog", &params, x->timeout_given ? x->timeout_ms : -1, done,
+                             arg);
+}
+
+static volatile sig_atomic_t trace_interrupted;
+
+static void trace_signal(int sig)
+{
+    (void)sig;
+    trace_interrupted = 1;
+}
+
+/* A server reference as the daemon reads it: all digits an id, else a name. */
+static void pack_server(msgpack_packer *pk, const char *server)
+{
+    uint64_t id;
+    if (parse_u64(server, &id))
+        msgpack_pack_uint64(pk, id);
+    else
+        gsp_pack_str(pk, server);
+}
+
+/* One message from the daemon, for trace: 0 to go on, else the exit
+ * status (-1: done, exit 0). */
+static int trace_message(struct ctx *x, const msgpack_object *m)
+{
+    if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size < 3)
+        return 0;
+    const msgpack_object *a = m->via.array.ptr;
+    if (a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[0].via.u64 == 1 &&
+        m->via.array.size == 4) { /* [1, msgid, error, result] */
+        if (a[2].type == MSGPACK_OBJECT_NIL)
+            return 0;
+        gsc_reply r = {0};
+        char code[64] = "error";
+        const msgpack_object *e = &a[2];
+        if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size >= 1 &&
+            e->via.array.ptr[0].type == MSGPACK_OBJECT_STR)
+            snprintf(code, sizeof code, "%.*s", (int)e->via.array.ptr[0].via.str.size,
+                     e->via.array.ptr[0].via.str.ptr);
+        r.code = code;
+        r.detail.type = MSGPACK_OBJECT_NIL;
+        if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size >= 2)
+            r.detail = e->via.array.ptr[1];
+        print_error(x, &r);
+        return EXIT_DAEMON;
+    }
+    bool is_trace = a[1].type == MSGPACK_OBJECT_STR && a[1].via.str.size == 5 &&
+                    memcmp(a[1].via.str.ptr, "trace", 5) == 0;
+    bool is_down = a[1].type == MSGPACK_OBJECT_STR && a[1].via.str.size == 4 &&
+                   memcmp(a[1].via.str.ptr, "down", 4) == 0;
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 != 2)
+        return 0;
+    if (is_down) /* the server ended: its "stop" event came first, unless dropped */
+        return -1;
+    if (!is_trace || a[2].type != MSGPACK_OBJECT_ARRAY || a[2].via.array.size != 4)
+        return 0;
+    const msgpack_object *p = a[2].via.array.ptr;
+    msgpack_object_kv kv[4] = {
+        {.key = str_obj("id"), .val = p[0]},
+        {.key = str_obj("name"), .val = p[1]},
+        {.key = str_obj("event"), .val = p[2]},
+        {.key = str_obj("data"), .val = p[3]},
+    };
+    msgpack_object event = {.type = MSGPACK_OBJECT_MAP, .via.map = {4, kv}};
+    print_value(x, &event);
+    int rc = flush_stdout();
+    if (rc)
+        return rc;
+    bool stop = p[2].type == MSGPACK_OBJECT_STR && p[2].via.str.size == 4 &&
+                memcmp(p[2].via.str.ptr, "stop", 4) == 0;
+    return stop ? -1 : 0;
+}
+
+/* trace: [server, true] and a monitor of it, spoken on the connection's
+ * socket directly (libgsclient keeps no trace notifications), then one
+ * line per event until SIGINT/SIGTERM, the server's end, or the daemon's. */
+static int run_trace(struct ctx *x)
+{
+    int fd = gsc_fd(x->c);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, 1);
+    gsp_pack_str(&pk, "trace");
+    msgpack_pack_array(&pk, 2);
+    pack_server(&pk, x->arg[0]);
+    msgpack_pack_true(&pk);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, 2);
+    gsp_pack_str(&pk, "monitor");
+    msgpack_pack_array(&pk, 1);
+    pack_server(&pk, x->arg[0]);
+    struct sigaction sa = {.sa_handler = trace_signal}; /* no SA_RESTART: poll wakes */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    size_t off = 0;
+    while (off < sb.size) {
+        struct pollfd w = {.fd = fd, .events = POLLOUT};
+        ssize_t n = write(fd, sb.data + off, sb.size - off);
+        if (n > 0)
+            off += (size_t)n;
+        else if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            poll(&w, 1, 1000);
+        else {
+            msgpack_sbuffer_destroy(&sb);
+            fprintf(stderr, "%s: writing to the daemon: %s\n", progname, strerror(errno));
+            return EXIT_CONN;
+        }
+    }
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_unpacker up;
+    msgpack_unpacker_init(&up, 65536);
+    msgpack_unpacked m;
+    msgpack_unpacked_init(&m);
+    int rc = 0;
+    while (!trace_interrupted) {
+        struct pollfd r = {.fd = fd, .events = POLLIN};
+        if (poll(&r, 1, -1) < 0 && errno == EINTR)
+            continue;
+        msgpack_unpacker_reserve_buffer(&up, 65536);
+        ssize_t n = read(fd, msgpack_unpacker_buffer(&up), msgpack_unpacker_buffer_capacity(&up));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "%s: the daemon closed the connection\n", progname);
+            rc = EXIT_CONN;
+            break;
+        }
+        msgpack_unpacker_buffer_consumed(&up, (size_t)n);
+        msgpack_unpack_return ur;
+        while (rc == 0 && (ur = msgpack_unpacker_next(&up, &m)) == MSGPACK_UNPACK_SUCCESS)
+            rc = trace_message(x, &m.data);
+        if (rc == 0 && ur == MSGPACK_UNPACK_PARSE_ERROR) {
+            fprintf(stderr, "%s: the daemon sent bytes that are not msgpack\n", progname);
+            rc = EXIT_CONN;
+        }
+        if (rc)
+            break;
+    }
+    msgpack_unpacked_destroy(&m);
+    msgpack_unpacker_destroy(&up);
+    return rc < 0 ? 0 : rc;
 }
 
 /* ---- one command ---------------------------------------------------------- */

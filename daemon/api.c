@@ -76,6 +76,8 @@ static int api_reply(gs_server *self, gs_from from, gs_value reply)
     struct waiter *w = caller(self, from);
     if (w == NULL)
         return -1;
+    if (!LIST_EMPTY(&S(self)->tracers))
+        trace_emit_value(S(self), TRACE_REPLY, &reply);
     waiter_reply(w, &reply, S(self));
     return 0;
 }

@@ -234,7 +234,8 @@ static void read_limits(struct reader *rd, const config_setting_t *root, struct 
     static const char *const keys[] = {
         "message_size",     "message_depth",       "connections",   "pending",    "timers",
         "mailbox",          "mailbox_bytes",       "partial_bytes", "partial_ms", "output_bytes",
-        "slow_callback_ms", "shutdown_timeout_ms", "memory",        "monitors",   NULL};
+        "slow_callback_ms", "shutdown_timeout_ms", "memory",        "monitors",
+        "slowlog_len",      "slowlog_message_bytes", NULL};
     const config_setting_t *g = get_group(rd, root, "limits", keys);
     struct limits *l = &cfg->limits;
     uint64_t v = l->message.max_size;
@@ -254,6 +255,12 @@ static void read_limits(struct reader *rd, const config_setting_t *root, struct 
     get_u32(rd, g, "shutdown_timeout_ms", 0, &l->shutdown_ms);
     get_uint(rd, g, "memory", 0, UINT64_MAX >> 1, &l->memory);
     get_u32(rd, g, "monitors", 0, &l->monitors);
+    v = l->slowlog_len;
+    get_uint(rd, g, "slowlog_len", 0, 1u << 20, &v);
+    l->slowlog_len = (uint32_t)v;
+    v = l->slowlog_message_bytes;
+    get_uint(rd, g, "slowlog_message_bytes", 16, 1u << 20, &v);
+    l->slowlog_message_bytes = (uint32_t)v;
     v = (uint64_t)cfg->slow_callback_ms;
     get_uint(rd, g, "slow_callback_ms", 1, INT32_MAX, &v);
     cfg->slow_callback_ms = (int64_t)v;
@@ -420,6 +427,21 @@ static void read_workers(struct reader *rd, const config_setting_t *root, struct
     }
 }
 
+/* metrics = { listen = "HOST:PORT"; } */
+static void read_metrics(struct reader *rd, const config_setting_t *root, struct config *cfg)
+{
+    static const char *const keys[] = {"listen", NULL};
+    const config_setting_t *g = get_group(rd, root, "metrics", keys);
+    const char *listen = get_str(rd, g, "listen");
+    char host[256];
+    uint16_t port;
+    if (listen && !metrics_parse_listen(listen, host, sizeof host, &port))
+        bad(rd, config_setting_get_member(g, "listen"),
+            "must be \"HOST:PORT\" (an IPv6 address in brackets: \"[::1]:9464\")");
+    else if (listen)
+        cfg->metrics_listen = xstrndup(listen, strlen(listen));
+}
+
 static void read_server(struct reader *rd, const config_setting_t *g, struct config *cfg)
 {
     static const char *const keys[] = {
@@ -533,7 +555,7 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
     }
     static const char *const keys[] = {"socket",  "module_dirs", "log_level", "admins",
                                        "limits",  "supervision", "workers",   "isolate",
-                                       "servers", NULL};
+                                       "servers", "metrics",     NULL};
     static const char *const admin_keys[] = {"users", "groups", NULL};
     static const char *const sup_keys[] = {INTENSITY_KEYS, NULL};
     const config_setting_t *root = config_root_setting(&lc);
@@ -548,6 +570,7 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
     read_intensity(&rd, get_group(&rd, root, "supervision", sup_keys), &cfg->intensity);
     read_workers(&rd, root, cfg);
     read_isolate_defaults(&rd, root, cfg); /* before the servers, whose default it is */
+    read_metrics(&rd, root, cfg);
     const config_setting_t *servers = config_setting_get_member(root, "servers");
     if (servers && !config_setting_is_list(servers))
         bad(&rd, servers, "must be a list ( { name = ...; module = ...; }, ... )");
@@ -583,5 +606,6 @@ void config_free(struct config *cfg)
         free(cfg->isolate[i].group);
     }
     free(cfg->isolate);
+    free(cfg->metrics_listen);
     memset(cfg, 0, sizeof *cfg);
 }

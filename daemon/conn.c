@@ -53,6 +53,30 @@ unsigned conn_count(void)
     return nconns;
 }
 
+void conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg)
+{
+    struct conn *c;
+    TAILQ_FOREACH(c, &conns, all_link)
+        fn(c, arg);
+}
+
+struct conn *conn_by_id(uint64_t id)
+{
+    struct conn *c;
+    TAILQ_FOREACH(c, &conns, all_link)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+size_t conn_live_links(const struct conn *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nlinks; i++)
+        n += registry_by_id(c->links[i]) != NULL;
+    return n;
+}
+
 /* The budget's charge for c follows its buffers' sizes. */
 static void charge(struct conn *c)
 {
@@ -68,6 +92,7 @@ void conn_new(int fd)
     struct conn *c = xcalloc(1, sizeof *c);
     c->id = ++last_id;
     c->fd = fd;
+    c->since_ms = now_ms();
     struct ucred cred;
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -402,6 +427,7 @@ static void conn_flush_pass(evutil_socket_t fd, short what, void *arg)
 /* Writes what is buffered; closes a connection that is finished. */
 static void conn_flush(struct conn *c)
 {
+again:
     while (c->out_off < c->out.len) {
         ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
         if (n > 0) {
@@ -430,6 +456,8 @@ static void conn_flush(struct conn *c)
         }
     }
     c->out.len = c->out_off = 0;
+    if (!LIST_EMPTY(&c->traces) && !c->closing && trace_conn_drained(c))
+        goto again; /* the trace events it dropped, counted, now that there is room */
     if (c->out.cap > READ_SMALL) /* written: an idle client holds little of the budget */
         gsp_buf_free(&c->out);
     charge(c);
@@ -491,6 +519,7 @@ static void conn_close(struct conn *c)
     log_msg(LOG_DEBUG, "connection %llu closed", (unsigned long long)c->id);
     waiter_conn_closed(c);
     monitor_conn_closed(c);
+    trace_conn_closed(c);
     for (size_t i = 0; i < c->nlinks; i++) {
         struct server *s = registry_by_id(c->links[i]);
         if (s)

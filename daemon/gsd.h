@@ -46,6 +46,7 @@
 struct conn;
 struct server;
 struct sup_child;
+struct trace;
 struct waiter;
 
 /* ---- log.c ------------------------------------------------------------- */
@@ -166,6 +167,8 @@ struct limits {
     uint32_t shutdown_ms;      /* at SIGTERM, time the servers get to drain their mailboxes */
     uint64_t memory;           /* bytes held for clients, all together (budget.c) */
     uint32_t monitors;         /* monitors per connection */
+    uint32_t slowlog_len;      /* slow callbacks the slowlog keeps (slowlog.c) */
+    uint32_t slowlog_message_bytes; /* each one's message, cut to this */
 };
 extern struct limits limits;
 /* Sets the defaults that depend on the machine (memory); before the
@@ -284,6 +287,38 @@ struct msg *mailbox_take(struct mailbox *mb); /* NULL when empty; may unblock co
 void mailbox_clear(struct mailbox *mb);       /* unblocks every connection */
 bool mailbox_full(const struct mailbox *mb);
 
+/* ---- metrics.c: the Prometheus text exposition ------------------------ */
+/* A callback duration histogram, in slots by log2 of the microseconds:
+ * slot k counts durations in (2^(k-1), 2^k] µs (slot 0: up to 1 µs), the
+ * last slot everything longer. An observation is an index and two adds. */
+#define HIST_SLOTS 26
+struct hist {
+    uint64_t n[HIST_SLOTS];
+    uint64_t sum_us;
+};
+static inline void hist_observe(struct hist *h, uint64_t us)
+{
+    unsigned k = us <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(us - 1);
+    h->n[k < HIST_SLOTS ? k : HIST_SLOTS - 1]++;
+    h->sum_us += us;
+}
+/* Messages handled by callbacks, by kind (server.c's tally). The rest of
+ * what the exposition shows is read where it is kept: `stats`'s counters
+ * (stats.c), error answers by code (gsp_errors_packed), the registry. */
+extern uint64_t metrics_handled[MSG_KINDS];
+struct module;
+void metrics_init(void); /* at start: uptime counts from here */
+/* Appends the exposition (text format 0.0.4) to b. */
+void metrics_text(struct gsp_buf *b);
+/* A reload installs `to` in from's place: from's histograms go on in to's. */
+void metrics_carry(struct module *to, const struct module *from);
+/* "HOST:PORT" or "[V6]:PORT", checked; the host copied into host. */
+bool metrics_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* Serves GET /metrics over HTTP on the loop (evhttp), other paths 404; 0,
+ * or -1 logged (an address that does not parse or bind). */
+int metrics_http_open(const char *listen);
+void metrics_http_close(void);
+
 /* ---- module.c ---------------------------------------------------------- */
 /* One loaded version of a module's code. The current version of each name
  * is in the table; a version replaced by a reload is unloaded as soon as no
@@ -297,6 +332,8 @@ struct module {
     unsigned servers;      /* servers on this code, ended ones until freed (sched_reap) */
     bool current;          /* in the table: what starts and loads get */
     UT_hash_handle hh;     /* in the table, by name */
+    struct hist hist[MSG_KINDS]; /* its callbacks' durations, by message kind (metrics.c) */
+    unsigned census[4];          /* metrics.c's count of its servers by status, while it counts */
 };
 
 void module_set_dirs(const char *colon_list);
@@ -369,6 +406,15 @@ struct server {
     LIST_HEAD(, monitor) watchers; /* monitors on it */
     LIST_HEAD(, monitor) watching; /* monitors it holds on others */
     struct sup_child *sup;         /* its supervision (supervise.c), or NULL */
+    /* What it was started with, for info and restart: its args (encoded,
+     * copied by server_start), its placement as asked (NULL in the daemon,
+     * "" a worker of its own, a group), its mailbox_limit option (0 none)
+     * and the connection its "link" tied it to (0 none). */
+    uint8_t *args;
+    size_t args_len;
+    char *isolate;
+    uint32_t mailbox_limit;
+    uint64_t link_conn;
     /* Isolated (worker.c): the worker its callbacks run in, or NULL. */
     struct worker *worker;
     STAILQ_HEAD(, msg) sent; /* handed to the worker, in order, their results due */
@@ -382,6 +428,7 @@ struct server {
     struct farewell *end_bye;       /* the farewell, answered after it */
     struct event *end_timer;        /* the worker is killed if terminate outruns this */
     LIST_ENTRY(server) worker_link; /* in worker->servers */
+    LIST_HEAD(, trace) tracers;     /* connections tracing it (trace.c); empty: untraced */
     UT_hash_handle hh_id, hh_name;
 };
 
@@ -742,6 +789,7 @@ struct conn {
     msgpack_packer pk;             /* packs into out */
     LIST_HEAD(, waiter) waiters;   /* its requests still waiting */
     LIST_HEAD(, monitor) monitors; /* its monitors */
+    LIST_HEAD(, trace) traces;     /* the servers it traces (trace.c) */
     uint64_t *links;               /* servers to stop when it closes */
     size_t nlinks, links_cap;
     uint32_t pending;               /* waiters: limits.pending */
@@ -758,6 +806,7 @@ struct conn {
     bool read_full;                 /* its last read filled the room it had */
     TAILQ_ENTRY(conn) flush_link;
     TAILQ_ENTRY(conn) all_link;
+    int64_t since_ms; /* now_ms() when it connected */
 };
 
 void conn_new(int fd);
@@ -783,6 +832,11 @@ bool conn_room(struct conn *c, size_t n);
 void conn_flush_all(void);
 void conn_close_all(void);
 void conn_add_link(struct conn *c, uint64_t server_id);
+/* Every open connection, oldest first; the one with that id, or NULL. */
+void conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg);
+struct conn *conn_by_id(uint64_t id);
+/* Servers c's links still tie to it (those running). */
+size_t conn_live_links(const struct conn *c);
 
 /* ---- listen.c ---------------------------------------------------------- */
 /* The socket file's mode and group (-1: the daemon's), for listen_open:
@@ -825,6 +879,20 @@ void shutdown_now(void);
 /* server_end's hook: during shutdown, the next server is stopped. */
 void shutdown_server_ended(void);
 void shutdown_free(void);
+
+/* ---- stats.c: the operator's view (stats, clients) ---------------------- */
+/* Daemon-wide counts since start. Error answers are counted by code where
+ * every one is packed (gsp_errors_packed, protocol/write.c). */
+struct counters {
+    uint64_t calls, casts, sends; /* messages clients gave servers, by method */
+    uint64_t crashes;             /* servers that ended abnormally */
+    uint64_t restarts;            /* servers started again by supervision */
+};
+extern struct counters counters;
+void stats_init(void);                 /* at start: uptime counts from here */
+uint64_t stats_rss(void);              /* the daemon's resident memory, bytes; 0 unknown */
+void stats_pack(msgpack_packer *pk);   /* the `stats` map */
+void clients_pack(msgpack_packer *pk); /* the `clients` array */
 
 /* ---- method.c ---------------------------------------------------------- */
 /* Serves one framed message from c (request or notification). */
@@ -880,13 +948,23 @@ void supervise_stop_asked(struct server *s);
 /* server.c's hooks: s answered init ok; s has ended (server_end, after the
  * name is free), abnormally or not. */
 void supervise_started(struct server *s);
-void supervise_ended(struct server *s, bool abnormal);
+void supervise_ended(struct server *s, struct gsp_span reason, bool abnormal);
 /* server.c's hook, after supervise_ended: the name is free again. A
  * declared server waiting for it (its predecessor's terminate ran in a
  * worker) starts now. */
 void supervise_name_freed(const char *name);
 /* For info: times s's supervision restarted it, and its policy. */
 unsigned supervise_restarts(const struct server *s);
+/* For info: the exit reason (encoded) of the server s replaced, when
+ * supervision or a restart started s in its place; {NULL, 0} otherwise. */
+struct gsp_span supervise_last_exit(const struct server *s);
+/* An admin's restart: once s has ended (the caller stops it with reason
+ * "restart"), it is started again at once from what it was started with
+ * (its child's spec when supervised: supervision does not also restart
+ * it), linked to the same connection; the waiter hears the new id, as a
+ * start's does, or why not. False (nothing done) while a restart of s is
+ * already under way. */
+bool supervise_restart(struct server *s, uint64_t waiter);
 enum restart supervise_policy(const struct server *s);
 /* Makes the declared servers those of specs, in that (file) order: starts
  * the new ones in order, stops the undeclared in reverse order, starts
@@ -903,6 +981,64 @@ bool supervise_all_started(void);
 void supervise_on_ready(void (*fn)(void *arg), void *arg);
 /* Frees every supervision record and pending restart (at exit). */
 void supervise_free(void);
+
+/* ---- slowlog.c: the slowest recent callbacks --------------------------- */
+/* A ring of the last limits.slowlog_len callbacks that took at least
+ * slow_callback_ms (tally's slow branch records; nothing else pays), each
+ * with the message it handled: the value itself when its encoding is at
+ * most limits.slowlog_message_bytes, else a str of its text cut to that
+ * size and ending in "...". A reload that changes the length keeps the
+ * newest. msg: the message, encoded (len 0: none, shown as nil). */
+void slowlog_record(const struct server *s, enum callback cb, int64_t took_us,
+                    struct gsp_span msg);
+/* The `slowlog` answer, newest first, at most n entries; a bound on its
+ * size in bytes, for room_for. */
+void slowlog_pack(msgpack_packer *pk, uint64_t n);
+size_t slowlog_size(uint64_t n);
+void slowlog_reset(void);
+void slowlog_free(void);
+
+/* ---- trace.c: `trace` notifications ------------------------------------ */
+/* A connection that traces a server gets [2, "trace", [id, name, event,
+ * data]] for each of its events. Never at the server's cost: an event that
+ * would take the tracer's unread output past TRACE_OUT_BYTES (at most half
+ * of limits.output_bytes, so it is never cut off for it) is dropped and
+ * counted, and the count goes out as a "dropped" event once there is room
+ * (before the next event, or when its output has drained: conn_flush). An
+ * untraced server pays one branch per event (the inline wrappers). */
+#define TRACE_OUT_BYTES (256u << 10)
+enum trace_event { TRACE_CALL, TRACE_CAST, TRACE_INFO, TRACE_REPLY, TRACE_TIMEOUT };
+/* c traces s (on) or no longer does; idempotent. */
+void trace_set(struct conn *c, struct server *s, bool on);
+void trace_emit(struct server *s, enum trace_event ev, struct gsp_span data);
+void trace_emit_value(struct server *s, enum trace_event ev, const gs_value *v);
+/* The message of that kind s is about to handle (call, cast, info). */
+void trace_emit_msg(struct server *s, enum msg_kind kind, struct gsp_span data);
+/* s ends: "stop" with the reason to each tracer, and tracing ends. */
+void trace_server_ended(struct server *s, struct gsp_span reason);
+void trace_conn_closed(struct conn *c);
+/* c's output has drained: the "dropped" counts go out. True if any was
+ * packed (then there is output to write again). */
+bool trace_conn_drained(struct conn *c);
+static inline void trace_msg(struct server *s, enum msg_kind kind, struct gsp_span data)
+{
+    if (__builtin_expect(!LIST_EMPTY(&s->tracers), 0))
+        trace_emit_msg(s, kind, data);
+}
+
+/* ---- crash.c: crash reports ---------------------------------------------- */
+/* What the message being handled was, noted by the paths that may end a
+ * server abnormally (a callback's stop, a stop request, a worker's crash),
+ * for the report that follows: s, the callback, the message (encoded, valid
+ * until the report) and the waiter of a call or stop (0 none). */
+void crash_note(const struct server *s, enum callback cb, struct gsp_span msg, uint64_t waiter);
+/* s ends abnormally with reason (encoded): one structured record, its
+ * state shown by format_state when state_safe (its module's code may run:
+ * in the daemon, init has answered ok, terminate has not run). Under
+ * journald (JOURNAL_STREAM) sent over the journal's native protocol to
+ * $GSD_JOURNAL_SOCKET or /run/systemd/journal/socket; elsewhere, or if
+ * that fails, one escaped log line. */
+void crash_report(struct server *s, struct gsp_span reason, bool state_safe);
 
 /* ---- config.c ------------------------------------------------------------ */
 #ifndef GSD_CONFIG_FILE
@@ -928,6 +1064,7 @@ struct config {
     struct worker_settings workers;
     struct isolate_default *isolate; /* each module's default placement: isolate = { ... } */
     size_t nisolate;
+    char *metrics_listen; /* metrics.listen, "HOST:PORT": /metrics over HTTP; NULL none */
 };
 
 /* Reads path into *cfg. A missing file is an error only if must_exist;

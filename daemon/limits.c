@@ -13,6 +13,8 @@ struct limits limits = {
     .output_bytes = 64u << 20,
     .shutdown_ms = 5000,
     .monitors = 65536,
+    .slowlog_len = 128,
+    .slowlog_message_bytes = 256,
 };
 
 void limits_init(void)

@@ -3,6 +3,7 @@
 #include "gsd.h"
 
 #include <fcntl.h>
+#include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,13 +13,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: gsd [-s PATH] [-M DIR[:DIR...]] [-c FILE] [-v] [-h]\n"
+    fprintf(f, "usage: gsd [-s PATH] [-M DIR[:DIR...]] [-c FILE] [-t] [-v] [-V] [-h]\n"
                "  -s PATH   socket (default: the file's, $GSD_SOCKET, /run/gsd/gsd.sock for\n"
                "            root, else $XDG_RUNTIME_DIR/gsd.sock or /tmp/gsd-$UID/gsd.sock)\n"
                "  -M DIRS   module directories, colon-separated (default: the file's, or\n"
                "            " GSD_MODULE_DIR ")\n"
                "  -c FILE   configuration file (default " GSD_CONFIG_FILE ", if it exists)\n"
+               "  -t        check the configuration file and exit: 0 good, 2 with its\n"
+               "            FILE:LINE errors on stderr (starts nothing, makes no socket)\n"
                "  -v        log debug lines too\n"
+               "  -V, --version  print the version and exit\n"
                "  -h        this help\n"
                "Flags override the file. Runs in the foreground, logs to stderr. SIGHUP\n"
                "re-reads the file (one with errors is refused). SIGTERM or SIGINT stops\n"
@@ -30,7 +34,7 @@ static void usage(FILE *f)
 /* What the command line said: it overrides the file, reloads included. */
 static struct {
     const char *config, *socket, *dirs;
-    bool debug;
+    bool debug, test;
 } flags;
 static struct config cfg; /* the file in force */
 
@@ -51,6 +55,9 @@ static void apply(const struct config *c, const struct config *old)
     if (old && (old->socket_mode != c->socket_mode || old->socket_group != c->socket_group))
         log_msg(LOG_WARN, "%s: socket.mode and socket.group change at the next start",
                 flags.config);
+    if (old && ((old->metrics_listen == NULL) != (c->metrics_listen == NULL) ||
+                (c->metrics_listen && strcmp(old->metrics_listen, c->metrics_listen) != 0)))
+        log_msg(LOG_WARN, "%s: metrics.listen changes at the next start", flags.config);
     supervise_configure(c->servers, c->nservers);
 }
 
@@ -122,8 +129,10 @@ static int run(int argc, char **argv)
      * system at once: glibc's adaptive threshold would keep them in the
      * heap after the first, and the memory budget would not bound RSS. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    static const struct option longopts[] = {
+        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'}, {0}};
     int opt;
-    while ((opt = getopt(argc, argv, "s:M:c:vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:M:c:tvVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             flags.socket = optarg;
@@ -134,10 +143,16 @@ static int run(int argc, char **argv)
         case 'c':
             flags.config = optarg;
             break;
+        case 't':
+            flags.test = true;
+            break;
         case 'v':
             flags.debug = true;
             log_level = LOG_DEBUG;
             break;
+        case 'V':
+            printf("gsd %s\n", GSD_VERSION); /* the version method's "version" */
+            return 0;
         case 'h':
             usage(stdout);
             return 0;
@@ -157,7 +172,9 @@ static int run(int argc, char **argv)
     char err[512], path[108];
     if (config_load(flags.config, must_exist, &cfg, err, sizeof err) < 0) {
         log_flush(); /* every bad line counted, however many */
-        fprintf(stderr, "gsd: %s: refusing to start on a bad configuration file\n", flags.config);
+        fprintf(stderr, "gsd: %s: %s\n", flags.config,
+                flags.test ? "configuration has errors"
+                           : "refusing to start on a bad configuration file");
         return 2;
     }
     if (gsp_socket_path(flags.socket ? flags.socket : cfg.socket, path, sizeof path) < 0) {
@@ -165,6 +182,14 @@ static int run(int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
+    if (flags.test) { /* nginx -t: the file is good; nothing starts */
+        printf("gsd: %s: configuration ok (%zu servers declared, socket %s)\n", flags.config,
+               cfg.nservers, path);
+        config_free(&cfg);
+        return 0;
+    }
+    stats_init();
+    metrics_init();
     signal(SIGPIPE, SIG_IGN);
     loop_init();
     sched_init();
@@ -178,6 +203,10 @@ static int run(int argc, char **argv)
     notify_init();
     listen_set_access(cfg.socket_mode, cfg.socket_group);
     int rc = listen_open(path) < 0 ? 1 : 0;
+    if (rc == 0 && cfg.metrics_listen && metrics_http_open(cfg.metrics_listen) < 0) {
+        listen_close(); /* logged: a start error, as the socket's own */
+        rc = 1;
+    }
     if (rc == 0) {
         log_msg(LOG_INFO, "gsd %s listening on %s, configuration %s%s", GSD_VERSION, path,
                 flags.config,
@@ -186,12 +215,14 @@ static int run(int argc, char **argv)
         apply(&cfg, NULL);               /* declared servers start in file order */
         event_base_dispatch(loop_base);
         listen_close();
+        metrics_http_close();
         conn_close_all();
     }
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         event_free(sigs[i]);
     shutdown_free();
     notify_free();
+    slowlog_free();
     supervise_free();
     auth_free();
     config_free(&cfg);

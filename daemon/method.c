@@ -327,6 +327,7 @@ static void m_start(struct req *r)
     }
     if (opts.mailbox_limit)
         s->mbox.limit = opts.mailbox_limit;
+    s->mailbox_limit = opts.mailbox_limit;
     s->hibernate_after = opts.hibernate_after;
     if (opts.monitor)
         s->start_monitor = next_ref(); /* in place once init has answered (init_result) */
@@ -346,8 +347,10 @@ static void m_start(struct req *r)
                                   .intensity = intensity_default};
         supervise_adopt(s, &spec);
     }
-    if (opts.link)
+    if (opts.link) {
         conn_add_link(r->c, s->id);
+        s->link_conn = r->c->id;
+    }
 }
 
 /* call, cast and send: into the mailbox, still encoded. */
@@ -366,6 +369,7 @@ static void m_call(struct req *r)
     /* A call its server can take now is answered before server_call
      * returns: its deadline is watched only if it still waits. */
     uint64_t id = waiter_for_call(r->c, r->msgid, timeout, s)->id;
+    counters.calls++;
     server_call(s, id, request.ptr, request.len);
     waiter_watch(id);
 }
@@ -382,6 +386,10 @@ static void post(struct req *r, enum msg_kind kind)
     struct server *s = find(r, &ref);
     if (s == NULL || conn_hold(r->c, s))
         return;
+    if (kind == MSG_CAST)
+        counters.casts++;
+    else
+        counters.sends++;
     server_post(s, kind, 0, v.ptr, v.len);
     ok_nil(r);
 }
@@ -501,6 +509,48 @@ static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
     msgpack_pack_uint64(pk, v);
 }
 
+/* A limit in ms as start takes it: a uint, or "infinity" for none (-1). */
+static void pack_ms(msgpack_packer *pk, const char *k, int64_t ms)
+{
+    gsp_pack_str(pk, k);
+    if (ms < 0)
+        gsp_pack_str(pk, "infinity");
+    else
+        msgpack_pack_uint64(pk, (uint64_t)ms);
+}
+
+/* info's args, options and last_exit: what start would need to start s
+ * again as it is (the options as start reads them), and the end of the
+ * server it replaced. */
+static void pack_started_with(msgpack_packer *pk, const struct server *s)
+{
+    gsp_pack_str(pk, "args");
+    gsp_pack_raw(pk, s->args, s->args_len);
+    gsp_pack_str(pk, "options");
+    msgpack_pack_map(pk, s->mailbox_limit ? 6 : 5);
+    gsp_pack_str(pk, "link");
+    if (s->link_conn)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    pack_ms(pk, "timeout", s->start_timeout);
+    gsp_pack_str(pk, "restart");
+    gsp_pack_str(pk, restart_name(supervise_policy(s)));
+    if (s->mailbox_limit)
+        kv_u64(pk, "mailbox_limit", s->mailbox_limit);
+    gsp_pack_str(pk, "isolate");
+    if (s->isolate && *s->isolate)
+        gsp_pack_str(pk, s->isolate);
+    else if (s->isolate)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    pack_ms(pk, "hibernate_after", s->hibernate_after);
+    struct gsp_span last = supervise_last_exit(s);
+    gsp_pack_str(pk, "last_exit");
+    gsp_pack_raw(pk, last.ptr ? last.ptr : enc_nil.ptr, last.ptr ? last.len : enc_nil.len);
+}
+
 static void m_info(struct req *r)
 {
     gs_value ref;
@@ -510,7 +560,8 @@ static void m_info(struct req *r)
     if (s == NULL)
         return;
     msgpack_packer *pk = ok(r);
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 17 + 3);
+    pack_started_with(pk, s);
     kv_u64(pk, "id", s->id);
     gsp_pack_str(pk, "name");
     pack_name(pk, s->name);
@@ -642,6 +693,92 @@ static void m_demonitor(struct req *r)
     ok_nil(r);
 }
 
+/* metrics: the Prometheus text exposition (metrics.c), as a str. */
+static void m_metrics(struct req *r)
+{
+    struct gsp_buf text = {0};
+    metrics_text(&text);
+    if (room_for(r, text.len)) {
+        msgpack_packer *pk = ok(r);
+        msgpack_pack_str(pk, text.len);
+        msgpack_pack_str_body(pk, text.data, text.len);
+    }
+    gsp_buf_free(&text);
+}
+
+static void m_stats(struct req *r)
+{
+    stats_pack(ok(r));
+}
+
+/* clients: a map of at most ~200 bytes per connection. */
+static void m_clients(struct req *r)
+{
+    if (room_for(r, 200ull * conn_count()))
+        clients_pack(ok(r));
+}
+
+/* restart: a stop with reason "restart", in mailbox order as any stop,
+ * then a start from what the server was started with (supervise_restart);
+ * the answer is that start's. */
+static void m_restart(struct req *r)
+{
+    static const uint8_t reason[] = "\xa7restart";
+    gs_value ref;
+    struct server *s;
+    if (!arg_server(r, &ref) || (s = find(r, &ref)) == NULL || !may_wait(r) || conn_hold(r->c, s))
+        return;
+    if (s->status == SERVER_ENDED) {
+        fail(r, GSP_NOPROC, "the server is ending");
+        return;
+    }
+    struct waiter *w = waiter_for_conn(r->c, r->msgid, -1);
+    if (!supervise_restart(s, w->id)) {
+        waiter_error_str(w, GSP_NOPROC, "a restart of it is already under way");
+        return;
+    }
+    server_post(s, MSG_STOP, 0, reason, sizeof reason - 1);
+}
+
+/* slowlog: [] or [nil] every entry kept, [count] the newest count. */
+static void m_slowlog(struct req *r)
+{
+    uint64_t n = UINT64_MAX;
+    gs_value v = r->n ? arg_value(r) : gs_nil();
+    if (r->n > 1 || (v.type != MSGPACK_OBJECT_NIL && v.type != MSGPACK_OBJECT_POSITIVE_INTEGER)) {
+        fail(r, GSP_BADARG, "slowlog takes [count or nil]");
+        return;
+    }
+    if (v.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        n = v.via.u64;
+    if (room_for(r, slowlog_size(n)))
+        slowlog_pack(ok(r), n);
+}
+
+static void m_slowlog_reset(struct req *r)
+{
+    slowlog_reset();
+    ok_nil(r);
+}
+
+/* trace [server, on]: trace notifications follow for this connection. */
+static void m_trace(struct req *r)
+{
+    gs_value ref;
+    struct server *s;
+    if (!arg_server(r, &ref))
+        return;
+    gs_value on = arg_value(r);
+    if (on.type != MSGPACK_OBJECT_BOOLEAN) {
+        fail(r, GSP_BADARG, "trace takes [server, true or false]");
+        return;
+    }
+    if ((s = find(r, &ref)) == NULL)
+        return;
+    ok_nil(r); /* before the events */
+    trace_set(r->c, s, on.via.boolean);
+}
+
 /* The nparams of a method that takes more than one form and checks the
  * count itself (which: [] or [after_id, count]). */
 #define PARAMS_ANY UINT32_MAX
@@ -674,6 +811,13 @@ static const struct method {
     {"demonitor", m_demonitor, 1, false, false, false, true},
     {"suspend", m_suspend, 1, true, false, true, false},
     {"resume", m_resume, 1, true, false, false, true},
+    {"slowlog", m_slowlog, PARAMS_ANY, true, false, false, false},
+    {"slowlog_reset", m_slowlog_reset, 0, true, false, false, true},
+    {"trace", m_trace, 2, true, false, false, false},
+    {"stats", m_stats, 0, false, false, false, false},
+    {"clients", m_clients, 0, true, false, false, false},
+    {"restart", m_restart, 1, true, false, true, false},
+    {"metrics", m_metrics, 0, false, false, false, false},
 };
 
 /* For a count that is not m->nparams: whether m checks the count itself.

@@ -287,6 +287,7 @@ void module_install(struct module *m)
     HASH_FIND_STR(loaded, m->name, old);
     if (old) {
         HASH_DEL(loaded, old);
+        metrics_carry(m, old); /* its histograms go on */
         old->current = false;
         module_release(old);
     }

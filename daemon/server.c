@@ -35,6 +35,8 @@ void server_free(struct server *s)
 {
     struct module *mod = s->mod; /* counted until now: its code stays mapped meanwhile */
     free(s->name);
+    free(s->args);
+    free(s->isolate);
     free(s);
     mod->servers--;
     module_release(mod);
@@ -72,6 +74,11 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     s->start_timeout = init_timeout;
     s->hibernate_after = -1;
     s->start_ms = s->stats.started_ms = now_ms();
+    s->args = xmalloc(args_len ? args_len : 1);
+    if (args_len)
+        memcpy(s->args, args, args_len);
+    s->args_len = args_len;
+    s->isolate = isolate ? xstrndup(isolate, strlen(isolate)) : NULL;
     mailbox_init(&s->mbox);
     LIST_INIT(&s->waiters);
     LIST_INIT(&s->timers);
@@ -81,6 +88,8 @@ struct server *server_start(struct module *mod, const char *name, size_t name_le
     if (isolate && !worker_place(s, isolate, err, errlen)) {
         mod->servers--;
         free(s->name);
+        free(s->args);
+        free(s->isolate);
         free(s);
         return NULL;
     }
@@ -129,10 +138,11 @@ static void timeout_fire(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct server *s = arg;
-    if (s->timeout_msg)
-        server_post(s, MSG_INFO, 0, s->timeout_msg, s->timeout_msg_len);
-    else
-        server_post(s, MSG_INFO, 0, enc_timeout.ptr, enc_timeout.len);
+    struct gsp_span m =
+        s->timeout_msg ? (struct gsp_span){s->timeout_msg, s->timeout_msg_len} : enc_timeout;
+    if (!LIST_EMPTY(&s->tracers))
+        trace_emit(s, TRACE_TIMEOUT, m);
+    server_post(s, MSG_INFO, 0, m.ptr, m.len);
 }
 
 /* What a server holds for its timeouts: released by hibernate and the end. */
@@ -271,6 +281,10 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     if (s->status == SERVER_ENDED)
         return;
     bool init_ran = s->status != SERVER_STARTING;
+    gs_value why0 = gs_nil();
+    if (!scratch_decode(reason, &why0) || !clean_exit(&why0))
+        crash_report(s, reason,
+                     init_ran && !s->worker && (running.cb == CB_NONE || running.server == s));
     /* Ended before terminate runs: whatever terminate sends to itself is
      * refused, and no one can queue for it any more. The farewell's caller
      * is detached first, so terminate cannot answer it in its place. */
@@ -296,14 +310,16 @@ void server_end(struct server *s, struct gsp_span reason, const struct farewell 
     } else if (init_ran && !s->worker && s->mod->desc->terminate) {
         gs_value why = gs_nil();
         scratch_decode(reason, &why);
-        int64_t t0 = now_ms();
+        int64_t t0 = loop_clock_tick(), t0_us = loop_clock_us;
         running_enter(s, CB_TERMINATE);
         s->mod->desc->terminate(SELF(s), &why, &s->state);
         running_leave();
-        int64_t took = now_ms() - t0;
-        if (took >= slow_callback_ms)
+        int64_t took = loop_clock_tick() - t0;
+        if (took >= slow_callback_ms) {
             log_msg(LOG_WARN, "server %llu (%s): terminate took %lld ms", (unsigned long long)s->id,
                     label(s), (long long)took);
+            slowlog_record(s, CB_TERMINATE, loop_clock_us - t0_us, reason);
+        }
     }
     finish(s, reason, bye);
 }
@@ -327,6 +343,8 @@ static void finish(struct server *s, struct gsp_span reason, const struct farewe
     /* The caller told goodbye hears it before any monitor hears the down. */
     if (bye && (w = waiter_find(bye->waiter)) != NULL)
         waiter_answer(w, GSP_OK, NULL, bye->reply, s);
+    if (!LIST_EMPTY(&s->tracers))
+        trace_server_ended(s, reason);
     upgrade_server_ended(s);
     if (s->worker)
         worker_forget(s);
@@ -339,7 +357,7 @@ static void finish(struct server *s, struct gsp_span reason, const struct farewe
     char text[256];
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));
-    supervise_ended(s, !clean_exit(&why)); /* a restart sees the name free */
+    supervise_ended(s, reason, !clean_exit(&why)); /* a restart sees the name free */
     supervise_name_freed(s->name);
     shutdown_server_ended();
     /* Freed once whatever ran it has returned to the loop. */
@@ -416,7 +434,7 @@ static void init_result(struct server *s, const gs_result *r)
 
 /* The one place a callback's result is read. Anything a callback may not
  * return becomes a stop with reason "bad_return_value", as in OTP. */
-static void server_result(struct server *s, struct msg *m, gs_result *r)
+static void server_result(struct server *s, struct msg *m, struct gsp_span data, gs_result *r)
 {
     if (!result_allowed(m->kind, r)) {
         static const char *const actions[] = {"a zeroed result", "gs_ok()",   "gs_reply()",
@@ -432,10 +450,13 @@ static void server_result(struct server *s, struct msg *m, gs_result *r)
         *r = gs_stop(gs_str("bad_return_value"));
     }
     if (m->kind == MSG_INIT) {
+        if (r->action != GS_OK)
+            crash_note(s, CB_INIT, data, m->waiter);
         init_result(s, r);
         return;
     }
     if (r->action == GS_STOP) {
+        crash_note(s, msg_callbacks[m->kind], data, m->kind == MSG_CALL ? m->waiter : 0);
         /* Both are encoded before terminate can free what they point into;
          * the caller gets its reply after terminate (a reply over the
          * limits, ptr NULL, as waiter_answer says). */
@@ -443,11 +464,15 @@ static void server_result(struct server *s, struct msg *m, gs_result *r)
         struct farewell bye = {m->waiter, {NULL, 0}};
         if (r->has_reply)
             bye.reply.ptr = api_encode(&r->reply, &bye.reply.len);
+        if (r->has_reply && !LIST_EMPTY(&s->tracers) && bye.reply.ptr)
+            trace_emit(s, TRACE_REPLY, bye.reply);
         server_end(s, reason, r->has_reply ? &bye : NULL);
         return;
     }
     if (r->action == GS_REPLY) {
         struct waiter *w = waiter_find(m->waiter);
+        if (__builtin_expect(!LIST_EMPTY(&s->tracers), 0))
+            trace_emit_value(s, TRACE_REPLY, &r->reply);
         if (w)
             waiter_reply(w, &r->reply, s);
     }
@@ -495,6 +520,7 @@ static bool dispatch(struct server *s, struct msg *m, struct gsp_span data, cons
     switch (m->kind) {
     case MSG_STOP: {
         struct farewell bye = {m->waiter, enc_nil}; /* a stop's answer: ok, nil */
+        crash_note(s, CB_NONE, data, m->waiter);
         server_end(s, data, &bye);
         return false;
     }
@@ -521,17 +547,21 @@ static void awake(struct server *s)
     }
 }
 
-/* A callback for a message of that kind has run, took_ms long: counted,
- * and logged if slow (terminate is logged by server_end). */
-static void tally(struct server *s, enum msg_kind kind, int64_t took_ms)
+/* A callback for a message of that kind (data: its payload) has run,
+ * took_us long: counted, and logged and kept in the slowlog if slow
+ * (terminate is by server_end). */
+static void tally(struct server *s, enum msg_kind kind, int64_t took_us, struct gsp_span data)
 {
+    hist_observe(&s->mod->hist[kind], took_us > 0 ? (uint64_t)took_us : 0); /* metrics.c */
+    metrics_handled[kind]++;
     s->stats.calls += kind == MSG_CALL;
     s->stats.casts += kind == MSG_CAST;
     s->stats.infos += kind == MSG_INFO;
-    if (took_ms >= slow_callback_ms && kind != MSG_STOP) {
+    if (took_us >= slow_callback_ms * 1000 && kind != MSG_STOP) {
         s->stats.slow++;
         log_msg(LOG_WARN, "server %llu (%s, %s): %s took %lld ms", (unsigned long long)s->id,
-                label(s), s->mod->name, kind_name(kind), (long long)took_ms);
+                label(s), s->mod->name, kind_name(kind), (long long)(took_us / 1000));
+        slowlog_record(s, msg_callbacks[kind], took_us, data);
     }
 }
 
@@ -547,14 +577,18 @@ static void run(struct server *s, struct msg *m, struct gsp_span data, bool at_o
     if (has_value && !scratch_decode(data, &v)) {
         undecodable(s, m);
     } else {
-        int64_t t0 = at_once ? loop_clock_ms : loop_clock_tick();
+        if (!at_once)
+            loop_clock_tick();
+        int64_t t0 = loop_clock_us;
         gs_result r;
+        trace_msg(s, m->kind, data);
         running_enter(s, msg_callbacks[m->kind]);
         bool ran = dispatch(s, m, data, &v, &r);
         running_leave();
-        tally(s, m->kind, loop_clock_tick() - t0);
+        loop_clock_tick();
+        tally(s, m->kind, loop_clock_us - t0, data);
         if (ran)
-            server_result(s, m, &r);
+            server_result(s, m, data, &r);
     }
     scratch_reset();
 }
@@ -617,10 +651,11 @@ void server_worker_result(struct server *s, gs_result *r, int64_t took_us)
     }
     if (s->status != SERVER_ENDED) {
         awake(s);
-        tally(s, m->kind, took_us / 1000);
+        struct gsp_span data = {m->data, m->len};
+        tally(s, m->kind, took_us, data);
         struct waiter *w;
         if (m->kind != MSG_STATE)
-            server_result(s, m, r);
+            server_result(s, m, data, r);
         else if ((w = waiter_find(m->waiter)) == NULL)
             ;
         else if (!r->has_reply)

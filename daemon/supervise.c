@@ -19,6 +19,7 @@
  */
 #include "gsd.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,11 @@ struct sup_child {
     unsigned streak;   /* restarts since a server last stayed up for period_ms */
     int64_t *recent;   /* times of the restarts within period_ms, oldest first */
     uint32_t nrecent;
-    struct event *delay; /* the pending restart, if any */
+    struct event *delay;     /* the pending restart, if any */
+    uint64_t restart_waiter; /* an admin's restart under way: who hears the new id */
+    uint64_t link_conn;      /* ... and the connection its server was linked to */
+    uint8_t *last_exit;      /* its last server's exit reason (encoded), or NULL */
+    size_t last_exit_len;
     const struct child_spec *wanted; /* during supervise_configure: its new spec, if declared */
     TAILQ_ENTRY(sup_child) link;
     UT_hash_handle hh; /* in `by_name` while declared */
@@ -138,6 +143,7 @@ static void child_free(struct sup_child *ch)
     free(ch->spec.args);
     free(ch->spec.isolate);
     free(ch->recent);
+    free(ch->last_exit);
     free(ch);
 }
 
@@ -163,42 +169,53 @@ static void child_idle(struct sup_child *ch)
 static void attach(struct sup_child *ch, struct server *s)
 {
     s->sup = ch;
+    s->mailbox_limit = ch->spec.mailbox_limit;
     if (ch->spec.mailbox_limit)
         s->mbox.limit = ch->spec.mailbox_limit;
     s->hibernate_after = ch->spec.hibernate_after;
     ch->server = s->id;
 }
 
-/* Starts the child's server; false (logged) if it cannot. */
+/* Starts the child's server, starter waiting for its id (0: none);
+ * GSP_OK, or the error a start would answer, logged, its text in err. */
+static enum gsp_code child_start_for(struct sup_child *ch, uint64_t starter, char *err,
+                                     size_t errlen)
+{
+    enum gsp_code code = GSP_MODULE;
+    struct module *m = module_get(ch->spec.module, err, errlen);
+    struct server *old =
+        ch->spec.name ? registry_by_name(ch->spec.name, strlen(ch->spec.name)) : NULL;
+    if (m && old && old->status == SERVER_ENDED && starter == 0) {
+        ch->awaiting = true; /* started once the name is free */
+        return GSP_OK;
+    }
+    struct server *s = NULL;
+    if (m && old) {
+        code = GSP_ALREADY_STARTED;
+        snprintf(err, errlen, "server %llu holds the name", (unsigned long long)old->id);
+    } else if (m) {
+        const char *name = ch->spec.name;
+        code = GSP_OVERLOADED; /* as start answers a worker that cannot start */
+        s = server_start(m, name, name ? strlen(name) : 0, ch->spec.args, ch->spec.args_len,
+                         ch->spec.init_timeout, starter, ch->spec.isolate, err, errlen);
+    }
+    if (s == NULL) {
+        log_msg(LOG_ERR, "server %s (%s) cannot start: %s", label(ch), ch->spec.module, err);
+        return code;
+    }
+    attach(ch, s);
+    struct conn *c = ch->link_conn ? conn_by_id(ch->link_conn) : NULL;
+    if (c) {
+        conn_add_link(c, s->id);
+        s->link_conn = c->id;
+    }
+    return GSP_OK;
+}
+
 static bool child_start(struct sup_child *ch)
 {
     char err[512];
-    struct module *m = module_get(ch->spec.module, err, sizeof err);
-    if (m == NULL) {
-        log_msg(LOG_ERR, "server %s (%s) cannot start: %s", label(ch), ch->spec.module, err);
-        return false;
-    }
-    struct server *old =
-        ch->spec.name ? registry_by_name(ch->spec.name, strlen(ch->spec.name)) : NULL;
-    if (old && old->status == SERVER_ENDED) { /* started once the name is free */
-        ch->awaiting = true;
-        return true;
-    }
-    if (old) {
-        log_msg(LOG_ERR, "server %s (%s) cannot start: server %llu holds the name", label(ch),
-                ch->spec.module, (unsigned long long)old->id);
-        return false;
-    }
-    const char *name = ch->spec.name;
-    struct server *s =
-        server_start(m, name, name ? strlen(name) : 0, ch->spec.args, ch->spec.args_len,
-                     ch->spec.init_timeout, 0, ch->spec.isolate, err, sizeof err);
-    if (s == NULL) {
-        log_msg(LOG_ERR, "server %s (%s) cannot start: %s", label(ch), ch->spec.module, err);
-        return false;
-    }
-    attach(ch, s);
-    return true;
+    return child_start_for(ch, 0, err, sizeof err) == GSP_OK;
 }
 
 static void restart_later(struct sup_child *ch, int64_t uptime_ms);
@@ -210,6 +227,7 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
     if (shutting_down)
         return;
     ch->restarts++;
+    counters.restarts++;
     log_msg(LOG_INFO, "server %s (%s): restart %u", label(ch), ch->spec.module, ch->restarts);
     if (!child_start(ch))
         restart_later(ch, 0); /* may free ch and this event: not used after */
@@ -264,15 +282,26 @@ static void restart_later(struct sup_child *ch, int64_t uptime_ms)
     loop_arm(ch->delay, delay);
 }
 
-void supervise_ended(struct server *s, bool abnormal)
+static void restart_asked(struct sup_child *ch);
+
+void supervise_ended(struct server *s, struct gsp_span reason, bool abnormal)
 {
     struct sup_child *ch = s->sup;
+    if (ch == NULL || !ch->restart_waiter)
+        counters.crashes += abnormal; /* a restart's "restart" is no crash */
     if (ch == NULL)
         return;
     s->sup = NULL;
     ch->server = 0;
     bool was_up = ch->up;
     ch->up = false;
+    free(ch->last_exit);
+    ch->last_exit = memcpy(xmalloc(reason.len), reason.ptr, reason.len);
+    ch->last_exit_len = reason.len;
+    if (ch->restart_waiter) {
+        restart_asked(ch);
+        return;
+    }
     /* An init that ignored asked not to run (as in OTP). A `start` whose
      * init failed has told its caller so: nothing to keep up (as
      * supervisor:start_child). A declared server's failed init counts as
@@ -313,6 +342,63 @@ void supervise_adopt(struct server *s, const struct child_spec *spec)
     if (spec->restart == RESTART_TEMPORARY)
         return;
     attach(child_new(spec, false), s);
+}
+
+/* An admin's restart: s has ended and its name is free (server.c's
+ * finish), so the new server starts at once, before anyone can take it. */
+static void restart_asked(struct sup_child *ch)
+{
+    uint64_t waiter = ch->restart_waiter;
+    ch->restart_waiter = 0;
+    ch->stopping = false;
+    char err[512];
+    enum gsp_code code = GSP_SHUTTING_DOWN;
+    snprintf(err, sizeof err, "the daemon is shutting down");
+    if (!shutting_down)
+        code = child_start_for(ch, waiter, err, sizeof err);
+    ch->link_conn = 0; /* linked once, as start links */
+    if (code == GSP_OK)
+        return;
+    struct waiter *w = waiter_find(waiter);
+    if (w)
+        waiter_error_str(w, code, err);
+    if (shutting_down || ch->spec.restart == RESTART_TEMPORARY)
+        child_idle(ch);
+    else
+        restart_later(ch, 0); /* a start that failed, as after a crash */
+}
+
+bool supervise_restart(struct server *s, uint64_t waiter)
+{
+    struct sup_child *ch = s->sup;
+    if (ch && ch->restart_waiter)
+        return false;
+    if (ch == NULL) { /* a child for this once: temporary, forgotten when its server ends */
+        struct child_spec spec = {.module = s->mod->name,
+                                  .name = s->name,
+                                  .args = s->args,
+                                  .args_len = s->args_len,
+                                  .init_timeout = s->start_timeout,
+                                  .mailbox_limit = s->mailbox_limit,
+                                  .hibernate_after = s->hibernate_after,
+                                  .isolate = s->isolate,
+                                  .restart = RESTART_TEMPORARY,
+                                  .intensity = intensity_default};
+        ch = child_new(&spec, false);
+        ch->ran = ch->up = s->status != SERVER_STARTING;
+        ch->server = s->id;
+        s->sup = ch;
+    }
+    ch->restart_waiter = waiter;
+    ch->link_conn = s->link_conn;
+    return true;
+}
+
+struct gsp_span supervise_last_exit(const struct server *s)
+{
+    if (s->sup == NULL || s->sup->last_exit == NULL)
+        return (struct gsp_span){NULL, 0};
+    return (struct gsp_span){s->sup->last_exit, s->sup->last_exit_len};
 }
 
 void supervise_stop_asked(struct server *s)

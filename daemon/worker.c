@@ -358,12 +358,14 @@ void worker_feed(struct server *s)
         struct msg *m = mailbox_take(&s->mbox);
         if (m->kind == MSG_STOP) { /* every earlier message has its result */
             struct farewell bye = {m->waiter, enc_nil};
+            crash_note(s, CB_NONE, (struct gsp_span){m->data, m->len}, m->waiter);
             server_end(s, (struct gsp_span){m->data, m->len}, &bye);
             msg_free(m);
             return;
         }
         if (m->kind == MSG_INIT)
             host(w, s);
+        trace_msg(s, m->kind, (struct gsp_span){m->data, m->len});
         struct waiter *caller = m->kind == MSG_CALL ? waiter_find(m->waiter) : NULL;
         uint8_t head[WLINK_RUN_HEAD];
         /* A caller already gone waits no more: a deadline long past. */
@@ -678,6 +680,9 @@ static void died(struct worker *w, int status)
         unsigned cb = w->mark->cb;
         if (run && run->worker == w && cb > CB_NONE && cb < CB_COUNT) {
             const struct msg *m = STAILQ_FIRST(&run->sent);
+            if (m) /* for its crash report */
+                crash_note(run, (enum callback)cb, (struct gsp_span){m->data, m->len},
+                           m->kind == MSG_CALL || m->kind == MSG_INIT ? m->waiter : 0);
             gs_value v = gs_nil();
             bool shown =
                 cb != CB_TERMINATE && m && scratch_decode((struct gsp_span){m->data, m->len}, &v);

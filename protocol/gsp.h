@@ -58,6 +58,9 @@ enum gsp_code {
 
 /* "badarg", ...; "unknown" for a value outside the enum. Static string. */
 const char *gsp_code_name(enum gsp_code code);
+/* Error responses this process has packed (gsp_pack_error_begin), by code:
+ * the daemon's `stats` shows them. */
+extern uint64_t gsp_errors_packed[GSP_CODE_COUNT];
 
 /* ---- limits ------------------------------------------------------------ */
 

@@ -245,8 +245,12 @@ void gsp_pack_result(msgpack_packer *pk, uint32_t msgid)
     msgpack_pack_nil(pk);
 }
 
+uint64_t gsp_errors_packed[GSP_CODE_COUNT];
+
 void gsp_pack_error_begin(msgpack_packer *pk, uint32_t msgid, enum gsp_code code)
 {
+    if ((unsigned)code < GSP_CODE_COUNT)
+        gsp_errors_packed[code]++;
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint8(pk, GSP_RESPONSE);
     msgpack_pack_uint32(pk, msgid);

@@ -586,7 +586,7 @@ START_TEST(bash_completion_asks_the_daemon)
     int status;
     const char *out = shell_output(cmd, &status);
     ck_assert_int_eq(status, 0);
-    ck_assert_str_eq(out, "alpha\nstart state\nalpha\n--pretty\n--restart\n");
+    ck_assert_str_eq(out, "alpha\nstart state stats\nalpha\n--pretty\n--restart\n");
 }
 END_TEST
 
