@@ -3,6 +3,12 @@
  */
 #include "e2e.h"
 
+#include <libgen.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 struct gsd *D;
 gsc *C;
 
@@ -82,4 +88,40 @@ void raw_ping_ok(struct raw *r, uint32_t msgid)
 {
     RAW_REQUEST(r, msgid, "ping", mp("[]"));
     ck_assert_mp_eq(RAW_RECV(r, 3000), "[1, %u, nil, 'pong']", (uint64_t)msgid);
+}
+
+void as_nobody(const struct as_nobody *reqs, size_t n)
+{
+    char parent[sizeof D->dir];
+    snprintf(parent, sizeof parent, "%s", D->dir);
+    chmod(dirname(parent), 0711); /* let uid nobody reach the socket */
+    chmod(D->dir, 0711);
+    chmod(D->sock, 0666);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(254);
+        gsc *c = gsc_connect(D->sock);
+        if (c == NULL)
+            _exit(255);
+        for (size_t i = 0; i < n && i < 250; i++) {
+            gsc_reply *r = NULL;
+            int st = gsc_request(c, reqs[i].method, mp(reqs[i].params), 5000, &r);
+            const char *got = st == GSC_OK ? "ok" : st == GSC_ERROR ? r->code : "broken";
+            if (strcmp(got, reqs[i].want) != 0)
+                _exit((int)i + 1);
+            gsc_reply_destroy(&r);
+        }
+        gsc_close(&c);
+        _exit(0);
+    }
+    int raw;
+    ck_assert_int_eq(waitpid(pid, &raw, 0), pid);
+    int code = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    ck_assert_msg(code == 0, "as nobody: %s",
+                  code > 0 && (size_t)code <= n ? reqs[code - 1].method
+                  : code == 254                 ? "cannot become nobody"
+                  : code == 255                 ? "cannot connect"
+                                                : "killed");
 }

@@ -65,6 +65,16 @@ void stop(const char *server, const msgpack_object *reason);
                       "wanted an error notification %s, got %s", (code), mp_str(m_));              \
     } while (0)
 
+/* A request a peer that is not an admin makes, and what it must get: "ok",
+ * or an error code. */
+struct as_nobody {
+    const char *method, *params, *want;
+};
+/* Makes each request in order, from a child running as uid and gid nobody
+ * on a connection of its own to D (its socket opened to that user); fails
+ * the test naming the first that did not get what it wanted. */
+void as_nobody(const struct as_nobody *reqs, size_t n);
+
 /* The ping that proves a raw connection still works: no other message first. */
 void raw_ping_ok(struct raw *r, uint32_t msgid);
 
