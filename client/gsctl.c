@@ -69,6 +69,7 @@ enum {
     CMD_REF_ARG = 0x2,    /* its argument is a monitor ref: a usage error unless a u64 */
     CMD_WAIT_DOWN = 0x4,  /* prints the down event its answer (a ref) names, not the answer */
     CMD_LOCAL = 0x8,      /* exec may answer without the daemon: tried first with x->c NULL */
+    CMD_TEXT = 0x10,      /* its answer is text, printed as it is (metrics) */
 };
 
 /* Bits of command.values: which positional arguments are JSON values. */
@@ -259,6 +260,16 @@ static uint32_t run_stats(struct ctx *x, gsc_done_fn *done, void *arg)
 static uint32_t run_clients(struct ctx *x, gsc_done_fn *done, void *arg)
 {
     return gsc_request_async(x->c, "clients", NULL, 5000, done, arg);
+}
+
+static uint32_t run_metrics(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return gsc_request_async(x->c, "metrics", NULL, 5000, done, arg);
+}
+
+static uint32_t run_nodes(struct ctx *x, gsc_done_fn *done, void *arg)
+{
+    return gsc_request_async(x->c, "nodes", NULL, 5000, done, arg);
 }
 
 /* top [INTERVAL_MS]: top.c's live view. */
@@ -487,6 +498,23 @@ static const struct command commands[] = {
         .min = 0,
         .max = 0,
         .run = run_stats,
+    },
+    {
+        .name = "metrics",
+        .synopsis = "",
+        .help = "the daemon's figures in Prometheus's text format, printed as they are",
+        .min = 0,
+        .max = 0,
+        .run = run_metrics,
+        .flags = CMD_TEXT,
+    },
+    {
+        .name = "nodes",
+        .synopsis = "",
+        .help = "the Erlang nodes connected now (distribution)",
+        .min = 0,
+        .max = 0,
+        .run = run_nodes,
     },
     {
         .name = "clients",
@@ -1132,6 +1160,10 @@ static int run_one(struct ctx *x, const struct command *cmd)
     if (o.done && o.status == GSC_OK && (cmd->flags & CMD_WAIT_DOWN)) {
         const msgpack_object *v = &o.reply->result;
         rc = wait_down(x, v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0);
+    } else if (o.done && o.status == GSC_OK && (cmd->flags & CMD_TEXT) && x->output == OUT_JSON &&
+               o.reply->result.type == MSGPACK_OBJECT_STR) { /* -m, -q, -p as for any answer */
+        fwrite(o.reply->result.via.str.ptr, 1, o.reply->result.via.str.size, stdout);
+        rc = flush_stdout();
     } else if (o.done && o.status == GSC_OK) {
         print_value(x, &o.reply->result);
         rc = flush_stdout();
