@@ -58,7 +58,15 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(LTO) $(
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 PROTOCOL_SRC = $(wildcard protocol/*.c)
-DAEMON_SRC = $(wildcard daemon/*.c)
+# Distribution (dist*.c) is linked into the daemon alone, with ei (Debian
+# ships only a static libei, which needs -pthread); the core reaches it
+# through dist_hooks, so everything else that links the daemon's objects
+# does without it.
+DIST_SRC = $(wildcard daemon/dist*.c)
+DAEMON_SRC = $(filter-out $(DIST_SRC),$(wildcard daemon/*.c))
+EI_LIB = $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*/lib/libei.a) \
+	$(wildcard /usr/lib/erlang/usr/lib/libei.a /usr/lib/libei.a))
+EI_LIBS = $(EI_LIB) -pthread
 CLIENT_SRC = client/gsclient.c client/gsmulti.c
 GSCTL_SRC = client/gsctl.c client/top.c common/json.c
 MODULES = $(patsubst modules/%.c,%,$(wildcard modules/*.c))
@@ -92,8 +100,10 @@ $(BUILD)/%.pc: pkgconfig/%.pc.in $(BUILD)/paths daemon/gsd.h
 
 # The daemon reads JSON args in its configuration with the converter it
 # shares with gsctl (common/json.c).
-$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(PROTOCOL_SRC) common/json.c)
-	$(CC) $(LDFLAGS_ALL) $(OPT) $(LTO) -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson
+$(BUILD)/gsd: $(call obj,$(DAEMON_SRC) $(DIST_SRC) $(PROTOCOL_SRC) common/json.c)
+	@test -n "$(EI_LIB)" || { echo "no libei.a: install erlang-dev (scripts/deps.sh)" >&2; exit 1; }
+	$(CC) $(LDFLAGS_ALL) $(OPT) $(LTO) -o $@ $^ -levent -lmsgpackc -ldl -lconfig -ljansson \
+		$(EI_LIBS)
 
 $(BUILD)/libgsclient.a: $(call obj,$(CLIENT_SRC) $(PROTOCOL_SRC))
 	@rm -f $@
@@ -302,11 +312,15 @@ check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_
 # through the daemon's dispatch and the reference modules (all but probe,
 # which writes files it is told to). Seeds are in fuzz/corpus/TARGET; what
 # a run finds goes to $(BUILD)/corpus/TARGET, crashes to $(BUILD)/crash-*.
-FUZZ_TARGETS = fuzz_frame fuzz_request
+FUZZ_TARGETS = fuzz_frame fuzz_request fuzz_dist
 FUZZ_SECONDS ?= 60
 FUZZ_MODULES = $(filter-out probe,$(MODULES))
 
 $(BUILD)/fuzz/fuzz_frame: $(call obj,fuzz/fuzz_frame.c $(PROTOCOL_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -lmsgpackc
+
+$(BUILD)/fuzz/fuzz_dist: $(call obj,fuzz/fuzz_dist.c daemon/dist_term.c $(PROTOCOL_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ -lmsgpackc
 

@@ -3,6 +3,7 @@
  * applies a file only once all of it has been read without error). */
 #include "gsd.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
 #include <jansson.h>
@@ -442,6 +443,39 @@ static void read_metrics(struct reader *rd, const config_setting_t *root, struct
         cfg->metrics_listen = xstrndup(listen, strlen(listen));
 }
 
+/* distribution = { node = "gsd@host"; cookie_file = "..."; listen = "127.0.0.1"; port = 0;
+ * tick_ms = 60000; } (dist.c reads the cookie file itself, at start) */
+static void read_distribution(struct reader *rd, const config_setting_t *root, struct config *cfg)
+{
+    static const char *const keys[] = {"node", "cookie_file", "listen", "port", "tick_ms", NULL};
+    const config_setting_t *g = get_group(rd, root, "distribution", keys);
+    if (g == NULL)
+        return;
+    const char *node = get_str(rd, g, "node"), *cookie = get_str(rd, g, "cookie_file");
+    const char *listen = get_str(rd, g, "listen");
+    const char *at = node ? strchr(node, '@') : NULL;
+    struct in_addr a;
+    if (node == NULL || at == NULL || at == node || at[1] == 0 || strlen(node) > 255 ||
+        strchr(at + 1, '@'))
+        bad(rd, node ? config_setting_get_member(g, "node") : g,
+            "must be \"name@host\" (at most 255 bytes)");
+    if (cookie == NULL || cookie[0] != '/')
+        bad(rd, cookie ? config_setting_get_member(g, "cookie_file") : g,
+            "must be an absolute path");
+    if (listen && inet_pton(AF_INET, listen, &a) != 1)
+        bad(rd, config_setting_get_member(g, "listen"), "must be an IPv4 address");
+    uint64_t port = 0, tick = 60000;
+    get_uint(rd, g, "port", 0, 65535, &port);
+    get_uint(rd, g, "tick_ms", 1000, 3600000, &tick);
+    cfg->dist.node = node ? xstrndup(node, strlen(node)) : NULL;
+    cfg->dist.cookie_file = cookie ? xstrndup(cookie, strlen(cookie)) : NULL;
+    if (listen == NULL)
+        listen = "127.0.0.1";
+    cfg->dist.listen = xstrndup(listen, strlen(listen));
+    cfg->dist.port = (uint16_t)port;
+    cfg->dist.tick_ms = (uint32_t)tick;
+}
+
 static void read_server(struct reader *rd, const config_setting_t *g, struct config *cfg)
 {
     static const char *const keys[] = {
@@ -555,7 +589,7 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
     }
     static const char *const keys[] = {"socket",  "module_dirs", "log_level", "admins",
                                        "limits",  "supervision", "workers",   "isolate",
-                                       "servers", "metrics",     NULL};
+                                       "servers", "metrics",     "distribution", NULL};
     static const char *const admin_keys[] = {"users", "groups", NULL};
     static const char *const sup_keys[] = {INTENSITY_KEYS, NULL};
     const config_setting_t *root = config_root_setting(&lc);
@@ -571,6 +605,7 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
     read_workers(&rd, root, cfg);
     read_isolate_defaults(&rd, root, cfg); /* before the servers, whose default it is */
     read_metrics(&rd, root, cfg);
+    read_distribution(&rd, root, cfg);
     const config_setting_t *servers = config_setting_get_member(root, "servers");
     if (servers && !config_setting_is_list(servers))
         bad(&rd, servers, "must be a list ( { name = ...; module = ...; }, ... )");
@@ -607,5 +642,8 @@ void config_free(struct config *cfg)
     }
     free(cfg->isolate);
     free(cfg->metrics_listen);
+    free(cfg->dist.node);
+    free(cfg->dist.cookie_file);
+    free(cfg->dist.listen);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -649,7 +649,7 @@ void sched_forget(struct server *s);
 void sched_reap(struct server *s);
 
 /* ---- waiter.c ---------------------------------------------------------- */
-enum waiter_kind { WAIT_CONN, WAIT_SERVER };
+enum waiter_kind { WAIT_CONN, WAIT_SERVER, WAIT_DIST };
 
 struct waiter {
     uint64_t id; /* gs_from.id */
@@ -657,7 +657,7 @@ struct waiter {
     struct conn *conn;     /* WAIT_CONN: the caller */
     uint32_t msgid;        /* WAIT_CONN: its request */
     uint64_t caller;       /* WAIT_SERVER: the calling server's id */
-    uint64_t ref;          /* WAIT_SERVER: the ref gs_call returned */
+    uint64_t ref;          /* WAIT_SERVER: the ref gs_call returned; WAIT_DIST: dist.c's key */
     int64_t deadline;      /* now_ms() when the caller gives up; -1 never */
     bool call;             /* a call: the module may answer it with gs_reply_to */
     uint32_t heap_at;      /* its place in the deadline heap; UINT32_MAX if none */
@@ -679,6 +679,9 @@ struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_m
 /* Watches the deadline of the waiter with that id, if it still waits. */
 void waiter_watch(uint64_t id);
 struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_ms);
+/* A distribution peer's call to s, attached to it, with no deadline (the
+ * peer keeps its own); answered through dist_hooks->answer(key, ...). */
+struct waiter *waiter_for_dist(uint64_t key, struct server *s);
 struct waiter *waiter_find(uint64_t id);
 void waiter_attach(struct waiter *w, struct server *s);
 void waiter_detach(struct waiter *w);
@@ -1040,6 +1043,120 @@ void crash_note(const struct server *s, enum callback cb, struct gsp_span msg, u
  * that fails, one escaped log line. */
 void crash_report(struct server *s, struct gsp_span reason, bool state_safe);
 
+/* ---- dist_term.c: Erlang's external term format <-> msgpack ------------- */
+/* What came from Erlang goes back exactly as it came. msgpack sees an atom
+ * as a str (true, false and nil as msgpack's own), a tuple or a proper list
+ * as an array, a binary as a str when it is UTF-8 (else a bin), a map as a
+ * map, an integer as an int when it fits in 64 bits, a float as a float64;
+ * everything else is an ext of one of these types holding the term's own
+ * bytes (external format, no version byte). Going back, an ext of these
+ * types is its bytes again, an array is a tuple where the request being
+ * answered held an equal tuple (else a list), and a str is an atom only
+ * where the peer has sent an atom of that name (so no data ever makes a new
+ * atom on a peer) and the request did not hold it as a binary. */
+enum {
+    DIST_EXT_INT = 0x10,
+    DIST_EXT_PID,
+    DIST_EXT_REF,
+    DIST_EXT_PORT,
+    DIST_EXT_FUN,
+    DIST_EXT_TERM
+};
+#define ATOMS_MAX 65536            /* atoms kept per peer ... */
+#define ATOMS_BYTES_MAX (1u << 20) /* ... and their bytes: past either, no more are */
+struct atom_entry;
+struct atom_set {
+    struct atom_entry *h;
+    unsigned n;
+    size_t bytes;
+    bool full; /* an atom was not kept */
+};
+bool atoms_has(const struct atom_set *set, const void *name, size_t len);
+void atoms_add(struct atom_set *set, const void *name, size_t len);
+void atoms_free(struct atom_set *set);
+/* Where term_to_mp wrote each tuple and binary (offsets into its out). */
+enum term_mark_kind { TERM_MARK_TUPLE, TERM_MARK_BINARY };
+struct term_mark {
+    enum term_mark_kind kind;
+    uint32_t off, len;
+};
+struct term_marks {
+    struct term_mark *v;
+    size_t n, cap;
+};
+/* Reads an atom at *pp (any of its four tags) as UTF-8, latin-1 ones
+ * converted into buf; advances *pp. */
+bool term_atom(const uint8_t **pp, const uint8_t *end, uint8_t buf[512], const uint8_t **name,
+               size_t *len);
+/* Checks one term at *pp, never reading past end, nested at most depth
+ * deep; adds each atom it holds to seen (may be NULL); advances *pp. */
+bool term_skip(const uint8_t **pp, const uint8_t *end, unsigned depth, struct atom_set *seen);
+/* One term at *pp as msgpack, packed by pk into out; atoms to seen, tuples
+ * and binaries noted in marks (both may be NULL). False for a malformed
+ * term or one nested deeper than depth. */
+bool term_to_mp(const uint8_t **pp, const uint8_t *end, struct gsp_buf *out, msgpack_packer *pk,
+                unsigned depth, struct atom_set *seen, struct term_marks *marks);
+/* What a value going back to a peer may become. */
+struct term_ctx {
+    const struct atom_set *atoms;            /* the peer's atoms */
+    const struct atom_set *words;            /* atoms the daemon may always send (exit reasons) */
+    const msgpack_object *tuples, *binaries; /* the request's, as term_marks found them */
+    size_t ntuples, nbinaries;
+    const char *self; /* our node's name: a pid of ours holds it */
+    size_t self_len;
+};
+/* v as a term appended to b (no version byte); false if deeper than depth. */
+bool mp_to_term(const msgpack_object *v, struct gsp_buf *b, const struct term_ctx *ctx,
+                unsigned depth);
+/* A distribution packet (after its 4-byte length): 'p', the control
+ * message and the payload (none: msg->ptr NULL), each after its version
+ * byte; the control message is checked, the payload is not. */
+bool dist_packet(const uint8_t *p, size_t len, struct gsp_span *ctl, struct gsp_span *msg);
+/* A control message {Op, ...}: its op (-1: not one) and its elements'
+ * spans (el[0] is the op), each checked. */
+#define DIST_CONTROL_MAX 6
+int dist_control(struct gsp_span ctl, struct gsp_span el[DIST_CONTROL_MAX], unsigned *n);
+void term_put_atom(struct gsp_buf *b, const void *name, size_t len);
+void term_put_tuple(struct gsp_buf *b, uint32_t arity);
+void term_put_int(struct gsp_buf *b, int64_t v, bool is_unsigned, uint64_t u);
+
+/* ---- dist.c: gsd as a hidden Erlang node --------------------------------- */
+/* With a distribution section, gsd listens for Erlang nodes (ei's
+ * handshake, run in a short-lived thread per connection so that it never
+ * blocks the loop) and reads each connected node on the loop: ticks, and
+ * REG_SEND, MONITOR_P and DEMONITOR_P to servers by registered name. A
+ * gen_server call becomes a call with a waiter of kind WAIT_DIST, answered
+ * to the caller's alias (or pid); a cast and any other message, a cast and
+ * an info; a monitor of a name, a MONITOR_P_EXIT when the server ends
+ * (noproc at once when there is none). A node that goes away takes its
+ * calls (dropped: gs_from_waiting turns false) and monitors with it. */
+struct dist_config {
+    char *node;        /* "alive@host"; NULL: no distribution */
+    char *cookie_file; /* readable by the daemon's user alone */
+    char *listen;      /* IPv4 address the listener binds; default 127.0.0.1 */
+    uint16_t port;     /* 0: any free port (published to epmd) */
+    uint32_t tick_ms;  /* net_ticktime in ms: a silent peer is dropped after it */
+};
+/* Joins the cluster (listens, publishes to epmd); 0, or -1 logged. */
+int dist_start(const struct dist_config *cfg);
+/* Disconnects every node, stops listening, unpublishes. */
+void dist_stop(void);
+/* True if a reload changes nothing of the distribution (dist.c reads it at
+ * start only). */
+bool dist_config_same(const struct dist_config *a, const struct dist_config *b);
+/* The core's ways into dist.c, NULL without distribution (defined in
+ * waiter.c): so that only the daemon's own program links ei. */
+struct dist_hooks {
+    /* A WAIT_DIST waiter is answered (its ref: the pending call's key). */
+    void (*answer)(uint64_t key, enum gsp_code code, struct gsp_span v);
+    /* s has ended: its distribution monitors hear it. */
+    void (*server_ended)(struct server *s, struct gsp_span reason);
+    /* The `nodes` result; how many nodes are connected (stats). */
+    void (*nodes)(msgpack_packer *pk);
+    unsigned (*count)(void);
+};
+extern const struct dist_hooks *dist_hooks;
+
 /* ---- config.c ------------------------------------------------------------ */
 #ifndef GSD_CONFIG_FILE
 #define GSD_CONFIG_FILE "/etc/gsd/gsd.conf"
@@ -1065,6 +1182,7 @@ struct config {
     struct isolate_default *isolate; /* each module's default placement: isolate = { ... } */
     size_t nisolate;
     char *metrics_listen; /* metrics.listen, "HOST:PORT": /metrics over HTTP; NULL none */
+    struct dist_config dist; /* distribution = { ... }; dist.node NULL: none */
 };
 
 /* Reads path into *cfg. A missing file is an error only if must_exist;

@@ -58,6 +58,8 @@ static void apply(const struct config *c, const struct config *old)
     if (old && ((old->metrics_listen == NULL) != (c->metrics_listen == NULL) ||
                 (c->metrics_listen && strcmp(old->metrics_listen, c->metrics_listen) != 0)))
         log_msg(LOG_WARN, "%s: metrics.listen changes at the next start", flags.config);
+    if (old && !dist_config_same(&old->dist, &c->dist))
+        log_msg(LOG_WARN, "%s: distribution changes at the next start", flags.config);
     supervise_configure(c->servers, c->nservers);
 }
 
@@ -207,6 +209,11 @@ static int run(int argc, char **argv)
         listen_close(); /* logged: a start error, as the socket's own */
         rc = 1;
     }
+    if (rc == 0 && cfg.dist.node && dist_start(&cfg.dist) < 0) {
+        listen_close(); /* logged, as the socket's own */
+        metrics_http_close();
+        rc = 1;
+    }
     if (rc == 0) {
         log_msg(LOG_INFO, "gsd %s listening on %s, configuration %s%s", GSD_VERSION, path,
                 flags.config,
@@ -216,6 +223,7 @@ static int run(int argc, char **argv)
         event_base_dispatch(loop_base);
         listen_close();
         metrics_http_close();
+        dist_stop();
         conn_close_all();
     }
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)

@@ -693,6 +693,15 @@ static void m_demonitor(struct req *r)
     ok_nil(r);
 }
 
+/* nodes: the distribution peers connected now (dist.c). */
+static void m_nodes(struct req *r)
+{
+    if (dist_hooks)
+        dist_hooks->nodes(ok(r));
+    else
+        msgpack_pack_array(ok(r), 0);
+}
+
 /* metrics: the Prometheus text exposition (metrics.c), as a str. */
 static void m_metrics(struct req *r)
 {
@@ -818,6 +827,7 @@ static const struct method {
     {"clients", m_clients, 0, true, false, false, false},
     {"restart", m_restart, 1, true, false, true, false},
     {"metrics", m_metrics, 0, false, false, false, false},
+    {"nodes", m_nodes, 0, false, false, false, false},
 };
 
 /* For a count that is not m->nparams: whether m checks the count itself.

@@ -354,6 +354,8 @@ static void finish(struct server *s, struct gsp_span reason, const struct farewe
     waiter_exit_all(s, reason);
     mailbox_clear(&s->mbox);
     monitor_server_ended(s, reason);
+    if (dist_hooks)
+        dist_hooks->server_ended(s, reason);
     char text[256];
     log_msg(clean_exit(&why) ? LOG_INFO : LOG_WARN, "server %llu (%s, %s) ended: %s",
             (unsigned long long)s->id, label(s), s->mod->name, value_text(text, sizeof text, &why));

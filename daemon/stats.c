@@ -49,7 +49,7 @@ void stats_pack(msgpack_packer *pk)
     kv_u64(pk, "servers", registry_count());
     kv_u64(pk, "connections", conn_count());
     kv_u64(pk, "workers", worker_count());
-    kv_u64(pk, "nodes", 0); /* no distribution yet */
+    kv_u64(pk, "nodes", dist_hooks ? dist_hooks->count() : 0); /* distribution peers */
     gsp_pack_str(pk, "memory");
     msgpack_pack_map(pk, 3);
     kv_u64(pk, "rss", stats_rss());

@@ -257,6 +257,18 @@ struct waiter *waiter_for_server(uint64_t caller, uint64_t ref, int64_t timeout_
     return w;
 }
 
+const struct dist_hooks *dist_hooks;
+
+struct waiter *waiter_for_dist(uint64_t key, struct server *s)
+{
+    struct waiter *w = waiter_alloc();
+    waiter_init(w, WAIT_DIST, loop_clock_ms, -1);
+    w->ref = key;
+    w->call = true;
+    waiter_attach(w, s);
+    return w;
+}
+
 struct waiter *waiter_find(uint64_t id)
 {
     /* No waiter has id 0: whatever sits in slot 0 does not match it. */
@@ -341,7 +353,10 @@ static __attribute__((noinline)) void answer_encoded(struct waiter *w, enum gsp_
         code = GSP_TOO_LARGE;
         enc = (struct gsp_span){too_large, sizeof too_large - 1};
     }
-    if (w->kind == WAIT_SERVER) {
+    if (w->kind == WAIT_DIST) {
+        if (dist_hooks)
+            dist_hooks->answer(w->ref, code, enc);
+    } else if (w->kind == WAIT_SERVER) {
         struct server *caller = registry_by_id(w->caller);
         if (caller) {
             static struct gsp_buf b; /* reused: packing allocates only to grow it */
