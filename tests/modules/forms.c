@@ -181,13 +181,15 @@ static void log_line(const char *path, const gs_value *v)
     fclose(f);
 }
 
+/* At least ms: the difference taken in ns, as a difference of ms rounded
+ * toward zero could end it up to 1 ms early. */
 static void busy_wait(int64_t ms)
 {
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     do
         clock_gettime(CLOCK_MONOTONIC, &b);
-    while ((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < ms);
+    while ((b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec) < ms * 1000000);
 }
 
 static gs_result bad_result(void)
