@@ -565,5 +565,6 @@ static Suite *trace_suite(void)
 
 int main(void)
 {
+    let_workers_crash(); /* its crash reports come from a worker's SIGSEGV, isolated */
     return run_suite(trace_suite());
 }

@@ -911,15 +911,6 @@ static Suite *isolate_suite(void)
 
 int main(void)
 {
-    /* Workers crash on purpose here: no core files (they inherit this). */
-    setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
-#if defined(__SANITIZE_ADDRESS__)
-    /* AddressSanitizer would turn a worker's SIGSEGV into exit(1): let the
-     * signal kill it, as it does a worker built without it. */
-    static char opts[1024];
-    const char *was = getenv("ASAN_OPTIONS");
-    snprintf(opts, sizeof opts, "%s%shandle_segv=0", was ? was : "", was && *was ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
-#endif
+    let_workers_crash();
     return run_suite(isolate_suite());
 }

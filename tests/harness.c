@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1277,4 +1278,15 @@ int run_suite(Suite *s)
     else if (have_root)
         fprintf(stderr, "harness: kept %s\n", root);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+void let_workers_crash(void)
+{
+    setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+#if defined(__SANITIZE_ADDRESS__)
+    static char opts[1024];
+    const char *was = getenv("ASAN_OPTIONS");
+    snprintf(opts, sizeof opts, "%s%shandle_segv=0", was ? was : "", was && *was ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+#endif
 }

@@ -249,6 +249,11 @@ void sleep_ms(int ms);
         wait_until_ok_;                                                                            \
     })
 
+/* For a suite whose workers crash on purpose: no core files, and under
+ * AddressSanitizer a worker's SIGSEGV kills it as it does a worker built
+ * without it (ASan would turn it into exit(1)). Workers inherit both. */
+void let_workers_crash(void);
+
 /* Runs a suite in Check's fork mode and returns the exit status for main.
  * Daemon directories go under one temporary root, removed at the end
  * (kept, and named on stderr, if GSD_TEST_KEEP is set). */
