@@ -47,6 +47,7 @@
 #define GSD_WLINK_H
 
 #include <endian.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -81,27 +82,48 @@ enum wlink_result_flag {
     WL_TIMEOUT_AT = 16,
 };
 
-/* The head of a RUN frame, all but its value, in fixed-width msgpack: one
- * write of WLINK_RUN_HEAD bytes for the frame the daemon sends most, where
- * packing it item by item took seven. Any msgpack reader reads it. */
-#define WLINK_RUN_HEAD 39
-static inline uint8_t *wlink_put64(uint8_t *p, uint8_t tag, uint64_t v)
+/* An integer as msgpack's shortest form, at p; returns the end (at most 9
+ * bytes; it may write 8 past p + 1, so leave that much room). The link's frames are built with it a few writes at a time, not
+ * an item per write, and read on the reader's fast paths (small ints). */
+static inline uint8_t *wlink_put_int(uint8_t *p, int64_t v)
 {
-    *p = tag;
-    v = htobe64(v);
-    memcpy(p + 1, &v, 8);
-    return p + 9;
+    uint64_t u = (uint64_t)v;
+    int n;
+    if (v >= -32 && v < 128) {
+        *p = (uint8_t)v; /* a positive or negative fixint */
+        return p + 1;
+    } else if (v < 0) {
+        *p = 0xd3, n = 8;
+    } else if (u < 1u << 8) {
+        *p = 0xcc, n = 1;
+    } else if (u < 1u << 16) {
+        *p = 0xcd, n = 2;
+    } else if (u < 1ull << 32) {
+        *p = 0xce, n = 4;
+    } else {
+        *p = 0xcf, n = 8;
+    }
+    u = htobe64(u << (64 - 8 * n)); /* its n low bytes, big-endian, first in memory */
+    memcpy(p + 1, &u, 8);           /* the bytes past n are written over after */
+    return p + 1 + n;
 }
-static inline void wlink_run_head(uint8_t p[WLINK_RUN_HEAD], uint64_t sid, uint8_t kind,
-                                  uint64_t from, int64_t deadline, uint64_t tref)
+
+/* The head of a RUN frame, all but its value: one write of at most
+ * WLINK_RUN_HEAD bytes for the frame the daemon sends most, where packing
+ * it item by item took seven. Returns its length. */
+#define WLINK_RUN_HEAD 39
+static inline size_t wlink_run_head(uint8_t p[WLINK_RUN_HEAD], uint64_t sid, uint8_t kind,
+                                    uint64_t from, int64_t deadline, uint64_t tref)
 {
-    *p++ = 0x97;  /* an array of 7 */
-    *p++ = WL_RUN; /* a positive fixint, as kind */
-    p = wlink_put64(p, 0xcf, sid);
-    *p++ = kind;
-    p = wlink_put64(p, 0xcf, from);
-    p = wlink_put64(p, 0xd3, (uint64_t)deadline);
-    wlink_put64(p, 0xcf, tref);
+    uint8_t *q = p;
+    *q++ = 0x97;   /* an array of 7 */
+    *q++ = WL_RUN; /* a positive fixint, as kind */
+    q = wlink_put_int(q, (int64_t)sid);
+    *q++ = kind;
+    q = wlink_put_int(q, (int64_t)from);
+    q = wlink_put_int(q, deadline);
+    q = wlink_put_int(q, (int64_t)tref);
+    return (size_t)(q - p);
 }
 
 /* Refs stay below 2^53, where every client (JSON's numbers included) reads

@@ -369,11 +369,12 @@ void worker_feed(struct server *s)
         struct waiter *caller = m->kind == MSG_CALL ? waiter_find(m->waiter) : NULL;
         uint8_t head[WLINK_RUN_HEAD];
         /* A caller already gone waits no more: a deadline long past. */
-        wlink_run_head(head, s->id, (uint8_t)m->kind, m->kind == MSG_INFO ? 0 : m->waiter,
-                       m->kind != MSG_CALL ? -1 : caller ? caller->deadline : 0,
-                       m->kind == MSG_INFO ? m->waiter : 0);
+        size_t n = wlink_run_head(head, s->id, (uint8_t)m->kind,
+                                  m->kind == MSG_INFO ? 0 : m->waiter,
+                                  m->kind != MSG_CALL ? -1 : caller ? caller->deadline : 0,
+                                  m->kind == MSG_INFO ? m->waiter : 0);
         msgpack_packer *pk = frame_begin(w);
-        gsp_pack_raw(pk, head, sizeof head);
+        gsp_pack_raw(pk, head, n);
         if (m->len)
             gsp_pack_raw(pk, m->data, m->len);
         else

@@ -575,13 +575,12 @@ result:;
     bool tmsg = r.has_timeout_msg && !more && !r.hibernate && r.timeout_ms >= 0;
     /* Fixed-width where it can be, in three writes for the usual result
      * (head, reply, tail) rather than nine. */
-    uint8_t head[13] = {0x99, WL_RESULT}, tail[24], *t = tail; /* tail: at most 21 */
-    wlink_put64(head + 2, 0xcf, ws->sid);
-    head[11] = (uint8_t)r.action; /* a positive fixint: actions are few */
-    head[12] = (r.has_reply ? WL_HAS_REPLY : 0) | (r.hibernate ? WL_HIBERNATE : 0) |
-               (more ? WL_CONTINUE : 0) | (tmsg ? WL_TIMEOUT_MSG : 0) |
-               (r.timeout_at ? WL_TIMEOUT_AT : 0);
-    gsp_pack_raw(&pk, head, sizeof head);
+    uint8_t head[13] = {0x99, WL_RESULT}, *h = wlink_put_int(head + 2, (int64_t)ws->sid);
+    uint8_t tail[24], *t = tail; /* tail: at most 21 */
+    *h++ = (uint8_t)r.action; /* a positive fixint: actions are few */
+    *h++ = (r.has_reply ? WL_HAS_REPLY : 0) | (r.hibernate ? WL_HIBERNATE : 0) |
+           (more ? WL_CONTINUE : 0) | (tmsg ? WL_TIMEOUT_MSG : 0) | (r.timeout_at ? WL_TIMEOUT_AT : 0);
+    gsp_pack_raw(&pk, head, (size_t)(h - head));
     if (reply)
         pack_or(&r.reply, kind == MSG_STATE ? "state_too_large" : "reply_too_large");
     else
@@ -592,14 +591,14 @@ result:;
         pack_or(&r.reason, "reason_too_large");
     } else
         *t++ = 0xc0;
-    t = wlink_put64(t, 0xd3, (uint64_t)r.timeout_ms);
+    t = wlink_put_int(t, r.timeout_ms);
     if (tmsg) {
         gsp_pack_raw(&pk, tail, (size_t)(t - tail));
         t = tail;
         pack_or(&r.timeout_msg, "timeout_msg_too_large");
     } else
         *t++ = 0xc0;
-    t = wlink_put64(t, 0xd3, (uint64_t)took);
+    t = wlink_put_int(t, took);
     gsp_pack_raw(&pk, tail, (size_t)(t - tail));
     note_flush(ws->sid);
     return more;
