@@ -232,11 +232,23 @@ static void read_ids(struct reader *rd, const config_setting_t *admins, const ch
 
 static void read_limits(struct reader *rd, const config_setting_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "message_size",     "message_depth",       "connections",   "pending",    "timers",
-        "mailbox",          "mailbox_bytes",       "partial_bytes", "partial_ms", "output_bytes",
-        "slow_callback_ms", "shutdown_timeout_ms", "memory",        "monitors",
-        "slowlog_len",      "slowlog_message_bytes", NULL};
+    static const char *const keys[] = {"message_size",
+                                       "message_depth",
+                                       "connections",
+                                       "pending",
+                                       "timers",
+                                       "mailbox",
+                                       "mailbox_bytes",
+                                       "partial_bytes",
+                                       "partial_ms",
+                                       "output_bytes",
+                                       "slow_callback_ms",
+                                       "shutdown_timeout_ms",
+                                       "memory",
+                                       "monitors",
+                                       "slowlog_len",
+                                       "slowlog_message_bytes",
+                                       NULL};
     const config_setting_t *g = get_group(rd, root, "limits", keys);
     struct limits *l = &cfg->limits;
     uint64_t v = l->message.max_size;
@@ -478,10 +490,17 @@ static void read_distribution(struct reader *rd, const config_setting_t *root, s
 
 static void read_server(struct reader *rd, const config_setting_t *g, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "name",          "module",          "args",    "args_json",    "restart",
-        "mailbox_limit", "init_timeout_ms", "isolate", "hibernate_after_ms", INTENSITY_KEYS,
-        NULL};
+    static const char *const keys[] = {"name",
+                                       "module",
+                                       "args",
+                                       "args_json",
+                                       "restart",
+                                       "mailbox_limit",
+                                       "init_timeout_ms",
+                                       "isolate",
+                                       "hibernate_after_ms",
+                                       INTENSITY_KEYS,
+                                       NULL};
     if (!config_setting_is_group(g)) {
         bad(rd, g, "each server must be a group { name = ...; module = ...; }");
         return;
@@ -587,8 +606,8 @@ int config_load(const char *path, bool must_exist, struct config *cfg, char *err
         config_destroy(&lc);
         return -1;
     }
-    static const char *const keys[] = {"socket",  "module_dirs", "log_level", "admins",
-                                       "limits",  "supervision", "workers",   "isolate",
+    static const char *const keys[] = {"socket",  "module_dirs", "log_level",    "admins",
+                                       "limits",  "supervision", "workers",      "isolate",
                                        "servers", "metrics",     "distribution", NULL};
     static const char *const admin_keys[] = {"users", "groups", NULL};
     static const char *const sup_keys[] = {INTENSITY_KEYS, NULL};

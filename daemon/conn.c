@@ -57,15 +57,15 @@ void conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg)
 {
     struct conn *c;
     TAILQ_FOREACH(c, &conns, all_link)
-        fn(c, arg);
+    fn(c, arg);
 }
 
 struct conn *conn_by_id(uint64_t id)
 {
     struct conn *c;
     TAILQ_FOREACH(c, &conns, all_link)
-        if (c->id == id)
-            return c;
+    if (c->id == id)
+        return c;
     return NULL;
 }
 
@@ -457,7 +457,7 @@ again:
     }
     c->out.len = c->out_off = 0;
     if (!LIST_EMPTY(&c->traces) && !c->closing && trace_conn_drained(c))
-        goto again; /* the trace events it dropped, counted, now that there is room */
+        goto again;              /* the trace events it dropped, counted, now that there is room */
     if (c->out.cap > READ_SMALL) /* written: an idle client holds little of the budget */
         gsp_buf_free(&c->out);
     charge(c);

@@ -36,10 +36,14 @@ const char *const callback_names[CB_COUNT] = {
     [CB_FREE_STATE] = "free_state",
 };
 
-const enum callback msg_callbacks[MSG_KINDS] = {
-    [MSG_INIT] = CB_INIT,        [MSG_CALL] = CB_HANDLE_CALL, [MSG_CAST] = CB_HANDLE_CAST,
-    [MSG_INFO] = CB_HANDLE_INFO, [MSG_STOP] = CB_TERMINATE,   [MSG_STATE] = CB_FORMAT_STATE,
-    [MSG_CONTINUE] = CB_HANDLE_CONTINUE, [MSG_HIBERNATE] = CB_HIBERNATE};
+const enum callback msg_callbacks[MSG_KINDS] = {[MSG_INIT] = CB_INIT,
+                                                [MSG_CALL] = CB_HANDLE_CALL,
+                                                [MSG_CAST] = CB_HANDLE_CAST,
+                                                [MSG_INFO] = CB_HANDLE_INFO,
+                                                [MSG_STOP] = CB_TERMINATE,
+                                                [MSG_STATE] = CB_FORMAT_STATE,
+                                                [MSG_CONTINUE] = CB_HANDLE_CONTINUE,
+                                                [MSG_HIBERNATE] = CB_HIBERNATE};
 
 volatile struct running running;
 

@@ -992,8 +992,7 @@ void supervise_free(void);
  * most limits.slowlog_message_bytes, else a str of its text cut to that
  * size and ending in "...". A reload that changes the length keeps the
  * newest. msg: the message, encoded (len 0: none, shown as nil). */
-void slowlog_record(const struct server *s, enum callback cb, int64_t took_us,
-                    struct gsp_span msg);
+void slowlog_record(const struct server *s, enum callback cb, int64_t took_us, struct gsp_span msg);
 /* The `slowlog` answer, newest first, at most n entries; a bound on its
  * size in bytes, for room_for. */
 void slowlog_pack(msgpack_packer *pk, uint64_t n);
@@ -1181,7 +1180,7 @@ struct config {
     struct worker_settings workers;
     struct isolate_default *isolate; /* each module's default placement: isolate = { ... } */
     size_t nisolate;
-    char *metrics_listen; /* metrics.listen, "HOST:PORT": /metrics over HTTP; NULL none */
+    char *metrics_listen;    /* metrics.listen, "HOST:PORT": /metrics over HTTP; NULL none */
     struct dist_config dist; /* distribution = { ... }; dist.node NULL: none */
 };
 

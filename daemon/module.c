@@ -265,8 +265,8 @@ struct module *module_add_builtin(const gs_module *desc, char *err, size_t errle
 {
     const char *name = desc->name ? desc->name : "";
     const char *why = !gsp_module_name_valid(name, strlen(name)) ? "invalid module name"
-                      : module_find(name)                       ? "a module of that name is loaded"
-                                                                : check(desc, name);
+                      : module_find(name)                        ? "a module of that name is loaded"
+                                                                 : check(desc, name);
     if (why) {
         snprintf(err, errlen, "%s: %s", name, why);
         return NULL;

@@ -100,8 +100,7 @@ static bool spec_differs(const struct child_spec *a, const struct child_spec *b)
     return strcmp(a->module, b->module) != 0 || a->args_len != b->args_len ||
            memcmp(a->args, b->args, a->args_len) != 0 || a->init_timeout != b->init_timeout ||
            a->mailbox_limit != b->mailbox_limit || a->hibernate_after != b->hibernate_after ||
-           !a->isolate != !b->isolate ||
-           (a->isolate && strcmp(a->isolate, b->isolate) != 0);
+           !a->isolate != !b->isolate || (a->isolate && strcmp(a->isolate, b->isolate) != 0);
 }
 
 static void check_ready(void)

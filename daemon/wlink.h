@@ -83,8 +83,8 @@ enum wlink_result_flag {
 };
 
 /* An integer as msgpack's shortest form, at p; returns the end (at most 9
- * bytes; it may write 8 past p + 1, so leave that much room). The link's frames are built with it a few writes at a time, not
- * an item per write, and read on the reader's fast paths (small ints). */
+ * bytes; it may write 8 past p + 1, so leave that much room). The link's frames are built with it a
+ * few writes at a time, not an item per write, and read on the reader's fast paths (small ints). */
 static inline uint8_t *wlink_put_int(uint8_t *p, int64_t v)
 {
     uint64_t u = (uint64_t)v;

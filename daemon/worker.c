@@ -369,10 +369,12 @@ void worker_feed(struct server *s)
         struct waiter *caller = m->kind == MSG_CALL ? waiter_find(m->waiter) : NULL;
         uint8_t head[WLINK_RUN_HEAD];
         /* A caller already gone waits no more: a deadline long past. */
-        size_t n = wlink_run_head(head, s->id, (uint8_t)m->kind,
-                                  m->kind == MSG_INFO ? 0 : m->waiter,
-                                  m->kind != MSG_CALL ? -1 : caller ? caller->deadline : 0,
-                                  m->kind == MSG_INFO ? m->waiter : 0);
+        size_t n =
+            wlink_run_head(head, s->id, (uint8_t)m->kind, m->kind == MSG_INFO ? 0 : m->waiter,
+                           m->kind != MSG_CALL ? -1
+                           : caller            ? caller->deadline
+                                               : 0,
+                           m->kind == MSG_INFO ? m->waiter : 0);
         msgpack_packer *pk = frame_begin(w);
         gsp_pack_raw(pk, head, n);
         if (m->len)
@@ -461,10 +463,9 @@ static bool result_frame(struct worker *w, struct gsp_cursor *c, uint32_t n, uin
     int64_t action, flags, timeout, took;
     struct gsp_span reply, reason, tmsg;
     gs_result r = gs_result_of(GS_BAD_RETURN);
-    if (n != 9 || !gsp_get_int(c, &action) || !gsp_get_int(c, &flags) ||
-        !gsp_get_span(c, &reply) || !gsp_get_span(c, &reason) || !gsp_get_int(c, &timeout) ||
-        !gsp_get_span(c, &tmsg) || !gsp_get_int(c, &took) ||
-        (!gsp_span_is_nil(reply) && !scratch_decode(reply, &r.reply)) ||
+    if (n != 9 || !gsp_get_int(c, &action) || !gsp_get_int(c, &flags) || !gsp_get_span(c, &reply) ||
+        !gsp_get_span(c, &reason) || !gsp_get_int(c, &timeout) || !gsp_get_span(c, &tmsg) ||
+        !gsp_get_int(c, &took) || (!gsp_span_is_nil(reply) && !scratch_decode(reply, &r.reply)) ||
         (!gsp_span_is_nil(reason) && !scratch_decode(reason, &r.reason)) ||
         ((flags & WL_TIMEOUT_MSG) && !scratch_decode(tmsg, &r.timeout_msg)))
         return false;

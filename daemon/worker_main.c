@@ -577,9 +577,10 @@ result:;
      * (head, reply, tail) rather than nine. */
     uint8_t head[13] = {0x99, WL_RESULT}, *h = wlink_put_int(head + 2, (int64_t)ws->sid);
     uint8_t tail[24], *t = tail; /* tail: at most 21 */
-    *h++ = (uint8_t)r.action; /* a positive fixint: actions are few */
+    *h++ = (uint8_t)r.action;    /* a positive fixint: actions are few */
     *h++ = (r.has_reply ? WL_HAS_REPLY : 0) | (r.hibernate ? WL_HIBERNATE : 0) |
-           (more ? WL_CONTINUE : 0) | (tmsg ? WL_TIMEOUT_MSG : 0) | (r.timeout_at ? WL_TIMEOUT_AT : 0);
+           (more ? WL_CONTINUE : 0) | (tmsg ? WL_TIMEOUT_MSG : 0) |
+           (r.timeout_at ? WL_TIMEOUT_AT : 0);
     gsp_pack_raw(&pk, head, (size_t)(h - head));
     if (reply)
         pack_or(&r.reply, kind == MSG_STATE ? "state_too_large" : "reply_too_large");

@@ -110,8 +110,7 @@ END_TEST
 START_TEST(start_with_monitor_answers_id_and_ref)
 {
     gsc_reply *r;
-    const msgpack_object *v =
-        OK(gsc_start(C, "probe", "p", NULL, mp("{'monitor': true}"), &r), &r);
+    const msgpack_object *v = OK(gsc_start(C, "probe", "p", NULL, mp("{'monitor': true}"), &r), &r);
     ck_assert_int_eq(v->type, MSGPACK_OBJECT_ARRAY);
     ck_assert_uint_eq(v->via.array.size, 2);
     uint64_t id = v->via.array.ptr[0].via.u64, ref = v->via.array.ptr[1].via.u64;

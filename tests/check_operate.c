@@ -135,7 +135,8 @@ START_TEST(gsctl_stats_clients_restart_suspend_resume)
     ck_assert_int_eq(run_gsctl(d, &out, &err, "stats", "x", NULL), 2);
     /* metrics: the text as it is, not a JSON string; -q: nothing */
     ck_assert_int_eq(run_gsctl(d, &out, &err, "metrics", NULL), 0);
-    ck_assert_msg(strncmp(out, "# HELP ", 7) == 0 && strstr(out, "\ngsd_servers{module=\"counter\""),
+    ck_assert_msg(strncmp(out, "# HELP ", 7) == 0 &&
+                      strstr(out, "\ngsd_servers{module=\"counter\""),
                   "%.200s", out);
     ck_assert_int_eq(run_gsctl(d, &out, &err, "-q", "metrics", NULL), 0);
     ck_assert_str_eq(out, "");

@@ -35,8 +35,7 @@ START_TEST(a_key_takes_its_burst_then_is_limited)
     gst_assert_value(gst_call(T, "rl", "[\"take\", \"alice\"]"), "[\"ok\", 1]");
     gst_assert_value(gst_call(T, "rl", "[\"take\", \"alice\"]"), "[\"ok\", 0]");
     /* 10 a second: the next token is 100 ms away */
-    gst_assert_value(gst_call(T, "rl", "[\"take\", \"alice\"]"),
-                     "[\"error\", [\"limited\", 101]]");
+    gst_assert_value(gst_call(T, "rl", "[\"take\", \"alice\"]"), "[\"error\", [\"limited\", 101]]");
     gst_assert_value(gst_call(T, "rl", "[\"take\", \"bob\"]"), "[\"ok\", 2]"); /* his own */
 }
 END_TEST
