@@ -179,6 +179,22 @@ static bool skip_id(uint8_t tag, const uint8_t **pp, const uint8_t *end, struct 
     return true;
 }
 
+/* A tuple's, list's or map's header at *pp: how many terms follow (a
+ * map's keys and values both; a list's not counting its tail), checked
+ * against the bytes left, since every term takes one at least. */
+static bool container_head(const uint8_t **pp, const uint8_t *end, uint64_t *n)
+{
+    const uint8_t *p = *pp;
+    size_t head = *p == ERL_SMALL_TUPLE_EXT ? 2 : 5;
+    if (!have(p, end, head))
+        return false;
+    *n = head == 2 ? p[1] : be32(p + 1);
+    if (*p == ERL_MAP_EXT)
+        *n *= 2;
+    *pp = p + head;
+    return *n <= (uint64_t)(end - *pp);
+}
+
 bool term_skip(const uint8_t **pp, const uint8_t *end, unsigned depth, struct atom_set *seen)
 {
     const uint8_t *p = *pp;
@@ -283,22 +299,11 @@ bool term_skip(const uint8_t **pp, const uint8_t *end, unsigned depth, struct at
     case ERL_LARGE_TUPLE_EXT:
     case ERL_LIST_EXT:
     case ERL_MAP_EXT:
-        if (tag == ERL_SMALL_TUPLE_EXT) {
-            if (!have(p, end, 2))
-                return false;
-            n = p[1];
-            p += 2;
-        } else {
-            if (!have(p, end, 5))
-                return false;
-            n = be32(p + 1);
-            p += 5;
-        }
-        if (tag == ERL_MAP_EXT)
-            n *= 2;
-        else if (tag == ERL_LIST_EXT)
-            n += 1;                  /* the tail */
-        if (n > (uint64_t)(end - p)) /* every term takes a byte at least */
+        if (!container_head(&p, end, &n))
+            return false;
+        if (tag == ERL_LIST_EXT)
+            n += 1; /* the tail */
+        if (n > (uint64_t)(end - p))
             return false;
         for (i = 0; i < n; i++)
             if (!term_skip(&p, end, depth - 1, seen))
@@ -465,24 +470,13 @@ bool term_to_mp(const uint8_t **pp, const uint8_t *end, struct gsp_buf *out, msg
     case ERL_SMALL_TUPLE_EXT:
     case ERL_LARGE_TUPLE_EXT:
     case ERL_MAP_EXT:
-        if (tag == ERL_SMALL_TUPLE_EXT) {
-            if (!have(p, end, 2))
-                return false;
-            n = p[1];
-            p += 2;
-        } else {
-            if (!have(p, end, 5))
-                return false;
-            n = be32(p + 1);
-            p += 5;
-        }
-        if ((tag == ERL_MAP_EXT ? 2 * n : n) > (uint64_t)(end - p))
+        if (!container_head(&p, end, &n))
             return false;
         if (tag == ERL_MAP_EXT)
-            msgpack_pack_map(pk, n);
+            msgpack_pack_map(pk, n / 2);
         else
             msgpack_pack_array(pk, n);
-        for (i = 0; i < (tag == ERL_MAP_EXT ? 2 * n : n); i++)
+        for (i = 0; i < n; i++)
             if (!term_to_mp(&p, end, out, pk, depth - 1, seen, marks))
                 return false;
         if (tag != ERL_MAP_EXT)
