@@ -1,14 +1,18 @@
 """What the sync and the asyncio clients share: the socket's path, the
-wire format (msgpack-rpc), the timeouts, the events, and a connection's
-state without any I/O (:class:`Core`)."""
+wire format (msgpack-rpc), the timeouts, the events, each method's
+request and what its answer becomes (:class:`Request`, the ``*_request``
+functions), a connection's state (:class:`Core`) and a monitor's or a
+trace's (:class:`MonitorBase`, :class:`TraceBase`), all without any I/O:
+the clients only send, wait and read."""
 
 from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections import deque
 from typing import (Any, Callable, Deque, Dict, Iterable, List, NamedTuple,
-                    Optional, Sequence, Tuple, Union)
+                    Optional, Sequence, Set, Tuple, Union)
 
 import msgpack
 
@@ -30,7 +34,11 @@ SYSTEM_SOCKET = "/run/gsd/gsd.sock"
 """The system daemon's socket (root's default)."""
 
 Server = Union[str, int, Sequence[str]]
-"""A server: a name (str), an id (int), or a remote reference ``[name, node]``."""
+"""A server: a name (str), an id (int), or a remote reference ``[name, node]``
+(a list or a tuple of two str, sent as a msgpack array: a name registered
+on another node, such as ``["cache", "gsd@db1"]``). Only ``call``,
+``cast``, ``send`` and ``monitor`` take a remote reference; when its node
+cannot be reached they raise :class:`gsd.NodeDown`."""
 
 Wait = Optional[float]
 
@@ -75,8 +83,10 @@ class Down(NamedTuple):
     """A ``down`` notification: a monitored server ended.
 
     ``ref`` is the monitor, ``id`` and ``name`` the server's (``name`` is
-    None for an anonymous one), ``reason`` its exit reason (``"noproc"``
-    for a server that was not alive when it was monitored).
+    None for an anonymous one; ``id`` is 0 for a remote reference's),
+    ``reason`` its exit reason (``"noproc"`` for a server that was not
+    alive when it was monitored, ``"noconnection"`` for a remote
+    reference whose node was lost).
     """
 
     ref: int
@@ -195,6 +205,173 @@ def stop_wait(timeout: Optional[float]) -> Optional[float]:
     return timeout + GRACE
 
 
+# -- the methods' requests --------------------------------------------------
+#
+# One function per method of the protocol: it checks the method's
+# arguments and builds its request (params, how long the client waits,
+# what becomes of the answer). The sync and asyncio clients' methods
+# each send what their function returns and return what comes back.
+
+
+class Request(NamedTuple):
+    """One request of a method, as both clients send it."""
+
+    method: str
+    params: List[Any]
+    wait: Optional[float] = WAIT_DEFAULT
+    """How long the client waits for the answer (None: forever)."""
+    notify: bool = False
+    """Sent as a notification (``[2, method, params]``): nothing answers."""
+    on_answer: Optional[Callable[[Any], None]] = None
+    """Runs on the result as the answer is read, before any message read
+    after it is handled (a down right behind it must find its route)."""
+    shape: Optional[Callable[[Any], Any]] = None
+    """Makes the result what the method returns (None: as it came)."""
+
+    def result(self, value: Any) -> Any:
+        """What the method returns for the result ``value``."""
+        return value if self.shape is None else self.shape(value)
+
+
+def any_request(method: str, params: Sequence[Any], wait: float) -> Request:
+    return Request(method, list(params), check_wait(wait))
+
+
+def ping_request() -> Request:
+    return Request("ping", [])
+
+
+def version_request() -> Request:
+    return Request("version", [])
+
+
+def start_request(core: Core, module: str, name: Optional[str], args: Any, *,
+                  link: bool, timeout: Optional[float], restart: Optional[str],
+                  mailbox_limit: Optional[int], isolate: Union[bool, str, None],
+                  hibernate_after: Optional[float], monitor: bool,
+                  options: Optional[Dict[str, Any]]) -> Request:
+    """With ``monitor``, the answer ``[id, ref]`` becomes a :class:`Started`,
+    and ``core`` keeps ref's down for a ``watch`` to come."""
+    opts = start_options(link, timeout, restart, mailbox_limit, isolate,
+                         hibernate_after, monitor, options)
+    params = [module, name, args, opts]
+    if not monitor:
+        return Request("start", params, start_wait(timeout))
+
+    def keep(result: Any) -> None:
+        if _is_started(result):
+            core.keep(result[1])
+
+    def shape(result: Any) -> Any:
+        return Started(result[0], result[1]) if _is_started(result) else result
+
+    return Request("start", params, start_wait(timeout), on_answer=keep, shape=shape)
+
+
+def _is_started(result: Any) -> bool:
+    return isinstance(result, list) and len(result) == 2
+
+
+def call_request(server: Server, request: Any, timeout: Optional[float]) -> Request:
+    return Request("call", [server, request, timeout_ms(timeout)], call_wait(timeout))
+
+
+def cast_request(server: Server, request: Any, notify: bool) -> Request:
+    return Request("cast", [server, request], notify=notify)
+
+
+def send_request(server: Server, message: Any, notify: bool) -> Request:
+    return Request("send", [server, message], notify=notify)
+
+
+def stop_request(server: Server, reason: Any, timeout: Optional[float]) -> Request:
+    return Request("stop", [server, reason, timeout_ms(timeout)], stop_wait(timeout))
+
+
+def whereis_request(name: str) -> Request:
+    return Request("whereis", [name])
+
+
+def which_request(after_id: Optional[int], count: Optional[int]) -> Request:
+    if after_id is None and count is None:
+        return Request("which", [])
+    return Request("which", [after_id or 0, 100 if count is None else count])
+
+
+def info_request(server: Server) -> Request:
+    return Request("info", [server])
+
+
+def get_state_request(server: Server) -> Request:
+    return Request("get_state", [server])
+
+
+def modules_request() -> Request:
+    return Request("modules", [])
+
+
+def load_request(module: str) -> Request:
+    return Request("load", [module])
+
+
+def reload_request(module: str) -> Request:
+    return Request("reload", [module])
+
+
+def monitor_request(server: Server, add: Callable[[int, Server], None]) -> Request:
+    """``add(ref, server)`` runs as the answer is read (its down may follow at once)."""
+    return Request("monitor", [server], on_answer=lambda ref: add(ref, server))
+
+
+def demonitor_request(core: Core, ref: int) -> Request:
+    """``core`` drops ref's down at once, should it come."""
+    core.unwatch([ref])
+    return Request("demonitor", [ref])
+
+
+def restart_request(server: Server) -> Request:
+    return Request("restart", [server])
+
+
+def suspend_request(server: Server) -> Request:
+    return Request("suspend", [server])
+
+
+def resume_request(server: Server) -> Request:
+    return Request("resume", [server])
+
+
+def stats_request() -> Request:
+    return Request("stats", [])
+
+
+def clients_request() -> Request:
+    return Request("clients", [])
+
+
+def slowlog_request(count: Optional[int]) -> Request:
+    return Request("slowlog", [count])
+
+
+def slowlog_reset_request() -> Request:
+    return Request("slowlog_reset", [])
+
+
+def trace_request(server: Server, on: bool) -> Request:
+    return Request("trace", [server, on])
+
+
+def metrics_request() -> Request:
+    return Request("metrics", [])
+
+
+def nodes_request() -> Request:
+    return Request("nodes", [])
+
+
+# -- a connection, a monitor, a trace ---------------------------------------
+
+
 class Sink:
     """Where the events of one monitor or trace go; the clients wait on it."""
 
@@ -232,10 +409,11 @@ class Core:
 
     # -- out --------------------------------------------------------------
 
-    def request(self, method: str, params: Iterable[Any], on_reply: OnReply) -> Tuple[int, bytes]:
+    def request(self, req: Request, on_reply: OnReply) -> Tuple[int, bytes]:
         """A request's msgid and bytes; ``on_reply(error, result)`` runs when
-        its answer is read (not if :meth:`forget` came first)."""
-        body = pack([_REQUEST, 0, method, list(params)])  # fails before a msgid is taken
+        its answer is read (not if :meth:`forget` came first), after
+        ``req.on_answer``."""
+        body = pack([_REQUEST, 0, req.method, list(req.params)])  # fails before a msgid is taken
         if self.broken is not None:
             raise self.broken
         while True:
@@ -243,7 +421,7 @@ class Core:
             if self.next_msgid not in self.pending:
                 break
         msgid = self.next_msgid
-        self.pending[msgid] = on_reply
+        self.pending[msgid] = on_reply if req.on_answer is None else _then(req.on_answer, on_reply)
         # [0, 0, ...] packed with msgid 0: swap in the real msgid (a uint32).
         return msgid, body[:2] + msgpack.packb(msgid) + body[3:]
 
@@ -303,6 +481,11 @@ class Core:
 
     # -- routes -----------------------------------------------------------
 
+    def keep(self, ref: int) -> None:
+        """A monitor no one watches yet (``start(monitor=True)``): its down
+        is kept for :meth:`watch`."""
+        self.kept[ref] = None
+
     def watch(self, ref: int, sink: Sink) -> None:
         """``ref``'s down goes to ``sink`` (at once if it already came)."""
         if ref in self.kept:
@@ -348,8 +531,77 @@ class Core:
         return self.broken  # type: ignore[return-value]
 
 
+def _then(on_answer: Callable[[Any], None], on_reply: OnReply) -> OnReply:
+    def both(error: Any, result: Any) -> None:
+        if error is None:
+            on_answer(result)
+        on_reply(error, result)
+    return both
+
+
 def _trace_key(server: Any) -> Any:
     return tuple(server) if isinstance(server, list) else server
+
+
+class MonitorBase:
+    """What a Monitor and an AsyncMonitor share: ``refs`` (each ref → the
+    server it watches), the refs not down yet, the sink their downs go
+    to. Once it is dropped, the downs still to come are dropped too."""
+
+    def __init__(self, core: Core, sink: Sink, wait: Optional[float]) -> None:
+        self.refs: Dict[int, Any] = {}
+        self._core = core
+        self._sink = sink
+        self._wait = wait
+        self._left: Set[int] = set()
+        weakref.finalize(self, core.unwatch, self._left)
+
+    def _add(self, ref: int, server: Any) -> None:
+        self.refs[ref] = server
+        self._left.add(ref)
+        self._core.watch(ref, self._sink)
+
+    def _got(self, down: Down) -> Down:
+        """``down`` came: its server is no longer waited for."""
+        self._left.discard(down.ref)
+        return down
+
+    def _unwatch_left(self) -> List[int]:
+        """Stops waiting for the refs not down yet; returns them (to demonitor)."""
+        left = list(self._left)
+        self._core.unwatch(left)
+        self._left.clear()
+        return left
+
+
+class TraceBase:
+    """What a Trace and an AsyncTrace share: the traced ``server``, the sink
+    its events go to, and whether it is over (its ``"stop"`` came, or it
+    was closed)."""
+
+    def __init__(self, core: Core, server: Server, sink: Sink, wait: Optional[float]) -> None:
+        self.server = server
+        self._core = core
+        self._sink = sink
+        self._wait = wait
+        self._done = False
+        core.add_trace(server, sink)
+        weakref.finalize(self, core.remove_trace, server, sink)
+
+    def _exhausted(self) -> bool:
+        """Over, and every event it got already taken."""
+        return self._done and not self._sink.items
+
+    def _got(self, ev: TraceEvent) -> TraceEvent:
+        if ev.event == "stop":
+            self._end()
+        return ev
+
+    def _end(self) -> None:
+        """No more events: they are not routed here any more."""
+        if not self._done:
+            self._done = True
+            self._core.remove_trace(self.server, self._sink)
 
 
 def result_of(error: Any, result: Any) -> Any:

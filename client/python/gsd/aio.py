@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
-from typing import (Any, AsyncIterator, Dict, Generator, Iterable, List,
-                    Optional, Sequence, Union)
+from typing import (Any, AsyncIterator, Dict, Generator, List, Optional, Sequence,
+                    Union)
 
-from ._core import (WAIT_DEFAULT, Core, Down, Server, Sink, Started, TraceEvent,
-                    call_wait, check_wait, optional_wait, result_of, socket_path,
-                    start_options, start_wait, stop_wait, timeout_ms)
+from . import _core
+from ._core import (WAIT_DEFAULT, Core, Down, MonitorBase, Request, Server, Sink,
+                    TraceBase, TraceEvent, check_wait, optional_wait, result_of,
+                    socket_path)
 from .errors import ConnectionLost, GsdError, Timeout
 
 __all__ = ["aconnect", "AsyncConnection", "AsyncMonitor", "AsyncTrace"]
@@ -170,29 +170,30 @@ class AsyncConnection:
         except (OSError, RuntimeError) as e:
             raise self._core.break_("send: %s" % e) from None
 
-    async def _roundtrip(self, method: str, params: Iterable[Any], wait: Optional[float],
-                         on_result: Any = None) -> Any:
+    async def _roundtrip(self, req: Request) -> Any:
+        """Sends ``req``, waits for its answer; returns what its method returns."""
+        if req.notify:
+            return await self.notify(req.method, req.params)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
 
         def on_reply(error: Any, result: Any) -> None:
-            if error is None and on_result is not None:
-                on_result(result)
             if not fut.done():
                 fut.set_result((error, result))
 
         if self._writer is None and self._core.broken is None:
             raise ConnectionLost("connection", "not connected (await connect() first)")
-        msgid, data = self._core.request(method, params, on_reply)
+        msgid, data = self._core.request(req, on_reply)
         try:
             await self._send(data)
             try:
-                error, result = await asyncio.wait_for(fut, wait)
+                error, result = await asyncio.wait_for(fut, req.wait)
             except asyncio.TimeoutError:
-                raise Timeout("timeout", "no answer to %s within %g s" % (method, wait)) from None
+                raise Timeout("timeout", "no answer to %s within %g s"
+                              % (req.method, req.wait)) from None
         finally:
             self._core.forget(msgid)
-        return result_of(error, result)
+        return req.result(result_of(error, result))
 
     # -- the generic request ----------------------------------------------
 
@@ -200,21 +201,24 @@ class AsyncConnection:
                       wait: float = WAIT_DEFAULT) -> Any:
         """Sends any protocol method with a list of params; returns the result.
         As :meth:`gsd.Connection.request`."""
-        return await self._roundtrip(method, list(params), check_wait(wait))
+        return await self._roundtrip(_core.any_request(method, params, wait))
 
     async def notify(self, method: str, params: Sequence[Any] = ()) -> None:
         """Sends a notification (``[2, method, params]``): no answer, ever."""
         await self._send(self._core.notification(method, list(params)))
 
     # -- the methods -------------------------------------------------------
+    #
+    # As gsd.Connection's: each builds its request with _core's
+    # ``<method>_request`` function and sends it.
 
     async def ping(self) -> str:
         """Returns ``"pong"``."""
-        return await self._roundtrip("ping", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.ping_request())
 
     async def version(self) -> Dict[str, Any]:
         """The daemon's version: a dict with ``"protocol": 1`` and ``"version"``."""
-        return await self._roundtrip("version", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.version_request())
 
     async def start(self, module: str, name: Optional[str] = None, args: Any = None, *,
                     link: bool = False, timeout: Optional[float] = None,
@@ -225,53 +229,39 @@ class AsyncConnection:
         """Starts a server; as :meth:`gsd.Connection.start` (with
         ``monitor=True``, a :class:`gsd.Started` ``(id, ref)``; see
         :meth:`watch`)."""
-        opts = start_options(link, timeout, restart, mailbox_limit, isolate,
-                             hibernate_after, monitor, options)
-        on_result = None
-        if monitor:
-            def on_result(result: Any) -> None:
-                if isinstance(result, list) and len(result) == 2:
-                    self._core.kept[result[1]] = None
-        result = await self._roundtrip("start", [module, name, args, opts],
-                                       start_wait(timeout), on_result)
-        if monitor and isinstance(result, list) and len(result) == 2:
-            return Started(result[0], result[1])
-        return result
+        return await self._roundtrip(_core.start_request(
+            self._core, module, name, args, link=link, timeout=timeout, restart=restart,
+            mailbox_limit=mailbox_limit, isolate=isolate, hibernate_after=hibernate_after,
+            monitor=monitor, options=options))
 
     async def call(self, server: Server, request: Any, timeout: Optional[float] = None) -> Any:
-        """Calls ``server`` and returns its reply; as :meth:`gsd.Connection.call`."""
-        return await self._roundtrip("call", [server, request, timeout_ms(timeout)],
-                                     call_wait(timeout))
+        """Calls ``server`` (a name, an id, or a remote reference ``[name, node]``)
+        and returns its reply; as :meth:`gsd.Connection.call`."""
+        return await self._roundtrip(_core.call_request(server, request, timeout))
 
     async def cast(self, server: Server, request: Any, *, notify: bool = False) -> None:
-        """Queues ``request`` for ``handle_cast``; ``notify=True``: fire and forget."""
-        if notify:
-            return await self.notify("cast", [server, request])
-        return await self._roundtrip("cast", [server, request], WAIT_DEFAULT)
+        """Queues ``request`` for ``handle_cast``; ``notify=True``: fire and forget.
+        As :meth:`gsd.Connection.cast` (a remote reference ``[name, node]`` too)."""
+        return await self._roundtrip(_core.cast_request(server, request, notify))
 
     async def send(self, server: Server, message: Any, *, notify: bool = False) -> None:
-        """Sends a raw message to ``handle_info``; ``notify=True``: fire and forget."""
-        if notify:
-            return await self.notify("send", [server, message])
-        return await self._roundtrip("send", [server, message], WAIT_DEFAULT)
+        """Sends a raw message to ``handle_info``; ``notify=True``: fire and forget.
+        As :meth:`gsd.Connection.send` (a remote reference ``[name, node]`` too)."""
+        return await self._roundtrip(_core.send_request(server, message, notify))
 
     async def stop(self, server: Server, reason: Any = None,
                    timeout: Optional[float] = None) -> None:
         """Stops ``server``; returns once its ``terminate`` has run."""
-        return await self._roundtrip("stop", [server, reason, timeout_ms(timeout)],
-                                     stop_wait(timeout))
+        return await self._roundtrip(_core.stop_request(server, reason, timeout))
 
     async def whereis(self, name: str) -> Optional[int]:
         """The id registered under ``name``, or None."""
-        return await self._roundtrip("whereis", [name], WAIT_DEFAULT)
+        return await self._roundtrip(_core.whereis_request(name))
 
     async def which(self, after_id: Optional[int] = None,
                     count: Optional[int] = None) -> List[Dict[str, Any]]:
         """The running servers (one page with ``after_id``/``count``)."""
-        if after_id is None and count is None:
-            return await self._roundtrip("which", [], WAIT_DEFAULT)
-        return await self._roundtrip("which", [after_id or 0, 100 if count is None else count],
-                                     WAIT_DEFAULT)
+        return await self._roundtrip(_core.which_request(after_id, count))
 
     async def iter_which(self, page: int = 100) -> AsyncIterator[Dict[str, Any]]:
         """Every running server, fetched ``page`` at a time: ``async for s in c.iter_which()``."""
@@ -286,23 +276,23 @@ class AsyncConnection:
 
     async def info(self, server: Server) -> Dict[str, Any]:
         """A dict about ``server``: ``id``, ``name``, ``module``, ``status``, ``mailbox``, ..."""
-        return await self._roundtrip("info", [server], WAIT_DEFAULT)
+        return await self._roundtrip(_core.info_request(server))
 
     async def get_state(self, server: Server) -> Any:
         """The server's state, as its module chooses to show it."""
-        return await self._roundtrip("get_state", [server], WAIT_DEFAULT)
+        return await self._roundtrip(_core.get_state_request(server))
 
     async def modules(self) -> List[Dict[str, Any]]:
         """The loaded modules: dicts with ``name`` and ``vsn``."""
-        return await self._roundtrip("modules", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.modules_request())
 
     async def load(self, module: str) -> Dict[str, Any]:
         """Loads ``module``: ``{name, vsn}``."""
-        return await self._roundtrip("load", [module], WAIT_DEFAULT)
+        return await self._roundtrip(_core.load_request(module))
 
     async def reload(self, module: str) -> Dict[str, Any]:
         """Reloads ``module``: ``{name, vsn, upgraded}``."""
-        return await self._roundtrip("reload", [module], WAIT_DEFAULT)
+        return await self._roundtrip(_core.reload_request(module))
 
     async def monitor(self, *servers: Server, timeout: Optional[float] = None) -> "AsyncMonitor":
         """Monitors each of ``servers``; returns an :class:`AsyncMonitor`::
@@ -310,16 +300,13 @@ class AsyncConnection:
             async for down in await c.monitor("a", "b"):
                 print(down.name, down.reason)
 
-        As :meth:`gsd.Connection.monitor`; the monitor requests go out at
-        once, concurrently."""
+        As :meth:`gsd.Connection.monitor` (remote references ``[name,
+        node]`` included); the monitor requests go out at once,
+        concurrently."""
         m = AsyncMonitor(self, optional_wait(timeout))
-
-        async def one(server: Server) -> None:
-            def on_result(ref: Any) -> None:
-                m._add(ref, server)
-            await self._roundtrip("monitor", [server], WAIT_DEFAULT, on_result)
-
-        results = await asyncio.gather(*(one(s) for s in servers), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._roundtrip(_core.monitor_request(s, m._add)) for s in servers),
+            return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
                 await m.cancel()
@@ -336,77 +323,69 @@ class AsyncConnection:
 
     async def demonitor(self, ref: int) -> None:
         """Removes the monitor ``ref``; its down, if any comes, is dropped."""
-        self._core.unwatch([ref])
-        return await self._roundtrip("demonitor", [ref], WAIT_DEFAULT)
+        return await self._roundtrip(_core.demonitor_request(self._core, ref))
 
     async def restart(self, server: Server) -> int:
         """Restarts ``server`` (reason ``"restart"``); returns the new id."""
-        return await self._roundtrip("restart", [server], WAIT_DEFAULT)
+        return await self._roundtrip(_core.restart_request(server))
 
     async def suspend(self, server: Server) -> None:
         """Holds the server's mailbox until :meth:`resume`."""
-        return await self._roundtrip("suspend", [server], WAIT_DEFAULT)
+        return await self._roundtrip(_core.suspend_request(server))
 
     async def resume(self, server: Server) -> None:
         """Lets a suspended server handle its mailbox again."""
-        return await self._roundtrip("resume", [server], WAIT_DEFAULT)
+        return await self._roundtrip(_core.resume_request(server))
 
     async def stats(self) -> Dict[str, Any]:
         """The daemon's counters (see :meth:`gsd.Connection.stats`)."""
-        return await self._roundtrip("stats", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.stats_request())
 
     async def clients(self) -> List[Dict[str, Any]]:
         """One dict per connection."""
-        return await self._roundtrip("clients", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.clients_request())
 
     async def slowlog(self, count: Optional[int] = None) -> List[Dict[str, Any]]:
         """The slowest recent callbacks, newest first."""
-        return await self._roundtrip("slowlog", [count], WAIT_DEFAULT)
+        return await self._roundtrip(_core.slowlog_request(count))
 
     async def slowlog_reset(self) -> None:
         """Empties the slowlog."""
-        return await self._roundtrip("slowlog_reset", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.slowlog_reset_request())
 
     async def trace(self, server: Server, *, timeout: Optional[float] = None) -> "AsyncTrace":
         """Traces ``server``; returns an :class:`AsyncTrace` of its events."""
         t = AsyncTrace(self, server, optional_wait(timeout))
         try:
-            await self._roundtrip("trace", [server, True], WAIT_DEFAULT)
+            await self._roundtrip(_core.trace_request(server, True))
         except BaseException:
-            self._core.remove_trace(server, t._sink)
+            t._end()
             raise
         return t
 
     async def untrace(self, server: Server) -> None:
         """Turns tracing of ``server`` off."""
-        return await self._roundtrip("trace", [server, False], WAIT_DEFAULT)
+        return await self._roundtrip(_core.trace_request(server, False))
 
     async def metrics(self) -> str:
         """The daemon's metrics in the Prometheus text exposition format."""
-        return await self._roundtrip("metrics", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.metrics_request())
 
     async def nodes(self) -> List[str]:
         """The names of the cluster's nodes connected now."""
-        return await self._roundtrip("nodes", [], WAIT_DEFAULT)
+        return await self._roundtrip(_core.nodes_request())
 
 
-class AsyncMonitor:
+class AsyncMonitor(MonitorBase):
     """An async iterator of the ``down`` events of the servers it watches;
     ends once all of them are down. As :class:`gsd.Monitor`, with
     ``async for`` and ``async with``."""
 
-    def __init__(self, conn: AsyncConnection, wait: Optional[float]) -> None:
-        self._conn = conn
-        self.refs: Dict[int, Any] = {}
-        self._left: set = set()
-        self._wait = wait
-        self._sink = _AsyncSink()
-        weakref.finalize(self, conn._core.unwatch, self._left)
+    _sink: _AsyncSink
 
-    def _add(self, ref: int, server: Any) -> None:
-        self.refs[ref] = server
-        self._left.add(ref)
-        self._conn._core.watch(ref, self._sink)
+    def __init__(self, conn: AsyncConnection, wait: Optional[float]) -> None:
+        super().__init__(conn._core, _AsyncSink(), wait)
+        self._conn = conn
 
     @property
     def ref(self) -> int:
@@ -420,9 +399,7 @@ class AsyncMonitor:
     async def __anext__(self) -> Down:
         if not self._left:
             raise StopAsyncIteration
-        down = await self._sink.get(self._wait, "down")
-        self._left.discard(down.ref)
-        return down
+        return self._got(await self._sink.get(self._wait, "down"))
 
     async def next(self) -> Down:
         """The next down (:class:`gsd.Timeout` past the monitor's timeout)."""
@@ -430,12 +407,9 @@ class AsyncMonitor:
 
     async def cancel(self) -> None:
         """Removes the monitors that have not fired yet (demonitor)."""
-        left = list(self._left)
-        self._conn._core.unwatch(left)
-        self._left.clear()
-        for ref in left:
+        for ref in self._unwatch_left():
             try:
-                await self._conn._roundtrip("demonitor", [ref], WAIT_DEFAULT)
+                await self._conn.demonitor(ref)
             except GsdError:
                 break
 
@@ -448,34 +422,23 @@ class AsyncMonitor:
         await self.cancel()
 
 
-class AsyncTrace:
+class AsyncTrace(TraceBase):
     """An async iterator of one server's ``trace`` events; ends after its
     ``"stop"`` event or :meth:`close`. As :class:`gsd.Trace`."""
 
+    _sink: _AsyncSink
+
     def __init__(self, conn: AsyncConnection, server: Server, wait: Optional[float]) -> None:
+        super().__init__(conn._core, server, _AsyncSink(), wait)
         self._conn = conn
-        self.server = server
-        self._wait = wait
-        self._sink = _AsyncSink()
-        self._done = False
-        conn._core.add_trace(server, self._sink)
-        weakref.finalize(self, conn._core.remove_trace, server, self._sink)
 
     def __aiter__(self) -> "AsyncTrace":
         return self
 
     async def __anext__(self) -> TraceEvent:
-        if self._done and not self._sink.items:
+        if self._exhausted():
             raise StopAsyncIteration
-        ev = await self._sink.get(self._wait, "trace")
-        if ev.event == "stop":
-            self._end()
-        return ev
-
-    def _end(self) -> None:
-        if not self._done:
-            self._done = True
-            self._conn._core.remove_trace(self.server, self._sink)
+        return self._got(await self._sink.get(self._wait, "trace"))
 
     async def close(self) -> None:
         """Turns tracing off (unless the server already stopped)."""

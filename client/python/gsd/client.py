@@ -6,12 +6,12 @@ import os
 import select
 import socket
 import time
-import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
-from ._core import (WAIT_DEFAULT, Core, Down, Server, Sink, Started,
-                    TraceEvent, call_wait, check_wait, optional_wait, result_of,
-                    socket_path, start_options, start_wait, stop_wait, timeout_ms)
+from . import _core
+from ._core import (WAIT_DEFAULT, Core, Down, MonitorBase, Request, Server, Sink,
+                    TraceBase, TraceEvent, check_wait, optional_wait, result_of,
+                    socket_path)
 from .errors import ConnectionLost, GsdError, Timeout
 
 __all__ = ["connect", "Connection", "Monitor", "Trace"]
@@ -196,27 +196,23 @@ class Connection:
             if events[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 self._read(time.monotonic())
 
-    def _roundtrip(self, method: str, params: Iterable[Any], wait: Optional[float],
-                   on_result: Any = None) -> Any:
+    def _roundtrip(self, req: Request) -> Any:
+        """Sends ``req``, waits for its answer; returns what its method returns."""
+        if req.notify:
+            return self.notify(req.method, req.params)
         slot = _Slot()
-        if on_result is not None:
-            def on_reply(error: Any, result: Any) -> None:
-                if error is None:
-                    on_result(result)
-                slot(error, result)
-        else:
-            on_reply = slot
         self._live()
-        msgid, data = self._core.request(method, params, on_reply)
-        deadline = _deadline(wait)
+        msgid, data = self._core.request(req, slot)
+        deadline = _deadline(req.wait)
         try:
             self._send(data, deadline)
             while not slot.done:
                 if not self._read(deadline) and not slot.done:
-                    raise Timeout("timeout", "no answer to %s within %g s" % (method, wait))
+                    raise Timeout("timeout", "no answer to %s within %g s"
+                                  % (req.method, req.wait))
         finally:
             self._core.forget(msgid)
-        return result_of(slot.error, slot.result)
+        return req.result(result_of(slot.error, slot.result))
 
     # -- the generic request ----------------------------------------------
 
@@ -231,7 +227,7 @@ class Connection:
         :class:`gsd.ConnectionLost`; TypeError for a value msgpack cannot
         carry (nothing is sent then).
         """
-        return self._roundtrip(method, list(params), check_wait(wait))
+        return self._roundtrip(_core.any_request(method, params, wait))
 
     def notify(self, method: str, params: Sequence[Any] = ()) -> None:
         """Sends a notification (``[2, method, params]``): no answer, ever."""
@@ -239,14 +235,17 @@ class Connection:
         self._send(self._core.notification(method, list(params)), _deadline(WAIT_DEFAULT))
 
     # -- the methods -------------------------------------------------------
+    #
+    # Each builds its request with _core's ``<method>_request`` function and
+    # sends it: what it sends and returns are the asyncio client's too.
 
     def ping(self) -> str:
         """Returns ``"pong"``."""
-        return self._roundtrip("ping", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.ping_request())
 
     def version(self) -> Dict[str, Any]:
         """The daemon's version: a dict with ``"protocol": 1`` and ``"version"``."""
-        return self._roundtrip("version", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.version_request())
 
     def start(self, module: str, name: Optional[str] = None, args: Any = None, *,
               link: bool = False, timeout: Optional[float] = None,
@@ -271,47 +270,39 @@ class Connection:
         the name is taken, :class:`gsd.ModuleError`, :class:`gsd.InitStop`,
         :class:`gsd.Ignore`, :class:`gsd.Timeout`, :class:`gsd.BadArg`.
         """
-        opts = start_options(link, timeout, restart, mailbox_limit, isolate,
-                             hibernate_after, monitor, options)
-        on_result = None
-        if monitor:
-            def on_result(result: Any) -> None:
-                if isinstance(result, list) and len(result) == 2:
-                    self._core.kept[result[1]] = None  # its down waits for watch()
-        result = self._roundtrip("start", [module, name, args, opts], start_wait(timeout),
-                                 on_result)
-        if monitor and isinstance(result, list) and len(result) == 2:
-            return Started(result[0], result[1])
-        return result
+        return self._roundtrip(_core.start_request(
+            self._core, module, name, args, link=link, timeout=timeout, restart=restart,
+            mailbox_limit=mailbox_limit, isolate=isolate, hibernate_after=hibernate_after,
+            monitor=monitor, options=options))
 
     def call(self, server: Server, request: Any, timeout: Optional[float] = None) -> Any:
         """Calls ``server`` and returns its reply.
 
+        ``server`` is a name, an id, or a remote reference ``[name, node]``
+        (a list or a tuple) for a name registered on another node.
         ``timeout`` in seconds: None for the daemon's default (5 s),
         :data:`gsd.INFINITY` to wait forever. Raises :class:`gsd.Timeout`
         when it runs out (the server lives on), :class:`gsd.Exit` if the
         server stops meanwhile (detail: its reason), :class:`gsd.NoProc`
-        if there is no such server.
+        if there is no such server, :class:`gsd.NodeDown` if a remote
+        reference's node cannot be reached.
         """
-        return self._roundtrip("call", [server, request, timeout_ms(timeout)],
-                               call_wait(timeout))
+        return self._roundtrip(_core.call_request(server, request, timeout))
 
     def cast(self, server: Server, request: Any, *, notify: bool = False) -> None:
         """Queues ``request`` for the server's ``handle_cast``; returns once it
-        is in the mailbox (raises :class:`gsd.NoProc`). With ``notify=True``
-        it goes as a notification: fire and forget, nothing answers, and an
-        unknown server is ignored."""
-        if notify:
-            return self.notify("cast", [server, request])
-        return self._roundtrip("cast", [server, request], WAIT_DEFAULT)
+        is in the mailbox (raises :class:`gsd.NoProc`). For a remote
+        reference ``[name, node]``, once it is on its way to the node (a
+        name not there drops it), or :class:`gsd.NodeDown`. With
+        ``notify=True`` it goes as a notification: fire and forget, nothing
+        answers, and an unknown server is ignored."""
+        return self._roundtrip(_core.cast_request(server, request, notify))
 
     def send(self, server: Server, message: Any, *, notify: bool = False) -> None:
         """Sends a raw message to the server's ``handle_info``; returns once
-        it is in the mailbox (raises :class:`gsd.NoProc`). ``notify=True``:
-        as for :meth:`cast`."""
-        if notify:
-            return self.notify("send", [server, message])
-        return self._roundtrip("send", [server, message], WAIT_DEFAULT)
+        it is in the mailbox (raises :class:`gsd.NoProc`). A remote reference
+        ``[name, node]`` and ``notify=True``: as for :meth:`cast`."""
+        return self._roundtrip(_core.send_request(server, message, notify))
 
     def stop(self, server: Server, reason: Any = None,
              timeout: Optional[float] = None) -> None:
@@ -319,12 +310,11 @@ class Connection:
         once its ``terminate`` has run, after what its mailbox already
         held. ``timeout`` (seconds): the daemon kills it past that; None
         waits as long as terminate takes."""
-        return self._roundtrip("stop", [server, reason, timeout_ms(timeout)],
-                               stop_wait(timeout))
+        return self._roundtrip(_core.stop_request(server, reason, timeout))
 
     def whereis(self, name: str) -> Optional[int]:
         """The id registered under ``name``, or None."""
-        return self._roundtrip("whereis", [name], WAIT_DEFAULT)
+        return self._roundtrip(_core.whereis_request(name))
 
     def which(self, after_id: Optional[int] = None,
               count: Optional[int] = None) -> List[Dict[str, Any]]:
@@ -332,10 +322,7 @@ class Connection:
         anonymous), ``module``, ... With ``after_id`` and ``count``, one
         page: at most ``count`` servers whose id is greater, in id order
         (see :meth:`iter_which`)."""
-        if after_id is None and count is None:
-            return self._roundtrip("which", [], WAIT_DEFAULT)
-        return self._roundtrip("which", [after_id or 0, 100 if count is None else count],
-                               WAIT_DEFAULT)
+        return self._roundtrip(_core.which_request(after_id, count))
 
     def iter_which(self, page: int = 100) -> Iterator[Dict[str, Any]]:
         """Every running server, fetched ``page`` at a time (``which`` paging)."""
@@ -349,25 +336,25 @@ class Connection:
 
     def info(self, server: Server) -> Dict[str, Any]:
         """A dict about ``server``: ``id``, ``name``, ``module``, ``status``, ``mailbox``, ..."""
-        return self._roundtrip("info", [server], WAIT_DEFAULT)
+        return self._roundtrip(_core.info_request(server))
 
     def get_state(self, server: Server) -> Any:
         """The server's state, as its module chooses to show it
         (:class:`gsd.Unsupported` if it does not)."""
-        return self._roundtrip("get_state", [server], WAIT_DEFAULT)
+        return self._roundtrip(_core.get_state_request(server))
 
     def modules(self) -> List[Dict[str, Any]]:
         """The loaded modules: dicts with ``name`` and ``vsn``."""
-        return self._roundtrip("modules", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.modules_request())
 
     def load(self, module: str) -> Dict[str, Any]:
         """Loads ``module`` from the daemon's module directories: ``{name, vsn}``."""
-        return self._roundtrip("load", [module], WAIT_DEFAULT)
+        return self._roundtrip(_core.load_request(module))
 
     def reload(self, module: str) -> Dict[str, Any]:
         """Reloads ``module``, moving its servers to the new code:
         ``{name, vsn, upgraded}`` (:class:`gsd.CodeChange` if one fails)."""
-        return self._roundtrip("reload", [module], WAIT_DEFAULT)
+        return self._roundtrip(_core.reload_request(module))
 
     def monitor(self, *servers: Server, timeout: Optional[float] = None) -> "Monitor":
         """Monitors each of ``servers``; returns a :class:`Monitor`, an
@@ -378,18 +365,18 @@ class Connection:
                 print(down.name, down.reason)
 
         A server that is not alive gives a down with reason ``"noproc"`` at
-        once. ``timeout`` (seconds; None or INFINITY: none) bounds each wait
+        once. A remote reference ``[name, node]`` may be monitored too
+        (:class:`gsd.NodeDown` if its node cannot be reached): its down
+        has id 0, and reason ``"noconnection"`` if the node is lost.
+        ``timeout`` (seconds; None or INFINITY: none) bounds each wait
         for the next event (:class:`gsd.Timeout`). If one of the monitor
         requests fails, the monitors already made are removed before the
         error is raised.
         """
-        wait = optional_wait(timeout)
-        m = Monitor(self, {}, wait)
+        m = Monitor(self, {}, optional_wait(timeout))
         try:
             for server in servers:
-                def on_result(ref: Any, server: Server = server) -> None:
-                    m._add(ref, server)
-                self._roundtrip("monitor", [server], WAIT_DEFAULT, on_result)
+                self._roundtrip(_core.monitor_request(server, m._add))
         except BaseException:
             m.cancel()
             raise
@@ -405,38 +392,37 @@ class Connection:
 
     def demonitor(self, ref: int) -> None:
         """Removes the monitor ``ref``; its down, if any comes, is dropped."""
-        self._core.unwatch([ref])
-        return self._roundtrip("demonitor", [ref], WAIT_DEFAULT)
+        return self._roundtrip(_core.demonitor_request(self._core, ref))
 
     def restart(self, server: Server) -> int:
         """Stops ``server`` (reason ``"restart"``) and starts it again with the
         same module, name, args and options; returns the new id."""
-        return self._roundtrip("restart", [server], WAIT_DEFAULT)
+        return self._roundtrip(_core.restart_request(server))
 
     def suspend(self, server: Server) -> None:
         """Holds the server's mailbox until :meth:`resume`."""
-        return self._roundtrip("suspend", [server], WAIT_DEFAULT)
+        return self._roundtrip(_core.suspend_request(server))
 
     def resume(self, server: Server) -> None:
         """Lets a suspended server handle its mailbox again."""
-        return self._roundtrip("resume", [server], WAIT_DEFAULT)
+        return self._roundtrip(_core.resume_request(server))
 
     def stats(self) -> Dict[str, Any]:
         """The daemon's counters: ``version``, ``pid``, ``uptime_ms``,
         ``servers``, ``connections``, ``memory``, ``calls``, ``errors``, ..."""
-        return self._roundtrip("stats", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.stats_request())
 
     def clients(self) -> List[Dict[str, Any]]:
         """One dict per connection: ``id``, ``pid``, ``uid``, ``pending``, ..."""
-        return self._roundtrip("clients", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.clients_request())
 
     def slowlog(self, count: Optional[int] = None) -> List[Dict[str, Any]]:
         """The slowest recent callbacks, newest first (``count`` of them; None: all kept)."""
-        return self._roundtrip("slowlog", [count], WAIT_DEFAULT)
+        return self._roundtrip(_core.slowlog_request(count))
 
     def slowlog_reset(self) -> None:
         """Empties the slowlog."""
-        return self._roundtrip("slowlog_reset", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.slowlog_reset_request())
 
     def trace(self, server: Server, *, timeout: Optional[float] = None) -> "Trace":
         """Traces ``server``; returns a :class:`Trace`, an iterator of its
@@ -445,23 +431,23 @@ class Connection:
         bounds each wait for the next event (:class:`gsd.Timeout`)."""
         t = Trace(self, server, optional_wait(timeout))
         try:
-            self._roundtrip("trace", [server, True], WAIT_DEFAULT)
+            self._roundtrip(_core.trace_request(server, True))
         except BaseException:
-            self._core.remove_trace(server, t._sink)
+            t._end()
             raise
         return t
 
     def untrace(self, server: Server) -> None:
         """Turns tracing of ``server`` off (``trace [server, false]``)."""
-        return self._roundtrip("trace", [server, False], WAIT_DEFAULT)
+        return self._roundtrip(_core.trace_request(server, False))
 
     def metrics(self) -> str:
         """The daemon's metrics in the Prometheus text exposition format."""
-        return self._roundtrip("metrics", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.metrics_request())
 
     def nodes(self) -> List[str]:
         """The names of the cluster's nodes connected now."""
-        return self._roundtrip("nodes", [], WAIT_DEFAULT)
+        return self._roundtrip(_core.nodes_request())
 
     # -- events ----------------------------------------------------------
 
@@ -472,7 +458,7 @@ class Connection:
         return sink.items.popleft()
 
 
-class Monitor:
+class Monitor(MonitorBase):
     """Iterates over the ``down`` events of the servers it watches.
 
     Made by :meth:`Connection.monitor` or :meth:`Connection.watch`; ends
@@ -484,19 +470,10 @@ class Monitor:
     """
 
     def __init__(self, conn: Connection, refs: Dict[int, Any], wait: Optional[float]) -> None:
+        super().__init__(conn._core, Sink(), wait)
         self._conn = conn
-        self.refs: Dict[int, Any] = {}
-        self._left: set = set()
-        self._wait = wait
-        self._sink = Sink()
-        weakref.finalize(self, conn._core.unwatch, self._left)
         for ref, server in refs.items():
             self._add(ref, server)
-
-    def _add(self, ref: int, server: Any) -> None:
-        self.refs[ref] = server
-        self._left.add(ref)
-        self._conn._core.watch(ref, self._sink)
 
     @property
     def ref(self) -> int:
@@ -510,18 +487,13 @@ class Monitor:
     def __next__(self) -> Down:
         if not self._left:
             raise StopIteration
-        down = self._conn._next_event(self._sink, _deadline(self._wait), "down")
-        self._left.discard(down.ref)
-        return down
+        return self._got(self._conn._next_event(self._sink, _deadline(self._wait), "down"))
 
     def cancel(self) -> None:
         """Removes the monitors that have not fired yet (demonitor)."""
-        left = list(self._left)
-        self._conn._core.unwatch(left)
-        self._left.clear()
-        for ref in left:
+        for ref in self._unwatch_left():
             try:
-                self._conn._roundtrip("demonitor", [ref], WAIT_DEFAULT)
+                self._conn.demonitor(ref)
             except GsdError:
                 break  # the connection is gone, and its monitors with it
 
@@ -534,7 +506,7 @@ class Monitor:
         self.cancel()
 
 
-class Trace:
+class Trace(TraceBase):
     """Iterates over the ``trace`` events of one server.
 
     Made by :meth:`Connection.trace`; ends after the server's ``"stop"``
@@ -543,29 +515,16 @@ class Trace:
     """
 
     def __init__(self, conn: Connection, server: Server, wait: Optional[float]) -> None:
+        super().__init__(conn._core, server, Sink(), wait)
         self._conn = conn
-        self.server = server
-        self._wait = wait
-        self._sink = Sink()
-        self._done = False
-        conn._core.add_trace(server, self._sink)
-        weakref.finalize(self, conn._core.remove_trace, server, self._sink)
 
     def __iter__(self) -> "Trace":
         return self
 
     def __next__(self) -> TraceEvent:
-        if self._done and not self._sink.items:
+        if self._exhausted():
             raise StopIteration
-        ev = self._conn._next_event(self._sink, _deadline(self._wait), "trace")
-        if ev.event == "stop":
-            self._end()
-        return ev
-
-    def _end(self) -> None:
-        if not self._done:
-            self._done = True
-            self._conn._core.remove_trace(self.server, self._sink)
+        return self._got(self._conn._next_event(self._sink, _deadline(self._wait), "trace"))
 
     def close(self) -> None:
         """Turns tracing off (unless the server already stopped)."""

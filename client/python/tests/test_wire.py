@@ -8,6 +8,8 @@ import tempfile
 import unittest
 from unittest import mock
 
+import msgpack
+
 import gsd
 from gsd import _core
 from gsdtest import Bounded, FakeDaemon, answer
@@ -125,6 +127,88 @@ class RequestShapes(FakeCase):
         f2 = self.fake(answer("pong"))
         asyncio.run(asyncio.wait_for(main(), 20))
         self.assertEqual(f2.received[:2], [[2, "cast", ["c", "x"]], [2, "send", ["c", "y"]]])
+
+
+class RemoteReferences(FakeCase):
+    """A remote reference ``[name, node]``, a list or a tuple, goes as a
+    msgpack array wherever a server does."""
+
+    REF = ("cache", "gsd@db1")
+
+    def test_packed_as_an_array(self):
+        for server in (self.REF, list(self.REF)):
+            for req in (_core.call_request(server, "x", None),
+                        _core.cast_request(server, "x", False),
+                        _core.send_request(server, "x", True),
+                        _core.monitor_request(server, lambda ref, s: None)):
+                _, data = _core.Core().request(req, lambda error, result: None)
+                # the params' first item: a fixarray of 2 (0x92) of two fixstrs
+                self.assertIn(b"\x92\xa5cache\xa7gsd@db1", data)
+                msg = msgpack.unpackb(data, raw=False)
+                self.assertEqual((msg[0], msg[2], msg[3][0]), (0, req.method, ["cache", "gsd@db1"]))
+
+    def handler(self, msg, fake):
+        if msg[0] != 0:
+            return None
+        if msg[2] == "monitor":
+            return [[1, msg[1], None, 7]]
+        return [[1, msg[1], None, None]]
+
+    def want(self):
+        ref = ["cache", "gsd@db1"]
+        return [[0, "call", [ref, "get", 1000]], [0, "cast", [ref, "x"]], [2, "cast", [ref, "y"]],
+                [0, "send", [ref, "z"]], [0, "monitor", [ref]], [0, "demonitor", [7]],
+                [0, "call", [ref, "get", None]]]
+
+    def received(self, fake):
+        return [[m[0]] + m[-2:] for m in fake.received]
+
+    def test_sync(self):
+        f = self.fake(self.handler)
+        with gsd.connect(f.sock) as c:
+            self.assertIsNone(c.call(self.REF, "get", timeout=1))
+            c.cast(self.REF, "x")
+            c.cast(list(self.REF), "y", notify=True)
+            c.send(self.REF, "z")
+            with c.monitor(self.REF, timeout=5) as m:
+                self.assertEqual(m.refs, {7: self.REF})
+            c.call(list(self.REF), "get")
+        self.assertIsNone(f.error)
+        self.assertEqual(self.received(f), self.want())
+
+    def test_async(self):
+        async def main():
+            async with gsd.aconnect(f.sock) as c:
+                self.assertIsNone(await c.call(self.REF, "get", timeout=1))
+                await c.cast(self.REF, "x")
+                await c.cast(list(self.REF), "y", notify=True)
+                await c.send(self.REF, "z")
+                async with await c.monitor(self.REF, timeout=5) as m:
+                    self.assertEqual(m.refs, {7: self.REF})
+                await c.call(list(self.REF), "get")
+        f = self.fake(self.handler)
+        asyncio.run(asyncio.wait_for(main(), 20))
+        self.assertIsNone(f.error)
+        self.assertEqual(self.received(f), self.want())
+
+    def test_nodedown(self):
+        detail = "node gsd@db1 cannot be reached"
+        f = self.fake(answer(error=["nodedown", detail]))
+        with gsd.connect(f.sock) as c:
+            for fn in (lambda: c.call(self.REF, "get"), lambda: c.cast(self.REF, "x"),
+                       lambda: c.send(self.REF, "x"), lambda: c.monitor(self.REF)):
+                with self.assertRaises(gsd.NodeDown) as e:
+                    fn()
+                self.assertEqual((e.exception.code, e.exception.detail), ("nodedown", detail))
+
+        async def main():
+            async with gsd.aconnect(f2.sock) as c:
+                with self.assertRaises(gsd.NodeDown):
+                    await c.call(list(self.REF), "get")
+                with self.assertRaises(gsd.NodeDown):
+                    await c.monitor(self.REF)
+        f2 = self.fake(answer(error=["nodedown", detail]))
+        asyncio.run(asyncio.wait_for(main(), 20))
 
 
 class Answers(FakeCase):
