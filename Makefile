@@ -75,6 +75,8 @@ TESTS = $(patsubst tests/%.c,%,$(wildcard tests/check_*.c))
 BENCH_MODULES = $(patsubst bench/modules/%.c,%,$(wildcard bench/modules/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+# ei's erl_errno is per thread only where its header sees _REENTRANT.
+$(call obj,$(DIST_SRC)): CFLAGS_ALL += -pthread
 
 all: $(BUILD)/gsd $(BUILD)/gsctl $(BUILD)/libgsclient.so $(BUILD)/libgsclient.a \
 	$(MODULES:%=$(BUILD)/modules/%.so) $(BUILD)/modules/upgrade/counter.so \
@@ -299,7 +301,7 @@ AUTHOR_CHECK = echo "== the module author's tests: docs/modules.md's counter_tes
 # makes its exit status, and so the test, fail.
 VALGRIND = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99
-VALGRIND_SUITES = $(E2E_TESTS) check_upgrade
+VALGRIND_SUITES = $(E2E_TESTS) check_upgrade check_dist
 check-valgrind: all $(TEST_MODULES:%=$(BUILD)/test-modules/%.so) $(UPGRADE_TEST_MODULES) \
 		$(VALGRIND_SUITES:%=$(BUILD)/tests/%)
 	for t in $(VALGRIND_SUITES); do \

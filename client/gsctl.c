@@ -591,8 +591,9 @@ static void usage(FILE *f)
                "other JSON included, is an argument. -- ends the options: put it before an\n"
                "argument that starts with - and a letter. After start, --timeout is init's.\n"
                "\n"
-               "SERVER: all digits is an id, anything else a name. REQUEST, ARGS, MSG and\n"
-               "REASON are JSON; text that is not JSON is a string (call c get sends \"get\"),\n"
+               "SERVER: all digits is an id, NAME@NODE a name on another node (cache@gsd@db1),\n"
+               "anything else a name. REQUEST, ARGS, MSG and REASON are JSON; text that is\n"
+               "not JSON is a string (call c get sends \"get\"),\n"
                "but text that starts with [, { or \" must be valid JSON (usage error).\n"
                "Exit: 0 ok, 1 the daemon answered an error (stderr: CODE: SERVER: detail),\n"
                "2 usage, 3 connection failed.\n");
@@ -993,15 +994,6 @@ static void trace_signal(int sig)
     trace_interrupted = 1;
 }
 
-/* A server reference as the daemon reads it: all digits an id, else a name. */
-static void pack_server(msgpack_packer *pk, const char *server)
-{
-    uint64_t id;
-    if (parse_u64(server, &id))
-        msgpack_pack_uint64(pk, id);
-    else
-        gsp_pack_str(pk, server);
-}
 
 /* One message from the daemon, for trace: 0 to go on, else the exit
  * status (-1: done, exit 0). */
@@ -1070,14 +1062,14 @@ static int run_trace(struct ctx *x)
     msgpack_pack_uint32(&pk, 1);
     gsp_pack_str(&pk, "trace");
     msgpack_pack_array(&pk, 2);
-    pack_server(&pk, x->arg[0]);
+    gsc_pack_server(&pk, x->arg[0]);
     msgpack_pack_true(&pk);
     msgpack_pack_array(&pk, 4);
     msgpack_pack_uint8(&pk, 0);
     msgpack_pack_uint32(&pk, 2);
     gsp_pack_str(&pk, "monitor");
     msgpack_pack_array(&pk, 1);
-    pack_server(&pk, x->arg[0]);
+    gsc_pack_server(&pk, x->arg[0]);
     struct sigaction sa = {.sa_handler = trace_signal}; /* no SA_RESTART: poll wakes */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

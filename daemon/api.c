@@ -114,11 +114,15 @@ static int api_timer_cancel(gs_server *self, uint64_t ref)
 
 static int post(gs_value server, enum msg_kind kind, gs_value v)
 {
-    struct server *target = server_lookup(&server);
-    if (target == NULL)
+    struct remote to;
+    bool far = remote_ref(&server, &to);
+    struct server *target = far ? NULL : server_lookup(&server);
+    if (target == NULL && !far)
         return -1;
     size_t len;
     const uint8_t *p = value_encode(&v, &len);
+    if (p && far)
+        return remote_post(&to, kind, (struct gsp_span){p, len}, true, NULL) ? 0 : -1;
     return p && server_post(target, kind, 0, p, len) ? 0 : -1;
 }
 
@@ -138,10 +142,17 @@ void api_call_as(struct server *s, uint64_t ref, const gs_value *server, const g
                  int64_t timeout_ms)
 {
     struct waiter *w = waiter_for_server(s->id, ref, timeout_ms < 0 ? -1 : timeout_ms);
-    struct server *target = server_lookup(server);
+    gs_value t = *server;
+    struct remote to;
+    bool far = remote_ref(&t, &to);
+    struct server *target = far ? NULL : server_lookup(&t);
     size_t len;
     const uint8_t *p = api_encode(request, &len);
-    if (target == NULL) {
+    if (far && p) {
+        remote_call(&to, (struct gsp_span){p, len}, true, w);
+        return;
+    }
+    if (target == NULL && !far) {
         waiter_error_str(w, GSP_NOPROC, "no such server");
         return;
     }

@@ -1,6 +1,8 @@
-/* dist.c — gsd as a hidden Erlang node (inbound): peers call, cast, send
- * to and monitor servers by registered name. ei runs only the handshake,
- * in a thread per connection; everything after it is framed on the loop. */
+/* dist.c — gsd as a hidden Erlang node. Inbound, peers call, cast, send
+ * to and monitor servers by registered name; outbound, clients and servers
+ * reach names on other nodes ([name, node]), connecting on demand. ei runs
+ * only the handshake, in a thread per connection; everything after it is
+ * framed on the loop. */
 #include "gsd.h"
 
 #include <arpa/inet.h>
@@ -29,16 +31,21 @@
 #define PASS_MSGS 64        /* messages handled per pass, per node */
 #define OUT_MAX (64u << 20) /* unread output past which a peer is dropped */
 #define HOLD_MS 5           /* retry of a node held by a full mailbox */
+#define CONNECT_MS (HANDSHAKE_MS + 2000) /* a connection asked for: epmd, connect, handshake */
 
 enum {
     OP_LINK = 1,
     OP_SEND = 2,
     OP_REG_SEND = 6,
+    OP_SEND_TT = 12,
     OP_REG_SEND_TT = 16,
     OP_MONITOR_P = 19,
     OP_DEMONITOR_P = 20,
     OP_MONITOR_P_EXIT = 21,
-    OP_ALIAS_SEND = 33
+    OP_SEND_SENDER = 22,
+    OP_SEND_SENDER_TT = 23,
+    OP_ALIAS_SEND = 33,
+    OP_ALIAS_SEND_TT = 34
 };
 
 struct node;
@@ -68,9 +75,26 @@ struct dmon {
     LIST_ENTRY(dmon) link;
 };
 
+/* A call or monitor of ours on a name on another node: both are an Erlang
+ * monitor of {Name, Node} under a ref of ours (a call's tag too). */
+struct watch {
+    uint64_t key;   /* a call's waiter id, or a monitor's ref (monitor.c's) */
+    uint64_t ref;   /* our ref's number */
+    uint64_t asker; /* a client's monitor: its waiter, answered once connected */
+    bool call;
+    struct node *node;
+    uint8_t *name; /* the name, as an atom term */
+    size_t name_len;
+    UT_hash_handle hh;     /* outcalls or outmons, by key */
+    UT_hash_handle hh_ref; /* node->watches, by ref */
+    LIST_ENTRY(watch) link;
+};
+
 struct node {
     char name[MAXNODELEN + 1];
-    int fd;
+    int fd;           /* -1 while connecting */
+    bool outbound;    /* we connected (else the peer did) */
+    uint64_t attempt; /* connecting: the attempt a thread reports on */
     struct event *rev, *wev, *tick, *flush, *resume;
     struct gsp_buf in, out;
     size_t out_off;
@@ -81,6 +105,12 @@ struct node {
     uint32_t npending;
     struct dmon *mons; /* by ref */
     LIST_HEAD(, dmon) monitors;
+    uint32_t nmons;
+    struct watch *watches; /* ours on it, by ref */
+    LIST_HEAD(, watch) watching;
+    uint64_t *askers; /* connecting: clients' casts and sends, answered nil once connected */
+    size_t naskers;
+    struct event *connect_timer;
     bool held, closing;
     size_t charged; /* its buffers, charged to the memory budget */
     LIST_ENTRY(node) link;
@@ -95,7 +125,10 @@ static unsigned handshakes;
 static LIST_HEAD(, node) nodes = LIST_HEAD_INITIALIZER(nodes);
 static unsigned nnodes;
 static struct pending *calls; /* every pending call, by key */
+static struct watch *outcalls, *outmons; /* ours, by key */
+static uint64_t last_ref, last_attempt;
 static struct atom_set words; /* atoms the daemon sends of its own: exit reasons */
+static unsigned creation; /* ours, this run's */
 static uint8_t self_pid[MAXNODELEN + 32];
 static size_t self_pid_len;
 static struct gsp_buf conv; /* a message converted, reused */
@@ -115,6 +148,7 @@ static int cb_socket(void **ctx, void *setup)
     if (fd < 0)
         return errno;
     *ctx = (void *)(intptr_t)fd;
+    hs_fd = fd; /* a connecting thread's: the one it shakes hands on */
     return 0;
 }
 
@@ -159,10 +193,19 @@ static int wait_for(int fd, short ev, unsigned tmo)
     return r < 0 ? errno : r == 0 ? ETIMEDOUT : 0;
 }
 
+/* A connect bounded by tmo: non-blocking, then back to blocking for ei. */
 static int cb_connect(void *ctx, void *addr, int len, unsigned tmo)
 {
-    (void)tmo;
-    return connect(CTX_FD(ctx), addr, (socklen_t)len) < 0 ? errno : 0;
+    int fd = CTX_FD(ctx), fl = fcntl(fd, F_GETFL), e = 0;
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (connect(fd, addr, (socklen_t)len) < 0) {
+        e = errno == EINPROGRESS ? wait_for(fd, POLLOUT, tmo) : errno;
+        socklen_t el = sizeof e;
+        if (e == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+            e = errno;
+    }
+    fcntl(fd, F_SETFL, fl);
+    return e;
 }
 
 /* Adds our flags to the challenge ('N', flags: 8 bytes big-endian) the
@@ -239,9 +282,11 @@ static ei_socket_callbacks cbs = {.flags = EI_SCLBK_FLG_FULL_IMPL,
 
 /* What a handshake thread tells the loop: one write, under PIPE_BUF. */
 struct hs_result {
-    int fd; /* -1: failed */
+    int fd;           /* -1: failed */
+    uint64_t attempt; /* a connection we asked for; 0: one we accepted */
     char name[MAXNODELEN + 1];
     char peer[INET_ADDRSTRLEN];
+    char why[64]; /* a failed connect's */
 };
 
 static void *handshake(void *arg)
@@ -265,9 +310,47 @@ static void *handshake(void *arg)
     return NULL;
 }
 
+/* Connects to the node named in arg (a struct hs_result, freed here): epmd,
+ * connect and handshake, each bounded by ei's timeout. */
+static void *connect_to(void *arg)
+{
+    struct hs_result r = *(struct hs_result *)arg;
+    free(arg);
+    r.fd = ei_connect_tmo(&ec, r.name, HANDSHAKE_MS);
+    if (r.fd < 0) {
+        r.fd = -1;
+        snprintf(r.why, sizeof r.why, "%s",
+                 erl_errno == ETIMEDOUT ? "no answer in time"
+                 : erl_errno == EIO     ? "not found by epmd, refused, or a wrong cookie"
+                                        : strerror(erl_errno));
+    }
+    if (write(hs_pipe[1], &r, sizeof r) != (ssize_t)sizeof r && r.fd >= 0)
+        close(r.fd);
+    return NULL;
+}
+
+/* A short detached thread for fn; false if none could be had. */
+static bool spawn(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 256 << 10);
+    int e = pthread_create(&t, &at, fn, arg);
+    pthread_attr_destroy(&at);
+    if (e != 0) {
+        log_msg(LOG_WARN, "distribution: no thread for a handshake: %s", strerror(e));
+        return false;
+    }
+    handshakes++;
+    return true;
+}
+
 /* ---- sending ------------------------------------------------------------------- */
 
 static void node_close(struct node *n, const char *why);
+static void arm_tick(struct node *n);
 
 static void be32_put(uint8_t *p, uint32_t v)
 {
@@ -306,6 +389,8 @@ static void send_msg(struct node *n, const struct gsp_buf *ctl, const struct gsp
         gsp_buf_append(&n->out, &v, 1);
         gsp_buf_append(&n->out, payload->data, payload->len);
     }
+    if (n->fd < 0) /* held until connected: charged now */
+        recharge(n);
     want_flush(n);
 }
 
@@ -313,6 +398,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct node *n = arg;
+    if (n->fd < 0) /* connecting: it goes once connected */
+        return;
     while (n->out_off < n->out.len) {
         ssize_t w = write(n->fd, n->out.data + n->out_off, n->out.len - n->out_off);
         if (w < 0 && errno == EINTR)
@@ -374,11 +461,119 @@ static void pending_drop(struct pending *pc)
 
 static void dmon_free(struct dmon *m)
 {
+    m->node->nmons--;
     HASH_DEL(m->node->mons, m);
     LIST_REMOVE(m, link);
     budget_release(sizeof *m + m->pid.len + m->ref.len + m->name.len);
     free(m->mem);
     free(m);
+}
+
+/* ---- ours: calls and monitors on names on other nodes ------------------------------------ */
+
+/* A ref of ours, NEWER_REFERENCE_EXT: our node, creation and k. */
+static void put_ref(struct gsp_buf *b, uint64_t k)
+{
+    uint8_t head[3] = {ERL_NEWER_REFERENCE_EXT, 0, 3}, w[16];
+    gsp_buf_append(b, head, 3);
+    term_put_atom(b, ec.thisnodename, strlen(ec.thisnodename));
+    be32_put(w, creation);
+    be32_put(w + 4, (uint32_t)(k & 0x3ffff));
+    be32_put(w + 8, (uint32_t)(k >> 18));
+    be32_put(w + 12, (uint32_t)(k >> 50));
+    gsp_buf_append(b, w, 16);
+}
+
+static uint32_t be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The k of a ref put_ref made; 0 if t is not one. */
+static uint64_t ref_of_ours(struct gsp_span t)
+{
+    uint8_t buf[512];
+    const uint8_t *p = t.ptr, *end = t.ptr + t.len, *name;
+    size_t len;
+    if (t.len < 3 || p[0] != ERL_NEWER_REFERENCE_EXT || p[1] != 0 || p[2] != 3)
+        return 0;
+    p += 3;
+    if (!term_atom(&p, end, buf, &name, &len) || len != strlen(ec.thisnodename) ||
+        memcmp(name, ec.thisnodename, len) != 0 || end - p != 16 || be32_get(p) != creation)
+        return 0;
+    return (uint64_t)(be32_get(p + 4) & 0x3ffff) | (uint64_t)be32_get(p + 8) << 18 |
+           (uint64_t)be32_get(p + 12) << 50;
+}
+
+/* {Op, OurPid, Name, Ref}: MONITOR_P or DEMONITOR_P of x's name. */
+static void send_monitor(struct node *n, int op, const struct watch *x)
+{
+    static struct gsp_buf ctl;
+    ctl.len = 0;
+    term_put_tuple(&ctl, 4);
+    term_put_int(&ctl, op, false, 0);
+    gsp_buf_append(&ctl, self_pid, self_pid_len);
+    term_put_atom(&ctl, x->name, x->name_len);
+    put_ref(&ctl, x->ref);
+    send_msg(n, &ctl, NULL);
+}
+
+/* REG_SEND {6, OurPid, '', Name} of msg. */
+static void send_reg(struct node *n, const struct remote *to, const struct gsp_buf *msg)
+{
+    static struct gsp_buf ctl;
+    ctl.len = 0;
+    term_put_tuple(&ctl, 4);
+    term_put_int(&ctl, OP_REG_SEND, false, 0);
+    gsp_buf_append(&ctl, self_pid, self_pid_len);
+    term_put_atom(&ctl, "", 0);
+    term_put_atom(&ctl, to->name, to->name_len);
+    send_msg(n, &ctl, msg);
+}
+
+/* A monitor of to's name on n under ref, sent: a call's (key: its
+ * waiter) or a monitor's (key: monitor.c's ref). */
+static struct watch *watch_new(struct node *n, const struct remote *to, uint64_t key, bool call,
+                               uint64_t ref)
+{
+    struct watch *x = xcalloc(1, sizeof *x + to->name_len);
+    x->key = key;
+    x->ref = ref;
+    x->call = call;
+    x->node = n;
+    x->name = (uint8_t *)(x + 1);
+    x->name_len = to->name_len;
+    memcpy(x->name, to->name, to->name_len);
+    if (call)
+        HASH_ADD(hh, outcalls, key, sizeof x->key, x);
+    else
+        HASH_ADD(hh, outmons, key, sizeof x->key, x);
+    HASH_ADD(hh_ref, n->watches, ref, sizeof x->ref, x);
+    LIST_INSERT_HEAD(&n->watching, x, link);
+    budget_charge(sizeof *x + x->name_len);
+    send_monitor(n, OP_MONITOR_P, x);
+    return x;
+}
+
+static void watch_free(struct watch *x)
+{
+    if (x->call)
+        HASH_DEL(outcalls, x);
+    else
+        HASH_DEL(outmons, x);
+    HASH_DELETE(hh_ref, x->node->watches, x);
+    LIST_REMOVE(x, link);
+    budget_release(sizeof *x + x->name_len);
+    free(x);
+}
+
+/* Ours has gone (answered, timed out, demonitored): the node forgets it. */
+static void watch_end(struct watch *x)
+{
+    if (x && !x->node->closing)
+        send_monitor(x->node, OP_DEMONITOR_P, x);
+    if (x)
+        watch_free(x);
 }
 
 /* Copies spans into one block; each out[i] points into it. */
@@ -444,6 +639,16 @@ static void on_monitor(struct node *n, const struct gsp_span *el)
         noproc(n, proc, pid, ref);
         return;
     }
+    if (limits.monitors && n->nmons >= limits.monitors) { /* as a connection's limit */
+        static struct gsp_buf r;
+        r.len = 0;
+        term_put_atom(&r, "system_limit", 12);
+        log_msg(LOG_WARN, "node %s: over %u monitors: a monitor of %s refused", n->name,
+                limits.monitors, s->name);
+        send_monitor_exit(n, proc, pid, ref, &r);
+        return;
+    }
+    n->nmons++;
     m = xcalloc(1, sizeof *m);
     struct gsp_span in[3] = {pid, ref, proc}, out[3];
     m->mem = copy_spans(in, out, 3);
@@ -593,6 +798,70 @@ static enum handled on_reg_send(struct node *n, struct gsp_span to, struct gsp_s
     return DONE;
 }
 
+/* A message to our pid or an alias: the reply {Ref, Reply} to a call of
+ * ours, or nothing. */
+static enum handled on_send(struct node *n, struct gsp_span msg)
+{
+    if (msg.ptr == NULL)
+        return BAD;
+    const uint8_t *p = msg.ptr, *end = msg.ptr + msg.len, *q;
+    if (msg.len < 2 || p[0] != ERL_SMALL_TUPLE_EXT || p[1] != 2)
+        return DONE;
+    q = p += 2;
+    if (!term_skip(&q, end, GSP_MAX_DEPTH_HARD, NULL))
+        return BAD;
+    uint64_t ref = ref_of_ours((struct gsp_span){p, (size_t)(q - p)});
+    struct watch *x = NULL;
+    if (ref)
+        HASH_FIND(hh_ref, n->watches, &ref, sizeof ref, x);
+    if (x == NULL || !x->call)
+        return DONE; /* late: its caller gave up */
+    struct waiter *w = waiter_find(x->key);
+    watch_end(x);
+    if (w == NULL)
+        return DONE;
+    if (convert(n, q, end, NULL))
+        waiter_result(w, (struct gsp_span){conv.data, conv.len});
+    else
+        waiter_error_str(w, GSP_TOO_LARGE, "the reply is over the message limits, or malformed");
+    return DONE;
+}
+
+/* MONITOR_P_EXIT to a call or monitor of ours: its name is not there
+ * (noproc) or has ended. */
+static enum handled on_monitor_exit(struct node *n, struct gsp_span ref_term, struct gsp_span reason)
+{
+    static const uint8_t unreadable[] = "°reason_too_large";
+    uint64_t ref = ref_of_ours(ref_term);
+    struct watch *x = NULL;
+    if (ref)
+        HASH_FIND(hh_ref, n->watches, &ref, sizeof ref, x);
+    if (x == NULL)
+        return DONE;
+    const uint8_t *p = reason.ptr;
+    bool noproc = is_atom(&p, reason.ptr + reason.len, "noproc");
+    struct gsp_span r = {unreadable, sizeof unreadable - 1};
+    if (convert(n, reason.ptr, reason.ptr + reason.len, NULL))
+        r = (struct gsp_span){conv.data, conv.len};
+    uint64_t key = x->key;
+    bool call = x->call;
+    char name[GSP_NAME_MAX + 1];
+    size_t len = x->name_len;
+    memcpy(name, x->name, len);
+    watch_free(x);
+    struct waiter *w = call ? waiter_find(key) : NULL;
+    if (w && noproc) {
+        char text[GSP_NAME_MAX + MAXNODELEN + 64];
+        snprintf(text, sizeof text, "no process is registered as %.*s on %s", (int)len, name,
+                 n->name);
+        waiter_error_str(w, GSP_NOPROC, text);
+    } else if (w)
+        waiter_error(w, GSP_EXIT, r);
+    else if (!call)
+        monitor_remote_down(key, name, len, r);
+    return DONE;
+}
+
 static enum handled handle(struct node *n, const uint8_t *p, size_t len)
 {
     struct gsp_span ctl, msg, el[DIST_CONTROL_MAX];
@@ -617,9 +886,19 @@ static enum handled handle(struct node *n, const uint8_t *p, size_t len)
             return BAD;
         on_demonitor(n, el);
         return DONE;
+    case OP_SEND:
+    case OP_SEND_SENDER:
+    case OP_ALIAS_SEND:
+        return k == 3 ? on_send(n, msg) : BAD;
+    case OP_SEND_TT:
+    case OP_SEND_SENDER_TT:
+    case OP_ALIAS_SEND_TT:
+        return k == 4 ? on_send(n, msg) : BAD;
+    case OP_MONITOR_P_EXIT:
+        return k == 5 ? on_monitor_exit(n, el[3], el[4]) : BAD;
     case -1:
         return BAD;
-    default: /* to a pid or alias of ours (there are none), links, exits: nothing */
+    default: /* links, exits, group leaders: nothing */
         return DONE;
     }
 }
@@ -669,6 +948,7 @@ static void process(struct node *n)
         done++;
     }
     scratch_reset();
+    conn_flush_all(); /* replies to our calls */
     if (n->closing)
         return;
     gsp_buf_consume(&n->in, at);
@@ -730,7 +1010,53 @@ static void node_free(evutil_socket_t fd, short what, void *arg)
     gsp_buf_free(&n->out);
     atoms_free(&n->atoms);
     event_free(n->flush);
+    free(n->askers);
     free(n);
+}
+
+static void free_event(struct event **ev)
+{
+    if (*ev)
+        event_free(*ev);
+    *ev = NULL;
+}
+
+/* "node N cannot be reached: why", for nodedown answers. */
+static const char *unreachable(const char *node, size_t len, const char *why)
+{
+    static char text[MAXNODELEN + 128];
+    snprintf(text, sizeof text, "node %.*s cannot be reached: %s", (int)len, node, why);
+    return text;
+}
+
+/* n's watches, as its connection is lost (up) or never made: calls hear
+ * ["exit", "noconnection"] or nodedown, monitors their down
+ * "noconnection", a client's monitor not yet answered nodedown. */
+static void watches_lost(struct node *n, bool up, const char *why)
+{
+    static const uint8_t noconnection[] = "\xac"
+                                          "noconnection";
+    const struct gsp_span reason = {noconnection, sizeof noconnection - 1};
+    struct watch *x;
+    while ((x = LIST_FIRST(&n->watching)) != NULL) {
+        uint64_t key = x->key, asker = x->asker;
+        bool call = x->call;
+        char name[GSP_NAME_MAX + 1];
+        size_t len = x->name_len;
+        memcpy(name, x->name, len);
+        watch_free(x); /* first: what follows finds it gone */
+        struct waiter *w = waiter_find(call ? key : asker);
+        if (call && w && up)
+            waiter_error(w, GSP_EXIT, reason);
+        else if (call && w)
+            waiter_error_str(w, GSP_NODEDOWN, unreachable(n->name, strlen(n->name), why));
+        else if (!call && asker) {
+            monitor_remote_down(key, NULL, 0, (struct gsp_span){0});
+            if (w)
+                waiter_error_str(w, GSP_NODEDOWN, unreachable(n->name, strlen(n->name), why));
+        } else if (!call)
+            monitor_remote_down(key, name, len, reason);
+    }
 }
 
 static void node_close(struct node *n, const char *why)
@@ -738,57 +1064,156 @@ static void node_close(struct node *n, const char *why)
     if (n->closing)
         return;
     n->closing = true;
-    log_msg(LOG_INFO, "node %s disconnected: %s", n->name, why);
+    bool up = n->fd >= 0;
+    if (up) {
+        log_msg(LOG_INFO, "node %s disconnected: %s", n->name, why);
+        nnodes--;
+    } else
+        log_msg(LOG_WARN, "node %s cannot be reached: %s", n->name, why);
+    LIST_REMOVE(n, link);
     struct pending *pc;
     while ((pc = LIST_FIRST(&n->pending)) != NULL)
         pending_drop(pc);
     struct dmon *m;
     while ((m = LIST_FIRST(&n->monitors)) != NULL)
         dmon_free(m);
-    LIST_REMOVE(n, link);
-    nnodes--;
-    event_free(n->rev);
-    event_free(n->wev);
-    event_free(n->tick);
-    event_free(n->resume);
-    close(n->fd);
+    watches_lost(n, up, why);
+    for (size_t i = 0; i < n->naskers; i++) {
+        struct waiter *w = waiter_find(n->askers[i]);
+        if (w)
+            waiter_error_str(w, GSP_NODEDOWN, unreachable(n->name, strlen(n->name), why));
+    }
+    n->naskers = 0;
+    free_event(&n->rev);
+    free_event(&n->wev);
+    free_event(&n->tick);
+    free_event(&n->resume);
+    free_event(&n->connect_timer);
+    if (up)
+        close(n->fd);
     event_del(n->flush);
     event_assign(n->flush, loop_base, -1, 0, node_free, n);
     event_active(n->flush, EV_TIMEOUT, 1);
 }
 
-static void node_new(int fd, const char *name)
+static struct node *node_named(const char *name, size_t len)
 {
-    struct node *old;
-    LIST_FOREACH(old, &nodes, link)
-    {
-        if (strcmp(old->name, name) == 0) {
-            node_close(old, "it connected again");
-            break;
-        }
-    }
-    int fl = fcntl(fd, F_GETFL);
-    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    struct node *n = xcalloc(1, sizeof *n);
-    snprintf(n->name, sizeof n->name, "%s", name);
-    n->fd = fd;
-    n->heard_ms = n->said_ms = now_ms();
-    LIST_INIT(&n->pending);
-    LIST_INIT(&n->monitors);
-    n->rev = loop_event(LOOP_PRIO_CLIENT, fd, EV_READ | EV_PERSIST, on_read, n);
-    n->wev = loop_event(LOOP_PRIO_CLIENT, fd, EV_WRITE, on_flush, n);
-    n->flush = loop_event(LOOP_PRIO_CLIENT, -1, 0, on_flush, n);
-    n->resume = loop_event(LOOP_PRIO_CLIENT, -1, 0, on_resume, n);
-    n->tick = loop_event(LOOP_PRIO_OWN, -1, EV_PERSIST, on_tick, n);
-    event_add(n->rev, NULL);
-    struct timeval tv = {conf.tick_ms / 4000, (conf.tick_ms / 4 % 1000) * 1000};
-    event_add(n->tick, &tv);
-    LIST_INSERT_HEAD(&nodes, n, link);
-    nnodes++;
-    log_msg(LOG_INFO, "node %s connected", n->name);
+    struct node *n;
+    LIST_FOREACH(n, &nodes, link)
+    if (strlen(n->name) == len && memcmp(n->name, name, len) == 0)
+        return n;
+    return NULL;
 }
 
-/* ---- accepting ------------------------------------------------------------------------ */
+/* A node not yet connected (fd -1): what is sent to it waits in out. */
+static struct node *node_make(const char *name, size_t len)
+{
+    struct node *n = xcalloc(1, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%.*s", (int)len, name);
+    n->fd = -1;
+    LIST_INIT(&n->pending);
+    LIST_INIT(&n->monitors);
+    LIST_INIT(&n->watching);
+    n->flush = loop_event(LOOP_PRIO_CLIENT, -1, 0, on_flush, n);
+    n->resume = loop_event(LOOP_PRIO_CLIENT, -1, 0, on_resume, n);
+    LIST_INSERT_HEAD(&nodes, n, link);
+    return n;
+}
+
+/* n is connected on fd: what waited for it goes out, and those who asked
+ * hear so. */
+static void node_attach(struct node *n, int fd, bool outbound)
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    n->fd = fd;
+    n->outbound = outbound;
+    n->heard_ms = n->said_ms = now_ms();
+    free_event(&n->connect_timer);
+    n->rev = loop_event(LOOP_PRIO_CLIENT, fd, EV_READ | EV_PERSIST, on_read, n);
+    n->wev = loop_event(LOOP_PRIO_CLIENT, fd, EV_WRITE, on_flush, n);
+    n->tick = loop_event(LOOP_PRIO_OWN, -1, EV_PERSIST, on_tick, n);
+    event_add(n->rev, NULL);
+    arm_tick(n);
+    nnodes++;
+    log_msg(LOG_INFO, "node %s connected (%s)", n->name, outbound ? "we connected" : "it connected");
+    for (size_t i = 0; i < n->naskers; i++) {
+        struct waiter *w = waiter_find(n->askers[i]);
+        if (w)
+            waiter_result(w, enc_nil);
+    }
+    n->naskers = 0;
+    struct watch *x;
+    LIST_FOREACH(x, &n->watching, link)
+    {
+        struct waiter *w = x->asker ? waiter_find(x->asker) : NULL;
+        if (w)
+            waiter_result_uint(w, x->key);
+        x->asker = 0;
+    }
+    if (n->out.len)
+        want_flush(n);
+}
+
+/* A second connection to a connected node. Both ends keep the one the node
+ * with the smaller name opened, so that two nodes connecting to each other
+ * at once keep the same one; a peer that connects again (it restarted)
+ * replaces its old connection. */
+static void node_again(struct node *n, int fd, bool outbound)
+{
+    const char *by_new = outbound ? ec.thisnodename : n->name;
+    const char *by_old = n->outbound ? ec.thisnodename : n->name;
+    if (outbound == n->outbound ? !outbound : strcmp(by_new, by_old) < 0) {
+        char name[MAXNODELEN + 1];
+        snprintf(name, sizeof name, "%s", n->name);
+        node_close(n, "it connected again");
+        node_attach(node_make(name, strlen(name)), fd, outbound);
+    } else
+        close(fd);
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    node_close(arg, "no connection in time");
+    conn_flush_all();
+}
+
+/* The node `to` names, connected or connecting; NULL, with why, if a
+ * connection cannot be asked for now. */
+static struct node *node_for(const struct remote *to, const char **why)
+{
+    struct node *n = node_named(to->node, to->node_len);
+    if (n && n->out.len - n->out_off > OUT_MAX) {
+        *why = "more than 64 MiB already waits to be sent to it";
+        return NULL;
+    }
+    if (n)
+        return n;
+    if (shutting_down) {
+        *why = "the daemon is shutting down";
+        return NULL;
+    }
+    if (handshakes >= HANDSHAKES_MAX) {
+        *why = "too many handshakes under way; try again";
+        return NULL;
+    }
+    struct hs_result *a = xcalloc(1, sizeof *a);
+    a->attempt = ++last_attempt;
+    snprintf(a->name, sizeof a->name, "%.*s", (int)to->node_len, to->node);
+    if (!spawn(connect_to, a)) {
+        free(a);
+        *why = "no thread for a handshake";
+        return NULL;
+    }
+    n = node_make(to->node, to->node_len);
+    n->attempt = last_attempt;
+    n->connect_timer = loop_event(LOOP_PRIO_OWN, -1, 0, on_connect_timeout, n);
+    loop_arm(n->connect_timer, CONNECT_MS);
+    log_msg(LOG_INFO, "node %s: connecting", n->name);
+    return n;
+}
+
+/* ---- accepting and connecting --------------------------------------------------------- */
 
 static void on_handshake(evutil_socket_t fd, short what, void *arg)
 {
@@ -796,13 +1221,23 @@ static void on_handshake(evutil_socket_t fd, short what, void *arg)
     struct hs_result r;
     while (read(fd, &r, sizeof r) == (ssize_t)sizeof r) {
         handshakes--;
-        r.name[sizeof r.name - 1] = 0;
-        if (r.fd < 0)
+        r.name[sizeof r.name - 1] = r.why[sizeof r.why - 1] = 0;
+        struct node *n = r.fd >= 0 || r.attempt ? node_named(r.name, strlen(r.name)) : NULL;
+        if (r.attempt && (n == NULL || n->attempt != r.attempt)) { /* given up on */
+            if (r.fd >= 0)
+                close(r.fd);
+        } else if (r.fd < 0 && r.attempt) {
+            if (n->fd < 0)
+                node_close(n, r.why);
+        } else if (r.fd < 0)
             log_msg(LOG_WARN,
                     "distribution: handshake from %s failed (a wrong cookie, or too slow)", r.peer);
+        else if (n && n->fd >= 0)
+            node_again(n, r.fd, r.attempt != 0);
         else
-            node_new(r.fd, r.name);
+            node_attach(n ? n : node_make(r.name, strlen(r.name)), r.fd, r.attempt != 0);
     }
+    conn_flush_all();
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
@@ -812,24 +1247,24 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0)
             return;
-        pthread_t t;
-        pthread_attr_t at;
         if (handshakes >= HANDSHAKES_MAX || shutting_down) {
             log_msg(LOG_WARN, "distribution: %u handshakes under way: a connection refused",
                     handshakes);
             close(c);
-            continue;
-        }
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256 << 10);
-        if (pthread_create(&t, &at, handshake, (void *)(intptr_t)c) != 0) {
-            log_msg(LOG_WARN, "distribution: no thread for a handshake: %s", strerror(errno));
+        } else if (!spawn(handshake, (void *)(intptr_t)c))
             close(c);
-        } else
-            handshakes++;
-        pthread_attr_destroy(&at);
     }
+}
+
+/* What a value going to n may become (mp_to_term): its atoms and, for the
+ * daemon's own values, words; a module's GS_EXT_ATOMs where made_atoms. */
+static struct term_ctx ctx_for(const struct node *n, const struct atom_set *with, bool made_atoms)
+{
+    return (struct term_ctx){.atoms = &n->atoms,
+                             .words = with,
+                             .self = ec.thisnodename,
+                             .self_len = strlen(ec.thisnodename),
+                             .made_atoms = made_atoms};
 }
 
 /* ---- the core's hooks ------------------------------------------------------------------- */
@@ -861,8 +1296,9 @@ static void answer(uint64_t key, enum gsp_code code, struct gsp_span v)
                         bins[nb++] = o;
                 }
             }
-            struct term_ctx ctx = {&n->atoms, &words, tuples,          bins,
-                                   nt,        nb,     ec.thisnodename, strlen(ec.thisnodename)};
+            struct term_ctx ctx = ctx_for(n, &words, true);
+            ctx.tuples = tuples, ctx.ntuples = nt;
+            ctx.binaries = bins, ctx.nbinaries = nb;
             static struct gsp_buf ctl, msg;
             msg.len = 0;
             term_put_tuple(&msg, 2);
@@ -900,8 +1336,8 @@ static void reason_term(const struct node *n, struct gsp_span reason, struct gsp
     size_t nt = r.type == MSGPACK_OBJECT_ARRAY ? 1 : 0;
     if (nt && r.via.array.size == 2 && r.via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY)
         tuples[nt++] = r.via.array.ptr[1];
-    struct term_ctx ctx = {&n->atoms, &words, tuples,          NULL,
-                           nt,        0,      ec.thisnodename, strlen(ec.thisnodename)};
+    struct term_ctx ctx = ctx_for(n, &words, true);
+    ctx.tuples = tuples, ctx.ntuples = nt;
     if (!mp_to_term(&r, out, &ctx, GSP_MAX_DEPTH_HARD + 1)) {
         out->len = 0;
         term_put_atom(out, "normal", 6);
@@ -935,7 +1371,8 @@ static void nodes_pack(msgpack_packer *pk)
     struct node *n;
     msgpack_pack_array(pk, nnodes);
     LIST_FOREACH(n, &nodes, link)
-    msgpack_pack_str_with_body(pk, n->name, strlen(n->name));
+    if (n->fd >= 0)
+        msgpack_pack_str_with_body(pk, n->name, strlen(n->name));
 }
 
 static unsigned nodes_count(void)
@@ -943,7 +1380,122 @@ static unsigned nodes_count(void)
     return nnodes;
 }
 
-static const struct dist_hooks hooks = {answer, server_ended, nodes_pack, nodes_count};
+static bool is_self(const char *node, size_t len)
+{
+    return len == strlen(ec.thisnodename) && memcmp(node, ec.thisnodename, len) == 0;
+}
+
+/* v (msgpack) as a term for n, appended to out. */
+static bool term_for(const struct node *n, struct gsp_span v, bool module, struct gsp_buf *out)
+{
+    msgpack_object o;
+    msgpack_zone_clear(zone);
+    if (!gsp_decode(v.ptr, v.len, zone, &o))
+        return false;
+    struct term_ctx ctx = ctx_for(n, NULL, module);
+    return mp_to_term(&o, out, &ctx, GSP_MAX_DEPTH_HARD + 1);
+}
+
+static void nodedown(struct waiter *w, const struct remote *to, const char *why)
+{
+    waiter_error_str(w, GSP_NODEDOWN, unreachable(to->node, to->node_len, why));
+}
+
+/* {'$gen_call', {OurPid, Ref}, Req} after a monitor of the name under the
+ * same ref, as gen:call does: a name not there answers noproc at once. */
+static void h_call(const struct remote *to, struct gsp_span req, bool module, struct waiter *w)
+{
+    static struct gsp_buf msg;
+    const char *why = NULL;
+    struct node *n = node_for(to, &why);
+    if (n == NULL) {
+        nodedown(w, to, why);
+        return;
+    }
+    uint64_t ref = ++last_ref;
+    msg.len = 0;
+    term_put_tuple(&msg, 3);
+    term_put_atom(&msg, "$gen_call", 9);
+    term_put_tuple(&msg, 2);
+    gsp_buf_append(&msg, self_pid, self_pid_len);
+    put_ref(&msg, ref);
+    if (!term_for(n, req, module, &msg)) {
+        waiter_error_str(w, GSP_BADARG, "the request cannot be written as an Erlang term");
+        return;
+    }
+    watch_new(n, to, w->id, true, ref);
+    send_reg(n, to, &msg);
+}
+
+static bool h_post(const struct remote *to, enum msg_kind kind, struct gsp_span m, bool module,
+                   struct waiter *w)
+{
+    static struct gsp_buf msg;
+    const char *why = NULL;
+    struct node *n = node_for(to, &why);
+    if (n == NULL) {
+        if (w)
+            nodedown(w, to, why);
+        return false;
+    }
+    msg.len = 0;
+    if (kind == MSG_CAST) {
+        term_put_tuple(&msg, 2);
+        term_put_atom(&msg, "$gen_cast", 9);
+    }
+    if (!term_for(n, m, module, &msg)) {
+        if (w)
+            waiter_error_str(w, GSP_BADARG, "the message cannot be written as an Erlang term");
+        return false;
+    }
+    send_reg(n, to, &msg);
+    if (w && n->fd >= 0)
+        waiter_result(w, enc_nil);
+    else if (w) { /* answered once connected */
+        n->askers = xrealloc(n->askers, (n->naskers + 1) * sizeof *n->askers);
+        n->askers[n->naskers++] = w->id;
+    }
+    return true;
+}
+
+static void h_monitor(const struct remote *to, uint64_t mref, struct waiter *w)
+{
+    static const uint8_t noconnection[] = "\xac"
+                                          "noconnection";
+    const char *why = NULL;
+    struct node *n = node_for(to, &why);
+    if (n == NULL && w) {
+        monitor_remote_down(mref, NULL, 0, (struct gsp_span){0});
+        nodedown(w, to, why);
+    } else if (n == NULL)
+        monitor_remote_down(mref, to->name, to->name_len,
+                            (struct gsp_span){noconnection, sizeof noconnection - 1});
+    else {
+        struct watch *x = watch_new(n, to, mref, false, ++last_ref);
+        if (w && n->fd >= 0)
+            waiter_result_uint(w, mref);
+        else if (w)
+            x->asker = w->id;
+    }
+}
+
+static void h_unwatch(uint64_t mref)
+{
+    struct watch *x;
+    HASH_FIND(hh, outmons, &mref, sizeof mref, x);
+    watch_end(x);
+}
+
+static void h_call_gone(uint64_t waiter)
+{
+    struct watch *x;
+    HASH_FIND(hh, outcalls, &waiter, sizeof waiter, x);
+    watch_end(x);
+}
+
+static const struct dist_hooks hooks = {answer,  server_ended, nodes_pack, nodes_count,
+                                        is_self, h_call,       h_post,     h_monitor,
+                                        h_unwatch, h_call_gone};
 
 /* ---- start and stop --------------------------------------------------------------------- */
 
@@ -986,12 +1538,27 @@ static int read_cookie(const char *path, char *out, size_t size)
     return 0;
 }
 
-bool dist_config_same(const struct dist_config *a, const struct dist_config *b)
+static void arm_tick(struct node *n)
 {
-    return (a->node == NULL) == (b->node == NULL) &&
-           (a->node == NULL ||
-            (strcmp(a->node, b->node) == 0 && strcmp(a->cookie_file, b->cookie_file) == 0 &&
-             strcmp(a->listen, b->listen) == 0 && a->port == b->port && a->tick_ms == b->tick_ms));
+    struct timeval tv = {conf.tick_ms / 4000, (conf.tick_ms / 4 % 1000) * 1000};
+    event_add(n->tick, &tv);
+}
+
+bool dist_reload(const struct dist_config *a, const struct dist_config *b)
+{
+    bool same = (a->node == NULL) == (b->node == NULL) &&
+                (a->node == NULL ||
+                 (strcmp(a->node, b->node) == 0 && strcmp(a->cookie_file, b->cookie_file) == 0 &&
+                  strcmp(a->listen, b->listen) == 0 && a->port == b->port));
+    if (same && dist_hooks && b->node && b->tick_ms != conf.tick_ms) {
+        conf.tick_ms = b->tick_ms;
+        struct node *n;
+        LIST_FOREACH(n, &nodes, link)
+        if (n->tick)
+            arm_tick(n);
+        log_msg(LOG_INFO, "distribution: tick %u ms", conf.tick_ms);
+    }
+    return same;
 }
 
 int dist_start(const struct dist_config *cfg)
@@ -1006,7 +1573,7 @@ int dist_start(const struct dist_config *cfg)
     inet_pton(AF_INET, cfg->listen, &addr);
     conf = *cfg;
     /* A fresh creation each start: pids and refs of an earlier run are not ours. */
-    unsigned creation = ((unsigned)time(NULL) ^ (unsigned)getpid() << 16) | 4;
+    creation = ((unsigned)time(NULL) ^ (unsigned)getpid() << 16) | 4;
     if (ei_init() != 0 || ei_connect_xinit_ussi(&ec, host, alive, cfg->node, &addr, cookie,
                                                 creation, &cbs, sizeof cbs, NULL) < 0) {
         memset(cookie, 0, sizeof cookie);
@@ -1051,7 +1618,7 @@ int dist_start(const struct dist_config *cfg)
     gsp_buf_free(&b);
     static const char *const reason_words[] = {
         "normal",  "shutdown",    "killed",  "noproc",  "noconnection",     "calling_self",
-        "crashed", "exit_status", "restart", "timeout", "bad_return_value", NULL};
+        "crashed", "exit_status", "restart", "timeout", "bad_return_value", "system_limit", NULL};
     for (size_t i = 0; reason_words[i]; i++)
         atoms_add(&words, reason_words[i], strlen(reason_words[i]));
     zone = msgpack_zone_new(8192);

@@ -692,6 +692,15 @@ bool mp_to_term(const msgpack_object *v, struct gsp_buf *b, const struct term_ct
         return true;
     case MSGPACK_OBJECT_ARRAY: {
         uint32_t n = v->via.array.size;
+        const msgpack_object *first = n ? &v->via.array.ptr[0] : NULL;
+        if (first && first->type == MSGPACK_OBJECT_EXT && first->via.ext.type == GS_EXT_TUPLE &&
+            first->via.ext.size == 0) { /* gs_erl_tuple's */
+            term_put_tuple(b, n - 1);
+            for (uint32_t i = 1; i < n; i++)
+                if (!mp_to_term(&v->via.array.ptr[i], b, ctx, depth - 1))
+                    return false;
+            return true;
+        }
         bool tuple = in_list(ctx->tuples, ctx->ntuples, v);
         if (tuple)
             term_put_tuple(b, n);
@@ -720,8 +729,10 @@ bool mp_to_term(const msgpack_object *v, struct gsp_buf *b, const struct term_ct
     case MSGPACK_OBJECT_EXT: {
         const uint8_t *p = (const uint8_t *)v->via.ext.ptr;
         size_t n = v->via.ext.size;
-        if (v->via.ext.type >= DIST_EXT_INT && v->via.ext.type <= DIST_EXT_TERM &&
-            atoms_known(ctx, p, n))
+        if (v->via.ext.type == GS_EXT_ATOM && ctx->made_atoms && n <= 255 && utf8_valid(p, n))
+            term_put_atom(b, p, n); /* a module built it: gs_atom */
+        else if (v->via.ext.type >= DIST_EXT_INT && v->via.ext.type <= DIST_EXT_TERM &&
+                 atoms_known(ctx, p, n))
             gsp_buf_append(b, p, n);
         else
             put_binary(b, p, n); /* not one of ours, or would make atoms: its bytes */

@@ -522,6 +522,29 @@ const char *server_status_name(const struct server *s);
 /* Resolves a server reference value (str name, uint id). */
 struct server *server_lookup(const gs_value *ref);
 
+/* ---- remote.c: references to names on other nodes ---------------------- */
+/* [name, node]: a name registered on another node of the cluster. */
+struct remote {
+    const char *name, *node;
+    uint32_t name_len, node_len;
+};
+/* True if *v is a remote reference, read into *to (pointing into v). One
+ * whose node is this daemon's own is a local name: *v becomes that name,
+ * and the answer is false. */
+bool remote_ref(gs_value *v, struct remote *to);
+/* What call, cast, send and monitor do with one. module: the value is a
+ * module's, whose atoms (gs_atom) may become atoms; a client's never do.
+ * w: who is answered, as for a local server, or `nodedown` when the node
+ * cannot be reached. remote_post's w (a client's; NULL for a module's)
+ * hears nil once the node has the message; without w it returns false if
+ * the message cannot even be queued. remote_monitor's w (a client's)
+ * hears the ref once the node is reached; a module's monitor (w NULL) gets
+ * its down, "noconnection", instead. */
+void remote_call(const struct remote *to, struct gsp_span req, bool module, struct waiter *w);
+bool remote_post(const struct remote *to, enum msg_kind kind, struct gsp_span msg, bool module,
+                 struct waiter *w);
+void remote_monitor(const struct remote *to, uint64_t mref, struct waiter *w);
+
 /* ---- worker.c: isolated servers' processes ---------------------------- */
 /* A worker is a process (gsd --worker) that runs the callbacks of the
  * servers placed in it; the daemon keeps everything else (names, mailboxes,
@@ -660,6 +683,7 @@ struct waiter {
     uint64_t ref;          /* WAIT_SERVER: the ref gs_call returned; WAIT_DIST: dist.c's key */
     int64_t deadline;      /* now_ms() when the caller gives up; -1 never */
     bool call;             /* a call: the module may answer it with gs_reply_to */
+    bool remote;           /* waits on another node: dist.c hears when it goes */
     uint32_t heap_at;      /* its place in the deadline heap; UINT32_MAX if none */
     TAILQ_ENTRY(waiter) deadline_link; /* or in the list in deadline order (waiter.c) */
     struct server *server; /* the server it waits on, if attached */
@@ -728,7 +752,8 @@ void waiter_free_events(void);
 /* ---- monitor.c --------------------------------------------------------- */
 struct monitor {
     uint64_t ref;
-    uint64_t target;       /* the watched server's id (0: none existed) */
+    uint64_t target;       /* the watched server's id (0: none existed, or remote) */
+    bool remote;           /* on a name on another node: dist.c watches it */
     struct conn *conn;     /* the watcher: a connection, or */
     struct server *server; /* a server */
     LIST_ENTRY(monitor) target_link;
@@ -740,7 +765,14 @@ struct monitor {
  * ref. If it is not running, the "noproc" down is delivered at once: a
  * connection must have been sent its response to monitor first. */
 void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_value *target);
+/* The same for a remote reference (monitor_add takes one too); w: a
+ * client's answer, as remote_monitor says. */
+void monitor_add_remote(uint64_t ref, struct conn *c, struct server *watcher,
+                        const struct remote *to, struct waiter *w);
 bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher);
+/* A remote monitor's down: dist.c has forgotten it. reason.ptr NULL: none
+ * is delivered (a client's monitor answered nodedown). */
+void monitor_remote_down(uint64_t ref, const char *name, size_t name_len, struct gsp_span reason);
 /* s has ended: deliver every down, drop the monitors s held. */
 void monitor_server_ended(struct server *s, struct gsp_span reason);
 void monitor_conn_closed(struct conn *c);
@@ -1103,6 +1135,7 @@ struct term_ctx {
     size_t ntuples, nbinaries;
     const char *self; /* our node's name: a pid of ours holds it */
     size_t self_len;
+    bool made_atoms; /* a module's value: its GS_EXT_ATOMs become atoms */
 };
 /* v as a term appended to b (no version byte); false if deeper than depth. */
 bool mp_to_term(const msgpack_object *v, struct gsp_buf *b, const struct term_ctx *ctx,
@@ -1140,9 +1173,9 @@ struct dist_config {
 int dist_start(const struct dist_config *cfg);
 /* Disconnects every node, stops listening, unpublishes. */
 void dist_stop(void);
-/* True if a reload changes nothing of the distribution (dist.c reads it at
- * start only). */
-bool dist_config_same(const struct dist_config *a, const struct dist_config *b);
+/* A reload from a to b: tick_ms takes effect now; false if anything else
+ * changed, which takes effect at the next start. */
+bool dist_reload(const struct dist_config *a, const struct dist_config *b);
 /* The core's ways into dist.c, NULL without distribution (defined in
  * waiter.c): so that only the daemon's own program links ei. */
 struct dist_hooks {
@@ -1153,6 +1186,16 @@ struct dist_hooks {
     /* The `nodes` result; how many nodes are connected (stats). */
     void (*nodes)(msgpack_packer *pk);
     unsigned (*count)(void);
+    /* Remote references (remote.c's, which says what each does). */
+    bool (*is_self)(const char *node, size_t len);
+    void (*call)(const struct remote *to, struct gsp_span req, bool module, struct waiter *w);
+    bool (*post)(const struct remote *to, enum msg_kind kind, struct gsp_span msg, bool module,
+                 struct waiter *w);
+    void (*monitor)(const struct remote *to, uint64_t mref, struct waiter *w);
+    /* A remote monitor has gone (demonitored, or its watcher); a remote
+     * call's waiter has gone (answered, timed out, or its caller). */
+    void (*unwatch)(uint64_t mref);
+    void (*call_gone)(uint64_t waiter);
 };
 extern const struct dist_hooks *dist_hooks;
 

@@ -19,6 +19,10 @@ struct req {
     struct server *server; /* found by arg_server's name, if it was */
 };
 
+/* arg_server's [name, node], when the ref it read is one (remote(ref)):
+ * valid while the method runs. */
+static struct remote far;
+
 /* The packer, after [1, msgid, nil, — pack the result next. */
 static msgpack_packer *ok(struct req *r)
 {
@@ -71,8 +75,14 @@ static bool is_str(const gs_value *v)
     return v->type == MSGPACK_OBJECT_STR || v->type == MSGPACK_OBJECT_BIN;
 }
 
-/* A server reference: a uint id or a valid name. */
+/* A server reference: a uint id, a valid name, or [name, node] (read into
+ * far; the ref is then an array: remote() is true). */
 static bool arg_server_other(struct req *r, gs_value *ref);
+
+static bool remote(const gs_value *ref)
+{
+    return ref->type == MSGPACK_OBJECT_ARRAY;
+}
 
 static bool arg_server(struct req *r, gs_value *ref)
 {
@@ -110,12 +120,22 @@ static __attribute__((noinline)) bool arg_server_other(struct req *r, gs_value *
         return true;
     if (is_str(ref) && gsp_name_valid(ref->via.str.ptr, ref->via.str.size))
         return true;
-    fail(r, GSP_BADARG, "server must be an id (uint) or a name (str, not all digits)");
+    if (ref->type == MSGPACK_OBJECT_ARRAY && (remote_ref(ref, &far) || is_str(ref)))
+        return true; /* [name, node], or [name, this node]: now that name */
+    fail(r, GSP_BADARG,
+         "server must be an id (uint), a name (str, not all digits) or [name, node] (node: "
+         "\"alive@host\")");
     return false;
 }
 
+
+
 static struct server *find(struct req *r, const gs_value *ref)
 {
+    if (remote(ref)) {
+        fail(r, GSP_BADARG, "a remote reference is for call, cast, send and monitor only");
+        return NULL;
+    }
     struct server *s = r->server ? r->server : server_lookup(ref);
     if (s == NULL) {
         if (r->notify)
@@ -363,6 +383,11 @@ static void m_call(struct req *r)
     struct gsp_span request = arg_span(r);
     if (!arg_timeout(r, GSP_CALL_TIMEOUT_DEFAULT, &timeout))
         return;
+    if (remote(&ref)) {
+        if (may_wait(r))
+            remote_call(&far, request, false, waiter_for_conn(r->c, r->msgid, timeout));
+        return;
+    }
     struct server *s = find(r, &ref);
     if (s == NULL || !may_wait(r) || conn_hold(r->c, s))
         return;
@@ -383,6 +408,13 @@ static void post(struct req *r, enum msg_kind kind)
         return;
     }
     struct gsp_span v = arg_span(r);
+    if (remote(&ref)) {
+        if (r->notify)
+            remote_post(&far, kind, v, false, NULL);
+        else if (may_wait(r))
+            remote_post(&far, kind, v, false, waiter_for_conn(r->c, r->msgid, -1));
+        return;
+    }
     struct server *s = find(r, &ref);
     if (s == NULL || conn_hold(r->c, s))
         return;
@@ -678,6 +710,11 @@ static void m_monitor(struct req *r)
     if (!arg_server(r, &ref) || !may_monitor(r))
         return;
     uint64_t mref = next_ref();
+    if (remote(&ref)) { /* answered once the node is reached */
+        if (may_wait(r))
+            monitor_add_remote(mref, r->c, NULL, &far, waiter_for_conn(r->c, r->msgid, -1));
+        return;
+    }
     msgpack_pack_uint64(ok(r), mref);
     monitor_add(mref, r->c, NULL, &ref); /* after the response: a down may follow at once */
 }

@@ -27,9 +27,37 @@ static void deliver(const struct monitor *m, uint64_t id, const char *name, size
     server_post(m->server, MSG_INFO, 0, b.data, b.len);
 }
 
+/* m, its target set, joins its watcher's monitors. */
+static void enter(struct monitor *m)
+{
+    if (m->conn) {
+        LIST_INSERT_HEAD(&m->conn->monitors, m, watcher_link);
+        m->conn->nmonitors++;
+    } else
+        LIST_INSERT_HEAD(&m->server->watching, m, watcher_link);
+    HASH_ADD(hh, all, ref, sizeof m->ref, m);
+}
+
+void monitor_add_remote(uint64_t ref, struct conn *c, struct server *watcher,
+                        const struct remote *to, struct waiter *w)
+{
+    struct monitor *m = xmalloc(sizeof *m);
+    budget_charge(sizeof *m);
+    *m = (struct monitor){.ref = ref, .conn = c, .server = watcher, .remote = true};
+    enter(m);
+    remote_monitor(to, ref, w);
+}
+
 void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_value *target)
 {
     struct monitor probe = {.ref = ref, .conn = c, .server = watcher};
+    gs_value t = *target;
+    struct remote to;
+    if (remote_ref(&t, &to)) {
+        monitor_add_remote(ref, c, watcher, &to, NULL);
+        return;
+    }
+    target = &t;
     struct server *s = server_lookup(target);
     if (s == NULL || s->status == SERVER_ENDED) {
         bool named = target->type == MSGPACK_OBJECT_STR;
@@ -43,17 +71,15 @@ void monitor_add(uint64_t ref, struct conn *c, struct server *watcher, const gs_
     *m = probe;
     m->target = s->id;
     LIST_INSERT_HEAD(&s->watchers, m, target_link);
-    if (c) {
-        LIST_INSERT_HEAD(&c->monitors, m, watcher_link);
-        c->nmonitors++;
-    } else
-        LIST_INSERT_HEAD(&watcher->watching, m, watcher_link);
-    HASH_ADD(hh, all, ref, sizeof m->ref, m);
+    enter(m);
 }
 
 static void unlink_free(struct monitor *m)
 {
-    LIST_REMOVE(m, target_link);
+    if (!m->remote)
+        LIST_REMOVE(m, target_link);
+    else if (dist_hooks) /* it sends the demonitor, if it still watches */
+        dist_hooks->unwatch(m->ref);
     LIST_REMOVE(m, watcher_link);
     if (m->conn)
         m->conn->nmonitors--;
@@ -70,6 +96,17 @@ bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher)
         return false;
     unlink_free(m);
     return true;
+}
+
+void monitor_remote_down(uint64_t ref, const char *name, size_t name_len, struct gsp_span reason)
+{
+    struct monitor *m;
+    HASH_FIND(hh, all, &ref, sizeof ref, m);
+    if (m == NULL)
+        return;
+    if (reason.ptr)
+        deliver(m, 0, name, name_len, reason);
+    unlink_free(m);
 }
 
 void monitor_server_ended(struct server *s, struct gsp_span reason)

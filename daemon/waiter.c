@@ -223,6 +223,7 @@ struct waiter *waiter_for_call(struct conn *c, uint32_t msgid, int64_t timeout_m
     w->msgid = msgid;
     w->deadline = deadline(loop_clock_ms, timeout_ms);
     w->call = true;
+    w->remote = false;
     w->heap_at = UINT32_MAX;
     conn_link(w, c);
     w->server = s;
@@ -292,6 +293,8 @@ void waiter_detach(struct waiter *w)
 
 void waiter_drop(struct waiter *w)
 {
+    if (__builtin_expect(w->remote, 0) && dist_hooks)
+        dist_hooks->call_gone(w->id);
     table[w->id & mask] = NULL;
     count--;
     if (w->server)

@@ -48,7 +48,7 @@ static void round_trip(struct gsp_span t, struct atom_set *seen, msgpack_zone *z
             bins[nb++] = o;
     }
     free(marks.v);
-    struct term_ctx ctx = {seen, NULL, tuples, bins, nt, nb, "gsd@fuzz", 8};
+    struct term_ctx ctx = {seen, NULL, tuples, bins, nt, nb, "gsd@fuzz", 8, false};
     back.len = 0;
     if (!mp_to_term(&v, &back, &ctx, DEPTH + 1))
         abort();

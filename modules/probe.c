@@ -37,6 +37,9 @@
  *                                       remote reference) with gs_call and
  *                                       answers when the reply comes;
  *                                       timeout is ms, or nil for none
+ *   call ["tagged", tag, v]          -> {tag, v} for an Erlang caller: the
+ *                                       tuple and the atom tag built with
+ *                                       gs_erl_tuple and gs_atomn
  *   call ["continue", v]             -> "ok", and handle_continue runs with
  *                                       v, which records ["continue", v] in
  *                                       "infos" before any later message
@@ -341,6 +344,11 @@ static gs_result probe_call(gs_server *self, const gs_value *request, gs_from fr
         return probe_relay(self, p, request, from);
     if (gs_is_tuple(request, "continue", 2))
         return gs_continue(gs_reply(gs_str("ok")), *gs_at(request, 1));
+    if (gs_is_tuple(request, "tagged", 3) && gs_at(request, 1)->type == MSGPACK_OBJECT_STR) {
+        const gs_value *tag = gs_at(request, 1); /* the request outlives our result */
+        return gs_reply(gs_erl_tuple(self, 2, gs_atomn(tag->via.str.ptr, tag->via.str.size),
+                                     *gs_at(request, 2)));
+    }
     if (gs_is_tuple(request, "timeout", 3) && gs_get_int(gs_at(request, 1), &ms))
         return gs_timeout_msg(gs_reply(gs_str("ok")), ms, *gs_at(request, 2));
     if (gs_is_tuple(request, "deadline", 3) && gs_get_int(gs_at(request, 1), &ms))

@@ -53,6 +53,7 @@ enum gsp_code {
     GSP_PROTOCOL,
     GSP_SHUTTING_DOWN,
     GSP_OVERLOADED,
+    GSP_NODEDOWN,
     GSP_CODE_COUNT
 };
 

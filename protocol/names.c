@@ -24,6 +24,7 @@ static const char *const code_names[GSP_CODE_COUNT] = {
     [GSP_PROTOCOL] = "protocol",
     [GSP_SHUTTING_DOWN] = "shutting_down",
     [GSP_OVERLOADED] = "overloaded",
+    [GSP_NODEDOWN] = "nodedown",
 };
 
 const char *gsp_code_name(enum gsp_code code)

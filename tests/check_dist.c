@@ -6,10 +6,19 @@
  * distribution section and a cookie file of mode 0600, and one `elixir`
  * script bounded by timeout(1) whose stdout it reads. Everything is
  * stopped by PID. Without elixir on the PATH the suite fails, saying so.
+ *
+ * "outbound" turns it around: gsd's clients and modules call, cast to, send
+ * to and monitor servers on other nodes by remote reference (NAME@NODE to
+ * gsctl, [name, node] in requests): a second daemon on the same epmd, a
+ * node that cannot be reached, one killed mid-call, and a GenServer in an
+ * Elixir script run in the background (elixir_bg) while the test drives
+ * gsctl.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +34,10 @@
 #define COOKIE "gsd-test-cookie"
 
 static pid_t epmd_pid = -1;
-static char dir[128], node[64];
+static char dir[128], node[64]; /* the daemon's (A's) */
 static struct gsd *d;
+static char dir_b[128], node_b[64]; /* a second daemon's, B's (start_b) */
+static struct gsd *d_b;
 static const char *extra_conf = ""; /* appended to the configuration start() writes */
 static int dist_port;               /* the daemon's distribution listener */
 
@@ -70,14 +81,59 @@ static void write_file(const char *path, const char *text, mode_t mode)
     ck_assert_int_eq(chmod(path, mode), 0);
 }
 
-/* epmd, then a daemon with counter, probe, icounter (a counter in a worker)
- * and victim (a probe) declared. */
+/* A new directory for a daemon's cookie and configuration, in buf. */
+static void make_dir(char *buf, size_t n)
+{
+    const char *root = getenv("GSD_TEST_ROOT");
+    snprintf(buf, n, "%s/dist-XXXXXX", root && *root ? root : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(buf));
+}
+
+/* Writes where/cookie (mode cookie_mode) and where/gsd.conf: node name,
+ * with counter, probe, icounter (a counter in a worker), iprobe (a probe in
+ * a worker) and victim (a probe) declared, and extra_conf. */
+static void node_config(const char *where, const char *name, mode_t cookie_mode)
+{
+    char path[256], conf[1024];
+    snprintf(path, sizeof path, "%s/cookie", where);
+    write_file(path, COOKIE "\n", cookie_mode);
+    snprintf(conf, sizeof conf,
+             "distribution = { node = \"%s\"; cookie_file = \"%s\"; tick_ms = 4000; };\n"
+             "servers = ( { name = \"counter\"; module = \"counter\"; },\n"
+             "  { name = \"probe\"; module = \"probe\"; },\n"
+             "  { name = \"icounter\"; module = \"counter\"; isolate = true; },\n"
+             "  { name = \"iprobe\"; module = \"probe\"; isolate = true; },\n"
+             "  { name = \"victim\"; module = \"probe\"; restart = \"temporary\"; } );\n%s",
+             name, path, extra_conf);
+    snprintf(path, sizeof path, "%s/gsd.conf", where);
+    write_file(path, conf, 0644);
+}
+
+/* Starts a daemon on where/gsd.conf and waits until it has published its
+ * node; its distribution port in *port (if port). */
+static struct gsd *node_run(const char *where, int *port)
+{
+    char path[256], cmd[256];
+    snprintf(path, sizeof path, "%s/gsd.conf", where);
+    struct gsd *g = gsd_start_with((const char *const[]){"-c", path, NULL});
+    /* Its socket may answer a moment before the node is published. */
+    snprintf(cmd, sizeof cmd,
+             "sed -n 's/.*distribution: node .* listening on 127.0.0.1:\\([0-9]*\\).*/\\1/p' '%s'",
+             g->log);
+    int st, p = 0;
+    for (int i = 0; i < 200 && (p = atoi(shell_output(cmd, &st))) == 0; i++)
+        usleep(50000);
+    ck_assert_msg(p > 0, "the daemon did not join: no distribution line in its log");
+    if (port)
+        *port = p;
+    return g;
+}
+
+/* epmd, then a daemon (node_config, node_run) on node gsdPID@localhost. */
 static void start(mode_t cookie_mode, bool expect_start)
 {
-    char port[16], path[256], conf[1024];
-    const char *root = getenv("GSD_TEST_ROOT");
-    snprintf(dir, sizeof dir, "%s/dist-XXXXXX", root && *root ? root : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char port[16];
+    make_dir(dir, sizeof dir);
     snprintf(node, sizeof node, "gsd%d@localhost", (int)getpid());
     int p = free_port();
     snprintf(port, sizeof port, "%d", p);
@@ -97,47 +153,49 @@ static void start(mode_t cookie_mode, bool expect_start)
     for (int i = 0; i < 100 && !port_open(p); i++)
         usleep(50000);
     ck_assert_msg(port_open(p), "epmd did not start");
-    snprintf(path, sizeof path, "%s/cookie", dir);
-    write_file(path, COOKIE "\n", cookie_mode);
-    snprintf(conf, sizeof conf,
-             "distribution = { node = \"%s\"; cookie_file = \"%s\"; tick_ms = 4000; };\n"
-             "servers = ( { name = \"counter\"; module = \"counter\"; },\n"
-             "  { name = \"probe\"; module = \"probe\"; },\n"
-             "  { name = \"icounter\"; module = \"counter\"; isolate = true; },\n"
-             "  { name = \"victim\"; module = \"probe\"; restart = \"temporary\"; } );\n%s",
-             node, path, extra_conf);
-    snprintf(path, sizeof path, "%s/gsd.conf", dir);
-    write_file(path, conf, 0644);
-    if (!expect_start)
+    node_config(dir, node, cookie_mode);
+    if (expect_start)
+        d = node_run(dir, &dist_port);
+}
+
+/* A second daemon, B, on node gsdbPID@localhost: the same epmd, cookie and
+ * servers. After start(). */
+static void start_b(void)
+{
+    make_dir(dir_b, sizeof dir_b);
+    snprintf(node_b, sizeof node_b, "gsdb%d@localhost", (int)getpid());
+    node_config(dir_b, node_b, 0600);
+    d_b = node_run(dir_b, NULL);
+}
+
+/* Stops a daemon with SIGTERM: a clean exit, under valgrind no error and
+ * no leak (its log, if not). NULL is ignored. */
+static void node_stop(struct gsd **g)
+{
+    if (*g == NULL)
         return;
-    d = gsd_start_with((const char *const[]){"-c", path, NULL});
-    /* Its socket may answer a moment before the node is published. */
-    char cmd[256];
-    snprintf(cmd, sizeof cmd,
-             "sed -n 's/.*distribution: node .* listening on 127.0.0.1:\\([0-9]*\\).*/\\1/p' '%s'",
-             d->log);
-    int st;
-    for (int i = 0; i < 200 && (dist_port = atoi(shell_output(cmd, &st))) == 0; i++)
-        usleep(50000);
-    ck_assert_msg(dist_port > 0, "the daemon did not join: no distribution line in its log");
+    int st = gsd_wait_exit(*g, SIGTERM, 30000);
+    if (st != 0) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "cat '%s' >&2", (*g)->log);
+        ck_assert_int_ge(system(cmd), 0);
+    }
+    gsd_stop(g);
+    ck_assert_int_eq(st, 0);
 }
 
 static void stop(void)
 {
-    if (d) { /* a clean exit: under valgrind, no error and no leak (its log, if not) */
-        int st = gsd_wait_exit(d, SIGTERM, 30000);
-        if (st != 0) {
-            char cmd[256];
-            snprintf(cmd, sizeof cmd, "cat '%s' >&2", d->log);
-            ck_assert_int_ge(system(cmd), 0);
-        }
-        gsd_stop(&d);
-        ck_assert_int_eq(st, 0);
-    }
+    node_stop(&d_b);
+    node_stop(&d);
     epmd_stop();
-    char cmd[256];
+    char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
+    if (*dir_b) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir_b);
+        ck_assert_int_eq(system(cmd), 0);
+    }
 }
 
 /* Runs an Elixir script (n is the daemon's node, connected first) on a
@@ -434,6 +492,511 @@ START_TEST(stalled_handshakes)
 }
 END_TEST
 
+/* ---- outbound: gsd's clients and modules calling other nodes ----------- */
+
+/* printf into one of 16 rotating buffers, for arguments built from node
+ * names: the 17th call reuses the first's. */
+__attribute__((format(printf, 1, 2))) static const char *fmt(const char *f, ...)
+{
+    static char ring[16][512];
+    static unsigned next;
+    char *s = ring[next++ % 16];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(s, sizeof ring[0], f, ap);
+    va_end(ap);
+    return s;
+}
+
+/* gsctl -s G's socket ARGV...: fails the test at the caller's line unless
+ * it exits with rc and, where want is not NULL, its stdout is exactly want
+ * (one line; the newline aside). Returns its stdout without the newline,
+ * and its stderr in *err if err. */
+static char *ctl_at(const char *file, int line, struct gsd *g, int rc, const char *want, char **err,
+                    const char *const *argv)
+{
+    char cmdline[1024] = "";
+    for (int i = 0; argv[i]; i++)
+        snprintf(cmdline + strlen(cmdline), sizeof cmdline - strlen(cmdline), " %s", argv[i]);
+    struct proc *p = gsctl_spawn(g->sock, argv);
+    char *out = NULL, *e = NULL;
+    int st = gsctl_wait(&p, 20000, &out, &e);
+    size_t n = strlen(out);
+    if (n > 0 && out[n - 1] == '\n')
+        out[n - 1] = '\0';
+    if (st != rc || (want && strcmp(out, want) != 0)) {
+        char msg[4096];
+        snprintf(msg, sizeof msg,
+                 "gsctl%s: exit %d, stdout <%s>, stderr <%s>; wanted exit %d%s%s%s", cmdline, st,
+                 out, e, rc, want ? ", stdout <" : "", want ? want : "", want ? ">" : "");
+        _ck_assert_failed(file, line, "Failed", "%s", msg);
+    }
+    if (err)
+        *err = e;
+    return out;
+}
+#define CTL(g, rc, want, ...)                                                                      \
+    ctl_at(__FILE__, __LINE__, (g), (rc), (want), NULL, (const char *const[]){__VA_ARGS__, NULL})
+
+/* The same for a request the daemon answers with an error: exit 1, nothing
+ * on stdout, stderr "CODE: ...". Returns its stderr. */
+static char *ctl_err_at(const char *file, int line, struct gsd *g, const char *code,
+                        const char *const *argv)
+{
+    char *err = NULL;
+    ctl_at(file, line, g, 1, "", &err, argv);
+    size_t n = strlen(code);
+    if (strncmp(err, code, n) != 0 || strncmp(err + n, ": ", 2) != 0) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "gsctl %s: wanted error %s, stderr <%s>", argv[0], code, err);
+        _ck_assert_failed(file, line, "Failed", "%s", msg);
+    }
+    return err;
+}
+#define CTL_ERR(g, code, ...)                                                                      \
+    ctl_err_at(__FILE__, __LINE__, (g), (code), (const char *const[]){__VA_ARGS__, NULL})
+
+/* A monitor of server from client c; its ref. */
+static uint64_t monitor_of(gsc *c, const char *server)
+{
+    gsc_reply *r = NULL;
+    const msgpack_object *ref = OK(gsc_monitor(c, server, &r), &r);
+    ck_assert_msg(ref->type == MSGPACK_OBJECT_POSITIVE_INTEGER, "monitor %s: %s", server,
+                  mp_str(ref));
+    return ref->via.u64;
+}
+
+/* The next down notification of c, which must be for ref, name and reason
+ * (reason as mp text). */
+#define WANT_DOWN(c, ref, nm, ...)                                                                 \
+    do {                                                                                           \
+        gsc_down *dn_ = DOWN((c), 8000);                                                           \
+        ck_assert_uint_eq(dn_->ref, (ref));                                                        \
+        ck_assert_uint_eq(dn_->id, 0); /* a remote process has no id here */                       \
+        ck_assert_mp_eq(&dn_->name, "%s", (nm));                                                   \
+        ck_assert_mp_eq(&dn_->reason, __VA_ARGS__);                                                \
+        gsc_down_destroy(&dn_);                                                                    \
+    } while (0)
+
+/* Polls `gsctl call SERVER infos` on g for up to ms until it prints want;
+ * fails with what it printed last. */
+#define WANT_INFOS(g, server, ms, want)                                                            \
+    do {                                                                                           \
+        char *inf_ = NULL;                                                                         \
+        WAIT_UNTIL((ms),                                                                           \
+                   strcmp(inf_ = CTL((g), 0, NULL, "call", (server), "infos"), (want)) == 0);      \
+        ck_assert_str_eq(inf_, (want));                                                            \
+    } while (0)
+
+/* An Elixir script run in the background by elixir_bg. */
+struct bg {
+    pid_t pid;
+    char out[256];  /* the file its stdout and stderr go to */
+    char node[128]; /* its node, from the line node=NAME it prints */
+};
+
+/* Starts an Elixir script on a node of its own in the background (stdout
+ * and stderr to a file), and returns once it has printed node=NAME, which
+ * the script does when it is ready for the test. The script ends by itself
+ * (bound its waits); bg_stop ends it by PID if it has not. It dies with the
+ * test, too: `elixir` execs the BEAM in the process we fork, which has
+ * PR_SET_PDEATHSIG. */
+static void elixir_bg(const char *body, struct bg *b)
+{
+    static int seq;
+    char path[256], name[64];
+    snprintf(path, sizeof path, "%s/bg%d.exs", dir, ++seq);
+    snprintf(b->out, sizeof b->out, "%s/bg%d.out", dir, seq);
+    snprintf(name, sizeof name, "bg%d_%d", (int)getpid(), seq);
+    write_file(path, body, 0644);
+    pid_t parent = getpid();
+    b->pid = fork();
+    ck_assert_int_ge(b->pid, 0);
+    if (b->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(b->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        if (getppid() != parent || fd < 0 || null < 0)
+            _exit(127);
+        dup2(null, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("elixir", "elixir", "--sname", name, "--cookie", COOKIE, path, (char *)NULL);
+        _exit(127);
+    }
+    b->node[0] = '\0';
+    int64_t end = now_ms() + 30000;
+    char *text = NULL;
+    while (now_ms() < end) {
+        text = file_read(b->out);
+        char *at = text ? strstr(text, "node=") : NULL;
+        if (at && strchr(at, '\n')) {
+            snprintf(b->node, sizeof b->node, "%.*s", (int)strcspn(at + 5, "\n"), at + 5);
+            return;
+        }
+        if (waitpid(b->pid, NULL, WNOHANG) == b->pid) {
+            b->pid = -1;
+            break;
+        }
+        sleep_ms(50);
+    }
+    ck_abort_msg("the Elixir script never said node=: %s", text ? text : "(no output)");
+}
+
+/* Waits up to ms for the script to end; its output, or NULL if it is still
+ * running. */
+static char *bg_wait(struct bg *b, int ms)
+{
+    int64_t end = now_ms() + ms;
+    while (b->pid > 0) {
+        if (waitpid(b->pid, NULL, WNOHANG) == b->pid)
+            b->pid = -1;
+        else if (now_ms() >= end)
+            return NULL;
+        else
+            sleep_ms(20);
+    }
+    char *text = file_read(b->out);
+    return text ? text : "";
+}
+
+/* Ends the script (by its PID) if it is still running. */
+static void bg_stop(struct bg *b)
+{
+    if (b->pid > 0) {
+        kill(b->pid, SIGTERM);
+        if (bg_wait(b, 10000) == NULL) {
+            kill(b->pid, SIGKILL);
+            waitpid(b->pid, NULL, 0);
+            b->pid = -1;
+        }
+    }
+}
+
+/* Two daemons on one epmd: A's clients and modules reach B's servers as
+ * NAME@NODE or [name, node]. */
+START_TEST(two_daemons)
+{
+    start(0600, true);
+    start_b();
+    char counter_b[128], probe_b[128];
+    snprintf(counter_b, sizeof counter_b, "counter@%s", node_b);
+    snprintf(probe_b, sizeof probe_b, "probe@%s", node_b);
+    ck_assert_str_eq(CTL(d, 0, NULL, "nodes"), "[]"); /* connected on demand */
+    CTL(d, 0, "0", "call", counter_b, "get");
+    CTL(d, 0, "1", "call", counter_b, "increment");
+    CTL(d, 0, "null", "cast", counter_b, "[\"add\", 40]");
+    CTL(d, 0, "41", "call", counter_b, "get");   /* one connection: the cast came first */
+    CTL(d_b, 0, "41", "call", "counter", "get"); /* B's own counter it is */
+    CTL(d, 0, "0", "call", "counter", "get");    /* A's is untouched */
+    CTL(d, 0, "null", "send", probe_b, "[\"hi\", 1]");
+    CTL(d, 0, "[[\"hi\",1]]", "call", probe_b, "infos");
+    CTL(d, 0, "[1,\"x\",{\"a\":2.5}]", "call", probe_b, "[\"echo\", [1, \"x\", {\"a\": 2.5}]]");
+    /* B's {hello, [1, "x"]}: an atom and a tuple from Erlang, as a client sees them. */
+    CTL(d, 0, "[\"hello\",[1,\"x\"]]", "call", probe_b, "[\"tagged\", \"hello\", [1, \"x\"]]");
+    char *err = CTL_ERR(d, "noproc", "call", fmt("nothere@%s", node_b), "get");
+    HAS(err, fmt("nothere on %s", node_b));
+    /* As in Erlang, a cast or send to a name that is not there is lost. */
+    CTL(d, 0, "null", "cast", fmt("nothere@%s", node_b), "x");
+    CTL(d, 0, "null", "send", fmt("nothere@%s", node_b), "x");
+    /* A call past its timeout, and one whose server stops without a reply. */
+    int64_t t0 = now_ms();
+    HAS(CTL_ERR(d, "timeout", "-t", "500", "call", probe_b, "[\"reply_after\", 3000, 1]"), probe_b);
+    ck_assert_int_lt(now_ms() - t0, 2500);
+    HAS(CTL_ERR(d, "exit", "call", fmt("iprobe@%s", node_b), "[\"stop_noreply\", \"boom\"]"),
+        ": boom");
+    /* [name, own node] is local: A's counter, and no connection to itself. */
+    CTL(d, 0, "0", "call", fmt("counter@%s", node), "get");
+    CTL(d, 0, "null", "cast", fmt("counter@%s", node), "increment");
+    CTL(d, 0, "1", "call", "counter", "get");
+    CTL(d, 0, fmt("[\"%s\"]", node_b), "nodes");
+    CTL(d_b, 0, fmt("[\"%s\"]", node), "nodes");
+
+    /* Modules: the probe (in the loop) and iprobe (in a worker) call B. */
+    CTL(d, 0, "[\"ok\",41]", "call", "probe",
+        fmt("[\"call\", [\"counter\", \"%s\"], \"get\", 5000]", node_b));
+    CTL(d, 0, "[\"ok\",42]", "call", "iprobe",
+        fmt("[\"call\", [\"counter\", \"%s\"], \"increment\", 5000]", node_b));
+    CTL(d, 0, "[\"ok\",3]", "call", "iprobe",
+        fmt("[\"call\", [\"icounter\", \"%s\"], [\"add\", 3], 5000]", node_b));
+    CTL(d, 0, "[\"error\",\"noproc\"]", "call", "probe",
+        fmt("[\"call\", [\"nothere\", \"%s\"], \"get\", 5000]", node_b));
+    CTL(d, 0, "[\"error\",\"noproc\"]", "call", "iprobe",
+        fmt("[\"call\", [\"nothere\", \"%s\"], \"get\", 5000]", node_b));
+    t0 = now_ms();
+    CTL(d, 0, "[\"error\",\"timeout\"]", "call", "probe",
+        fmt("[\"call\", [\"probe\", \"%s\"], [\"reply_after\", 3000, 1], 500]", node_b));
+    ck_assert_int_lt(now_ms() - t0, 2500);
+    CTL(d, 0, "[\"ok\",1]", "call", "probe",
+        fmt("[\"call\", [\"counter\", \"%s\"], \"get\", 5000]", node)); /* A's own */
+
+    /* Monitors: a missing name is down at once with noproc; a server that
+     * stops is down with its reason, for a client and for a module. */
+    char *down = CTL(d, 0, NULL, "-t", "3000", "monitor", fmt("nothere@%s", node_b));
+    HAS(down, "\"id\":0,\"name\":\"nothere\",\"reason\":\"noproc\"}");
+    gsc *c = CLIENT(d);
+    gsc_reply *r = NULL;
+    uint64_t undone = monitor_of(c, fmt("icounter@%s", node_b));
+    OK(gsc_demonitor(c, undone, &r), &r);
+    uint64_t ref = monitor_of(c, probe_b);
+    char *mref =
+        CTL(d, 0, NULL, "call", "probe", fmt("[\"monitor\", [\"victim\", \"%s\"]]", node_b));
+    char *iref =
+        CTL(d, 0, NULL, "call", "iprobe", fmt("[\"monitor\", [\"victim\", \"%s\"]]", node_b));
+    ck_assert_int_gt(atoi(mref), 0);
+    ck_assert_int_gt(atoi(iref), 0);
+    /* A's signals to B go in order on one connection: once this call is
+     * answered, B has the monitors. */
+    CTL(d, 0, "5", "call", probe_b, "[\"echo\", 5]");
+    CTL(d_b, 0, "null", "stop", "icounter", "\"undone\""); /* no down: demonitored */
+    CTL(d_b, 0, "null", "stop", "probe", "\"bye\"");
+    WANT_DOWN(c, ref, "probe", "'bye'"); /* the first down to come */
+    CTL(d_b, 0, "null", "stop", "victim", "[\"shutdown\", \"gone\"]");
+    WANT_INFOS(d, "probe", 5000, fmt("[[\"down\",%s,0,[\"shutdown\",\"gone\"]]]", mref));
+    WANT_INFOS(d, "iprobe", 5000, fmt("[[\"down\",%s,0,[\"shutdown\",\"gone\"]]]", iref));
+    CTL_ERR(d, "noproc", "call", probe_b, "infos"); /* gone, as B says */
+    client_close(&c);
+    stop();
+}
+END_TEST
+
+/* A node that cannot be reached (epmd has no such name): nodedown at once,
+ * for clients and modules. */
+START_TEST(nodedown)
+{
+    start(0600, true);
+    char gone[128];
+    snprintf(gone, sizeof gone, "counter@nosuch%d@localhost", (int)getpid());
+    int64_t t0 = now_ms();
+    HAS(CTL_ERR(d, "nodedown", "call", gone, "get"), fmt("nosuch%d@localhost", (int)getpid()));
+    ck_assert_int_lt(now_ms() - t0, 3000);
+    t0 = now_ms();
+    CTL_ERR(d, "nodedown", "cast", gone, "increment");
+    CTL_ERR(d, "nodedown", "send", gone, "hello");
+    CTL_ERR(d, "nodedown", "-t", "3000", "monitor", gone);
+    CTL(d, 0, "[\"error\",\"nodedown\"]", "call", "probe",
+        fmt("[\"call\", [\"counter\", \"nosuch%d@localhost\"], \"get\", 5000]", (int)getpid()));
+    CTL(d, 0, "[\"error\",\"nodedown\"]", "call", "iprobe",
+        fmt("[\"call\", [\"counter\", \"nosuch%d@localhost\"], \"get\", 5000]", (int)getpid()));
+    ck_assert_int_lt(now_ms() - t0, 4000); /* all six together */
+    /* A module's monitor of it: down at once, noconnection (as Erlang). */
+    char *mref = CTL(d, 0, NULL, "call", "probe",
+                     fmt("[\"monitor\", [\"counter\", \"nosuch%d@localhost\"]]", (int)getpid()));
+    WANT_INFOS(d, "probe", 3000, fmt("[[\"down\",%s,0,\"noconnection\"]]", mref));
+    CTL(d, 0, "[]", "nodes");
+    CTL(d, 0, "0", "call", "counter", "get"); /* and the daemon serves on */
+    stop();
+}
+END_TEST
+
+/* B killed (SIGKILL) while A waits on it: the waiting calls exit with
+ * noconnection, monitors are down with noconnection, A serves on, and a B
+ * started again is reached afresh. */
+START_TEST(node_killed)
+{
+    start(0600, true);
+    start_b();
+    char counter_b[128], probe_b[128];
+    snprintf(counter_b, sizeof counter_b, "counter@%s", node_b);
+    snprintf(probe_b, sizeof probe_b, "probe@%s", node_b);
+    CTL(d, 0, "0", "call", counter_b, "get");
+    gsc *c = CLIENT(d);
+    uint64_t ref = monitor_of(c, counter_b);
+    char *mref =
+        CTL(d, 0, NULL, "call", "probe", fmt("[\"monitor\", [\"counter\", \"%s\"]]", node_b));
+    char *iref =
+        CTL(d, 0, NULL, "call", "iprobe", fmt("[\"monitor\", [\"counter\", \"%s\"]]", node_b));
+    struct proc *relay =
+        gsctl_spawn(d->sock, (const char *const[]){"-t", "20000", "call", "probe",
+                                                   fmt("[\"call\", [\"probe\", \"%s\"], "
+                                                       "[\"reply_after\", 5000, 1], 15000]",
+                                                       node_b),
+                                                   NULL});
+    struct proc *irelay =
+        gsctl_spawn(d->sock, (const char *const[]){"-t", "20000", "call", "iprobe",
+                                                   fmt("[\"call\", [\"probe\", \"%s\"], "
+                                                       "[\"reply_after\", 5000, 2], 15000]",
+                                                       node_b),
+                                                   NULL});
+    struct proc *direct =
+        gsctl_spawn(d->sock, (const char *const[]){"-t", "20000", "call", probe_b,
+                                                   "[\"reply_after\", 5000, 3]", NULL});
+    /* All three wait in B's probe (each is a call it has handled). */
+    char *info = NULL;
+    WAIT_UNTIL(5000, strstr(info = CTL(d_b, 0, NULL, "info", "probe"), "\"call\":3,") != NULL);
+    HAS(info, "\"call\":3,");
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(kill(d_b->pid, SIGKILL), 0);
+    ck_assert_int_eq(gsd_wait_exit(d_b, 0, 5000), 128 + SIGKILL);
+    d_b->status = 0; /* killed on purpose: not an exit gsd_stop should report */
+    gsd_stop(&d_b);
+
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(gsctl_wait(&relay, 4000, &out, &err), 0);
+    ck_assert_str_eq(out, "[\"error\",\"noconnection\"]\n");
+    ck_assert_int_eq(gsctl_wait(&irelay, 4000, &out, &err), 0);
+    ck_assert_str_eq(out, "[\"error\",\"noconnection\"]\n");
+    ck_assert_int_eq(gsctl_wait(&direct, 4000, &out, &err), 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_msg(strncmp(err, "exit: ", 6) == 0 && strstr(err, "noconnection"), "%s", err);
+    WANT_DOWN(c, ref, "counter", "'noconnection'");
+    ck_assert_int_lt(now_ms() - t0, 4000); /* the node's loss ended them, not a timeout */
+    WANT_INFOS(d, "probe", 3000, fmt("[[\"down\",%s,0,\"noconnection\"]]", mref));
+    WANT_INFOS(d, "iprobe", 3000, fmt("[[\"down\",%s,0,\"noconnection\"]]", iref));
+
+    /* A serves on; B is gone from its nodes, then from epmd. */
+    CTL(d, 0, "0", "call", "counter", "get");
+    CTL(d, 0, "[\"ok\",0]", "call", "probe", "[\"call\", \"counter\", \"get\", 1000]");
+    CTL(d, 0, "[]", "nodes");
+    int st = -1;
+    WAIT_UNTIL(3000, (st = run_gsctl(d, NULL, NULL, "call", counter_b, "get", NULL)) == 1);
+    CTL_ERR(d, "nodedown", "call", counter_b, "get");
+    /* B again, same name: a new connection. */
+    d_b = node_run(dir_b, NULL);
+    CTL(d, 0, "1", "call", counter_b, "increment");
+    CTL(d, 0, fmt("[\"%s\"]", node_b), "nodes");
+    client_close(&c);
+    stop();
+}
+END_TEST
+
+/* An Elixir GenServer, :echo, for to_elixir: replies {:got, m}, prints the
+ * casts and infos it gets, and stops with {:shutdown, :bye} when sent
+ * "quit" (a binary: a client's string). The script prints node=NAME when
+ * :echo is registered, then how :echo ended. */
+#define ECHO_EXS                                                                                   \
+    "defmodule Echo do\n"                                                                          \
+    "  use GenServer\n"                                                                            \
+    "  def init(x), do: {:ok, x}\n"                                                                \
+    "  def handle_call(m, _from, s), do: {:reply, {:got, m}, s}\n"                                 \
+    "  def handle_cast(m, s) do\n"                                                                 \
+    "    IO.puts(\"cast=#{inspect(m)}\")\n"                                                        \
+    "    {:noreply, s}\n"                                                                          \
+    "  end\n"                                                                                      \
+    "  def handle_info(\"quit\", s), do: {:stop, {:shutdown, :bye}, s}\n"                          \
+    "  def handle_info(m, s) do\n"                                                                 \
+    "    IO.puts(\"info=#{inspect(m)}\")\n"                                                        \
+    "    {:noreply, s}\n"                                                                          \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "{:ok, pid} = GenServer.start(Echo, nil, name: :echo)\n"                                       \
+    "ref = Process.monitor(pid)\n"                                                                 \
+    "IO.puts(\"node=#{node()}\")\n"                                                                \
+    "receive do\n"                                                                                 \
+    "  {:DOWN, ^ref, :process, _, why} -> IO.puts(\"ended=#{inspect(why)}\")\n"                    \
+    "after 30000 -> IO.puts(\"ended=never\")\n"                                                    \
+    "end\n"
+
+/* gsd calls, casts to, sends to and monitors a GenServer on an Elixir
+ * node (NAME@HOST, HOST the machine's hostname). */
+START_TEST(to_elixir)
+{
+    start(0600, true);
+    struct bg ex;
+    elixir_bg(ECHO_EXS, &ex);
+    ck_assert_msg(strchr(ex.node, '@') != NULL, "node=%s", ex.node);
+    char echo[160];
+    snprintf(echo, sizeof echo, "echo@%s", ex.node);
+    CTL(d, 0, "[\"got\",[\"x\",1,{\"a\":2.5}]]", "call", echo, "[\"x\", 1, {\"a\": 2.5}]");
+    CTL(d, 0, "[\"got\",\"plain\"]", "call", echo, "plain");
+    CTL(d, 0, "[\"ok\",[\"got\",[\"via\",3]]]", "call", "probe",
+        fmt("[\"call\", [\"echo\", \"%s\"], [\"via\", 3], 5000]", ex.node));
+    CTL(d, 0, "[\"ok\",[\"got\",4]]", "call", "iprobe",
+        fmt("[\"call\", [\"echo\", \"%s\"], 4, 5000]", ex.node));
+    HAS(CTL_ERR(d, "noproc", "call", fmt("nothere@%s", ex.node), "x"),
+        fmt("nothere on %s", ex.node));
+    CTL(d, 0, "[\"error\",\"noproc\"]", "call", "probe",
+        fmt("[\"call\", [\"nothere\", \"%s\"], 1, 5000]", ex.node));
+    CTL(d, 0, "null", "cast", echo, "[\"hello\", 2]");
+    CTL(d, 0, "null", "send", echo, "[\"note\", 3.5]");
+    /* "got" is an atom the node has sent (in the replies): it goes back as
+     * that atom, where "hello" went as a binary. */
+    CTL(d, 0, "null", "cast", echo, "[\"got\", \"hello\"]");
+    CTL(d, 0, fmt("[\"%s\"]", ex.node), "nodes");
+
+    /* Monitors of :echo, a client's and a module's, then it stops. */
+    gsc *c = CLIENT(d);
+    uint64_t ref = monitor_of(c, echo);
+    char *mref =
+        CTL(d, 0, NULL, "call", "probe", fmt("[\"monitor\", [\"echo\", \"%s\"]]", ex.node));
+    CTL(d, 0, "[\"got\",\"sync\"]", "call", echo, "sync"); /* the monitors are in place */
+    CTL(d, 0, "null", "send", echo, "quit");
+    WANT_DOWN(c, ref, "echo", "['shutdown', 'bye']");
+    WANT_INFOS(d, "probe", 5000, fmt("[[\"down\",%s,0,[\"shutdown\",\"bye\"]]]", mref));
+    char *out = bg_wait(&ex, 15000);
+    ck_assert_msg(out != NULL, "the Elixir script did not end");
+    HAS(out, "cast=[\"hello\", 2]\n");
+    HAS(out, "info=[\"note\", 3.5]\n");
+    HAS(out, "cast=[:got, \"hello\"]\n");
+    HAS(out, "ended={:shutdown, :bye}\n");
+    ck_assert_msg(strstr(out, "info=\"quit\"") == NULL, "%s", out);
+    /* Its node gone: no longer connected, and not reachable. */
+    ck_assert(WAIT_UNTIL(5000, strcmp(CTL(d, 0, NULL, "nodes"), "[]") == 0));
+    WAIT_UNTIL(3000, run_gsctl(d, NULL, NULL, "call", echo, "x", NULL) == 1);
+    CTL_ERR(d, "nodedown", "call", echo, "x");
+    client_close(&c);
+    bg_stop(&ex);
+    stop();
+}
+END_TEST
+
+/* A module's atoms and tuples (gs_atomn, gs_erl_tuple) reach Erlang as
+ * atoms and tuples; a msgpack client sees them as ext values. */
+START_TEST(atoms_and_tuples)
+{
+    start(0600, true);
+    char *out = elixir("r = GenServer.call({:probe, n}, {:tagged, \"hello\", {1, \"x\"}})\n"
+                       "IO.puts(\"r=#{inspect(r)} exact=#{r === {:hello, {1, \"x\"}}}\")\n"
+                       "r = GenServer.call({:iprobe, n}, {:tagged, \"hello\", [:a, \"b\"]})\n"
+                       "IO.puts(\"i=#{inspect(r)} exact=#{r === {:hello, [:a, \"b\"]}}\")\n"
+                       "r = GenServer.call({:probe, n}, [:tagged, \"a new tag\", 1])\n"
+                       "IO.puts(\"l=#{inspect(r)} exact=#{r === {:\"a new tag\", 1}}\")\n"
+                       "r = GenServer.call({:probe, n}, {:echo, \"hello\"})\n"
+                       "IO.puts(\"e=#{inspect(r)}\")\n");
+    HAS(out, "r={:hello, {1, \"x\"}} exact=true\n");
+    HAS(out, "i={:hello, [:a, \"b\"]} exact=true\n");
+    HAS(out, "l={:\"a new tag\", 1} exact=true\n"); /* a module may make atoms */
+    HAS(out, "e=\"hello\"\n");                      /* what came as a binary goes back one */
+    /* To a msgpack client: [<ext 0x17>, <ext 0x16 "hello">, v]. */
+    CTL(d, 0, "[{\"ext\":23,\"base64\":\"\"},{\"ext\":22,\"base64\":\"aGVsbG8=\"},[1,\"x\"]]",
+        "call", "probe", "[\"tagged\", \"hello\", [1, \"x\"]]");
+    gsc *c = CLIENT(d);
+    const msgpack_object *v = CALL(c, "iprobe", mp("['tagged', 'ok', 7]"));
+    ck_assert_int_eq(v->type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_uint_eq(v->via.array.size, 3);
+    const msgpack_object *t = mp_item(v, 0), *a = mp_item(v, 1);
+    ck_assert_int_eq(t->type, MSGPACK_OBJECT_EXT);
+    ck_assert_int_eq(t->via.ext.type, 0x17);
+    ck_assert_uint_eq(t->via.ext.size, 0);
+    ck_assert_int_eq(a->type, MSGPACK_OBJECT_EXT);
+    ck_assert_int_eq(a->via.ext.type, 0x16);
+    ck_assert_uint_eq(a->via.ext.size, 2);
+    ck_assert(memcmp(a->via.ext.ptr, "ok", 2) == 0);
+    ck_assert_mp_eq(mp_item(v, 2), "7");
+    client_close(&c);
+    stop();
+}
+END_TEST
+
+/* Without a distribution section, a remote reference is nodedown. */
+START_TEST(without_distribution)
+{
+    struct gsd *g = gsd_start();
+    CTL(g, 0, NULL, "start", "counter", "counter");
+    CTL(g, 0, NULL, "start", "probe", "probe");
+    HAS(CTL_ERR(g, "nodedown", "call", "counter@x@localhost", "get"), "counter@x@localhost");
+    CTL_ERR(g, "nodedown", "cast", "counter@x@localhost", "increment");
+    CTL_ERR(g, "nodedown", "send", "counter@x@localhost", "hello");
+    CTL_ERR(g, "nodedown", "-t", "2000", "monitor", "counter@x@localhost");
+    CTL(g, 0, "[\"error\",\"nodedown\"]", "call", "probe",
+        "[\"call\", [\"counter\", \"x@localhost\"], \"get\", 1000]");
+    CTL(g, 0, "[\"ok\",0]", "call", "probe", "[\"call\", \"counter\", \"get\", 1000]");
+    CTL(g, 0, "0", "call", "counter", "get"); /* the cast did not reach it */
+    CTL(g, 0, "[]", "nodes");
+    ck_assert_int_eq(gsd_stop(&g), 0);
+}
+END_TEST
+
 static Suite *dist_suite(void)
 {
     Suite *s = suite_create("dist");
@@ -452,6 +1015,15 @@ static Suite *dist_suite(void)
     tcase_add_test(tc, nodes_method);
     tcase_add_test(tc, message_over_the_limit);
     tcase_add_test(tc, stalled_handshakes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("outbound");
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, two_daemons);
+    tcase_add_test(tc, nodedown);
+    tcase_add_test(tc, node_killed);
+    tcase_add_test(tc, to_elixir);
+    tcase_add_test(tc, atoms_and_tuples);
+    tcase_add_test(tc, without_distribution);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -197,6 +197,47 @@ static inline gs_value gs_map(gs_pair *pairs, uint32_t n)
     return v;
 }
 
+/*
+ * Values for Erlang peers. A server may call, cast to, send to and
+ * monitor Erlang and Elixir processes by remote reference, a 2-array
+ * [name, node] such as ["cache", "app@db1"], wherever a server reference
+ * goes (see docs/distribution.md). What came from Erlang goes back exactly
+ * as it came; what a module builds goes by the convention: a str becomes a
+ * binary (or an atom the peer has sent before), an array a list. Where an
+ * Erlang peer needs an atom or a tuple, build it with gs_atom and
+ * gs_erl_tuple. To anyone else, a msgpack client or another server, they
+ * are what they are made of: an ext of type GS_EXT_ATOM holding the name,
+ * and an array whose first item is an empty ext of type GS_EXT_TUPLE.
+ * Only a module's values make atoms on a peer: a client's GS_EXT_ATOM
+ * goes as a binary, so that data never fills a peer's atom table.
+ */
+#define GS_EXT_ATOM 0x16
+#define GS_EXT_TUPLE 0x17
+
+/* An atom, at most 255 characters of UTF-8 (a longer one, or one not
+ * UTF-8, goes as a binary): gs_atom("ok"). name is borrowed, as by
+ * gs_str; gs_atomn takes its length. */
+static inline gs_value gs_atomn(const char *name, uint32_t len)
+{
+    gs_value v = {.type = MSGPACK_OBJECT_EXT};
+    v.via.ext.type = GS_EXT_ATOM;
+    v.via.ext.ptr = name;
+    v.via.ext.size = len;
+    return v;
+}
+static inline gs_value gs_atom(const char *name)
+{
+    return gs_atomn(name, (uint32_t)strlen(name));
+}
+
+/* True if v is an atom gs_atom made (Erlang's atoms arrive as str). */
+static inline bool gs_is_atom(const gs_value *v, const char *name)
+{
+    size_t n = strlen(name);
+    return v != NULL && v->type == MSGPACK_OBJECT_EXT && v->via.ext.type == GS_EXT_ATOM &&
+           v->via.ext.size == n && memcmp(v->via.ext.ptr, name, n) == 0;
+}
+
 /* ---- reading values (no allocation) ---------------------------------- */
 
 /* True if v is the string (or bin) s: gs_is(req, "get"). */
@@ -715,6 +756,24 @@ static inline gs_value gs_tuple(gs_server *self, uint32_t n, ...)
         a[i] = va_arg(ap, gs_value);
     va_end(ap);
     return gs_array(a, n);
+}
+
+/* An Erlang tuple of n items, for a peer:
+ * gs_erl_tuple(self, 2, gs_atom("add"), gs_int(1)) reaches it as {add, 1}.
+ * In the scratch arena, as gs_tuple. */
+static inline gs_value gs_erl_tuple(gs_server *self, uint32_t n, ...)
+{
+    gs_value *a = (gs_value *)gs_scratch_alloc(self, (n + 1) * sizeof *a);
+    a[0].type = MSGPACK_OBJECT_EXT;
+    a[0].via.ext.type = GS_EXT_TUPLE;
+    a[0].via.ext.ptr = "";
+    a[0].via.ext.size = 0;
+    va_list ap;
+    va_start(ap, n);
+    for (uint32_t i = 1; i <= n; i++)
+        a[i] = va_arg(ap, gs_value);
+    va_end(ap);
+    return gs_array(a, n + 1);
 }
 
 /* One entry for gs_map_of: the key a string (not copied). */
