@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -1124,6 +1125,8 @@ static struct node *node_make(const char *name, size_t len)
  * hear so. */
 static void node_attach(struct node *n, int fd, bool outbound)
 {
+    int one = 1; /* as Erlang does: a small reply must not wait out a delayed ACK (40 ms) */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     n->fd = fd;
     n->outbound = outbound;
