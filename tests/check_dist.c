@@ -465,6 +465,34 @@ START_TEST(message_over_the_limit)
 }
 END_TEST
 
+/* A peer holds at most limits.monitors monitors: the next is answered at
+ * once with :system_limit, the others stay. A reload applies tick_ms at
+ * once (and says nothing of the next start). */
+START_TEST(monitor_limit_and_tick_reload)
+{
+    extra_conf = "limits = { monitors = 2; };\n";
+    start(0600, true);
+    char *out = elixir("r = for _ <- 1..3, do: Process.monitor({:counter, n})\n"
+                       "d = receive do {:DOWN, _, :process, _, why} -> why after 2000 -> :none end\n"
+                       "d2 = receive do {:DOWN, _, :process, _, why} -> why after 500 -> :none end\n"
+                       "IO.puts(\"monitors=#{length(r)} down=#{inspect(d)} more=#{inspect(d2)}\")\n");
+    HAS(out, "monitors=3 down=:system_limit more=:none");
+    char path[256], cmd[512];
+    snprintf(path, sizeof path, "%s/gsd.conf", dir);
+    snprintf(cmd, sizeof cmd, "sed -i 's/tick_ms = 4000/tick_ms = 8000/' '%s'", path);
+    ck_assert_int_eq(system(cmd), 0);
+    kill(d->pid, SIGHUP);
+    int st = 0;
+    snprintf(cmd, sizeof cmd, "grep -c 'distribution: tick 8000 ms' '%s'", d->log);
+    for (int i = 0; i < 100 && atoi(shell_output(cmd, &st)) == 0; i++)
+        usleep(50000);
+    ck_assert_int_eq(atoi(shell_output(cmd, &st)), 1);
+    snprintf(cmd, sizeof cmd, "grep -c 'changes at the next start' '%s'", d->log);
+    ck_assert_int_eq(atoi(shell_output(cmd, &st)), 0);
+    stop();
+}
+END_TEST
+
 /* Connections that never finish their handshake hold up nothing: the
  * daemon's socket answers at once, and a real peer is served. */
 START_TEST(stalled_handshakes)
@@ -1015,6 +1043,7 @@ static Suite *dist_suite(void)
     tcase_add_test(tc, nodes_method);
     tcase_add_test(tc, message_over_the_limit);
     tcase_add_test(tc, stalled_handshakes);
+    tcase_add_test(tc, monitor_limit_and_tick_reload);
     suite_add_tcase(s, tc);
     tc = tcase_create("outbound");
     tcase_set_timeout(tc, 90);
