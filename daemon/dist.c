@@ -1,12 +1,11 @@
-/* dist.c — gsd as a hidden Erlang node. Inbound, peers call, cast, send
- * to and monitor servers by registered name; outbound, clients and servers
- * reach names on other nodes ([name, node]), connecting on demand. ei runs
- * only the handshake, in a thread per connection; everything after it is
- * framed on the loop. */
-#include "gsd.h"
+/* dist.c — gsd as a hidden Erlang node: its connections to other nodes,
+ * accepted or made on demand. ei runs only the handshake, in a thread per
+ * connection; everything after it is framed on the loop: ticks, and each
+ * message handed to dist_in.c (peers' requests) or dist_out.c (answers to
+ * ours). */
+#include "dist.h"
 
 #include <arpa/inet.h>
-#include <ei.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -26,96 +25,13 @@
 #define DFLAG_DIST_MONITOR_NAME 0x20ull
 #define DFLAG_ALIAS (0x8ull << 32)
 
-#define HANDSHAKES_MAX 8    /* handshakes under way at once; more are refused */
-#define HANDSHAKE_MS 5000   /* a peer that takes longer is dropped */
-#define READ_BYTES 65536    /* read per pass, per node */
-#define PASS_MSGS 64        /* messages handled per pass, per node */
-#define OUT_MAX (64u << 20) /* unread output past which a peer is dropped */
-#define HOLD_MS 5           /* retry of a node held by a full mailbox */
+#define HANDSHAKES_MAX 8                 /* handshakes under way at once; more are refused */
+#define HANDSHAKE_MS 5000                /* a peer that takes longer is dropped */
+#define READ_BYTES 65536                 /* read per pass, per node */
+#define PASS_MSGS 64                     /* messages handled per pass, per node */
+#define OUT_MAX (64u << 20)              /* unread output past which a peer is dropped */
+#define HOLD_MS 5                        /* retry of a node held by a full mailbox */
 #define CONNECT_MS (HANDSHAKE_MS + 2000) /* a connection asked for: epmd, connect, handshake */
-
-enum {
-    OP_LINK = 1,
-    OP_SEND = 2,
-    OP_REG_SEND = 6,
-    OP_SEND_TT = 12,
-    OP_REG_SEND_TT = 16,
-    OP_MONITOR_P = 19,
-    OP_DEMONITOR_P = 20,
-    OP_MONITOR_P_EXIT = 21,
-    OP_SEND_SENDER = 22,
-    OP_SEND_SENDER_TT = 23,
-    OP_ALIAS_SEND = 33,
-    OP_ALIAS_SEND_TT = 34
-};
-
-struct node;
-
-/* A peer's call waiting on a server. */
-struct pending {
-    uint64_t key;    /* the waiter's ref */
-    uint64_t waiter; /* the waiter's id */
-    struct node *node;
-    bool alias;                          /* tag is [alias|Mref]: answer with ALIAS_SEND to Mref */
-    struct gsp_span pid, tag, mref, req; /* in mem: caller, tag, its ref, request (msgpack) */
-    struct term_mark *marks;             /* the request's tuples and binaries */
-    size_t nmarks;
-    uint8_t *mem;
-    UT_hash_handle hh;     /* all, by key */
-    UT_hash_handle hh_ref; /* node->calls, by mref bytes */
-    LIST_ENTRY(pending) link;
-};
-
-/* A peer's monitor of a server. */
-struct dmon {
-    struct node *node;
-    uint64_t target;
-    struct gsp_span pid, ref, name; /* in mem */
-    uint8_t *mem;
-    UT_hash_handle hh; /* node->mons, by ref bytes */
-    LIST_ENTRY(dmon) link;
-};
-
-/* A call or monitor of ours on a name on another node: both are an Erlang
- * monitor of {Name, Node} under a ref of ours (a call's tag too). */
-struct watch {
-    uint64_t key;   /* a call's waiter id, or a monitor's ref (monitor.c's) */
-    uint64_t ref;   /* our ref's number */
-    uint64_t asker; /* a client's monitor: its waiter, answered once connected */
-    bool call;
-    struct node *node;
-    uint8_t *name; /* the name, as an atom term */
-    size_t name_len;
-    UT_hash_handle hh;     /* outcalls or outmons, by key */
-    UT_hash_handle hh_ref; /* node->watches, by ref */
-    LIST_ENTRY(watch) link;
-};
-
-struct node {
-    char name[MAXNODELEN + 1];
-    int fd;           /* -1 while connecting */
-    bool outbound;    /* we connected (else the peer did) */
-    uint64_t attempt; /* connecting: the attempt a thread reports on */
-    struct event *rev, *wev, *tick, *flush, *resume;
-    struct gsp_buf in, out;
-    size_t out_off;
-    int64_t heard_ms, said_ms;
-    struct atom_set atoms; /* what it has sent: what may go back to it as atoms */
-    struct pending *calls; /* by mref */
-    LIST_HEAD(, pending) pending;
-    uint32_t npending;
-    struct dmon *mons; /* by ref */
-    LIST_HEAD(, dmon) monitors;
-    uint32_t nmons;
-    struct watch *watches; /* ours on it, by ref */
-    LIST_HEAD(, watch) watching;
-    uint64_t *askers; /* connecting: clients' casts and sends, answered nil once connected */
-    size_t naskers;
-    struct event *connect_timer;
-    bool held, closing;
-    size_t charged; /* its buffers, charged to the memory budget */
-    LIST_ENTRY(node) link;
-};
 
 static ei_cnode ec;
 static struct dist_config conf;
@@ -125,15 +41,11 @@ static struct event *accept_ev, *hs_ev;
 static unsigned handshakes;
 static LIST_HEAD(, node) nodes = LIST_HEAD_INITIALIZER(nodes);
 static unsigned nnodes;
-static struct pending *calls; /* every pending call, by key */
-static struct watch *outcalls, *outmons; /* ours, by key */
-static uint64_t last_ref, last_attempt;
+static uint64_t last_attempt;
 static struct atom_set words; /* atoms the daemon sends of its own: exit reasons */
-static unsigned creation; /* ours, this run's */
-static uint8_t self_pid[MAXNODELEN + 32];
-static size_t self_pid_len;
-static struct gsp_buf conv; /* a message converted, reused */
+static struct gsp_buf conv;   /* a message converted, reused */
 static msgpack_zone *zone;
+struct dist_self self;
 
 /* ---- the handshake, in a thread: ei's socket callbacks ------------------- */
 
@@ -350,13 +262,7 @@ static bool spawn(void *(*fn)(void *), void *arg)
 
 /* ---- sending ------------------------------------------------------------------- */
 
-static void node_close(struct node *n, const char *why);
 static void arm_tick(struct node *n);
-
-static void be32_put(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
-}
 
 /* The budget follows what n's buffers hold. */
 static void recharge(struct node *n)
@@ -373,8 +279,8 @@ static void want_flush(struct node *n)
         event_active(n->flush, EV_TIMEOUT, 1);
 }
 
-/* Queues 'p', control, payload (payload may be NULL); written by the flush. */
-static void send_msg(struct node *n, const struct gsp_buf *ctl, const struct gsp_buf *payload)
+/* Written by the flush. */
+void node_send(struct node *n, const struct gsp_buf *ctl, const struct gsp_buf *payload)
 {
     size_t len = 2 + ctl->len + (payload ? 1 + payload->len : 0);
     if (n->closing || len > UINT32_MAX)
@@ -433,434 +339,32 @@ static void send_tick(struct node *n)
     want_flush(n);
 }
 
-/* ---- calls and monitors ----------------------------------------------------------- */
-
-static void pending_free(struct pending *pc)
-{
-    HASH_DEL(calls, pc);
-    if (pc->mref.len)
-        HASH_DELETE(hh_ref, pc->node->calls, pc);
-    LIST_REMOVE(pc, link);
-    pc->node->npending--;
-    budget_release(sizeof *pc + pc->req.len + pc->pid.len + pc->tag.len);
-    free(pc->marks);
-    free(pc->mem);
-    free(pc);
-}
-
-/* The caller has gone (demonitored, or its node): its waiter goes unanswered. */
-static void pending_drop(struct pending *pc)
-{
-    struct waiter *w = waiter_find(pc->waiter);
-    if (w) {
-        if (w->server && w->server->hosted) /* gs_from_waiting turns false there too */
-            worker_caller_gone(w->server, w->id);
-        waiter_drop(w);
-    }
-    pending_free(pc);
-}
-
-static void dmon_free(struct dmon *m)
-{
-    m->node->nmons--;
-    HASH_DEL(m->node->mons, m);
-    LIST_REMOVE(m, link);
-    budget_release(sizeof *m + m->pid.len + m->ref.len + m->name.len);
-    free(m->mem);
-    free(m);
-}
-
-/* ---- ours: calls and monitors on names on other nodes ------------------------------------ */
-
-/* A ref of ours, NEWER_REFERENCE_EXT: our node, creation and k. */
-static void put_ref(struct gsp_buf *b, uint64_t k)
-{
-    uint8_t head[3] = {ERL_NEWER_REFERENCE_EXT, 0, 3}, w[16];
-    gsp_buf_append(b, head, 3);
-    term_put_atom(b, ec.thisnodename, strlen(ec.thisnodename));
-    be32_put(w, creation);
-    be32_put(w + 4, (uint32_t)(k & 0x3ffff));
-    be32_put(w + 8, (uint32_t)(k >> 18));
-    be32_put(w + 12, (uint32_t)(k >> 50));
-    gsp_buf_append(b, w, 16);
-}
-
-static uint32_t be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* The k of a ref put_ref made; 0 if t is not one. */
-static uint64_t ref_of_ours(struct gsp_span t)
-{
-    uint8_t buf[512];
-    const uint8_t *p = t.ptr, *end = t.ptr + t.len, *name;
-    size_t len;
-    if (t.len < 3 || p[0] != ERL_NEWER_REFERENCE_EXT || p[1] != 0 || p[2] != 3)
-        return 0;
-    p += 3;
-    if (!term_atom(&p, end, buf, &name, &len) || len != strlen(ec.thisnodename) ||
-        memcmp(name, ec.thisnodename, len) != 0 || end - p != 16 || be32_get(p) != creation)
-        return 0;
-    return (uint64_t)(be32_get(p + 4) & 0x3ffff) | (uint64_t)be32_get(p + 8) << 18 |
-           (uint64_t)be32_get(p + 12) << 50;
-}
-
-/* {Op, OurPid, Name, Ref}: MONITOR_P or DEMONITOR_P of x's name. */
-static void send_monitor(struct node *n, int op, const struct watch *x)
-{
-    static struct gsp_buf ctl;
-    ctl.len = 0;
-    term_put_tuple(&ctl, 4);
-    term_put_int(&ctl, op, false, 0);
-    gsp_buf_append(&ctl, self_pid, self_pid_len);
-    term_put_atom(&ctl, x->name, x->name_len);
-    put_ref(&ctl, x->ref);
-    send_msg(n, &ctl, NULL);
-}
-
-/* REG_SEND {6, OurPid, '', Name} of msg. */
-static void send_reg(struct node *n, const struct remote *to, const struct gsp_buf *msg)
-{
-    static struct gsp_buf ctl;
-    ctl.len = 0;
-    term_put_tuple(&ctl, 4);
-    term_put_int(&ctl, OP_REG_SEND, false, 0);
-    gsp_buf_append(&ctl, self_pid, self_pid_len);
-    term_put_atom(&ctl, "", 0);
-    term_put_atom(&ctl, to->name, to->name_len);
-    send_msg(n, &ctl, msg);
-}
-
-/* A monitor of to's name on n under ref, sent: a call's (key: its
- * waiter) or a monitor's (key: monitor.c's ref). */
-static struct watch *watch_new(struct node *n, const struct remote *to, uint64_t key, bool call,
-                               uint64_t ref)
-{
-    struct watch *x = xcalloc(1, sizeof *x + to->name_len);
-    x->key = key;
-    x->ref = ref;
-    x->call = call;
-    x->node = n;
-    x->name = (uint8_t *)(x + 1);
-    x->name_len = to->name_len;
-    memcpy(x->name, to->name, to->name_len);
-    if (call)
-        HASH_ADD(hh, outcalls, key, sizeof x->key, x);
-    else
-        HASH_ADD(hh, outmons, key, sizeof x->key, x);
-    HASH_ADD(hh_ref, n->watches, ref, sizeof x->ref, x);
-    LIST_INSERT_HEAD(&n->watching, x, link);
-    budget_charge(sizeof *x + x->name_len);
-    send_monitor(n, OP_MONITOR_P, x);
-    return x;
-}
-
-static void watch_free(struct watch *x)
-{
-    if (x->call)
-        HASH_DEL(outcalls, x);
-    else
-        HASH_DEL(outmons, x);
-    HASH_DELETE(hh_ref, x->node->watches, x);
-    LIST_REMOVE(x, link);
-    budget_release(sizeof *x + x->name_len);
-    free(x);
-}
-
-/* Ours has gone (answered, timed out, demonitored): the node forgets it. */
-static void watch_end(struct watch *x)
-{
-    if (x && !x->node->closing)
-        send_monitor(x->node, OP_DEMONITOR_P, x);
-    if (x)
-        watch_free(x);
-}
-
-/* Copies spans into one block; each out[i] points into it. */
-static uint8_t *copy_spans(const struct gsp_span *in, struct gsp_span *out, size_t k)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < k; i++)
-        total += in[i].len;
-    uint8_t *mem = xmalloc(total ? total : 1), *p = mem;
-    for (size_t i = 0; i < k; i++) {
-        if (in[i].len)
-            memcpy(p, in[i].ptr, in[i].len);
-        out[i] = (struct gsp_span){p, in[i].len};
-        p += in[i].len;
-    }
-    return mem;
-}
-
-/* MONITOR_P_EXIT {21, FromProc, ToPid, Ref, Reason}: reason a term. */
-static void send_monitor_exit(struct node *n, struct gsp_span proc, struct gsp_span pid,
-                              struct gsp_span ref, const struct gsp_buf *reason)
-{
-    static struct gsp_buf ctl;
-    ctl.len = 0;
-    term_put_tuple(&ctl, 5);
-    term_put_int(&ctl, OP_MONITOR_P_EXIT, false, 0);
-    gsp_buf_append(&ctl, proc.ptr, proc.len);
-    gsp_buf_append(&ctl, pid.ptr, pid.len);
-    gsp_buf_append(&ctl, ref.ptr, ref.len);
-    gsp_buf_append(&ctl, reason->data, reason->len);
-    send_msg(n, &ctl, NULL);
-}
-
-static void noproc(struct node *n, struct gsp_span proc, struct gsp_span pid, struct gsp_span ref)
-{
-    static struct gsp_buf r;
-    r.len = 0;
-    term_put_atom(&r, "noproc", 6);
-    send_monitor_exit(n, proc, pid, ref, &r);
-}
-
-/* The server named by an atom, if running. */
-static struct server *by_atom(struct gsp_span atom)
-{
-    uint8_t buf[512];
-    const uint8_t *p = atom.ptr, *name;
-    size_t len;
-    if (!term_atom(&p, atom.ptr + atom.len, buf, &name, &len) || len > GSP_NAME_MAX)
-        return NULL;
-    struct server *s = registry_by_name((const char *)name, len);
-    return s && s->status != SERVER_ENDED ? s : NULL;
-}
-
-static void on_monitor(struct node *n, const struct gsp_span *el)
-{
-    struct gsp_span pid = el[1], proc = el[2], ref = el[3];
-    struct server *s = by_atom(proc);
-    struct dmon *m;
-    HASH_FIND(hh, n->mons, ref.ptr, ref.len, m);
-    if (m != NULL) /* refs are unique: a peer that repeats one gets nothing more */
-        return;
-    if (s == NULL) {
-        noproc(n, proc, pid, ref);
-        return;
-    }
-    if (limits.monitors && n->nmons >= limits.monitors) { /* as a connection's limit */
-        static struct gsp_buf r;
-        r.len = 0;
-        term_put_atom(&r, "system_limit", 12);
-        log_msg(LOG_WARN, "node %s: over %u monitors: a monitor of %s refused", n->name,
-                limits.monitors, s->name);
-        send_monitor_exit(n, proc, pid, ref, &r);
-        return;
-    }
-    n->nmons++;
-    m = xcalloc(1, sizeof *m);
-    struct gsp_span in[3] = {pid, ref, proc}, out[3];
-    m->mem = copy_spans(in, out, 3);
-    m->pid = out[0], m->ref = out[1], m->name = out[2];
-    m->node = n;
-    m->target = s->id;
-    budget_charge(sizeof *m + pid.len + ref.len + proc.len);
-    HASH_ADD_KEYPTR(hh, n->mons, m->ref.ptr, m->ref.len, m);
-    LIST_INSERT_HEAD(&n->monitors, m, link);
-}
-
-static void on_demonitor(struct node *n, const struct gsp_span *el)
-{
-    struct gsp_span ref = el[3];
-    struct dmon *m;
-    struct pending *pc;
-    HASH_FIND(hh, n->mons, ref.ptr, ref.len, m);
-    if (m)
-        dmon_free(m);
-    /* A call still waiting whose monitor goes: its caller gave up. */
-    HASH_FIND(hh_ref, n->calls, ref.ptr, ref.len, pc);
-    if (pc)
-        pending_drop(pc);
-}
-
-/* Reads {Pid, Tag} of a '$gen_call'; Tag [alias|Mref] or a ref. */
-static bool read_from(const uint8_t **pp, const uint8_t *end, struct gsp_span *pid,
-                      struct gsp_span *tag, struct gsp_span *mref, bool *alias)
-{
-    const uint8_t *p = *pp, *q;
-    if (end - p < 2 || p[0] != ERL_SMALL_TUPLE_EXT || p[1] != 2)
-        return false;
-    p += 2;
-    q = p;
-    if (!term_skip(&q, end, GSP_MAX_DEPTH_HARD, NULL))
-        return false;
-    *pid = (struct gsp_span){p, (size_t)(q - p)};
-    p = q;
-    if (!term_skip(&q, end, GSP_MAX_DEPTH_HARD, NULL))
-        return false;
-    *tag = (struct gsp_span){p, (size_t)(q - p)};
-    *alias = false;
-    *mref = (struct gsp_span){NULL, 0};
-    uint8_t buf[512];
-    const uint8_t *name, *r = p + 5;
-    size_t len;
-    if (*p == ERL_LIST_EXT && q - p > 5 && p[1] == 0 && p[2] == 0 && p[3] == 0 && p[4] == 1 &&
-        term_atom(&r, q, buf, &name, &len) && len == 5 && memcmp(name, "alias", 5) == 0 &&
-        (*r == ERL_NEWER_REFERENCE_EXT || *r == ERL_NEW_REFERENCE_EXT)) {
-        *alias = true;
-        *mref = (struct gsp_span){r, (size_t)(q - r)};
-    } else if (*p == ERL_NEWER_REFERENCE_EXT || *p == ERL_NEW_REFERENCE_EXT)
-        *mref = *tag;
-    *pp = q;
-    return true;
-}
-
-static bool is_atom(const uint8_t **pp, const uint8_t *end, const char *want)
-{
-    uint8_t buf[512];
-    const uint8_t *p = *pp, *name;
-    size_t len;
-    if (!term_atom(&p, end, buf, &name, &len) || len != strlen(want) || memcmp(name, want, len))
-        return false;
-    *pp = p;
-    return true;
-}
-
-/* The payload of v as msgpack into conv; marks noted if asked. */
-static bool convert(struct node *n, const uint8_t *p, const uint8_t *end, struct term_marks *marks)
+bool node_convert(struct node *n, const uint8_t *p, const uint8_t *end, struct term_marks *marks,
+                  struct gsp_span *out)
 {
     msgpack_packer pk;
     conv.len = 0;
     gsp_packer_init(&pk, &conv);
     if (!term_to_mp(&p, end, &conv, &pk, VALUE_DEPTH_MAX, &n->atoms, marks) || p != end)
         return false;
+    *out = (struct gsp_span){conv.data, conv.len};
     return (!limits.message.max_size || conv.len <= limits.message.max_size) &&
            value_fits(conv.data, conv.len, GSP_WRAP_ERROR);
 }
 
-enum handled { DONE, HOLD, BAD };
-
-/* REG_SEND to a name: a '$gen_call', a '$gen_cast' or anything (an info). */
-static enum handled on_reg_send(struct node *n, struct gsp_span to, struct gsp_span msg)
+struct term_ctx node_ctx(const struct node *n, bool with_words, bool made_atoms)
 {
-    struct server *s = by_atom(to);
-    if (msg.ptr == NULL)
-        return BAD;
-    if (s == NULL || shutting_down) /* as Erlang does: a send to no one is dropped */
-        return DONE;
-    if (mailbox_full(&s->mbox))
-        return HOLD;
-    const uint8_t *p = msg.ptr, *end = msg.ptr + msg.len;
-    struct gsp_span pid, tag, mref;
-    bool alias;
-    if (end - p > 2 && p[0] == ERL_SMALL_TUPLE_EXT && p[1] == 3) {
-        const uint8_t *q = p + 2;
-        if (is_atom(&q, end, "$gen_call") && read_from(&q, end, &pid, &tag, &mref, &alias)) {
-            if (limits.pending && n->npending >= limits.pending) {
-                log_msg(LOG_WARN, "node %s: over %u pending calls: a call to %s dropped", n->name,
-                        limits.pending, s->name);
-                return DONE;
-            }
-            struct term_marks marks = {0};
-            if (!convert(n, q, end, &marks)) {
-                free(marks.v);
-                return BAD;
-            }
-            struct pending *pc = xcalloc(1, sizeof *pc);
-            struct gsp_span in[4] = {pid, tag, mref, {conv.data, conv.len}}, out[4];
-            pc->mem = copy_spans(in, out, 4);
-            pc->pid = out[0], pc->tag = out[1], pc->mref = out[2], pc->req = out[3];
-            pc->marks = marks.v;
-            pc->nmarks = marks.n;
-            pc->alias = alias;
-            pc->node = n;
-            pc->key = next_ref();
-            budget_charge(sizeof *pc + pc->req.len + pc->pid.len + pc->tag.len);
-            HASH_ADD(hh, calls, key, sizeof pc->key, pc);
-            if (pc->mref.len)
-                HASH_ADD_KEYPTR(hh_ref, n->calls, pc->mref.ptr, pc->mref.len, pc);
-            LIST_INSERT_HEAD(&n->pending, pc, link);
-            n->npending++;
-            struct waiter *w = waiter_for_dist(pc->key, s);
-            pc->waiter = w->id;
-            counters.calls++;
-            if (!server_post(s, MSG_CALL, w->id, pc->req.ptr, pc->req.len))
-                pending_drop(pc);
-            return DONE;
-        }
-    }
-    enum msg_kind kind = MSG_INFO;
-    if (end - p > 2 && p[0] == ERL_SMALL_TUPLE_EXT && p[1] == 2) {
-        const uint8_t *q = p + 2;
-        if (is_atom(&q, end, "$gen_cast")) {
-            kind = MSG_CAST;
-            p = q;
-        }
-    }
-    if (!convert(n, p, end, NULL))
-        return BAD;
-    if (kind == MSG_CAST)
-        counters.casts++;
-    else
-        counters.sends++;
-    server_post(s, kind, 0, conv.data, conv.len);
-    return DONE;
+    return (struct term_ctx){.atoms = &n->atoms,
+                             .words = with_words ? &words : NULL,
+                             .self = self.name,
+                             .self_len = self.name_len,
+                             .made_atoms = made_atoms};
 }
 
-/* A message to our pid or an alias: the reply {Ref, Reply} to a call of
- * ours, or nothing. */
-static enum handled on_send(struct node *n, struct gsp_span msg)
+msgpack_zone *dist_zone(void)
 {
-    if (msg.ptr == NULL)
-        return BAD;
-    const uint8_t *p = msg.ptr, *end = msg.ptr + msg.len, *q;
-    if (msg.len < 2 || p[0] != ERL_SMALL_TUPLE_EXT || p[1] != 2)
-        return DONE;
-    q = p += 2;
-    if (!term_skip(&q, end, GSP_MAX_DEPTH_HARD, NULL))
-        return BAD;
-    uint64_t ref = ref_of_ours((struct gsp_span){p, (size_t)(q - p)});
-    struct watch *x = NULL;
-    if (ref)
-        HASH_FIND(hh_ref, n->watches, &ref, sizeof ref, x);
-    if (x == NULL || !x->call)
-        return DONE; /* late: its caller gave up */
-    struct waiter *w = waiter_find(x->key);
-    watch_end(x);
-    if (w == NULL)
-        return DONE;
-    if (convert(n, q, end, NULL))
-        waiter_result(w, (struct gsp_span){conv.data, conv.len});
-    else
-        waiter_error_str(w, GSP_TOO_LARGE, "the reply is over the message limits, or malformed");
-    return DONE;
-}
-
-/* MONITOR_P_EXIT to a call or monitor of ours: its name is not there
- * (noproc) or has ended. */
-static enum handled on_monitor_exit(struct node *n, struct gsp_span ref_term, struct gsp_span reason)
-{
-    static const uint8_t unreadable[] = "°reason_too_large";
-    uint64_t ref = ref_of_ours(ref_term);
-    struct watch *x = NULL;
-    if (ref)
-        HASH_FIND(hh_ref, n->watches, &ref, sizeof ref, x);
-    if (x == NULL)
-        return DONE;
-    const uint8_t *p = reason.ptr;
-    bool noproc = is_atom(&p, reason.ptr + reason.len, "noproc");
-    struct gsp_span r = {unreadable, sizeof unreadable - 1};
-    if (convert(n, reason.ptr, reason.ptr + reason.len, NULL))
-        r = (struct gsp_span){conv.data, conv.len};
-    uint64_t key = x->key;
-    bool call = x->call;
-    char name[GSP_NAME_MAX + 1];
-    size_t len = x->name_len;
-    memcpy(name, x->name, len);
-    watch_free(x);
-    struct waiter *w = call ? waiter_find(key) : NULL;
-    if (w && noproc) {
-        char text[GSP_NAME_MAX + MAXNODELEN + 64];
-        snprintf(text, sizeof text, "no process is registered as %.*s on %s", (int)len, name,
-                 n->name);
-        waiter_error_str(w, GSP_NOPROC, text);
-    } else if (w)
-        waiter_error(w, GSP_EXIT, r);
-    else if (!call)
-        monitor_remote_down(key, name, len, r);
-    return DONE;
+    msgpack_zone_clear(zone);
+    return zone;
 }
 
 static enum handled handle(struct node *n, const uint8_t *p, size_t len)
@@ -874,29 +378,29 @@ static enum handled handle(struct node *n, const uint8_t *p, size_t len)
     term_skip(&q, ctl.ptr + ctl.len, GSP_MAX_DEPTH_HARD, &n->atoms);
     switch (dist_control(ctl, el, &k)) {
     case OP_REG_SEND:
-        return k == 4 ? on_reg_send(n, el[3], msg) : BAD;
+        return k == 4 ? in_reg_send(n, el[3], msg) : BAD;
     case OP_REG_SEND_TT:
-        return k == 5 ? on_reg_send(n, el[3], msg) : BAD;
+        return k == 5 ? in_reg_send(n, el[3], msg) : BAD;
     case OP_MONITOR_P:
         if (k != 4)
             return BAD;
-        on_monitor(n, el);
+        in_monitor(n, el);
         return DONE;
     case OP_DEMONITOR_P:
         if (k != 4)
             return BAD;
-        on_demonitor(n, el);
+        in_demonitor(n, el);
         return DONE;
     case OP_SEND:
     case OP_SEND_SENDER:
     case OP_ALIAS_SEND:
-        return k == 3 ? on_send(n, msg) : BAD;
+        return k == 3 ? out_send(n, msg) : BAD;
     case OP_SEND_TT:
     case OP_SEND_SENDER_TT:
     case OP_ALIAS_SEND_TT:
-        return k == 4 ? on_send(n, msg) : BAD;
+        return k == 4 ? out_send(n, msg) : BAD;
     case OP_MONITOR_P_EXIT:
-        return k == 5 ? on_monitor_exit(n, el[3], el[4]) : BAD;
+        return k == 5 ? out_monitor_exit(n, el[3], el[4]) : BAD;
     case -1:
         return BAD;
     default: /* links, exits, group leaders: nothing */
@@ -1022,45 +526,7 @@ static void free_event(struct event **ev)
     *ev = NULL;
 }
 
-/* "node N cannot be reached: why", for nodedown answers. */
-static const char *unreachable(const char *node, size_t len, const char *why)
-{
-    static char text[MAXNODELEN + 128];
-    snprintf(text, sizeof text, "node %.*s cannot be reached: %s", (int)len, node, why);
-    return text;
-}
-
-/* n's watches, as its connection is lost (up) or never made: calls hear
- * ["exit", "noconnection"] or nodedown, monitors their down
- * "noconnection", a client's monitor not yet answered nodedown. */
-static void watches_lost(struct node *n, bool up, const char *why)
-{
-    static const uint8_t noconnection[] = "\xac"
-                                          "noconnection";
-    const struct gsp_span reason = {noconnection, sizeof noconnection - 1};
-    struct watch *x;
-    while ((x = LIST_FIRST(&n->watching)) != NULL) {
-        uint64_t key = x->key, asker = x->asker;
-        bool call = x->call;
-        char name[GSP_NAME_MAX + 1];
-        size_t len = x->name_len;
-        memcpy(name, x->name, len);
-        watch_free(x); /* first: what follows finds it gone */
-        struct waiter *w = waiter_find(call ? key : asker);
-        if (call && w && up)
-            waiter_error(w, GSP_EXIT, reason);
-        else if (call && w)
-            waiter_error_str(w, GSP_NODEDOWN, unreachable(n->name, strlen(n->name), why));
-        else if (!call && asker) {
-            monitor_remote_down(key, NULL, 0, (struct gsp_span){0});
-            if (w)
-                waiter_error_str(w, GSP_NODEDOWN, unreachable(n->name, strlen(n->name), why));
-        } else if (!call)
-            monitor_remote_down(key, name, len, reason);
-    }
-}
-
-static void node_close(struct node *n, const char *why)
+void node_close(struct node *n, const char *why)
 {
     if (n->closing)
         return;
@@ -1072,19 +538,8 @@ static void node_close(struct node *n, const char *why)
     } else
         log_msg(LOG_WARN, "node %s cannot be reached: %s", n->name, why);
     LIST_REMOVE(n, link);
-    struct pending *pc;
-    while ((pc = LIST_FIRST(&n->pending)) != NULL)
-        pending_drop(pc);
-    struct dmon *m;
-    while ((m = LIST_FIRST(&n->monitors)) != NULL)
-        dmon_free(m);
-    watches_lost(n, up, why);
-    for (size_t i = 0; i < n->naskers; i++) {
-        struct waiter *w = waiter_find(n->askers[i]);
-        if (w)
-            waiter_error_str(w, GSP_NODEDOWN, unreachable(n->name, strlen(n->name), why));
-    }
-    n->naskers = 0;
+    in_lost(n);
+    out_lost(n, up, why);
     free_event(&n->rev);
     free_event(&n->wev);
     free_event(&n->tick);
@@ -1138,21 +593,9 @@ static void node_attach(struct node *n, int fd, bool outbound)
     event_add(n->rev, NULL);
     arm_tick(n);
     nnodes++;
-    log_msg(LOG_INFO, "node %s connected (%s)", n->name, outbound ? "we connected" : "it connected");
-    for (size_t i = 0; i < n->naskers; i++) {
-        struct waiter *w = waiter_find(n->askers[i]);
-        if (w)
-            waiter_result(w, enc_nil);
-    }
-    n->naskers = 0;
-    struct watch *x;
-    LIST_FOREACH(x, &n->watching, link)
-    {
-        struct waiter *w = x->asker ? waiter_find(x->asker) : NULL;
-        if (w)
-            waiter_result_uint(w, x->key);
-        x->asker = 0;
-    }
+    log_msg(LOG_INFO, "node %s connected (%s)", n->name,
+            outbound ? "we connected" : "it connected");
+    out_connected(n);
     if (n->out.len)
         want_flush(n);
 }
@@ -1163,8 +606,8 @@ static void node_attach(struct node *n, int fd, bool outbound)
  * replaces its old connection. */
 static void node_again(struct node *n, int fd, bool outbound)
 {
-    const char *by_new = outbound ? ec.thisnodename : n->name;
-    const char *by_old = n->outbound ? ec.thisnodename : n->name;
+    const char *by_new = outbound ? self.name : n->name;
+    const char *by_old = n->outbound ? self.name : n->name;
     if (outbound == n->outbound ? !outbound : strcmp(by_new, by_old) < 0) {
         char name[MAXNODELEN + 1];
         snprintf(name, sizeof name, "%s", n->name);
@@ -1181,9 +624,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
     conn_flush_all();
 }
 
-/* The node `to` names, connected or connecting; NULL, with why, if a
- * connection cannot be asked for now. */
-static struct node *node_for(const struct remote *to, const char **why)
+struct node *node_for(const struct remote *to, const char **why)
 {
     struct node *n = node_named(to->node, to->node_len);
     if (n && n->out.len - n->out_off > OUT_MAX) {
@@ -1259,116 +700,6 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* What a value going to n may become (mp_to_term): its atoms and, for the
- * daemon's own values, words; a module's GS_EXT_ATOMs where made_atoms. */
-static struct term_ctx ctx_for(const struct node *n, const struct atom_set *with, bool made_atoms)
-{
-    return (struct term_ctx){.atoms = &n->atoms,
-                             .words = with,
-                             .self = ec.thisnodename,
-                             .self_len = strlen(ec.thisnodename),
-                             .made_atoms = made_atoms};
-}
-
-/* ---- the core's hooks ------------------------------------------------------------------- */
-
-static void answer(uint64_t key, enum gsp_code code, struct gsp_span v)
-{
-    struct pending *pc;
-    HASH_FIND(hh, calls, &key, sizeof key, pc);
-    if (pc == NULL)
-        return;
-    struct node *n = pc->node;
-    /* An error (the server ended) goes unsent: the caller's monitor tells it. */
-    if (code == GSP_OK && v.ptr && !n->closing) {
-        msgpack_zone_clear(zone);
-        msgpack_object reply, *tuples = NULL, *bins = NULL;
-        size_t nt = 0, nb = 0;
-        if (gsp_decode(v.ptr, v.len, zone, &reply)) {
-            if (pc->nmarks) {
-                tuples = msgpack_zone_malloc(zone, pc->nmarks * sizeof *tuples);
-                bins = msgpack_zone_malloc(zone, pc->nmarks * sizeof *bins);
-            }
-            for (size_t i = 0; tuples && bins && i < pc->nmarks; i++) {
-                struct term_mark *mk = &pc->marks[i];
-                msgpack_object o;
-                if (gsp_decode(pc->req.ptr + mk->off, mk->len, zone, &o)) {
-                    if (mk->kind == TERM_MARK_TUPLE)
-                        tuples[nt++] = o;
-                    else
-                        bins[nb++] = o;
-                }
-            }
-            struct term_ctx ctx = ctx_for(n, &words, true);
-            ctx.tuples = tuples, ctx.ntuples = nt;
-            ctx.binaries = bins, ctx.nbinaries = nb;
-            static struct gsp_buf ctl, msg;
-            msg.len = 0;
-            term_put_tuple(&msg, 2);
-            gsp_buf_append(&msg, pc->tag.ptr, pc->tag.len);
-            if (mp_to_term(&reply, &msg, &ctx, GSP_MAX_DEPTH_HARD + 1)) {
-                ctl.len = 0;
-                term_put_tuple(&ctl, 3);
-                if (pc->alias) {
-                    term_put_int(&ctl, OP_ALIAS_SEND, false, 0);
-                    gsp_buf_append(&ctl, self_pid, self_pid_len);
-                    gsp_buf_append(&ctl, pc->mref.ptr, pc->mref.len);
-                } else {
-                    term_put_int(&ctl, OP_SEND, false, 0);
-                    term_put_atom(&ctl, "", 0);
-                    gsp_buf_append(&ctl, pc->pid.ptr, pc->pid.len);
-                }
-                send_msg(n, &ctl, &msg);
-            }
-        }
-    }
-    pending_free(pc);
-}
-
-/* An exit reason as Erlang spells it: its words atoms, an array a tuple. */
-static void reason_term(const struct node *n, struct gsp_span reason, struct gsp_buf *out)
-{
-    msgpack_object r = {0};
-    msgpack_zone_clear(zone);
-    out->len = 0;
-    if (!gsp_decode(reason.ptr, reason.len, zone, &r)) {
-        term_put_atom(out, "normal", 6);
-        return;
-    }
-    msgpack_object tuples[2] = {r, r};
-    size_t nt = r.type == MSGPACK_OBJECT_ARRAY ? 1 : 0;
-    if (nt && r.via.array.size == 2 && r.via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY)
-        tuples[nt++] = r.via.array.ptr[1];
-    struct term_ctx ctx = ctx_for(n, &words, true);
-    ctx.tuples = tuples, ctx.ntuples = nt;
-    if (!mp_to_term(&r, out, &ctx, GSP_MAX_DEPTH_HARD + 1)) {
-        out->len = 0;
-        term_put_atom(out, "normal", 6);
-    }
-}
-
-static void server_ended(struct server *s, struct gsp_span reason)
-{
-    static struct gsp_buf r;
-    struct node *n;
-    LIST_FOREACH(n, &nodes, link)
-    {
-        struct dmon *m, *t;
-        bool made = false; /* the reason as this node may see it: its atoms */
-        for (m = LIST_FIRST(&n->monitors); m; m = t) {
-            t = LIST_NEXT(m, link);
-            if (m->target != s->id)
-                continue;
-            if (!made) {
-                reason_term(n, reason, &r);
-                made = true;
-            }
-            send_monitor_exit(n, m->name, m->pid, m->ref, &r);
-            dmon_free(m);
-        }
-    }
-}
-
 static void nodes_pack(msgpack_packer *pk)
 {
     struct node *n;
@@ -1385,120 +716,19 @@ static unsigned nodes_count(void)
 
 static bool is_self(const char *node, size_t len)
 {
-    return len == strlen(ec.thisnodename) && memcmp(node, ec.thisnodename, len) == 0;
+    return len == self.name_len && memcmp(node, self.name, len) == 0;
 }
 
-/* v (msgpack) as a term for n, appended to out. */
-static bool term_for(const struct node *n, struct gsp_span v, bool module, struct gsp_buf *out)
-{
-    msgpack_object o;
-    msgpack_zone_clear(zone);
-    if (!gsp_decode(v.ptr, v.len, zone, &o))
-        return false;
-    struct term_ctx ctx = ctx_for(n, NULL, module);
-    return mp_to_term(&o, out, &ctx, GSP_MAX_DEPTH_HARD + 1);
-}
-
-static void nodedown(struct waiter *w, const struct remote *to, const char *why)
-{
-    waiter_error_str(w, GSP_NODEDOWN, unreachable(to->node, to->node_len, why));
-}
-
-/* {'$gen_call', {OurPid, Ref}, Req} after a monitor of the name under the
- * same ref, as gen:call does: a name not there answers noproc at once. */
-static void h_call(const struct remote *to, struct gsp_span req, bool module, struct waiter *w)
-{
-    static struct gsp_buf msg;
-    const char *why = NULL;
-    struct node *n = node_for(to, &why);
-    if (n == NULL) {
-        nodedown(w, to, why);
-        return;
-    }
-    uint64_t ref = ++last_ref;
-    msg.len = 0;
-    term_put_tuple(&msg, 3);
-    term_put_atom(&msg, "$gen_call", 9);
-    term_put_tuple(&msg, 2);
-    gsp_buf_append(&msg, self_pid, self_pid_len);
-    put_ref(&msg, ref);
-    if (!term_for(n, req, module, &msg)) {
-        waiter_error_str(w, GSP_BADARG, "the request cannot be written as an Erlang term");
-        return;
-    }
-    watch_new(n, to, w->id, true, ref);
-    send_reg(n, to, &msg);
-}
-
-static bool h_post(const struct remote *to, enum msg_kind kind, struct gsp_span m, bool module,
-                   struct waiter *w)
-{
-    static struct gsp_buf msg;
-    const char *why = NULL;
-    struct node *n = node_for(to, &why);
-    if (n == NULL) {
-        if (w)
-            nodedown(w, to, why);
-        return false;
-    }
-    msg.len = 0;
-    if (kind == MSG_CAST) {
-        term_put_tuple(&msg, 2);
-        term_put_atom(&msg, "$gen_cast", 9);
-    }
-    if (!term_for(n, m, module, &msg)) {
-        if (w)
-            waiter_error_str(w, GSP_BADARG, "the message cannot be written as an Erlang term");
-        return false;
-    }
-    send_reg(n, to, &msg);
-    if (w && n->fd >= 0)
-        waiter_result(w, enc_nil);
-    else if (w) { /* answered once connected */
-        n->askers = xrealloc(n->askers, (n->naskers + 1) * sizeof *n->askers);
-        n->askers[n->naskers++] = w->id;
-    }
-    return true;
-}
-
-static void h_monitor(const struct remote *to, uint64_t mref, struct waiter *w)
-{
-    static const uint8_t noconnection[] = "\xac"
-                                          "noconnection";
-    const char *why = NULL;
-    struct node *n = node_for(to, &why);
-    if (n == NULL && w) {
-        monitor_remote_down(mref, NULL, 0, (struct gsp_span){0});
-        nodedown(w, to, why);
-    } else if (n == NULL)
-        monitor_remote_down(mref, to->name, to->name_len,
-                            (struct gsp_span){noconnection, sizeof noconnection - 1});
-    else {
-        struct watch *x = watch_new(n, to, mref, false, ++last_ref);
-        if (w && n->fd >= 0)
-            waiter_result_uint(w, mref);
-        else if (w)
-            x->asker = w->id;
-    }
-}
-
-static void h_unwatch(uint64_t mref)
-{
-    struct watch *x;
-    HASH_FIND(hh, outmons, &mref, sizeof mref, x);
-    watch_end(x);
-}
-
-static void h_call_gone(uint64_t waiter)
-{
-    struct watch *x;
-    HASH_FIND(hh, outcalls, &waiter, sizeof waiter, x);
-    watch_end(x);
-}
-
-static const struct dist_hooks hooks = {answer,  server_ended, nodes_pack, nodes_count,
-                                        is_self, h_call,       h_post,     h_monitor,
-                                        h_unwatch, h_call_gone};
+static const struct dist_hooks hooks = {.answer = in_answer,
+                                        .server_ended = in_server_ended,
+                                        .nodes = nodes_pack,
+                                        .count = nodes_count,
+                                        .is_self = is_self,
+                                        .call = out_call,
+                                        .post = out_post,
+                                        .monitor = out_monitor,
+                                        .unwatch = out_unwatch,
+                                        .call_gone = out_call_gone};
 
 /* ---- start and stop --------------------------------------------------------------------- */
 
@@ -1576,14 +806,16 @@ int dist_start(const struct dist_config *cfg)
     inet_pton(AF_INET, cfg->listen, &addr);
     conf = *cfg;
     /* A fresh creation each start: pids and refs of an earlier run are not ours. */
-    creation = ((unsigned)time(NULL) ^ (unsigned)getpid() << 16) | 4;
+    self.creation = ((unsigned)time(NULL) ^ (unsigned)getpid() << 16) | 4;
     if (ei_init() != 0 || ei_connect_xinit_ussi(&ec, host, alive, cfg->node, &addr, cookie,
-                                                creation, &cbs, sizeof cbs, NULL) < 0) {
+                                                self.creation, &cbs, sizeof cbs, NULL) < 0) {
         memset(cookie, 0, sizeof cookie);
         log_msg(LOG_ERR, "distribution: ei could not be set up for %s", cfg->node);
         return -1;
     }
     memset(cookie, 0, sizeof cookie);
+    self.name = ei_thisnodename(&ec);
+    self.name_len = strlen(self.name);
     int port = cfg->port;
     lfd = ei_xlisten(&ec, &addr, &port, 16);
     if (lfd < 0) {
@@ -1614,14 +846,15 @@ int dist_start(const struct dist_config *cfg)
     uint8_t tag = ERL_NEW_PID_EXT, num[12] = {0};
     gsp_buf_append(&b, &tag, 1);
     term_put_atom(&b, cfg->node, strlen(cfg->node));
-    num[8] = creation >> 24, num[9] = creation >> 16, num[10] = creation >> 8, num[11] = creation;
+    be32_put(num + 8, self.creation);
     gsp_buf_append(&b, num, 12);
-    memcpy(self_pid, b.data, b.len);
-    self_pid_len = b.len;
+    memcpy(self.pid, b.data, b.len);
+    self.pid_len = b.len;
     gsp_buf_free(&b);
     static const char *const reason_words[] = {
-        "normal",  "shutdown",    "killed",  "noproc",  "noconnection",     "calling_self",
-        "crashed", "exit_status", "restart", "timeout", "bad_return_value", "system_limit", NULL};
+        "normal",           "shutdown",     "killed",      "noproc",  "noconnection",
+        "calling_self",     "crashed",      "exit_status", "restart", "timeout",
+        "bad_return_value", "system_limit", NULL};
     for (size_t i = 0; reason_words[i]; i++)
         atoms_add(&words, reason_words[i], strlen(reason_words[i]));
     zone = msgpack_zone_new(8192);

@@ -179,6 +179,17 @@ static bool skip_id(uint8_t tag, const uint8_t **pp, const uint8_t *end, struct 
     return true;
 }
 
+bool term_is_atom(const uint8_t **pp, const uint8_t *end, const char *want)
+{
+    uint8_t buf[512];
+    const uint8_t *p = *pp, *name;
+    size_t len;
+    if (!term_atom(&p, end, buf, &name, &len) || len != strlen(want) || memcmp(name, want, len))
+        return false;
+    *pp = p;
+    return true;
+}
+
 /* A tuple's, list's or map's header at *pp: how many terms follow (a
  * map's keys and values both; a list's not counting its tail), checked
  * against the bytes left, since every term takes one at least. */

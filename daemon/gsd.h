@@ -1119,6 +1119,8 @@ struct term_marks {
  * converted into buf; advances *pp. */
 bool term_atom(const uint8_t **pp, const uint8_t *end, uint8_t buf[512], const uint8_t **name,
                size_t *len);
+/* True, *pp advanced past it, if the term at *pp is the atom want. */
+bool term_is_atom(const uint8_t **pp, const uint8_t *end, const char *want);
 /* Checks one term at *pp, never reading past end, nested at most depth
  * deep; adds each atom it holds to seen (may be NULL); advances *pp. */
 bool term_skip(const uint8_t **pp, const uint8_t *end, unsigned depth, struct atom_set *seen);
