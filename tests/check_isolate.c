@@ -98,19 +98,6 @@ static void pings(gsc *c)
     ck_assert_mp_eq(OK(gsc_ping(c, &r), &r), "'pong'");
 }
 
-static int count_in(const char *s, const char *needle)
-{
-    int n = 0;
-    for (const char *p = s; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
-static int log_count(const struct gsd *d, const char *needle)
-{
-    return count_in(file_read(d->log), needle);
-}
-
 /* The first line of the daemon's log holding needle, or NULL (static). */
 static const char *log_line(const struct gsd *d, const char *needle)
 {
@@ -138,19 +125,6 @@ static const char *log_line(const struct gsd *d, const char *needle)
 
 /* The lines the daemon writes when a worker with servers dies. */
 #define WORKER_DEATH "gsd error: worker "
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    static char ring[8][512];
-    static unsigned next;
-    char *s = ring[next++ % 8];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(s, sizeof ring[0], f, ap);
-    va_end(ap);
-    return s;
-}
 
 /* A counter at 42 in the daemon ("c") and one in a worker of its own ("ic"). */
 static void bystanders(gsc *c)

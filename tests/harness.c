@@ -552,6 +552,27 @@ int gsctl_wait(struct proc **pp, int wait_ms, char **out, char **err)
     return status;
 }
 
+const char *fmt(const char *f, ...)
+{
+    static char ring[16][512];
+    static unsigned next;
+    char *s = ring[next++ % 16];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(s, sizeof ring[0], f, ap);
+    va_end(ap);
+    return s;
+}
+
+int log_count(const struct gsd *g, const char *needle)
+{
+    int n = 0;
+    const char *log = file_read(g->log);
+    for (const char *p = log; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
 char *shell_output(const char *cmd, int *status)
 {
     FILE *f = popen(cmd, "r");

@@ -108,6 +108,11 @@ int run_gsctl(const struct gsd *d, char **out, char **err, ...) __attribute__((s
  * returns its stdout (kept until the test ends); *status gets its exit
  * status as pclose reports it. */
 char *shell_output(const char *cmd, int *status);
+/* printf into one of 16 rotating buffers, for arguments built on the fly:
+ * the 17th call reuses the first's. */
+__attribute__((format(printf, 1, 2))) const char *fmt(const char *f, ...);
+/* How many times needle is in g's log. */
+int log_count(const struct gsd *g, const char *needle);
 
 /* ---- raw sockets ----------------------------------------------------------- */
 
