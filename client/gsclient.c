@@ -890,8 +890,8 @@ int gsc_notify_wait(gsc *c, const char *method, const msgpack_object *params, in
 void gsc_pack_server(msgpack_packer *pk, const char *server)
 {
     size_t len = strlen(server);
-    const char *at = strchr(server, '@');
-    if (at && at > server && at[1]) { /* NAME@NODE: [name, node] */
+    const char *at = strchr(server, '@'), *host = at ? strchr(at + 1, '@') : NULL;
+    if (at > server && host > at + 1 && host[1]) { /* NAME@ALIVE@HOST: [name, node] */
         msgpack_pack_array(pk, 2);
         gsp_pack_strn(pk, server, (size_t)(at - server));
         gsp_pack_str(pk, at + 1);

@@ -234,8 +234,9 @@ int gsc_demonitor(gsc *c, uint64_t ref, gsc_reply **out);
 int gsc_next_down(gsc *c, int wait_ms, gsc_down **out);
 
 /* Packs a server reference as the wire wants it: all digits a uint id;
- * NAME@NODE (split at the first '@', so cache@gsd@db1 is the name cache
- * on node gsd@db1) a remote reference [name, node]; anything else a name. */
+ * NAME@ALIVE@HOST a remote reference [name, node], split at the first '@'
+ * (cache@gsd@db1: the name cache on node gsd@db1); anything else a name,
+ * a@b included. */
 void gsc_pack_server(msgpack_packer *pk, const char *server);
 
 /* ---- requests from a format ------------------------------------ */

@@ -591,9 +591,9 @@ static void usage(FILE *f)
                "other JSON included, is an argument. -- ends the options: put it before an\n"
                "argument that starts with - and a letter. After start, --timeout is init's.\n"
                "\n"
-               "SERVER: all digits is an id, NAME@NODE a name on another node (cache@gsd@db1),\n"
-               "anything else a name. REQUEST, ARGS, MSG and REASON are JSON; text that is\n"
-               "not JSON is a string (call c get sends \"get\"),\n"
+               "SERVER: all digits is an id, NAME@ALIVE@HOST a name on another node\n"
+               "(cache@gsd@db1), anything else a name. REQUEST, ARGS, MSG and REASON are\n"
+               "JSON; text that is not JSON is a string (call c get sends \"get\"),\n"
                "but text that starts with [, { or \" must be valid JSON (usage error).\n"
                "Exit: 0 ok, 1 the daemon answered an error (stderr: CODE: SERVER: detail),\n"
                "2 usage, 3 connection failed.\n");

@@ -39,7 +39,8 @@ static int lfd = -1, epmd_fd = -1, hs_pipe[2] = {-1, -1};
 static int hs_lfd = -1; /* lfd for the threads: set before the first, never changed */
 static struct event *accept_ev, *hs_ev;
 static unsigned handshakes;
-static LIST_HEAD(, node) nodes = LIST_HEAD_INITIALIZER(nodes);
+static LIST_HEAD(node_list, node) nodes = LIST_HEAD_INITIALIZER(nodes);
+static struct node_list closed = LIST_HEAD_INITIALIZER(closed); /* closed, not yet freed */
 static unsigned nnodes;
 static uint64_t last_attempt;
 static struct atom_set words; /* atoms the daemon sends of its own: exit reasons */
@@ -49,9 +50,68 @@ struct dist_self self;
 
 /* ---- the handshake, in a thread: ei's socket callbacks ------------------- */
 
-static _Thread_local int hs_fd = -1;  /* the accepted socket this thread shakes hands on */
+static _Thread_local int hs_fd = -1;  /* the socket this thread shakes hands on */
 static _Thread_local bool hs_closed;  /* ei closed it */
 static _Thread_local bool hs_patched; /* the 'N' message has its flags */
+static _Thread_local bool hs_accepting;
+static _Thread_local bool hs_nok; /* the status was nok: a simultaneous connect */
+static _Thread_local uint8_t hs_first[2 + 15 + MAXNODELEN]; /* the first message read */
+static _Thread_local size_t hs_first_len;
+
+/* Our connects under way (threads running), for a simultaneous connect:
+ * the acceptor with the greater name refuses the other's connection
+ * (status nok) and its own goes on, as Erlang's dist_util does. */
+static pthread_mutex_t inflight_mu = PTHREAD_MUTEX_INITIALIZER;
+static char inflight[HANDSHAKES_MAX][MAXNODELEN + 1];
+
+static bool inflight_has(const char *name)
+{
+    bool has = false;
+    pthread_mutex_lock(&inflight_mu);
+    for (int i = 0; i < HANDSHAKES_MAX && !has; i++)
+        has = strcmp(inflight[i], name) == 0;
+    pthread_mutex_unlock(&inflight_mu);
+    return has;
+}
+
+/* Sets name's slot (on: a free one; off: its own); the loop's alone. */
+static void inflight_set(const char *name, bool on)
+{
+    pthread_mutex_lock(&inflight_mu);
+    for (int i = 0; i < HANDSHAKES_MAX; i++)
+        if (on ? inflight[i][0] == 0 : strcmp(inflight[i], name) == 0) {
+            snprintf(inflight[i], sizeof inflight[i], "%s", on ? name : "");
+            break;
+        }
+    pthread_mutex_unlock(&inflight_mu);
+}
+
+static bool first_complete(void)
+{
+    return hs_first_len >= 2 && hs_first_len >= 2 + (size_t)(hs_first[0] << 8 | hs_first[1]);
+}
+
+/* The connecting node's name, from the first message an acceptor reads:
+ * 'N' (flags 8, creation 4, length 2, name) or 'n' (version 2, flags 4,
+ * name). */
+static bool first_name(char *name, size_t size)
+{
+    size_t body = hs_first_len - 2, at, len;
+    const uint8_t *m = hs_first + 2;
+    if (!first_complete() || body < 1)
+        return false;
+    if (m[0] == 'N' && body >= 15)
+        at = 15, len = (size_t)(m[13] << 8 | m[14]);
+    else if (m[0] == 'n' && body >= 7)
+        at = 7, len = body - 7;
+    else
+        return false;
+    if (at + len > body || len >= size)
+        return false;
+    memcpy(name, m + at, len);
+    name[len] = 0;
+    return true;
+}
 #define CTX_FD(ctx) ((int)(intptr_t)(ctx))
 
 static int cb_socket(void **ctx, void *setup)
@@ -62,6 +122,8 @@ static int cb_socket(void **ctx, void *setup)
         return errno;
     *ctx = (void *)(intptr_t)fd;
     hs_fd = fd; /* a connecting thread's: the one it shakes hands on */
+    hs_first_len = 0;
+    hs_patched = false;
     return 0;
 }
 
@@ -138,6 +200,15 @@ static int cb_write(void *ctx, const char *buf, ssize_t *len, unsigned tmo)
         buf = copy;
         hs_patched = true;
     }
+    char name[MAXNODELEN + 1];
+    if (CTX_FD(ctx) == hs_fd && hs_accepting && *len == 5 && memcmp(buf + 2, "sok", 3) == 0 &&
+        first_name(name, sizeof name) && strcmp(self.name, name) > 0 && inflight_has(name)) {
+        static const char nok[] = {0, 4, 's', 'n', 'o', 'k'}; /* ours goes on */
+        hs_nok = true;
+        if (wait_for(CTX_FD(ctx), POLLOUT, tmo) == 0 && write(CTX_FD(ctx), nok, sizeof nok) < 0)
+            return errno;
+        return ECONNREFUSED;
+    }
     int e = wait_for(CTX_FD(ctx), POLLOUT, tmo);
     if (e)
         return e;
@@ -157,6 +228,12 @@ static int cb_read(void *ctx, char *buf, ssize_t *len, unsigned tmo)
     if (n < 0)
         return errno;
     *len = n;
+    if (CTX_FD(ctx) == hs_fd && !first_complete()) { /* kept: the name, or the status */
+        size_t k = (size_t)n < sizeof hs_first - hs_first_len ? (size_t)n
+                                                                : sizeof hs_first - hs_first_len;
+        memcpy(hs_first + hs_first_len, buf, k);
+        hs_first_len += k;
+    }
     return 0;
 }
 
@@ -196,6 +273,7 @@ static ei_socket_callbacks cbs = {.flags = EI_SCLBK_FLG_FULL_IMPL,
 /* What a handshake thread tells the loop: one write, under PIPE_BUF. */
 struct hs_result {
     int fd;           /* -1: failed */
+    bool nok;         /* failed as a simultaneous connect: the other connection goes on */
     uint64_t attempt; /* a connection we asked for; 0: one we accepted */
     char name[MAXNODELEN + 1];
     char peer[INET_ADDRSTRLEN];
@@ -210,12 +288,16 @@ static void *handshake(void *arg)
     if (getpeername(r.fd, (struct sockaddr *)&a, &al) == 0)
         inet_ntop(AF_INET, &a.sin_addr, r.peer, sizeof r.peer);
     hs_fd = r.fd;
+    hs_accepting = true;
     ErlConnect conp;
     int fd = ei_accept_tmo(&ec, hs_lfd, &conp, HANDSHAKE_MS);
     if (fd < 0) {
         if (!hs_closed)
             close(r.fd);
         r.fd = -1;
+        r.nok = hs_nok;
+        if (r.nok)
+            first_name(r.name, sizeof r.name);
     } else
         snprintf(r.name, sizeof r.name, "%s", conp.nodename);
     if (write(hs_pipe[1], &r, sizeof r) != (ssize_t)sizeof r && r.fd >= 0)
@@ -232,6 +314,7 @@ static void *connect_to(void *arg)
     r.fd = ei_connect_tmo(&ec, r.name, HANDSHAKE_MS);
     if (r.fd < 0) {
         r.fd = -1;
+        r.nok = first_complete() && hs_first_len == 6 && memcmp(hs_first + 2, "snok", 4) == 0;
         snprintf(r.why, sizeof r.why, "%s",
                  erl_errno == ETIMEDOUT ? "no answer in time"
                  : erl_errno == EIO     ? "not found by epmd, refused, or a wrong cookie"
@@ -263,6 +346,13 @@ static bool spawn(void *(*fn)(void *), void *arg)
 /* ---- sending ------------------------------------------------------------------- */
 
 static void arm_tick(struct node *n);
+
+/* node_close from a loop event of n's own: those it answers hear it now. */
+static void node_lost(struct node *n, const char *why)
+{
+    node_close(n, why);
+    conn_flush_all();
+}
 
 /* The budget follows what n's buffers hold. */
 static void recharge(struct node *n)
@@ -313,14 +403,14 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (n->out.len - n->out_off > OUT_MAX) {
-                node_close(n, "it does not read what it is sent");
+                node_lost(n, "it does not read what it is sent");
                 return;
             }
             event_add(n->wev, NULL);
             return;
         }
         if (w <= 0) {
-            node_close(n, "write failed");
+            node_lost(n, "write failed");
             return;
         }
         n->out_off += (size_t)w;
@@ -435,7 +525,7 @@ static void process(struct node *n)
             log_msg(LOG_WARN, "node %s: a message of %u bytes, over the limit of %llu", n->name,
                     len, (unsigned long long)limits.message.max_size);
             node_close(n, "message over the size limit");
-            return;
+            break;
         }
         if (n->in.len - at - 4 < len)
             break;
@@ -447,13 +537,13 @@ static void process(struct node *n)
         if (h == BAD) {
             log_msg(LOG_WARN, "node %s: a distribution message that does not parse", n->name);
             node_close(n, "protocol error");
-            return;
+            break;
         }
         at += 4 + len;
         done++;
     }
     scratch_reset();
-    conn_flush_all(); /* replies to our calls */
+    conn_flush_all(); /* replies to our calls, or what losing n answered */
     if (n->closing)
         return;
     gsp_buf_consume(&n->in, at);
@@ -473,7 +563,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
-        node_close(n, r == 0 ? "it closed the connection" : strerror(errno));
+        node_lost(n, r == 0 ? "it closed the connection" : strerror(errno));
         return;
     }
     n->in.len += (size_t)r;
@@ -498,7 +588,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct node *n = arg;
     int64_t now = now_ms();
     if (now - n->heard_ms > (int64_t)conf.tick_ms) {
-        node_close(n, "no tick in time");
+        node_lost(n, "no tick in time");
         return;
     }
     if (now - n->said_ms >= (int64_t)conf.tick_ms / 4)
@@ -510,6 +600,7 @@ static void node_free(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct node *n = arg;
+    LIST_REMOVE(n, link);
     budget_release(n->charged);
     gsp_buf_free(&n->in);
     gsp_buf_free(&n->out);
@@ -538,6 +629,7 @@ void node_close(struct node *n, const char *why)
     } else
         log_msg(LOG_WARN, "node %s cannot be reached: %s", n->name, why);
     LIST_REMOVE(n, link);
+    LIST_INSERT_HEAD(&closed, n, link);
     in_lost(n);
     out_lost(n, up, why);
     free_event(&n->rev);
@@ -600,15 +692,16 @@ static void node_attach(struct node *n, int fd, bool outbound)
         want_flush(n);
 }
 
-/* A second connection to a connected node. Both ends keep the one the node
- * with the smaller name opened, so that two nodes connecting to each other
- * at once keep the same one; a peer that connects again (it restarted)
- * replaces its old connection. */
+/* A second connection to a connected node: one the handshake's nok did not
+ * settle (the other end's connect was done before ours reached it). Both
+ * ends keep the one the node with the greater name opened, as the nok
+ * would have; a peer that connects again (it restarted) replaces its old
+ * connection. */
 static void node_again(struct node *n, int fd, bool outbound)
 {
     const char *by_new = outbound ? self.name : n->name;
     const char *by_old = n->outbound ? self.name : n->name;
-    if (outbound == n->outbound ? !outbound : strcmp(by_new, by_old) < 0) {
+    if (outbound == n->outbound ? !outbound : strcmp(by_new, by_old) > 0) {
         char name[MAXNODELEN + 1];
         snprintf(name, sizeof name, "%s", n->name);
         node_close(n, "it connected again");
@@ -644,7 +737,14 @@ struct node *node_for(const struct remote *to, const char **why)
     struct hs_result *a = xcalloc(1, sizeof *a);
     a->attempt = ++last_attempt;
     snprintf(a->name, sizeof a->name, "%.*s", (int)to->node_len, to->node);
+    if (inflight_has(a->name)) { /* an attempt given up on, its thread still running */
+        free(a);
+        *why = "an earlier attempt is still under way; try again";
+        return NULL;
+    }
+    inflight_set(a->name, true); /* before the thread can answer to it */
     if (!spawn(connect_to, a)) {
+        inflight_set(a->name, false);
         free(a);
         *why = "no thread for a handshake";
         return NULL;
@@ -666,12 +766,14 @@ static void on_handshake(evutil_socket_t fd, short what, void *arg)
     while (read(fd, &r, sizeof r) == (ssize_t)sizeof r) {
         handshakes--;
         r.name[sizeof r.name - 1] = r.why[sizeof r.why - 1] = 0;
-        struct node *n = r.fd >= 0 || r.attempt ? node_named(r.name, strlen(r.name)) : NULL;
-        if (r.attempt && (n == NULL || n->attempt != r.attempt)) { /* given up on */
-            if (r.fd >= 0)
-                close(r.fd);
-        } else if (r.fd < 0 && r.attempt) {
-            if (n->fd < 0)
+        struct node *n = node_named(r.name, strlen(r.name));
+        if (r.attempt)
+            inflight_set(r.name, false);
+        if (r.fd < 0 && r.nok) /* a simultaneous connect: the other connection goes on */
+            log_msg(LOG_INFO, "node %s: connecting to each other at once: %s", r.name,
+                    r.attempt ? "its connection goes on" : "ours goes on");
+        else if (r.fd < 0 && r.attempt) {
+            if (n && n->attempt == r.attempt && n->fd < 0)
                 node_close(n, r.why);
         } else if (r.fd < 0)
             log_msg(LOG_WARN,
@@ -779,11 +881,7 @@ static void arm_tick(struct node *n)
 
 bool dist_reload(const struct dist_config *a, const struct dist_config *b)
 {
-    bool same = (a->node == NULL) == (b->node == NULL) &&
-                (a->node == NULL ||
-                 (strcmp(a->node, b->node) == 0 && strcmp(a->cookie_file, b->cookie_file) == 0 &&
-                  strcmp(a->listen, b->listen) == 0 && a->port == b->port));
-    if (same && dist_hooks && b->node && b->tick_ms != conf.tick_ms) {
+    if (dist_hooks && b->node && b->tick_ms != conf.tick_ms) {
         conf.tick_ms = b->tick_ms;
         struct node *n;
         LIST_FOREACH(n, &nodes, link)
@@ -791,7 +889,10 @@ bool dist_reload(const struct dist_config *a, const struct dist_config *b)
             arm_tick(n);
         log_msg(LOG_INFO, "distribution: tick %u ms", conf.tick_ms);
     }
-    return same;
+    return (a->node == NULL) == (b->node == NULL) &&
+           (a->node == NULL ||
+            (strcmp(a->node, b->node) == 0 && strcmp(a->cookie_file, b->cookie_file) == 0 &&
+             strcmp(a->listen, b->listen) == 0 && a->port == b->port));
 }
 
 int dist_start(const struct dist_config *cfg)
@@ -873,8 +974,9 @@ void dist_stop(void)
     if (dist_hooks == NULL)
         return;
     struct node *n;
-    while ((n = LIST_FIRST(&nodes)) != NULL) {
+    while ((n = LIST_FIRST(&nodes)) != NULL)
         node_close(n, "the daemon is stopping");
+    while ((n = LIST_FIRST(&closed)) != NULL) {
         event_del(n->flush); /* nothing holds it now: freed at once */
         node_free(-1, 0, n);
     }

@@ -893,6 +893,60 @@ END_TEST
 
 /* gsd calls, casts to, sends to and monitors a GenServer on an Elixir
  * node (NAME@HOST, HOST the machine's hostname). */
+/* A lost node's answers go out at once, with nothing else happening on
+ * the daemon: a lone client monitor hears its down. */
+START_TEST(lone_monitor_hears_loss)
+{
+    start(0600, true);
+    start_b();
+    char counter_b[128];
+    snprintf(counter_b, sizeof counter_b, "counter@%s", node_b);
+    CTL(d, 0, "0", "call", counter_b, "get");
+    gsc *c = CLIENT(d);
+    uint64_t ref = monitor_of(c, counter_b);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(kill(d_b->pid, SIGKILL), 0);
+    ck_assert_int_eq(gsd_wait_exit(d_b, 0, 5000), 128 + SIGKILL);
+    d_b->status = 0;
+    gsd_stop(&d_b);
+    WANT_DOWN(c, ref, "counter", "'noconnection'");
+    ck_assert_int_lt(now_ms() - t0, 2000);
+    /* a@b is a local name (no node name follows the @): noproc, not badarg */
+    CTL_ERR(d, "noproc", "info", "a@b");
+    stop();
+}
+END_TEST
+
+/* Two daemons that first call each other at the same moment: both calls
+ * are answered, over one connection. */
+START_TEST(connect_at_once)
+{
+    start(0600, true);
+    start_b();
+    const char *req = "[\"reply_after\", 300, 7]";
+    for (int round = 0; round < 2; round++) {
+        struct proc *ab = gsctl_spawn(
+            d->sock, (const char *const[]){"call", fmt("probe@%s", node_b), req, NULL});
+        struct proc *ba = gsctl_spawn(
+            d_b->sock, (const char *const[]){"call", fmt("probe@%s", node), req, NULL});
+        char *out = NULL, *err = NULL;
+        ck_assert_int_eq(gsctl_wait(&ab, 10000, &out, &err), 0);
+        ck_assert_msg(strcmp(out, "7\n") == 0, "a to b: <%s> <%s>", out, err);
+        ck_assert_int_eq(gsctl_wait(&ba, 10000, &out, &err), 0);
+        ck_assert_msg(strcmp(out, "7\n") == 0, "b to a: <%s> <%s>", out, err);
+        CTL(d, 0, fmt("[\"%s\"]", node_b), "nodes");
+        CTL(d_b, 0, fmt("[\"%s\"]", node), "nodes");
+        if (round == 0) { /* again, from scratch: B restarted */
+            node_stop(&d_b);
+            ck_assert_int_eq(system(fmt("rm -rf '%s'", dir_b)), 0);
+            WAIT_UNTIL(5000, strcmp(CTL(d, 0, NULL, "nodes"), "[]") == 0);
+            start_b();
+        }
+    }
+    stop();
+}
+END_TEST
+
 START_TEST(to_elixir)
 {
     start(0600, true);
@@ -1026,6 +1080,8 @@ static Suite *dist_suite(void)
     tcase_add_test(tc, two_daemons);
     tcase_add_test(tc, nodedown);
     tcase_add_test(tc, node_killed);
+    tcase_add_test(tc, lone_monitor_hears_loss);
+    tcase_add_test(tc, connect_at_once);
     tcase_add_test(tc, to_elixir);
     tcase_add_test(tc, atoms_and_tuples);
     tcase_add_test(tc, without_distribution);

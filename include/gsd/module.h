@@ -209,7 +209,9 @@ static inline gs_value gs_map(gs_pair *pairs, uint32_t n)
  * are what they are made of: an ext of type GS_EXT_ATOM holding the name,
  * and an array whose first item is an empty ext of type GS_EXT_TUPLE.
  * Only a module's values make atoms on a peer: a client's GS_EXT_ATOM
- * goes as a binary, so that data never fills a peer's atom table.
+ * goes as a binary, so that data never fills a peer's atom table. A
+ * module that hands a client's values on to a peer hands on their ext
+ * values as its own: check them first.
  */
 #define GS_EXT_ATOM 0x16
 #define GS_EXT_TUPLE 0x17
