@@ -10,6 +10,7 @@
 #   make deps              installs the Debian build dependencies (as root)
 #   make install           into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
 #   make bench             gsd vs Redis vs a raw echo server (docs/performance.md)
+#   make bench-dist        gsd vs a BEAM node as GenServer.call's callee, and gsd to gsd calls
 
 CC ?= cc
 SANITIZE ?=
@@ -186,6 +187,9 @@ $(BUILD)/bench-modules/%.so: bench/modules/%.c include/gsd/module.h
 
 bench: all
 	sh bench/run.sh $(BUILD)
+
+bench-dist: all
+	sh bench/dist.sh $(BUILD)
 
 # ---- tests --------------------------------------------------------------
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -438,6 +442,6 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all check check-valgrind fuzz fuzz-run soak stress deps install uninstall clean bench FORCE
+.PHONY: all check check-valgrind fuzz fuzz-run soak stress deps install uninstall clean bench bench-dist FORCE
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
