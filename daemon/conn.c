@@ -199,6 +199,17 @@ static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
         conn_notify_error(c, GSP_BADARG, why);
 }
 
+/* A message holding an atom (ext GSP_EXT_ATOM): only modules make atoms,
+ * so that no client's data fills an Erlang peer's atom table. */
+static void conn_no_atoms(struct conn *c, const struct gsp_envelope *env, bool ok)
+{
+    const char *why = "ext type 22 is an atom, which only a module makes (gs_atom)";
+    if (ok && env->has_msgid && env->type == GSP_REQUEST)
+        gsp_pack_error(conn_packer(c), env->msgid, GSP_BADARG, "%s", why);
+    else
+        conn_notify_error(c, GSP_BADARG, why);
+}
+
 static void trickle_stop(struct conn *c)
 {
     if (c->trickling)
@@ -296,7 +307,10 @@ static void conn_parse(struct conn *c)
             conn_fatal(c, GSP_TOO_LARGE, "message nested too deep");
             goto done;
         case GSP_SCAN_DONE:
-            if (conn_message(c, &env, gsp_envelope_read(p, len, &env)))
+            if (c->framer.atom) {
+                conn_no_atoms(c, &env, gsp_envelope_read(p, len, &env));
+                off += len;
+            } else if (conn_message(c, &env, gsp_envelope_read(p, len, &env)))
                 off += len;
             break;
         }

@@ -209,6 +209,8 @@ static const uint8_t *skip(const uint8_t *p, const uint8_t *end, unsigned depth)
     if (gsp_head(p, (size_t)(end - p), &h) != 1)
         return NULL;
     p += h.size;
+    if (h.ext && h.body <= (uint64_t)(end - p) && *p == GSP_EXT_ATOM)
+        return NULL; /* the framer's to flag */
     if (!h.container)
         return h.body <= (uint64_t)(end - p) ? p + h.body : NULL;
     if (depth == 0 || h.items > (uint64_t)(end - p))

@@ -73,19 +73,12 @@ int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h)
         h->body = 8;
         return 1;
     case 0xd4:
-        h->body = 2;
-        return 1; /* fixext: type byte + data */
     case 0xd5:
-        h->body = 3;
-        return 1;
     case 0xd6:
-        h->body = 5;
-        return 1;
     case 0xd7:
-        h->body = 9;
-        return 1;
     case 0xd8:
-        h->body = 17;
+        h->body = 1 + (1u << (b - 0xd4)); /* fixext: type byte + 1, 2, 4, 8 or 16 bytes */
+        h->ext = 1;
         return 1;
     case 0xdc:
     case 0xde:
@@ -108,6 +101,7 @@ int gsp_head_read(const uint8_t *p, size_t avail, struct gsp_head *h)
         h->items = n * (b == 0xde || b == 0xdf ? 2 : 1);
     else
         h->body = n + (uint64_t)ext; /* ext: the type byte follows the length */
+    h->ext = ext;
     return 1;
 }
 
@@ -121,6 +115,8 @@ void gsp_framer_reset(struct gsp_framer *f)
 enum gsp_scan gsp_framer_feed(struct gsp_framer *f, const uint8_t *buf, size_t len,
                               const struct gsp_limits *lim, size_t *frame_len)
 {
+    if (f->pos == 0)
+        f->atom = false;
     for (;;) {
         struct gsp_head h;
         int r = gsp_head(buf + f->pos, len - f->pos, &h);
@@ -149,6 +145,8 @@ enum gsp_scan gsp_framer_feed(struct gsp_framer *f, const uint8_t *buf, size_t l
         } else {
             if (end > len)
                 return GSP_SCAN_MORE;
+            if (h.ext && buf[f->pos + h.size] == GSP_EXT_ATOM)
+                f->atom = true;
             f->pos = (size_t)end;
         }
         /* A value is complete: close every container it completes. */

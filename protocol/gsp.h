@@ -107,7 +107,13 @@ struct gsp_framer {
     uint64_t items;                        /* items its containers have announced */
     unsigned depth;                        /* open containers */
     uint64_t left[GSP_MAX_DEPTH_HARD + 1]; /* items still due at each depth */
+    bool atom; /* the message holds an ext of type GSP_EXT_ATOM; kept after DONE */
 };
+
+/* The ext type of an atom a module built for an Erlang peer (module.h's
+ * GS_EXT_ATOM): the daemon refuses it from clients, which may not make
+ * atoms. gsp_request_read leaves a message holding one to the framer. */
+#define GSP_EXT_ATOM 0x16
 
 void gsp_framer_reset(struct gsp_framer *f);
 

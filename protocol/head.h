@@ -10,6 +10,7 @@ struct gsp_head {
     uint64_t body;  /* bytes after the header (scalars, str, bin, ext) */
     uint64_t items; /* values that follow as children (arrays, maps: 2 per entry) */
     int container;  /* 1 for arrays and maps */
+    int ext;        /* 1 for ext: its type is the body's first byte */
 };
 
 /* The n-byte big-endian number at p. */
@@ -38,7 +39,7 @@ static inline int gsp_head(const uint8_t *p, size_t avail, struct gsp_head *h)
     uint8_t b = p[0];
     h->size = 1;
     h->body = h->items = 0;
-    h->container = 0;
+    h->container = h->ext = 0;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return 1;
     if (b >= 0xa0 && b <= 0xbf) {

@@ -259,6 +259,33 @@ START_TEST(name_with_nul_is_badarg)
 }
 END_TEST
 
+/* Only modules make atoms (gs_atom): a client's ext of type 0x16 is
+ * refused, as a request or a notification, and the connection serves on;
+ * the tuple marker (0x17) goes through. */
+START_TEST(atoms_from_clients_are_badarg)
+{
+    forms("f", NULL);
+    struct raw *a = RAW_CONNECT(D);
+    static const char atom_call[] = "\x94\x00\x01\xa4" "call\x93\xa1" "f\xd4\x16x\xc0";
+    static const char atom_cast[] = "\x93\x02\xa4" "cast\x92\xa1" "f\xc7\x03\x16" "abc";
+    static const char tuple_cast[] = "\x94\x00\x02\xa4" "cast\x92\xa1" "f\x92\xd4\x17\x00\x01";
+    RAW_WRITE(a, atom_call, sizeof atom_call - 1);
+    const msgpack_object *m = RAW_RECV(a, 3000);
+    CK_ERR_RESP(m, 1, "badarg");
+    ck_assert_ptr_nonnull(strstr(mp_str(m), "only a module makes"));
+    RAW_WRITE(a, atom_cast, sizeof atom_cast - 1);
+    CK_ERR_NOTE(RAW_RECV(a, 3000), "badarg");
+    RAW_WRITE(a, tuple_cast, sizeof tuple_cast - 1);
+    ck_assert_mp_eq(RAW_RECV(a, 3000), "[1, 2, nil, nil]");
+    const msgpack_object *casts = CALL(C, "f", mp("'casts'")); /* the tuple's cast alone */
+    ck_assert_uint_eq(casts->via.array.size, 1);
+    ck_assert_int_eq(mp_item(mp_item(casts, 0), 0)->type, MSGPACK_OBJECT_EXT);
+    ck_assert_int_eq(mp_item(mp_item(casts, 0), 0)->via.ext.type, 0x17);
+    raw_ping_ok(a, 3);
+    raw_close(&a);
+}
+END_TEST
+
 START_TEST(not_an_array_gets_error_notification_and_stays_open)
 {
     struct raw *a = RAW_CONNECT(D);
@@ -599,6 +626,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, not_an_array_gets_error_notification_and_stays_open);
     tcase_add_test(tc, request_of_two_elements_gets_badarg_response);
     tcase_add_test(tc, name_with_nul_is_badarg);
+    tcase_add_test(tc, atoms_from_clients_are_badarg);
     tcase_add_test(tc, wrong_length_request_gets_badarg_and_stays_open);
     tcase_add_test(tc, wrong_types_get_badarg_and_stay_open);
     tcase_add_test(tc, unknown_message_type_gets_badarg_and_stays_open);

@@ -41,6 +41,40 @@ static const msgpack_object *dec(const uint8_t *p, size_t len)
 
 /* ---- framer --------------------------------------------------------------- */
 
+/* An atom's ext (type 0x16) is flagged, in every ext form, and the one-pass
+ * reader leaves such a request to the framer; a tuple's (0x17) is not. */
+START_TEST(framer_flags_atoms)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        bool atom;
+    } cases[] = {
+        {"\x94\x00\x01\xa4" "echo\x91\xd4\x16x", 12, true},           /* fixext 1 */
+        {"\x94\x00\x01\xa4" "echo\x91\xc7\x02\x16" "ab", 14, true},     /* ext 8 */
+        {"\x94\x00\x01\xa4" "echo\x91\x92\x01\xd5\x16" "ab", 15, true}, /* nested */
+        {"\x94\x00\x01\xa4" "echo\x91\xd4\x17\x00", 12, false},      /* a tuple's marker */
+        {"\x94\x00\x01\xa4" "echo\x91\xa1x", 11, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint8_t *b = (const uint8_t *)cases[i].bytes;
+        struct gsp_framer f = {0};
+        struct gsp_envelope env;
+        size_t flen = 0, rlen = 0;
+        ck_assert_int_eq(gsp_framer_feed(&f, b, cases[i].len, &deflim, &flen), GSP_SCAN_DONE);
+        ck_assert_uint_eq(flen, cases[i].len);
+        ck_assert_msg(f.atom == cases[i].atom, "case %zu: atom %d", i, f.atom);
+        ck_assert_msg(gsp_request_read(b, cases[i].len, &deflim, &env, &rlen) == !cases[i].atom,
+                      "case %zu: the one-pass reader", i);
+        /* the flag is the current message's: a plain one after clears it */
+        const uint8_t plain[] = "\x94\x00\x02\xa4ping\x90";
+        ck_assert_int_eq(gsp_framer_feed(&f, plain, sizeof plain - 1, &deflim, &flen),
+                         GSP_SCAN_DONE);
+        ck_assert(!f.atom);
+    }
+}
+END_TEST
+
 START_TEST(framer_whole_frame_done)
 {
     size_t len, flen;
@@ -1306,6 +1340,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, framer_byte_by_byte);
     tcase_add_test(tc, framer_frames_back_to_back);
     tcase_add_test(tc, framer_resumes_after_more);
+    tcase_add_test(tc, framer_flags_atoms);
     tcase_add_test(tc, framer_c1_is_invalid);
     tcase_add_test(tc, framer_array32_header_too_large_at_five_bytes);
     tcase_add_test(tc, framer_map32_header_too_large_at_five_bytes);

@@ -208,10 +208,9 @@ static inline gs_value gs_map(gs_pair *pairs, uint32_t n)
  * gs_erl_tuple. To anyone else, a msgpack client or another server, they
  * are what they are made of: an ext of type GS_EXT_ATOM holding the name,
  * and an array whose first item is an empty ext of type GS_EXT_TUPLE.
- * Only a module's values make atoms on a peer: a client's GS_EXT_ATOM
- * goes as a binary, so that data never fills a peer's atom table. A
- * module that hands a client's values on to a peer hands on their ext
- * values as its own: check them first.
+ * Only modules make atoms: the daemon refuses a client's message holding
+ * a GS_EXT_ATOM (badarg), so that no client's data, relayed by a module or
+ * not, ever fills a peer's atom table.
  */
 #define GS_EXT_ATOM 0x16
 #define GS_EXT_TUPLE 0x17
