@@ -1154,16 +1154,17 @@ void term_put_atom(struct gsp_buf *b, const void *name, size_t len);
 void term_put_tuple(struct gsp_buf *b, uint32_t arity);
 void term_put_int(struct gsp_buf *b, int64_t v, bool is_unsigned, uint64_t u);
 
-/* ---- dist.c: gsd as a hidden Erlang node --------------------------------- */
-/* With a distribution section, gsd listens for Erlang nodes (ei's
- * handshake, run in a short-lived thread per connection so that it never
- * blocks the loop) and reads each connected node on the loop: ticks, and
- * REG_SEND, MONITOR_P and DEMONITOR_P to servers by registered name. A
- * gen_server call becomes a call with a waiter of kind WAIT_DIST, answered
- * to the caller's alias (or pid); a cast and any other message, a cast and
- * an info; a monitor of a name, a MONITOR_P_EXIT when the server ends
- * (noproc at once when there is none). A node that goes away takes its
- * calls (dropped: gs_from_waiting turns false) and monitors with it. */
+/* ---- dist*.c: gsd as a hidden Erlang node --------------------------------- */
+/* With a distribution section, gsd accepts Erlang nodes and connects to
+ * them on demand (ei's handshake, run in a short-lived thread per
+ * connection so that it never blocks the loop), and reads each connected
+ * node on the loop. Inbound (dist_in.c), peers call, cast, send to and
+ * monitor servers by registered name: a gen_server call becomes a call
+ * with a waiter of kind WAIT_DIST. Outbound (dist_out.c), remote
+ * references [name, node] from clients and modules (remote.c) become
+ * calls, messages and monitors of that name. A node that goes away takes
+ * its peers' calls (dropped: gs_from_waiting turns false) and monitors
+ * with it, and ours hear noconnection. dist.h says more. */
 struct dist_config {
     char *node;        /* "alive@host"; NULL: no distribution */
     char *cookie_file; /* readable by the daemon's user alone */
