@@ -58,32 +58,44 @@ static _Thread_local bool hs_nok; /* the status was nok: a simultaneous connect 
 static _Thread_local uint8_t hs_first[2 + 15 + MAXNODELEN]; /* the first message read */
 static _Thread_local size_t hs_first_len;
 
-/* Our connects under way (threads running), for a simultaneous connect:
- * the acceptor with the greater name refuses the other's connection
- * (status nok) and its own goes on, as Erlang's dist_util does. */
-static pthread_mutex_t inflight_mu = PTHREAD_MUTEX_INITIALIZER;
-static char inflight[HANDSHAKES_MAX][MAXNODELEN + 1];
+/* The nodes we connect to or have connected to (a connect under way, or
+ * its connection up), for two nodes connecting to each other at once: the
+ * acceptor with the greater name refuses the other's connection (status
+ * nok) and its own goes on, as Erlang's dist_util does. Handshake threads
+ * read it; the loop alone changes it. */
+static pthread_mutex_t ours_mu = PTHREAD_MUTEX_INITIALIZER;
+static char (*ours)[MAXNODELEN + 1];
+static size_t nours, ours_cap;
 
-static bool inflight_has(const char *name)
+static ssize_t ours_find(const char *name)
 {
-    bool has = false;
-    pthread_mutex_lock(&inflight_mu);
-    for (int i = 0; i < HANDSHAKES_MAX && !has; i++)
-        has = strcmp(inflight[i], name) == 0;
-    pthread_mutex_unlock(&inflight_mu);
+    for (size_t i = 0; i < nours; i++)
+        if (strcmp(ours[i], name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static bool ours_has(const char *name)
+{
+    pthread_mutex_lock(&ours_mu);
+    bool has = ours_find(name) >= 0;
+    pthread_mutex_unlock(&ours_mu);
     return has;
 }
 
-/* Sets name's slot (on: a free one; off: its own); the loop's alone. */
-static void inflight_set(const char *name, bool on)
+static void ours_set(const char *name, bool on)
 {
-    pthread_mutex_lock(&inflight_mu);
-    for (int i = 0; i < HANDSHAKES_MAX; i++)
-        if (on ? inflight[i][0] == 0 : strcmp(inflight[i], name) == 0) {
-            snprintf(inflight[i], sizeof inflight[i], "%s", on ? name : "");
-            break;
+    pthread_mutex_lock(&ours_mu);
+    ssize_t i = ours_find(name);
+    if (on && i < 0) {
+        if (nours == ours_cap) {
+            ours_cap = ours_cap ? 2 * ours_cap : 8;
+            ours = xrealloc(ours, ours_cap * sizeof *ours);
         }
-    pthread_mutex_unlock(&inflight_mu);
+        snprintf(ours[nours++], sizeof ours[0], "%s", name);
+    } else if (!on && i >= 0)
+        memcpy(ours[i], ours[--nours], sizeof ours[0]);
+    pthread_mutex_unlock(&ours_mu);
 }
 
 static bool first_complete(void)
@@ -202,7 +214,7 @@ static int cb_write(void *ctx, const char *buf, ssize_t *len, unsigned tmo)
     }
     char name[MAXNODELEN + 1];
     if (CTX_FD(ctx) == hs_fd && hs_accepting && *len == 5 && memcmp(buf + 2, "sok", 3) == 0 &&
-        first_name(name, sizeof name) && strcmp(self.name, name) > 0 && inflight_has(name)) {
+        first_name(name, sizeof name) && strcmp(self.name, name) > 0 && ours_has(name)) {
         static const char nok[] = {0, 4, 's', 'n', 'o', 'k'}; /* ours goes on */
         hs_nok = true;
         if (wait_for(CTX_FD(ctx), POLLOUT, tmo) == 0 && write(CTX_FD(ctx), nok, sizeof nok) < 0)
@@ -626,6 +638,8 @@ void node_close(struct node *n, const char *why)
     if (up) {
         log_msg(LOG_INFO, "node %s disconnected: %s", n->name, why);
         nnodes--;
+        if (n->outbound)
+            ours_set(n->name, false);
     } else
         log_msg(LOG_WARN, "node %s cannot be reached: %s", n->name, why);
     LIST_REMOVE(n, link);
@@ -677,6 +691,8 @@ static void node_attach(struct node *n, int fd, bool outbound)
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     n->fd = fd;
     n->outbound = outbound;
+    if (outbound)
+        ours_set(n->name, true);
     n->heard_ms = n->said_ms = now_ms();
     free_event(&n->connect_timer);
     n->rev = loop_event(LOOP_PRIO_CLIENT, fd, EV_READ | EV_PERSIST, on_read, n);
@@ -737,14 +753,14 @@ struct node *node_for(const struct remote *to, const char **why)
     struct hs_result *a = xcalloc(1, sizeof *a);
     a->attempt = ++last_attempt;
     snprintf(a->name, sizeof a->name, "%.*s", (int)to->node_len, to->node);
-    if (inflight_has(a->name)) { /* an attempt given up on, its thread still running */
+    if (ours_has(a->name)) { /* an attempt given up on, its thread still running */
         free(a);
         *why = "an earlier attempt is still under way; try again";
         return NULL;
     }
-    inflight_set(a->name, true); /* before the thread can answer to it */
+    ours_set(a->name, true); /* before the thread can answer to it */
     if (!spawn(connect_to, a)) {
-        inflight_set(a->name, false);
+        ours_set(a->name, false);
         free(a);
         *why = "no thread for a handshake";
         return NULL;
@@ -767,8 +783,6 @@ static void on_handshake(evutil_socket_t fd, short what, void *arg)
         handshakes--;
         r.name[sizeof r.name - 1] = r.why[sizeof r.why - 1] = 0;
         struct node *n = node_named(r.name, strlen(r.name));
-        if (r.attempt)
-            inflight_set(r.name, false);
         if (r.fd < 0 && r.nok) /* a simultaneous connect: the other connection goes on */
             log_msg(LOG_INFO, "node %s: connecting to each other at once: %s", r.name,
                     r.attempt ? "its connection goes on" : "ours goes on");
@@ -782,6 +796,9 @@ static void on_handshake(evutil_socket_t fd, short what, void *arg)
             node_again(n, r.fd, r.attempt != 0);
         else
             node_attach(n ? n : node_make(r.name, strlen(r.name)), r.fd, r.attempt != 0);
+        /* Still ours only if the connection we made is the one kept. */
+        if (r.attempt && !((n = node_named(r.name, strlen(r.name))) && n->fd >= 0 && n->outbound))
+            ours_set(r.name, false);
     }
     conn_flush_all();
 }
@@ -989,6 +1006,11 @@ void dist_stop(void)
     close(hs_pipe[0]);
     lfd = epmd_fd = hs_pipe[0] = -1;
     atoms_free(&words);
+    pthread_mutex_lock(&ours_mu); /* a handshake still under way may look */
+    free(ours);
+    ours = NULL;
+    nours = ours_cap = 0;
+    pthread_mutex_unlock(&ours_mu);
     gsp_buf_free(&conv);
     msgpack_zone_free(zone);
     zone = NULL;

@@ -930,10 +930,10 @@ START_TEST(connect_at_once)
         struct proc *ba = gsctl_spawn(
             d_b->sock, (const char *const[]){"call", fmt("probe@%s", node), req, NULL});
         char *out = NULL, *err = NULL;
-        ck_assert_int_eq(gsctl_wait(&ab, 10000, &out, &err), 0);
-        ck_assert_msg(strcmp(out, "7\n") == 0, "a to b: <%s> <%s>", out, err);
-        ck_assert_int_eq(gsctl_wait(&ba, 10000, &out, &err), 0);
-        ck_assert_msg(strcmp(out, "7\n") == 0, "b to a: <%s> <%s>", out, err);
+        int st = gsctl_wait(&ab, 10000, &out, &err);
+        ck_assert_msg(st == 0 && strcmp(out, "7\n") == 0, "a to b: %d <%s> <%s>", st, out, err);
+        st = gsctl_wait(&ba, 10000, &out, &err);
+        ck_assert_msg(st == 0 && strcmp(out, "7\n") == 0, "b to a: %d <%s> <%s>", st, out, err);
         CTL(d, 0, fmt("[\"%s\"]", node_b), "nodes");
         CTL(d_b, 0, fmt("[\"%s\"]", node), "nodes");
         if (round == 0) { /* again, from scratch: B restarted */
