@@ -994,7 +994,6 @@ static void trace_signal(int sig)
     trace_interrupted = 1;
 }
 
-
 /* One message from the daemon, for trace: 0 to go on, else the exit
  * status (-1: done, exit 0). */
 static int trace_message(struct ctx *x, const msgpack_object *m)

@@ -241,8 +241,8 @@ static int cb_read(void *ctx, char *buf, ssize_t *len, unsigned tmo)
         return errno;
     *len = n;
     if (CTX_FD(ctx) == hs_fd && !first_complete()) { /* kept: the name, or the status */
-        size_t k = (size_t)n < sizeof hs_first - hs_first_len ? (size_t)n
-                                                                : sizeof hs_first - hs_first_len;
+        size_t k =
+            (size_t)n < sizeof hs_first - hs_first_len ? (size_t)n : sizeof hs_first - hs_first_len;
         memcpy(hs_first + hs_first_len, buf, k);
         hs_first_len += k;
     }

@@ -59,8 +59,7 @@ static void apply(const struct config *c, const struct config *old)
                 (c->metrics_listen && strcmp(old->metrics_listen, c->metrics_listen) != 0)))
         log_msg(LOG_WARN, "%s: metrics.listen changes at the next start", flags.config);
     if (old && !dist_reload(&old->dist, &c->dist))
-        log_msg(LOG_WARN, "%s: distribution (but tick_ms) changes at the next start",
-                flags.config);
+        log_msg(LOG_WARN, "%s: distribution (but tick_ms) changes at the next start", flags.config);
     supervise_configure(c->servers, c->nservers);
 }
 

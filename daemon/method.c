@@ -128,8 +128,6 @@ static __attribute__((noinline)) bool arg_server_other(struct req *r, gs_value *
     return false;
 }
 
-
-
 static struct server *find(struct req *r, const gs_value *ref)
 {
     if (remote(ref)) {

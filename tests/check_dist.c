@@ -465,10 +465,11 @@ START_TEST(monitor_limit_and_tick_reload)
 {
     extra_conf = "limits = { monitors = 2; };\n";
     start(0600, true);
-    char *out = elixir("r = for _ <- 1..3, do: Process.monitor({:counter, n})\n"
-                       "d = receive do {:DOWN, _, :process, _, why} -> why after 2000 -> :none end\n"
-                       "d2 = receive do {:DOWN, _, :process, _, why} -> why after 500 -> :none end\n"
-                       "IO.puts(\"monitors=#{length(r)} down=#{inspect(d)} more=#{inspect(d2)}\")\n");
+    char *out =
+        elixir("r = for _ <- 1..3, do: Process.monitor({:counter, n})\n"
+               "d = receive do {:DOWN, _, :process, _, why} -> why after 2000 -> :none end\n"
+               "d2 = receive do {:DOWN, _, :process, _, why} -> why after 500 -> :none end\n"
+               "IO.puts(\"monitors=#{length(r)} down=#{inspect(d)} more=#{inspect(d2)}\")\n");
     HAS(out, "monitors=3 down=:system_limit more=:none");
     char path[256], cmd[512];
     snprintf(path, sizeof path, "%s/gsd.conf", dir);
@@ -925,10 +926,10 @@ START_TEST(connect_at_once)
     start_b();
     const char *req = "[\"reply_after\", 300, 7]";
     for (int round = 0; round < 2; round++) {
-        struct proc *ab = gsctl_spawn(
-            d->sock, (const char *const[]){"call", fmt("probe@%s", node_b), req, NULL});
-        struct proc *ba = gsctl_spawn(
-            d_b->sock, (const char *const[]){"call", fmt("probe@%s", node), req, NULL});
+        struct proc *ab =
+            gsctl_spawn(d->sock, (const char *const[]){"call", fmt("probe@%s", node_b), req, NULL});
+        struct proc *ba =
+            gsctl_spawn(d_b->sock, (const char *const[]){"call", fmt("probe@%s", node), req, NULL});
         char *out = NULL, *err = NULL;
         int st = gsctl_wait(&ab, 10000, &out, &err);
         ck_assert_msg(st == 0 && strcmp(out, "7\n") == 0, "a to b: %d <%s> <%s>", st, out, err);

@@ -266,9 +266,16 @@ START_TEST(atoms_from_clients_are_badarg)
 {
     forms("f", NULL);
     struct raw *a = RAW_CONNECT(D);
-    static const char atom_call[] = "\x94\x00\x01\xa4" "call\x93\xa1" "f\xd4\x16x\xc0";
-    static const char atom_cast[] = "\x93\x02\xa4" "cast\x92\xa1" "f\xc7\x03\x16" "abc";
-    static const char tuple_cast[] = "\x94\x00\x02\xa4" "cast\x92\xa1" "f\x92\xd4\x17\x00\x01";
+    static const char atom_call[] = "\x94\x00\x01\xa4"
+                                    "call\x93\xa1"
+                                    "f\xd4\x16x\xc0";
+    static const char atom_cast[] = "\x93\x02\xa4"
+                                    "cast\x92\xa1"
+                                    "f\xc7\x03\x16"
+                                    "abc";
+    static const char tuple_cast[] = "\x94\x00\x02\xa4"
+                                     "cast\x92\xa1"
+                                     "f\x92\xd4\x17\x00\x01";
     RAW_WRITE(a, atom_call, sizeof atom_call - 1);
     const msgpack_object *m = RAW_RECV(a, 3000);
     CK_ERR_RESP(m, 1, "badarg");

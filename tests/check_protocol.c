@@ -50,11 +50,23 @@ START_TEST(framer_flags_atoms)
         size_t len;
         bool atom;
     } cases[] = {
-        {"\x94\x00\x01\xa4" "echo\x91\xd4\x16x", 12, true},           /* fixext 1 */
-        {"\x94\x00\x01\xa4" "echo\x91\xc7\x02\x16" "ab", 14, true},     /* ext 8 */
-        {"\x94\x00\x01\xa4" "echo\x91\x92\x01\xd5\x16" "ab", 15, true}, /* nested */
-        {"\x94\x00\x01\xa4" "echo\x91\xd4\x17\x00", 12, false},      /* a tuple's marker */
-        {"\x94\x00\x01\xa4" "echo\x91\xa1x", 11, false},
+        {"\x94\x00\x01\xa4"
+         "echo\x91\xd4\x16x",
+         12, true}, /* fixext 1 */
+        {"\x94\x00\x01\xa4"
+         "echo\x91\xc7\x02\x16"
+         "ab",
+         14, true}, /* ext 8 */
+        {"\x94\x00\x01\xa4"
+         "echo\x91\x92\x01\xd5\x16"
+         "ab",
+         15, true}, /* nested */
+        {"\x94\x00\x01\xa4"
+         "echo\x91\xd4\x17\x00",
+         12, false}, /* a tuple's marker */
+        {"\x94\x00\x01\xa4"
+         "echo\x91\xa1x",
+         11, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const uint8_t *b = (const uint8_t *)cases[i].bytes;
