@@ -57,15 +57,15 @@ void conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg)
 {
     struct conn *c;
     TAILQ_FOREACH(c, &conns, all_link)
-    fn(c, arg);
+        fn(c, arg);
 }
 
 struct conn *conn_by_id(uint64_t id)
 {
     struct conn *c;
     TAILQ_FOREACH(c, &conns, all_link)
-    if (c->id == id)
-        return c;
+        if (c->id == id)
+            return c;
     return NULL;
 }
 

@@ -662,8 +662,8 @@ static struct node *node_named(const char *name, size_t len)
 {
     struct node *n;
     LIST_FOREACH(n, &nodes, link)
-    if (strlen(n->name) == len && memcmp(n->name, name, len) == 0)
-        return n;
+        if (strlen(n->name) == len && memcmp(n->name, name, len) == 0)
+            return n;
     return NULL;
 }
 
@@ -824,8 +824,8 @@ static void nodes_pack(msgpack_packer *pk)
     struct node *n;
     msgpack_pack_array(pk, nnodes);
     LIST_FOREACH(n, &nodes, link)
-    if (n->fd >= 0)
-        msgpack_pack_str_with_body(pk, n->name, strlen(n->name));
+        if (n->fd >= 0)
+            msgpack_pack_str_with_body(pk, n->name, strlen(n->name));
 }
 
 static unsigned nodes_count(void)
@@ -902,8 +902,8 @@ bool dist_reload(const struct dist_config *a, const struct dist_config *b)
         conf.tick_ms = b->tick_ms;
         struct node *n;
         LIST_FOREACH(n, &nodes, link)
-        if (n->tick)
-            arm_tick(n);
+            if (n->tick)
+                arm_tick(n);
         log_msg(LOG_INFO, "distribution: tick %u ms", conf.tick_ms);
     }
     return (a->node == NULL) == (b->node == NULL) &&

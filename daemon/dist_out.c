@@ -248,8 +248,7 @@ void out_connected(struct node *n)
     }
     n->naskers = 0;
     struct watch *x;
-    LIST_FOREACH(x, &n->watching, link)
-    {
+    LIST_FOREACH(x, &n->watching, link) {
         struct waiter *w = x->asker ? waiter_find(x->asker) : NULL;
         if (w)
             waiter_result_uint(w, x->key);
