@@ -189,22 +189,11 @@ bool conn_room(struct conn *c, size_t n)
     return false;
 }
 
-/* Valid msgpack of the wrong shape: answer, keep the connection. */
-static void conn_badarg(struct conn *c, const struct gsp_envelope *env)
+/* Valid msgpack the daemon does not take, for why (of the wrong shape, or
+ * holding an atom): answer, keep the connection. */
+static void conn_badarg(struct conn *c, const struct gsp_envelope *env, const char *why)
 {
-    const char *why = "expected [0, msgid, method, params] or [2, method, params]";
     if (env->has_msgid && env->type == GSP_REQUEST)
-        gsp_pack_error(conn_packer(c), env->msgid, GSP_BADARG, "%s", why);
-    else
-        conn_notify_error(c, GSP_BADARG, why);
-}
-
-/* A message holding an atom (ext GSP_EXT_ATOM): only modules make atoms,
- * so that no client's data fills an Erlang peer's atom table. */
-static void conn_no_atoms(struct conn *c, const struct gsp_envelope *env, bool ok)
-{
-    const char *why = "ext type 22 is an atom, which only a module makes (gs_atom)";
-    if (ok && env->has_msgid && env->type == GSP_REQUEST)
         gsp_pack_error(conn_packer(c), env->msgid, GSP_BADARG, "%s", why);
     else
         conn_notify_error(c, GSP_BADARG, why);
@@ -251,7 +240,7 @@ static bool conn_message(struct conn *c, const struct gsp_envelope *env, bool ok
     if (ok && env->type != GSP_RESPONSE)
         method_dispatch(c, env);
     else
-        conn_badarg(c, env);
+        conn_badarg(c, env, "expected [0, msgid, method, params] or [2, method, params]");
     return !c->blocked; /* else it is read again when there is room */
 }
 
@@ -306,13 +295,16 @@ static void conn_parse(struct conn *c)
         case GSP_SCAN_TOO_DEEP:
             conn_fatal(c, GSP_TOO_LARGE, "message nested too deep");
             goto done;
-        case GSP_SCAN_DONE:
-            if (c->framer.atom) {
-                conn_no_atoms(c, &env, gsp_envelope_read(p, len, &env));
-                off += len;
-            } else if (conn_message(c, &env, gsp_envelope_read(p, len, &env)))
+        case GSP_SCAN_DONE: {
+            bool ok = gsp_envelope_read(p, len, &env);
+            /* An atom (ext GSP_EXT_ATOM) only a module makes, so that no
+             * client's data fills an Erlang peer's atom table. */
+            if (c->framer.atom)
+                conn_badarg(c, &env, "ext type 22 is an atom, which only a module makes (gs_atom)");
+            if (c->framer.atom || conn_message(c, &env, ok))
                 off += len;
             break;
+        }
         }
     }
 done:
@@ -507,8 +499,8 @@ static void shed(void)
     while (budget_over()) {
         struct conn *c, *worst = NULL;
         TAILQ_FOREACH(c, &conns, all_link)
-        if (!c->closing && (worst == NULL || unread(c) > unread(worst)))
-            worst = c;
+            if (!c->closing && (worst == NULL || unread(c) > unread(worst)))
+                worst = c;
         if (worst == NULL || unread(worst) < SHED_MIN)
             return;
         conn_cut(worst, "the daemon over its memory budget", limits.memory);
