@@ -527,7 +527,7 @@ static void process(struct node *n)
     loop_clock_tick();
     while (!n->closing && done < PASS_MSGS && n->in.len - at >= 4) {
         const uint8_t *p = n->in.data + at;
-        uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        uint32_t len = be32_get(p);
         if (len == 0) { /* a tick: answered, as ei does */
             at += 4;
             send_tick(n);

@@ -88,6 +88,10 @@ static inline void be32_put(uint8_t *p, uint32_t v)
 {
     p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
 }
+static inline uint32_t be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 /* ---- dist_in.c: peers' calls, casts, sends and monitors ---- */
 enum handled in_reg_send(struct node *n, struct gsp_span to, struct gsp_span msg);

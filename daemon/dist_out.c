@@ -39,11 +39,6 @@ static void put_ref(struct gsp_buf *b, uint64_t k)
     gsp_buf_append(b, w, 16);
 }
 
-static uint32_t be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The k of a ref put_ref made; 0 if t is not one. */
 static uint64_t ref_of_ours(struct gsp_span t)
 {
@@ -207,9 +202,6 @@ static const char *unreachable(const char *node, size_t len, const char *why)
 
 void out_lost(struct node *n, bool up, const char *why)
 {
-    static const uint8_t noconnection[] = "\xac"
-                                          "noconnection";
-    const struct gsp_span reason = {noconnection, sizeof noconnection - 1};
     const char *down = unreachable(n->name, strlen(n->name), why);
     struct watch *x;
     while ((x = LIST_FIRST(&n->watching)) != NULL) {
@@ -221,15 +213,13 @@ void out_lost(struct node *n, bool up, const char *why)
         watch_free(x); /* first: what follows finds it gone */
         struct waiter *w = waiter_find(call ? key : asker);
         if (call && w && up)
-            waiter_error(w, GSP_EXIT, reason);
+            waiter_error(w, GSP_EXIT, enc_noconnection);
         else if (call && w)
             waiter_error_str(w, GSP_NODEDOWN, down);
-        else if (!call && asker) { /* a client's monitor, never answered */
+        else if (!call && asker && w == NULL) /* a client's, unanswered: the client has gone */
             monitor_remote_down(key, NULL, 0, (struct gsp_span){0});
-            if (w)
-                waiter_error_str(w, GSP_NODEDOWN, down);
-        } else if (!call)
-            monitor_remote_down(key, name, len, reason);
+        else if (!call)
+            monitor_unreachable(key, name, len, w, down);
     }
     for (size_t i = 0; i < n->naskers; i++) {
         struct waiter *w = waiter_find(n->askers[i]);
@@ -330,16 +320,11 @@ bool out_post(const struct remote *to, enum msg_kind kind, struct gsp_span m, bo
 
 void out_monitor(const struct remote *to, uint64_t mref, struct waiter *w)
 {
-    static const uint8_t noconnection[] = "\xac"
-                                          "noconnection";
     const char *why = NULL;
     struct node *n = node_for(to, &why);
-    if (n == NULL && w) {
-        monitor_remote_down(mref, NULL, 0, (struct gsp_span){0});
-        nodedown(w, to, why);
-    } else if (n == NULL)
-        monitor_remote_down(mref, to->name, to->name_len,
-                            (struct gsp_span){noconnection, sizeof noconnection - 1});
+    if (n == NULL)
+        monitor_unreachable(mref, to->name, to->name_len, w,
+                            unreachable(to->node, to->node_len, why));
     else {
         struct watch *x = watch_new(n, to, mref, false, ++last_ref);
         if (w && n->fd >= 0)

@@ -100,7 +100,8 @@ uint64_t next_ref(void); /* refs for timers, monitors and calls: never 0, never 
  * values). Returns buf. */
 const char *value_text(char *buf, size_t size, const msgpack_object *v);
 /* Values the daemon sends often, encoded once. */
-extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout;
+extern const struct gsp_span enc_nil, enc_normal, enc_shutdown, enc_noproc, enc_timeout,
+    enc_noconnection;
 /* Values a module hands over may nest this deep: room for the two levels a
  * response or a ["reply", ref, [code, detail], nil] wraps around them. */
 #define VALUE_DEPTH_MAX (GSP_MAX_DEPTH_HARD - GSP_WRAP_ERROR)
@@ -773,6 +774,11 @@ bool monitor_remove(uint64_t ref, struct conn *c, struct server *watcher);
 /* A remote monitor's down: dist.c has forgotten it. reason.ptr NULL: none
  * is delivered (a client's monitor answered nodedown). */
 void monitor_remote_down(uint64_t ref, const char *name, size_t name_len, struct gsp_span reason);
+/* A remote monitor whose node cannot be reached: a client's, not yet
+ * answered (w), hears nodedown with detail and is forgotten; a module's
+ * (w NULL) gets its down, "noconnection", as in Erlang. */
+void monitor_unreachable(uint64_t ref, const char *name, size_t name_len, struct waiter *w,
+                         const char *detail);
 /* s has ended: deliver every down, drop the monitors s held. */
 void monitor_server_ended(struct server *s, struct gsp_span reason);
 void monitor_conn_closed(struct conn *c);

@@ -109,6 +109,16 @@ void monitor_remote_down(uint64_t ref, const char *name, size_t name_len, struct
     unlink_free(m);
 }
 
+void monitor_unreachable(uint64_t ref, const char *name, size_t name_len, struct waiter *w,
+                         const char *detail)
+{
+    if (w) {
+        monitor_remote_down(ref, NULL, 0, (struct gsp_span){0});
+        waiter_error_str(w, GSP_NODEDOWN, detail);
+    } else
+        monitor_remote_down(ref, name, name_len, enc_noconnection);
+}
+
 void monitor_server_ended(struct server *s, struct gsp_span reason)
 {
     struct monitor *m;

@@ -68,14 +68,8 @@ bool remote_post(const struct remote *to, enum msg_kind kind, struct gsp_span ms
 
 void remote_monitor(const struct remote *to, uint64_t mref, struct waiter *w)
 {
-    static const uint8_t noconnection[] = "\xac"
-                                          "noconnection";
     if (dist_hooks)
         dist_hooks->monitor(to, mref, w);
-    else if (w) {
-        monitor_remote_down(mref, NULL, 0, (struct gsp_span){0});
-        waiter_error_str(w, GSP_NODEDOWN, not_node);
-    } else
-        monitor_remote_down(mref, to->name, to->name_len,
-                            (struct gsp_span){noconnection, sizeof noconnection - 1});
+    else
+        monitor_unreachable(mref, to->name, to->name_len, w, not_node);
 }

@@ -91,6 +91,7 @@ ENC(enc_normal, "\xa6normal");
 ENC(enc_shutdown, "\xa8shutdown");
 ENC(enc_noproc, "\xa6noproc");
 ENC(enc_timeout, "\xa7timeout");
+ENC(enc_noconnection, "\xacnoconnection");
 
 /* value_fits for a value that may be too long or too deep: framed. Out of
  * line, so that the short value's path needs no stack frame. */
