@@ -108,9 +108,11 @@ static bool first_complete(void)
  * name). */
 static bool first_name(char *name, size_t size)
 {
-    size_t body = hs_first_len - 2, at, len;
+    if (!first_complete())
+        return false;
+    size_t body = (size_t)(hs_first[0] << 8 | hs_first[1]), at, len; /* not what came after */
     const uint8_t *m = hs_first + 2;
-    if (!first_complete() || body < 1)
+    if (body < 1)
         return false;
     if (m[0] == 'N' && body >= 15)
         at = 15, len = (size_t)(m[13] << 8 | m[14]);
