@@ -63,39 +63,55 @@ static _Thread_local size_t hs_first_len;
  * acceptor with the greater name refuses the other's connection (status
  * nok) and its own goes on, as Erlang's dist_util does. Handshake threads
  * read it; the loop alone changes it. */
-static pthread_mutex_t ours_mu = PTHREAD_MUTEX_INITIALIZER;
-static char (*ours)[MAXNODELEN + 1];
-static size_t nours, ours_cap;
+/* Names handshake threads read and the loop alone changes. */
+struct name_set {
+    pthread_mutex_t mu;
+    char (*v)[MAXNODELEN + 1];
+    size_t n, cap;
+};
+static struct name_set ours = {.mu = PTHREAD_MUTEX_INITIALIZER};
+/* Nodes whose connect to us has been answered ok, not yet through: a
+ * connect of ours would race it, so it is waited for instead. */
+static struct name_set theirs = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static ssize_t ours_find(const char *name)
+static ssize_t names_find(const struct name_set *set, const char *name)
 {
-    for (size_t i = 0; i < nours; i++)
-        if (strcmp(ours[i], name) == 0)
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->v[i], name) == 0)
             return (ssize_t)i;
     return -1;
 }
 
-static bool ours_has(const char *name)
+static bool names_has(struct name_set *set, const char *name)
 {
-    pthread_mutex_lock(&ours_mu);
-    bool has = ours_find(name) >= 0;
-    pthread_mutex_unlock(&ours_mu);
+    pthread_mutex_lock(&set->mu);
+    bool has = names_find(set, name) >= 0;
+    pthread_mutex_unlock(&set->mu);
     return has;
 }
 
-static void ours_set(const char *name, bool on)
+static void names_set(struct name_set *set, const char *name, bool on)
 {
-    pthread_mutex_lock(&ours_mu);
-    ssize_t i = ours_find(name);
+    pthread_mutex_lock(&set->mu);
+    ssize_t i = names_find(set, name);
     if (on && i < 0) {
-        if (nours == ours_cap) {
-            ours_cap = ours_cap ? 2 * ours_cap : 8;
-            ours = xrealloc(ours, ours_cap * sizeof *ours);
+        if (set->n == set->cap) {
+            set->cap = set->cap ? 2 * set->cap : 8;
+            set->v = xrealloc(set->v, set->cap * sizeof *set->v);
         }
-        snprintf(ours[nours++], sizeof ours[0], "%s", name);
+        snprintf(set->v[set->n++], sizeof set->v[0], "%s", name);
     } else if (!on && i >= 0)
-        memcpy(ours[i], ours[--nours], sizeof ours[0]);
-    pthread_mutex_unlock(&ours_mu);
+        memcpy(set->v[i], set->v[--set->n], sizeof set->v[0]);
+    pthread_mutex_unlock(&set->mu);
+}
+
+static void names_free(struct name_set *set)
+{
+    pthread_mutex_lock(&set->mu);
+    free(set->v);
+    set->v = NULL;
+    set->n = set->cap = 0;
+    pthread_mutex_unlock(&set->mu);
 }
 
 static bool first_complete(void)
@@ -216,13 +232,16 @@ static int cb_write(void *ctx, const char *buf, ssize_t *len, unsigned tmo)
     }
     char name[MAXNODELEN + 1];
     if (CTX_FD(ctx) == hs_fd && hs_accepting && *len == 5 && memcmp(buf + 2, "sok", 3) == 0 &&
-        first_name(name, sizeof name) && strcmp(self.name, name) > 0 && ours_has(name)) {
+        first_name(name, sizeof name) && strcmp(self.name, name) > 0 && names_has(&ours, name)) {
         static const char nok[] = {0, 4, 's', 'n', 'o', 'k'}; /* ours goes on */
         hs_nok = true;
         if (wait_for(CTX_FD(ctx), POLLOUT, tmo) == 0 && write(CTX_FD(ctx), nok, sizeof nok) < 0)
             return errno;
         return ECONNREFUSED;
     }
+    if (CTX_FD(ctx) == hs_fd && hs_accepting && *len == 5 && memcmp(buf + 2, "sok", 3) == 0 &&
+        first_name(name, sizeof name))
+        names_set(&theirs, name, true); /* until the loop hears how it ended */
     int e = wait_for(CTX_FD(ctx), POLLOUT, tmo);
     if (e)
         return e;
@@ -310,8 +329,7 @@ static void *handshake(void *arg)
             close(r.fd);
         r.fd = -1;
         r.nok = hs_nok;
-        if (r.nok)
-            first_name(r.name, sizeof r.name);
+        first_name(r.name, sizeof r.name);
     } else
         snprintf(r.name, sizeof r.name, "%s", conp.nodename);
     if (write(hs_pipe[1], &r, sizeof r) != (ssize_t)sizeof r && r.fd >= 0)
@@ -641,7 +659,7 @@ void node_close(struct node *n, const char *why)
         log_msg(LOG_INFO, "node %s disconnected: %s", n->name, why);
         nnodes--;
         if (n->outbound)
-            ours_set(n->name, false);
+            names_set(&ours, n->name, false);
     } else
         log_msg(LOG_WARN, "node %s cannot be reached: %s", n->name, why);
     LIST_REMOVE(n, link);
@@ -694,7 +712,7 @@ static void node_attach(struct node *n, int fd, bool outbound)
     n->fd = fd;
     n->outbound = outbound;
     if (outbound)
-        ours_set(n->name, true);
+        names_set(&ours, n->name, true);
     n->heard_ms = n->said_ms = now_ms();
     free_event(&n->connect_timer);
     n->rev = loop_event(LOOP_PRIO_CLIENT, fd, EV_READ | EV_PERSIST, on_read, n);
@@ -748,6 +766,14 @@ struct node *node_for(const struct remote *to, const char **why)
         *why = "the daemon is shutting down";
         return NULL;
     }
+    char name[MAXNODELEN + 1];
+    snprintf(name, sizeof name, "%.*s", (int)to->node_len, to->node);
+    if (names_has(&theirs, name)) { /* it is connecting to us: wait for that */
+        n = node_make(to->node, to->node_len);
+        n->connect_timer = loop_event(LOOP_PRIO_OWN, -1, 0, on_connect_timeout, n);
+        loop_arm(n->connect_timer, CONNECT_MS);
+        return n;
+    }
     if (handshakes >= HANDSHAKES_MAX) {
         *why = "too many handshakes under way; try again";
         return NULL;
@@ -755,14 +781,14 @@ struct node *node_for(const struct remote *to, const char **why)
     struct hs_result *a = xcalloc(1, sizeof *a);
     a->attempt = ++last_attempt;
     snprintf(a->name, sizeof a->name, "%.*s", (int)to->node_len, to->node);
-    if (ours_has(a->name)) { /* an attempt given up on, its thread still running */
+    if (names_has(&ours, a->name)) { /* an attempt given up on, its thread still running */
         free(a);
         *why = "an earlier attempt is still under way; try again";
         return NULL;
     }
-    ours_set(a->name, true); /* before the thread can answer to it */
+    names_set(&ours, a->name, true); /* before the thread can answer to it */
     if (!spawn(connect_to, a)) {
-        ours_set(a->name, false);
+        names_set(&ours, a->name, false);
         free(a);
         *why = "no thread for a handshake";
         return NULL;
@@ -791,16 +817,21 @@ static void on_handshake(evutil_socket_t fd, short what, void *arg)
         else if (r.fd < 0 && r.attempt) {
             if (n && n->attempt == r.attempt && n->fd < 0)
                 node_close(n, r.why);
-        } else if (r.fd < 0)
+        } else if (r.fd < 0) {
             log_msg(LOG_WARN,
                     "distribution: handshake from %s failed (a wrong cookie, or too slow)", r.peer);
+            if (n && n->attempt == 0 && n->fd < 0) /* it waited for this one */
+                node_close(n, "its connection to us failed");
+        }
         else if (n && n->fd >= 0)
             node_again(n, r.fd, r.attempt != 0);
         else
             node_attach(n ? n : node_make(r.name, strlen(r.name)), r.fd, r.attempt != 0);
+        if (!r.attempt)
+            names_set(&theirs, r.name, false);
         /* Still ours only if the connection we made is the one kept. */
         if (r.attempt && !((n = node_named(r.name, strlen(r.name))) && n->fd >= 0 && n->outbound))
-            ours_set(r.name, false);
+            names_set(&ours, r.name, false);
     }
     conn_flush_all();
 }
@@ -1008,11 +1039,8 @@ void dist_stop(void)
     close(hs_pipe[0]);
     lfd = epmd_fd = hs_pipe[0] = -1;
     atoms_free(&words);
-    pthread_mutex_lock(&ours_mu); /* a handshake still under way may look */
-    free(ours);
-    ours = NULL;
-    nours = ours_cap = 0;
-    pthread_mutex_unlock(&ours_mu);
+    names_free(&ours); /* a handshake still under way may look: under their locks */
+    names_free(&theirs);
     gsp_buf_free(&conv);
     msgpack_zone_free(zone);
     zone = NULL;
